@@ -1,0 +1,146 @@
+//! `hubcat`: pipe events into Azure Event Hubs, or run a local Event Hubs emulator.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use eventhubs_emulator::{Emulator, Fault, HubConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "hubcat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Event Hubs emulator until SIGINT or SIGTERM.
+    ///
+    /// When it is ready it prints one line to stdout, the connection string, and then
+    /// logs only to stderr.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:5672")]
+    bind: SocketAddr,
+    /// A hub as NAME:PARTITIONS; repeat for several hubs.
+    #[arg(long = "hub", value_name = "NAME:PARTITIONS", value_parser = parse_hub)]
+    hubs: Vec<HubConfig>,
+    /// The max-message-size announced and enforced on publishing links.
+    #[arg(long, value_name = "BYTES", default_value_t = eventhubs_emulator::DEFAULT_MAX_MESSAGE_SIZE)]
+    max_message_size: u64,
+    /// Shared access key name that tokens must be signed with.
+    #[arg(long, default_value = eventhubs_emulator::DEFAULT_KEY_NAME)]
+    key_name: String,
+    /// Shared access key that tokens must be signed with.
+    #[arg(long, default_value = eventhubs_emulator::DEFAULT_KEY)]
+    key: String,
+    /// Also accept JWT tokens (only their expiry is checked).
+    #[arg(long)]
+    accept_jwt: bool,
+    /// A fault to inject, e.g. `reject,condition=amqp:internal-error,every=10`; repeatable.
+    #[arg(long = "fault", value_name = "SPEC", value_parser = parse_fault)]
+    faults: Vec<Fault>,
+}
+
+fn parse_hub(s: &str) -> Result<HubConfig, String> {
+    let (name, count) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not NAME:PARTITIONS"))?;
+    let count: u32 = count
+        .parse()
+        .map_err(|_| format!("partition count '{count}' is not a number"))?;
+    if name.is_empty() {
+        return Err("the hub name is empty".into());
+    }
+    Ok(HubConfig::new(name, count))
+}
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    s.parse::<Fault>().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hubcat: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Emulator(args) => run_emulator(args).await,
+        }
+    })
+}
+
+async fn run_emulator(args: EmulatorArgs) -> ExitCode {
+    let mut builder = Emulator::builder()
+        .bind(args.bind)
+        .max_message_size(args.max_message_size)
+        .key(args.key_name, args.key)
+        .accept_jwt(args.accept_jwt);
+    let hubs = if args.hubs.is_empty() {
+        vec![HubConfig::new("eh1", 4)]
+    } else {
+        args.hubs
+    };
+    for hub in hubs {
+        builder = builder.hub_config(hub);
+    }
+    for fault in args.faults {
+        tracing::info!(%fault, "fault injected");
+        builder = builder.fault(fault);
+    }
+    let emulator = match builder.start().await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("hubcat emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", emulator.connection_string());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tracing::info!(addr = %emulator.addr(), "emulator ready");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    emulator.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

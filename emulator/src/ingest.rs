@@ -1,0 +1,356 @@
+//! Links on which clients publish: to the gateway or to one partition (reference §4, §5).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fe2o3_amqp::acceptor::{LinkAcceptor, SupportedReceiverSettleModes};
+use fe2o3_amqp::link::{Receiver, RecvError};
+use fe2o3_amqp::types::{
+    definitions::{Fields, ReceiverSettleMode},
+    messaging::{Body, Message},
+    performatives::Attach,
+    primitives::Symbol,
+};
+use serde_amqp::Value;
+
+use crate::codec::{self, BATCH_FORMAT, PRODUCER_SEQUENCE};
+use crate::server::{filler_properties, Acceptor, Conn, Shared};
+use crate::store::{Hub, IdempotentAppend, NewEvent};
+use crate::{FaultKind, Rejection};
+use streaming_producer_layers::partition_key::partition_index;
+
+const IDEMPOTENT: &str = "com.microsoft:idempotent-producer";
+const PRODUCER_ID: &str = "com.microsoft:producer-id";
+const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
+
+/// An accepted publishing link, before it is attached.
+#[derive(Debug)]
+pub(crate) struct IngestPlan {
+    hub: Arc<Hub>,
+    /// Index of the partition for partition links; `None` for the gateway.
+    partition: Option<usize>,
+    idempotent: Option<Idempotent>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Idempotent {
+    producer_id: i64,
+    epoch: i16,
+    last_sequence: i32,
+}
+
+fn property<'a>(attach: &'a Attach, key: &str) -> Option<&'a Value> {
+    attach.properties.as_ref()?.get(&Symbol::from(key))
+}
+
+fn as_i64(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Long(v) => Some(*v),
+        Value::Int(v) => Some(i64::from(*v)),
+        Value::Short(v) => Some(i64::from(*v)),
+        Value::Byte(v) => Some(i64::from(*v)),
+        Value::Ulong(v) => i64::try_from(*v).ok(),
+        Value::Uint(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+pub(crate) fn plan(
+    attach: &Attach,
+    conn: &Conn,
+    hub: String,
+    partition: Option<String>,
+) -> Result<crate::server::Plan, Rejection> {
+    let hub = conn
+        .shared
+        .store
+        .hub(&hub)
+        .cloned()
+        .ok_or_else(|| Rejection::new("amqp:not-found", "hub vanished"))?;
+    let partition = partition.and_then(|id| hub.partitions.iter().position(|p| p.id == id));
+    let wants_idempotence = attach
+        .desired_capabilities
+        .as_ref()
+        .is_some_and(|caps| caps.0.iter().any(|c| c.as_str() == IDEMPOTENT));
+    let idempotent = if wants_idempotence {
+        let Some(index) = partition else {
+            return Err(Rejection::new(
+                "com.microsoft:argument-error",
+                "Idempotent publishing requires a partition link; the gateway cannot be used.",
+            ));
+        };
+        let epoch = as_i64(property(attach, PRODUCER_EPOCH));
+        if epoch.is_some_and(|e| !(0..=i64::from(i16::MAX)).contains(&e)) {
+            return Err(Rejection::new(
+                "com.microsoft:argument-out-of-range",
+                "The producer epoch must be between 0 and 32767.",
+            ));
+        }
+        let producer_id = as_i64(property(attach, PRODUCER_ID))
+            .unwrap_or_else(|| conn.shared.next_producer_id.fetch_add(1, Ordering::Relaxed));
+        let sequence = as_i64(property(attach, PRODUCER_SEQUENCE)).map(|s| s as i32);
+        let state = hub.partitions[index].attach_producer(
+            producer_id,
+            epoch.map(|e| e as i16),
+            sequence,
+        )?;
+        Some(Idempotent {
+            producer_id,
+            epoch: state.epoch,
+            last_sequence: state.last_sequence,
+        })
+    } else {
+        None
+    };
+    Ok(crate::server::Plan::Ingest(IngestPlan {
+        hub,
+        partition,
+        idempotent,
+    }))
+}
+
+impl IngestPlan {
+    pub(crate) fn acceptor(&self, shared: &Shared) -> Acceptor {
+        let mut properties: Fields = filler_properties();
+        let mut builder = LinkAcceptor::builder()
+            .max_message_size(shared.max_message_size)
+            // pyamqp asks for `second` but only acts on settled dispositions (§4.1).
+            .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+            .fallback_receiver_settle_mode(ReceiverSettleMode::First);
+        if let Some(i) = self.idempotent {
+            properties.insert(Symbol::from(PRODUCER_ID), Value::Long(i.producer_id));
+            properties.insert(Symbol::from(PRODUCER_EPOCH), Value::Short(i.epoch));
+            properties.insert(Symbol::from(PRODUCER_SEQUENCE), Value::Int(i.last_sequence));
+            builder = builder.add_offered_capabilities(Symbol::from(IDEMPOTENT));
+        }
+        builder.properties(properties).build()
+    }
+}
+
+/// The events of one transfer and the key it was routed by.
+struct Incoming {
+    events: Vec<Bytes>,
+    partition_key: Option<String>,
+    /// The first event's `com.microsoft:producer-sequence-number`, for idempotent links.
+    first_sequence: Option<i64>,
+}
+
+fn split(
+    message: Message<Body<Value>>,
+    format: Option<u32>,
+    idempotent: bool,
+) -> Result<Incoming, Rejection> {
+    let envelope_key = codec::partition_key(&message.message_annotations);
+    if format == Some(BATCH_FORMAT) {
+        let Body::Data(sections) = message.body else {
+            return Err(Rejection::new(
+                "amqp:decode-error",
+                "A batched message (format 0x80013700) must carry data sections.",
+            ));
+        };
+        let events: Vec<Bytes> = sections
+            .into_iter()
+            .map(|d| Bytes::from(d.0.into_vec()))
+            .collect();
+        // Only the first event is decoded, and only when its annotations are needed.
+        let first = if (envelope_key.is_none() || idempotent) && !events.is_empty() {
+            Some(codec::decode_message(&events[0]).map_err(|e| {
+                Rejection::new(
+                    "amqp:decode-error",
+                    format!("An event of the batch is not an AMQP message: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        let partition_key = envelope_key.or_else(|| {
+            first
+                .as_ref()
+                .and_then(|m| codec::partition_key(&m.message_annotations))
+        });
+        let first_sequence = first
+            .as_ref()
+            .and_then(|m| codec::integer(&m.message_annotations, PRODUCER_SEQUENCE));
+        Ok(Incoming {
+            events,
+            partition_key,
+            first_sequence,
+        })
+    } else {
+        let first_sequence = codec::integer(&message.message_annotations, PRODUCER_SEQUENCE);
+        let raw = codec::encode_message(&message)
+            .map_err(|e| Rejection::new("amqp:decode-error", e.to_string()))?;
+        Ok(Incoming {
+            events: vec![Bytes::from(raw)],
+            partition_key: envelope_key,
+            first_sequence,
+        })
+    }
+}
+
+enum Settle {
+    Accept,
+    Reject(Rejection),
+    Release,
+    DelayThenAccept(std::time::Duration),
+    Never,
+    Detach(Rejection),
+    DropConnection,
+}
+
+pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn>) {
+    let mut stop = conn.stop.clone();
+    let mut round_robin = 0usize;
+    let hub = plan.hub.clone();
+    loop {
+        let delivery = tokio::select! {
+            d = receiver.recv::<Body<Value>>() => d,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let delivery = match delivery {
+            Ok(d) => d,
+            Err(RecvError::MessageDecode(e)) => {
+                let why = Rejection::new("amqp:decode-error", e.source.to_string());
+                let _ = receiver.reject(e.info, why.to_error()).await;
+                continue;
+            }
+            Err(e) => {
+                // Includes message-size-exceeded, for which fe2o3 has already detached.
+                tracing::debug!("publishing link ended: {e}");
+                return;
+            }
+        };
+        if !conn.authorized() {
+            let _ = receiver
+                .close_with_error(conn.unauthorized().to_error())
+                .await;
+            return;
+        }
+        let format = *delivery.message_format();
+        let (info, message) = delivery.into_parts();
+        let incoming = match split(message, format, plan.idempotent.is_some()) {
+            Ok(i) => i,
+            Err(why) => {
+                let _ = receiver.reject(info, why.to_error()).await;
+                continue;
+            }
+        };
+        let index = match (plan.partition, &incoming.partition_key) {
+            (Some(i), _) => i,
+            (None, Some(key)) => partition_index(key, hub.partitions.len()),
+            (None, None) => {
+                round_robin = (round_robin + 1) % hub.partitions.len();
+                round_robin
+            }
+        };
+        let partition = &hub.partitions[index];
+        let now = conn.shared.clock.now_ms();
+        let key = incoming.partition_key;
+        let new_events = || -> Vec<NewEvent> {
+            incoming
+                .events
+                .iter()
+                .map(|raw| NewEvent {
+                    raw: raw.clone(),
+                    partition_key: key.clone(),
+                })
+                .collect()
+        };
+        let store = |events: Vec<NewEvent>| -> Result<(), Rejection> {
+            match plan.idempotent {
+                None => {
+                    partition.append(events, now);
+                    Ok(())
+                }
+                Some(i) => {
+                    if partition
+                        .producer_epoch(i.producer_id)
+                        .is_some_and(|e| e > i.epoch)
+                    {
+                        return Err(Rejection::new(
+                            "com.microsoft:producer-epoch-stolen",
+                            format!(
+                                "A producer with a higher epoch took over producer group {}.",
+                                i.producer_id
+                            ),
+                        ));
+                    }
+                    let first = incoming.first_sequence.ok_or_else(|| {
+                        Rejection::new(
+                            "com.microsoft:argument-error",
+                            "An idempotent producer's events must carry com.microsoft:producer-sequence-number.",
+                        )
+                    })?;
+                    partition
+                        .append_idempotent(i.producer_id, i.epoch, first as i32, events, now)
+                        .map(|r| {
+                            if r == IdempotentAppend::Duplicate {
+                                tracing::debug!("duplicate idempotent batch acknowledged");
+                            }
+                        })
+                }
+            }
+        };
+        let settle = match conn.shared.fault_for(&hub.name, &partition.id) {
+            None => match store(new_events()) {
+                Ok(()) => Settle::Accept,
+                Err(why) => Settle::Reject(why),
+            },
+            Some(FaultKind::Reject {
+                condition,
+                description,
+            }) => Settle::Reject(Rejection::new(
+                &condition,
+                description.unwrap_or_else(|| format!("Injected fault: {condition}.")),
+            )),
+            Some(FaultKind::Throttle) => Settle::Reject(Rejection::new(
+                "com.microsoft:server-busy",
+                "The request was terminated because the namespace is being throttled (injected fault).",
+            )),
+            Some(FaultKind::Release) => Settle::Release,
+            Some(FaultKind::Delay(d)) => match store(new_events()) {
+                Ok(()) => Settle::DelayThenAccept(d),
+                Err(why) => Settle::Reject(why),
+            },
+            Some(FaultKind::Stall) => Settle::Never,
+            Some(FaultKind::Detach {
+                condition,
+                description,
+            }) => Settle::Detach(Rejection::new(
+                &condition,
+                description.unwrap_or_else(|| format!("Injected fault: {condition}.")),
+            )),
+            Some(FaultKind::DropConnection) => {
+                let _ = store(new_events());
+                Settle::DropConnection
+            }
+        };
+        let done = match settle {
+            Settle::Accept => receiver.accept(info).await.is_err(),
+            Settle::Reject(why) => receiver.reject(info, why.to_error()).await.is_err(),
+            Settle::Release => receiver.release(info).await.is_err(),
+            Settle::DelayThenAccept(d) => {
+                let disposer = receiver.disposer();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = disposer.accept(info).await;
+                });
+                false
+            }
+            Settle::Never => false,
+            Settle::Detach(why) => {
+                let _ = receiver.close_with_error(why.to_error()).await;
+                return;
+            }
+            Settle::DropConnection => {
+                conn.drop_connection();
+                return;
+            }
+        };
+        if done {
+            return;
+        }
+    }
+    let _ = receiver.close().await;
+}

@@ -1,0 +1,391 @@
+//! A local Azure Event Hubs: an AMQP 1.0 broker that speaks the Event Hubs dialect well
+//! enough that Microsoft's own SDKs accept it.
+//!
+//! It is the embedded default of this project: tests, examples, benchmarks and the
+//! `hubcat` CLI run on it with no Azure account, and its [fault scripts](Fault) are how
+//! a producer's reliability is proven.
+//!
+//! What it speaks (the numbers refer to `shared/reference/protocol.md`):
+//!
+//! - SASL `MSSBCBS`, `ANONYMOUS` and `PLAIN` (§1.3); `$cbs` put-token with SAS signatures
+//!   checked and expiry enforced (§2), JWTs only when [configured](EmulatorBuilder::accept_jwt);
+//! - `$management` READ of hub and partition properties with the exact AMQP types the
+//!   SDKs insist on (§3);
+//! - sender links to the hub (gateway) and to `hub/Partitions/<id>` in all three address
+//!   shapes (§4.1), batched messages (§4.3), partition-key routing with the service's
+//!   hash (§7), idempotent producers (§5);
+//! - receiver links `hub/ConsumerGroups/<cg>/Partitions/<id>` with selector filters on
+//!   offset, sequence number and enqueued time (§8).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use eventhubs_emulator::Emulator;
+//!
+//! let emulator = Emulator::builder().hub("eh1", 4).start().await.unwrap();
+//! let cs = emulator.connection_string();
+//! assert!(cs.starts_with("Endpoint=sb://127.0.0.1:"));
+//! assert!(cs.ends_with(";UseDevelopmentEmulator=true"));
+//! assert_eq!(emulator.events("eh1", "0").unwrap().len(), 0);
+//! emulator.shutdown().await;
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod address;
+mod clock;
+mod codec;
+mod consume;
+mod control;
+mod fault;
+mod ingest;
+pub mod sas;
+mod server;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use fault::{Fault, FaultKind, FaultParseError, Trigger};
+pub use store::{PartitionInfo, Retention, StoredEvent};
+
+/// Default shared access key name, the one the official emulator documents.
+pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
+/// Default shared access key, the placeholder the official emulator documents.
+pub const DEFAULT_KEY: &str = "SAS_KEY_VALUE";
+/// Default `max-message-size` announced on sender links: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+
+/// Configuration of one event hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    name: String,
+    partitions: u32,
+    consumer_groups: Vec<String>,
+    retention: Retention,
+}
+
+impl HubConfig {
+    /// A hub with `partitions` partitions (ids `"0"` to `"N-1"`) and the `$Default` group.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            consumer_groups: Vec::new(),
+            retention: Retention::default(),
+        }
+    }
+
+    /// Adds a consumer group (names are case-insensitive, `$Default` always exists).
+    pub fn consumer_group(mut self, name: impl Into<String>) -> Self {
+        self.consumer_groups.push(name.into());
+        self
+    }
+
+    /// How much history each partition keeps (default 256 MiB).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is invalid; the text says how.
+    Config(String),
+    /// The listener could not be bound.
+    Bind(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(m) => write!(f, "invalid emulator configuration: {m}"),
+            StartError::Bind(e) => write!(f, "cannot bind the emulator's listener: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind(e) => Some(e),
+            StartError::Config(_) => None,
+        }
+    }
+}
+
+/// Builds and starts an emulator. See [`Emulator::builder`].
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    bind: SocketAddr,
+    hubs: Vec<HubConfig>,
+    max_message_size: u64,
+    key_name: String,
+    key: String,
+    accept_jwt: bool,
+    faults: Vec<Fault>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The emulator; start one with [`Emulator::builder`].
+#[derive(Debug)]
+pub struct Emulator(());
+
+impl Emulator {
+    /// A builder with no hubs, `127.0.0.1:0`, 1 MiB messages and the default key.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hubs: Vec::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            key_name: DEFAULT_KEY_NAME.to_owned(),
+            key: DEFAULT_KEY.to_owned(),
+            accept_jwt: false,
+            faults: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Adds a hub with `partitions` partitions (1..=1024).
+    pub fn hub(self, name: impl Into<String>, partitions: u32) -> Self {
+        self.hub_config(HubConfig::new(name, partitions))
+    }
+
+    /// Adds a hub with full configuration.
+    pub fn hub_config(mut self, hub: HubConfig) -> Self {
+        self.hubs.push(hub);
+        self
+    }
+
+    /// The address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The `max-message-size` announced on links and enforced (default 1 MiB).
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The shared access key name and key that SAS tokens must be signed with.
+    pub fn key(mut self, key_name: impl Into<String>, key: impl Into<String>) -> Self {
+        self.key_name = key_name.into();
+        self.key = key.into();
+        self
+    }
+
+    /// Accepts `jwt` put-tokens (their signature cannot be checked; only expiry is).
+    pub fn accept_jwt(mut self, accept: bool) -> Self {
+        self.accept_jwt = accept;
+        self
+    }
+
+    /// Injects a fault from the start.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// The clock used for enqueued times and token expiry (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        let bad = |m: String| Err(StartError::Config(m));
+        if self.hubs.is_empty() {
+            return bad("at least one hub is needed".into());
+        }
+        for (i, h) in self.hubs.iter().enumerate() {
+            if h.name.is_empty() || h.name.contains('/') || h.name.starts_with('$') {
+                return bad(format!("hub name '{}' is not valid", h.name));
+            }
+            if !(1..=1024).contains(&h.partitions) {
+                return bad(format!(
+                    "hub '{}' has {} partitions; 1..=1024 are allowed",
+                    h.name, h.partitions
+                ));
+            }
+            if self.hubs[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&h.name))
+            {
+                return bad(format!("hub '{}' is configured twice", h.name));
+            }
+            if matches!(h.retention, Retention::Events(0) | Retention::Bytes(0)) {
+                return bad(format!("hub '{}' retains nothing", h.name));
+            }
+        }
+        if self.max_message_size < 256 {
+            return bad(format!(
+                "max-message-size {} is too small (at least 256 bytes)",
+                self.max_message_size
+            ));
+        }
+        if self.key_name.is_empty() || self.key.is_empty() {
+            return bad("the key name and key must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// Binds the listener and starts serving in the background.
+    pub async fn start(self) -> Result<EmulatorHandle, StartError> {
+        self.validate()?;
+        let listener = tokio::net::TcpListener::bind(self.bind)
+            .await
+            .map_err(StartError::Bind)?;
+        let addr = listener.local_addr().map_err(StartError::Bind)?;
+        let shared = Arc::new(server::Shared {
+            store: store::Store::new(&self.hubs, self.clock.now_ms()),
+            faults: RwLock::new(
+                self.faults
+                    .iter()
+                    .cloned()
+                    .map(fault::ActiveFault::new)
+                    .collect(),
+            ),
+            max_message_size: self.max_message_size,
+            key_name: self.key_name,
+            key: self.key,
+            accept_jwt: self.accept_jwt,
+            clock: self.clock,
+            next_producer_id: std::sync::atomic::AtomicI64::new(1),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
+        Ok(EmulatorHandle {
+            addr,
+            shared,
+            stop: stop_tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running emulator.
+///
+/// # Drop behavior
+///
+/// Dropping the handle stops accepting connections and closes the existing ones
+/// (their tasks see the stop signal); [`shutdown`](Self::shutdown) does the same and
+/// waits for the listener task to finish.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    /// The address the emulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A connection string for this emulator, without `EntityPath`.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=sb://{};SharedAccessKeyName={};SharedAccessKey={};UseDevelopmentEmulator=true",
+            self.addr, self.shared.key_name, self.shared.key
+        )
+    }
+
+    /// A connection string for one hub (with `EntityPath`).
+    pub fn connection_string_for(&self, hub: &str) -> String {
+        format!("{};EntityPath={hub}", self.connection_string())
+    }
+
+    /// A SAS token for `resource`, valid for `ttl_secs` from the emulator's clock.
+    pub fn sas_token(&self, resource: &str, ttl_secs: u64) -> String {
+        let now = (self.shared.clock.now_ms() / 1000).max(0) as u64;
+        sas::sign(
+            resource,
+            &self.shared.key_name,
+            &self.shared.key,
+            now + ttl_secs,
+        )
+    }
+
+    /// The retained events of a partition, oldest first; `None` for an unknown hub or partition.
+    pub fn events(&self, hub: &str, partition: &str) -> Option<Vec<StoredEvent>> {
+        Some(self.shared.store.hub(hub)?.partition(partition)?.all())
+    }
+
+    /// The counters of a partition; `None` for an unknown hub or partition.
+    pub fn partition_info(&self, hub: &str, partition: &str) -> Option<PartitionInfo> {
+        Some(self.shared.store.hub(hub)?.partition(partition)?.info())
+    }
+
+    /// Adds a fault while running; it applies to transfers from now on.
+    pub fn add_fault(&self, fault: Fault) {
+        self.shared
+            .write_faults()
+            .push(fault::ActiveFault::new(fault));
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.write_faults().clear();
+    }
+
+    /// Stops accepting, closes every connection and waits for the listener to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A refusal with an AMQP error condition, used for dispositions and detaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    pub(crate) condition: String,
+    pub(crate) description: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(condition: &str, description: impl Into<String>) -> Self {
+        Self {
+            condition: condition.to_owned(),
+            description: description.into(),
+        }
+    }
+
+    pub(crate) fn to_error(&self) -> fe2o3_amqp_types::definitions::Error {
+        use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError};
+        let condition = match self.condition.as_str() {
+            "amqp:link:message-size-exceeded" => {
+                ErrorCondition::LinkError(LinkError::MessageSizeExceeded)
+            }
+            "amqp:link:detach-forced" => ErrorCondition::LinkError(LinkError::DetachForced),
+            "amqp:link:stolen" => ErrorCondition::LinkError(LinkError::Stolen),
+            "amqp:not-found" => ErrorCondition::AmqpError(AmqpError::NotFound),
+            "amqp:unauthorized-access" => ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
+            "amqp:internal-error" => ErrorCondition::AmqpError(AmqpError::InternalError),
+            "amqp:not-allowed" => ErrorCondition::AmqpError(AmqpError::NotAllowed),
+            "amqp:resource-limit-exceeded" => {
+                ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)
+            }
+            other => ErrorCondition::Custom(serde_amqp::primitives::Symbol::from(other)),
+        };
+        fe2o3_amqp_types::definitions::Error::new(condition, Some(self.description.clone()), None)
+    }
+}

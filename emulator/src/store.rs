@@ -1,0 +1,371 @@
+//! The event store: hubs, partitions, retained events and idempotent-producer state.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use fe2o3_amqp_types::messaging::{Body, Message};
+use serde_amqp::Value;
+use tokio::sync::watch;
+
+/// How much of a partition's history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep at most this many events per partition.
+    Events(usize),
+    /// Keep at most this many bytes of encoded events per partition.
+    Bytes(usize),
+}
+
+impl Default for Retention {
+    /// 256 MiB per partition.
+    fn default() -> Self {
+        Retention::Bytes(256 << 20)
+    }
+}
+
+/// One stored event, as the service would hand it to a consumer.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Sequence number in its partition, from 0.
+    pub sequence_number: i64,
+    /// Offset in its partition: the number of encoded bytes stored before it.
+    pub offset: u64,
+    /// When it was stored, milliseconds since the Unix epoch.
+    pub enqueued_time_ms: i64,
+    /// The partition key it was sent with, if any.
+    pub partition_key: Option<String>,
+    /// The event as the producer encoded it: a complete AMQP message.
+    pub raw: Bytes,
+}
+
+impl StoredEvent {
+    /// Decodes the stored AMQP message.
+    pub fn message(&self) -> Result<Message<Body<Value>>, serde_amqp::Error> {
+        crate::codec::decode_message(&self.raw)
+    }
+
+    /// The event's body: its `data` sections joined, or the string/binary of an
+    /// `amqp-value` body. Empty if the message cannot be decoded.
+    pub fn body(&self) -> Vec<u8> {
+        self.message()
+            .map(|m| crate::codec::body_bytes(&m.body))
+            .unwrap_or_default()
+    }
+}
+
+/// Counters of one partition, as `$management` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Sequence number of the oldest retained event (0 when empty).
+    pub begin_sequence_number: i64,
+    /// Sequence number of the newest event, -1 when nothing was ever stored.
+    pub last_sequence_number: i64,
+    /// Offset of the newest event, -1 when nothing was ever stored.
+    pub last_offset: i64,
+    /// Enqueued time of the newest event, if any.
+    pub last_enqueued_time_ms: Option<i64>,
+    /// Whether no event is retained.
+    pub is_empty: bool,
+    /// Events retained now.
+    pub retained: usize,
+}
+
+/// State of an idempotent producer group on one partition (reference §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerState {
+    pub(crate) epoch: i16,
+    pub(crate) last_sequence: i32,
+}
+
+#[derive(Debug)]
+struct Log {
+    events: VecDeque<StoredEvent>,
+    bytes: usize,
+    next_sequence: i64,
+    next_offset: u64,
+    last_enqueued_time_ms: Option<i64>,
+    producers: HashMap<i64, ProducerState>,
+}
+
+/// One partition of a hub.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) id: String,
+    log: Mutex<Log>,
+    retention: Retention,
+    /// The next sequence number to be stored; consumers wait on it.
+    tail: watch::Sender<i64>,
+}
+
+/// An event ready to be appended.
+#[derive(Debug)]
+pub(crate) struct NewEvent {
+    pub(crate) raw: Bytes,
+    pub(crate) partition_key: Option<String>,
+}
+
+impl Partition {
+    fn new(id: String, retention: Retention) -> Self {
+        Self {
+            id,
+            log: Mutex::new(Log {
+                events: VecDeque::new(),
+                bytes: 0,
+                next_sequence: 0,
+                next_offset: 0,
+                last_enqueued_time_ms: None,
+                producers: HashMap::new(),
+            }),
+            retention,
+            tail: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave the log half-written in a way
+        // that matters more than refusing all further traffic would.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends events under one lock and wakes consumers once.
+    pub(crate) fn append(&self, events: Vec<NewEvent>, now_ms: i64) {
+        if events.is_empty() {
+            return;
+        }
+        let next = {
+            let mut log = self.lock();
+            for e in events {
+                let len = e.raw.len();
+                let stored = StoredEvent {
+                    sequence_number: log.next_sequence,
+                    offset: log.next_offset,
+                    enqueued_time_ms: now_ms,
+                    partition_key: e.partition_key,
+                    raw: e.raw,
+                };
+                log.next_sequence += 1;
+                log.next_offset += len as u64;
+                log.bytes += len;
+                log.events.push_back(stored);
+            }
+            log.last_enqueued_time_ms = Some(now_ms);
+            loop {
+                let over = match self.retention {
+                    Retention::Events(n) => log.events.len() > n,
+                    Retention::Bytes(b) => log.bytes > b && log.events.len() > 1,
+                };
+                if !over {
+                    break;
+                }
+                if let Some(old) = log.events.pop_front() {
+                    log.bytes -= old.raw.len();
+                }
+            }
+            log.next_sequence
+        };
+        self.tail.send_replace(next);
+    }
+
+    /// Idempotent append: checks the producer's sequence numbers first (reference §5).
+    pub(crate) fn append_idempotent(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_sequence: i32,
+        events: Vec<NewEvent>,
+        now_ms: i64,
+    ) -> Result<IdempotentAppend, crate::Rejection> {
+        let count = events.len() as i32;
+        {
+            let mut log = self.lock();
+            let state = log.producers.entry(producer_id).or_insert(ProducerState {
+                epoch,
+                last_sequence: first_sequence.wrapping_sub(1),
+            });
+            if epoch < state.epoch {
+                return Err(crate::Rejection::new(
+                    "com.microsoft:producer-epoch-stolen",
+                    format!(
+                        "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
+                        state.epoch
+                    ),
+                ));
+            }
+            let expected = state.last_sequence.wrapping_add(1);
+            let last = first_sequence.wrapping_add(count - 1);
+            if first_sequence != expected {
+                // A resend of what is already stored is acknowledged but not stored again.
+                if first_sequence < expected && last <= state.last_sequence {
+                    return Ok(IdempotentAppend::Duplicate);
+                }
+                return Err(crate::Rejection::new(
+                    "com.microsoft:out-of-order-sequence",
+                    format!(
+                        "The sequence number {first_sequence} of producer group {producer_id} is out of order; expected {expected}."
+                    ),
+                ));
+            }
+            state.last_sequence = last;
+        }
+        self.append(events, now_ms);
+        Ok(IdempotentAppend::Stored)
+    }
+
+    /// Registers an idempotent producer link and returns the state to announce.
+    ///
+    /// `None` fields mean "let the service choose". A lower epoch than the group's is
+    /// refused; a higher one takes the group over.
+    pub(crate) fn attach_producer(
+        &self,
+        producer_id: i64,
+        epoch: Option<i16>,
+        sequence: Option<i32>,
+    ) -> Result<ProducerState, crate::Rejection> {
+        let mut log = self.lock();
+        match log.producers.get_mut(&producer_id) {
+            Some(state) => {
+                let epoch = epoch.unwrap_or(state.epoch);
+                if epoch < state.epoch {
+                    return Err(crate::Rejection::new(
+                        "com.microsoft:producer-epoch-stolen",
+                        format!(
+                            "A producer with a higher epoch {} already exists for producer group {producer_id}.",
+                            state.epoch
+                        ),
+                    ));
+                }
+                state.epoch = epoch;
+                Ok(*state)
+            }
+            None => {
+                let state = ProducerState {
+                    epoch: epoch.unwrap_or(0),
+                    last_sequence: sequence.unwrap_or(0),
+                };
+                log.producers.insert(producer_id, state);
+                Ok(state)
+            }
+        }
+    }
+
+    /// The current epoch of a producer group.
+    pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.lock().producers.get(&producer_id).map(|s| s.epoch)
+    }
+
+    pub(crate) fn info(&self) -> PartitionInfo {
+        let log = self.lock();
+        let stored_any = log.next_sequence > 0;
+        let last = log.events.back();
+        PartitionInfo {
+            begin_sequence_number: log
+                .events
+                .front()
+                .map(|e| e.sequence_number)
+                .unwrap_or(log.next_sequence),
+            last_sequence_number: log.next_sequence - 1,
+            last_offset: if stored_any {
+                last.map(|e| e.offset as i64).unwrap_or(-1)
+            } else {
+                -1
+            },
+            last_enqueued_time_ms: log.last_enqueued_time_ms,
+            is_empty: log.events.is_empty(),
+            retained: log.events.len(),
+        }
+    }
+
+    /// Retained events from sequence number `from` on, at most `max`.
+    pub(crate) fn read_from(&self, from: i64, max: usize) -> Vec<StoredEvent> {
+        let log = self.lock();
+        let first = log.events.front().map(|e| e.sequence_number).unwrap_or(0);
+        let skip = (from - first).max(0) as usize;
+        log.events.iter().skip(skip).take(max).cloned().collect()
+    }
+
+    /// The sequence number of the first retained event matching `filter`, or the tail.
+    pub(crate) fn position(&self, filter: &crate::consume::StartFilter) -> i64 {
+        let log = self.lock();
+        log.events
+            .iter()
+            .find(|e| filter.admits(e))
+            .map(|e| e.sequence_number)
+            .unwrap_or(log.next_sequence)
+    }
+
+    pub(crate) fn tail(&self) -> i64 {
+        *self.tail.borrow()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
+        self.tail.subscribe()
+    }
+
+    pub(crate) fn all(&self) -> Vec<StoredEvent> {
+        self.lock().events.iter().cloned().collect()
+    }
+}
+
+/// What an idempotent append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdempotentAppend {
+    Stored,
+    Duplicate,
+}
+
+/// One event hub.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) name: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) partitions: Vec<Partition>,
+    consumer_groups: Vec<String>,
+}
+
+impl Hub {
+    pub(crate) fn partition(&self, id: &str) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.id == id)
+    }
+
+    pub(crate) fn has_consumer_group(&self, name: &str) -> bool {
+        self.consumer_groups
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(name))
+    }
+
+    pub(crate) fn partition_ids(&self) -> impl Iterator<Item = &str> {
+        self.partitions.iter().map(|p| p.id.as_str())
+    }
+}
+
+/// Every hub of the namespace.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    hubs: Vec<Arc<Hub>>,
+}
+
+impl Store {
+    pub(crate) fn new(hubs: &[crate::HubConfig], created_at_ms: i64) -> Self {
+        let hubs = hubs
+            .iter()
+            .map(|h| {
+                let mut groups = vec!["$Default".to_owned()];
+                groups.extend(h.consumer_groups.iter().cloned());
+                Arc::new(Hub {
+                    name: h.name.clone(),
+                    created_at_ms,
+                    partitions: (0..h.partitions)
+                        .map(|i| Partition::new(i.to_string(), h.retention))
+                        .collect(),
+                    consumer_groups: groups,
+                })
+            })
+            .collect();
+        Self { hubs }
+    }
+
+    pub(crate) fn hub(&self, name: &str) -> Option<&Arc<Hub>> {
+        self.hubs.iter().find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+}
