@@ -1,0 +1,283 @@
+//! A small AMQP client for the emulator's tests, written against fe2o3-amqp directly.
+#![allow(dead_code, unreachable_pub)]
+
+use eventhubs_emulator::EmulatorHandle;
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::link::{Receiver, Sender};
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::{
+    messaging::{
+        annotations::OwnedKey, AmqpValue, ApplicationProperties, Body, Data, Message,
+        MessageAnnotations, Outcome, Properties, Source,
+    },
+    primitives::{Binary, SimpleValue, Symbol},
+};
+use fe2o3_amqp::{Connection, Delivery, Sendable, Session};
+use serde_amqp::Value;
+
+pub const BATCH_FORMAT: u32 = 0x8001_3700;
+
+pub type Msg = Message<Body<Value>>;
+
+pub struct TestClient {
+    pub connection: ConnectionHandle<()>,
+    pub session: SessionHandle<()>,
+    cbs: Option<(Sender, Receiver)>,
+    mgmt: Option<(Sender, Receiver)>,
+    next_id: u64,
+    pub host: String,
+}
+
+impl TestClient {
+    /// Connects with SASL ANONYMOUS and no token.
+    pub async fn connect(emulator: &EmulatorHandle) -> Self {
+        let url = format!("amqp://{}", emulator.addr());
+        let mut connection = Connection::builder()
+            .container_id("test-client")
+            .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Anonymous)
+            .open(url.as_str())
+            .await
+            .expect("connect");
+        let session = Session::begin(&mut connection).await.expect("session");
+        Self {
+            connection,
+            session,
+            cbs: None,
+            mgmt: None,
+            next_id: 0,
+            host: emulator.addr().to_string(),
+        }
+    }
+
+    /// Connects and puts a valid token for an hour.
+    pub async fn authorized(emulator: &EmulatorHandle) -> Self {
+        let mut client = Self::connect(emulator).await;
+        let token = emulator.sas_token(&format!("sb://{}/eh1", client.host), 3600);
+        let (code, _) = client
+            .put_token(&token, "servicebus.windows.net:sastoken")
+            .await;
+        assert_eq!(code, 202, "put-token of a valid token");
+        client
+    }
+
+    async fn request(&mut self, node: &str, mut message: Msg) -> Msg {
+        self.next_id += 1;
+        let reply_to = format!("{node}-reply-{}", self.next_id);
+        let slot = if node == "$cbs" {
+            &mut self.cbs
+        } else {
+            &mut self.mgmt
+        };
+        if slot.is_none() {
+            let tx = Sender::attach(&mut self.session, format!("{node}-sender"), node)
+                .await
+                .expect("attach request link");
+            let rx = Receiver::builder()
+                .name(format!("{node}-receiver"))
+                .source(node)
+                .target(format!("{node}-client"))
+                .attach(&mut self.session)
+                .await
+                .expect("attach reply link");
+            *slot = Some((tx, rx));
+        }
+        let (tx, rx) = slot.as_mut().expect("links");
+        message.properties = Some(Properties {
+            message_id: Some(self.next_id.into()),
+            reply_to: Some(format!("{node}-client")),
+            ..Default::default()
+        });
+        let _ = reply_to;
+        let outcome = tx.send(message).await.expect("send request");
+        assert!(matches!(outcome, Outcome::Accepted(_)), "request accepted");
+        let reply: Delivery<Body<Value>> = rx.recv().await.expect("reply");
+        rx.accept(&reply).await.expect("accept reply");
+        let reply = reply.into_message();
+        let correlation = reply
+            .properties
+            .as_ref()
+            .and_then(|p| p.correlation_id.clone());
+        assert_eq!(
+            correlation,
+            Some(self.next_id.into()),
+            "correlation-id echoes message-id"
+        );
+        reply
+    }
+
+    /// Sends a put-token and returns (status-code, description).
+    pub async fn put_token(&mut self, token: &str, kind: &str) -> (i32, String) {
+        let message = Message::builder()
+            .application_properties(
+                ApplicationProperties::builder()
+                    .insert("operation", "put-token")
+                    .insert("type", kind)
+                    .insert("name", format!("sb://{}/eh1", self.host))
+                    .build(),
+            )
+            .body(Body::Value(AmqpValue(Value::String(token.to_owned()))))
+            .build();
+        let reply = self.request("$cbs", message).await;
+        status_of(&reply)
+    }
+
+    /// A `$management` READ with the given application properties.
+    pub async fn management(&mut self, props: &[(&str, &str)]) -> Msg {
+        let mut ap = ApplicationProperties::builder().insert("operation", "READ");
+        for (k, v) in props {
+            ap = ap.insert(*k, *v);
+        }
+        let message = Message::builder()
+            .application_properties(ap.build())
+            .body(Body::Empty)
+            .build();
+        self.request("$management", message).await
+    }
+
+    pub async fn sender(&mut self, address: &str) -> Sender {
+        Sender::attach(&mut self.session, format!("sender-{address}"), address)
+            .await
+            .expect("attach sender")
+    }
+
+    pub async fn receiver(
+        &mut self,
+        address: &str,
+        selector: Option<serde_amqp::described::Described<Value>>,
+    ) -> Receiver {
+        let mut source = Source::builder().address(address);
+        if let Some(filter) = selector {
+            source = source.add_to_filter(
+                Symbol::from("apache.org:selector-filter:string"),
+                Some(filter),
+            );
+        }
+        Receiver::builder()
+            .name(format!("receiver-{address}-{}", self.next_id))
+            .source(source.build())
+            .target("client")
+            .attach(&mut self.session)
+            .await
+            .expect("attach receiver")
+    }
+}
+
+pub fn status_of(reply: &Msg) -> (i32, String) {
+    let props = &reply.application_properties.as_ref().expect("app props").0;
+    let code = match props.get("status-code") {
+        Some(SimpleValue::Int(c)) => *c,
+        other => panic!("status-code must be an AMQP int, got {other:?}"),
+    };
+    let description = match props.get("status-description") {
+        Some(SimpleValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    (code, description)
+}
+
+/// One event with a data body and optional partition key.
+pub fn event(body: &str, key: Option<&str>) -> Msg {
+    let mut message = Message::builder()
+        .body(Body::Data(
+            vec![Data(Binary::from(body.as_bytes().to_vec()))].into(),
+        ))
+        .build();
+    if let Some(k) = key {
+        message.message_annotations = Some(annotations(&[(
+            "x-opt-partition-key",
+            Value::String(k.to_owned()),
+        )]));
+    }
+    message
+}
+
+pub fn annotations(pairs: &[(&str, Value)]) -> MessageAnnotations {
+    let mut a = MessageAnnotations::default();
+    for (k, v) in pairs {
+        a.0.insert(OwnedKey::Symbol(Symbol::from(*k)), v.clone());
+    }
+    a
+}
+
+pub fn encode(message: &Msg) -> Vec<u8> {
+    use fe2o3_amqp::types::messaging::message::__private::Serializable;
+    serde_amqp::to_vec(&Serializable(message)).expect("encode")
+}
+
+/// A batched message (format 0x80013700) of `events`, with the key on the envelope.
+pub fn batch(events: &[Msg], key: Option<&str>) -> Sendable<Body<Value>> {
+    let sections: Vec<Data> = events
+        .iter()
+        .map(|e| Data(Binary::from(encode(e))))
+        .collect();
+    let mut envelope = Message::builder().body(Body::Data(sections.into())).build();
+    if let Some(k) = key {
+        envelope.message_annotations = Some(annotations(&[(
+            "x-opt-partition-key",
+            Value::String(k.to_owned()),
+        )]));
+    }
+    Sendable::builder()
+        .message(envelope)
+        .message_format(BATCH_FORMAT)
+        .build()
+}
+
+pub fn bodies(events: &[eventhubs_emulator::StoredEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| String::from_utf8(e.body()).expect("utf8"))
+        .collect()
+}
+
+pub fn error_condition(e: &fe2o3_amqp::types::definitions::Error) -> String {
+    use fe2o3_amqp::types::definitions::ErrorCondition;
+    match &e.condition {
+        ErrorCondition::Custom(s) => s.as_str().to_owned(),
+        other => {
+            let v = serde_amqp::to_value(other).expect("condition");
+            match v {
+                Value::Symbol(s) => s.as_str().to_owned(),
+                other => format!("{other:?}"),
+            }
+        }
+    }
+}
+
+/// The condition of the error a link was detached with.
+pub async fn detach_condition_of_sender(sender: &mut Sender) -> String {
+    use fe2o3_amqp::link::DetachError;
+    match sender.on_detach().await {
+        DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e) => {
+            error_condition(&e)
+        }
+        other => panic!("expected a detach with an error, got {other:?}"),
+    }
+}
+
+pub async fn detach_condition_of_receiver(receiver: &mut Receiver) -> String {
+    use fe2o3_amqp::link::RecvError;
+    match receiver.recv::<Body<Value>>().await {
+        Err(RecvError::LinkStateError(e)) => format!("{e:?}"),
+        Err(other) => format!("{other:?}"),
+        Ok(_) => panic!("expected the link to be detached"),
+    }
+}
+
+/// A selector filter with the Rust/JS descriptor code.
+pub fn selector(expression: &str) -> serde_amqp::described::Described<Value> {
+    selector_with(
+        serde_amqp::descriptor::Descriptor::Code(0x0000_468C_0000_0004),
+        expression,
+    )
+}
+
+pub fn selector_with(
+    descriptor: serde_amqp::descriptor::Descriptor,
+    expression: &str,
+) -> serde_amqp::described::Described<Value> {
+    serde_amqp::described::Described {
+        descriptor,
+        value: Value::String(expression.to_owned()),
+    }
+}
