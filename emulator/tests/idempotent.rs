@@ -1,0 +1,201 @@
+//! Idempotent producers (reference §5).
+
+mod common;
+
+use common::*;
+use eventhubs_emulator::Emulator;
+use fe2o3_amqp::types::{definitions::Fields, primitives::Symbol};
+use fe2o3_amqp::Sender;
+use serde_amqp::Value;
+
+const CAPABILITY: &str = "com.microsoft:idempotent-producer";
+
+async fn idempotent_sender(
+    client: &mut TestClient,
+    name: &str,
+    address: &str,
+    props: &[(&str, Value)],
+) -> Sender {
+    let mut fields = Fields::default();
+    for (k, v) in props {
+        fields.insert(Symbol::from(*k), v.clone());
+    }
+    Sender::builder()
+        .name(name)
+        .target(address)
+        .add_desired_capabilities(CAPABILITY)
+        .properties(fields)
+        .attach(&mut client.session)
+        .await
+        .expect("attach")
+}
+
+fn announced(sender: &Sender, key: &str) -> Option<Value> {
+    sender.properties(|p| p.as_ref().and_then(|p| p.get(&Symbol::from(key)).cloned()))
+}
+
+fn numbered(producer_id: i64, epoch: i16, first: i32, count: i32) -> Vec<Msg> {
+    (first..first + count)
+        .map(|seq| {
+            let mut e = event(&format!("s{seq}"), None);
+            e.message_annotations = Some(annotations(&[
+                ("com.microsoft:producer-sequence-number", Value::Int(seq)),
+                ("com.microsoft:producer-id", Value::Long(producer_id)),
+                ("com.microsoft:producer-epoch", Value::Short(epoch)),
+            ]));
+            e
+        })
+        .collect()
+}
+
+fn rejected_condition(outcome: &fe2o3_amqp::types::messaging::Outcome) -> String {
+    match outcome {
+        fe2o3_amqp::types::messaging::Outcome::Rejected(r) => {
+            error_condition(r.error.as_ref().expect("rejection carries an error"))
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_attach_reply_announces_the_producer_state() {
+    let emulator = Emulator::builder().hub("eh1", 2).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let sender = idempotent_sender(&mut client, "p", "eh1/Partitions/0", &[]).await;
+    assert!(matches!(
+        announced(&sender, "com.microsoft:producer-id"),
+        Some(Value::Long(_))
+    ));
+    assert_eq!(
+        announced(&sender, "com.microsoft:producer-epoch"),
+        Some(Value::Short(0))
+    );
+    assert_eq!(
+        announced(&sender, "com.microsoft:producer-sequence-number"),
+        Some(Value::Int(0))
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_acknowledged_but_stored_once_and_gaps_are_refused() {
+    let emulator = Emulator::builder().hub("eh1", 2).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let mut sender = idempotent_sender(&mut client, "p", "eh1/Partitions/1", &[]).await;
+    let Some(Value::Long(id)) = announced(&sender, "com.microsoft:producer-id") else {
+        panic!("no producer id");
+    };
+    let first = numbered(id, 0, 1, 5);
+    assert!(sender
+        .send(batch(&first, None))
+        .await
+        .unwrap()
+        .is_accepted());
+    // The retry of an ambiguous send: same numbers again.
+    assert!(sender
+        .send(batch(&first, None))
+        .await
+        .unwrap()
+        .is_accepted());
+    assert_eq!(emulator.events("eh1", "1").unwrap().len(), 5);
+
+    let gap = numbered(id, 0, 10, 2);
+    let outcome = sender.send(batch(&gap, None)).await.unwrap();
+    assert_eq!(
+        rejected_condition(&outcome),
+        "com.microsoft:out-of-order-sequence"
+    );
+
+    let next = numbered(id, 0, 6, 3);
+    assert!(sender.send(batch(&next, None)).await.unwrap().is_accepted());
+    assert_eq!(bodies(&emulator.events("eh1", "1").unwrap()).len(), 8);
+
+    // A re-attach with the same producer id learns where the group stands.
+    let again = idempotent_sender(
+        &mut client,
+        "p2",
+        "eh1/Partitions/1",
+        &[("com.microsoft:producer-id", Value::Long(id))],
+    )
+    .await;
+    assert_eq!(
+        announced(&again, "com.microsoft:producer-sequence-number"),
+        Some(Value::Int(8))
+    );
+}
+
+#[tokio::test]
+async fn a_higher_epoch_steals_the_producer_group() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let id = Value::Long(4242);
+    let mut old = idempotent_sender(
+        &mut client,
+        "old",
+        "eh1/Partitions/0",
+        &[
+            ("com.microsoft:producer-id", id.clone()),
+            ("com.microsoft:producer-epoch", Value::Short(1)),
+        ],
+    )
+    .await;
+    assert!(old
+        .send(batch(&numbered(4242, 1, 1, 2), None))
+        .await
+        .unwrap()
+        .is_accepted());
+
+    let mut new = idempotent_sender(
+        &mut client,
+        "new",
+        "eh1/Partitions/0",
+        &[
+            ("com.microsoft:producer-id", id.clone()),
+            ("com.microsoft:producer-epoch", Value::Short(2)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        announced(&new, "com.microsoft:producer-epoch"),
+        Some(Value::Short(2))
+    );
+    let outcome = old
+        .send(batch(&numbered(4242, 1, 3, 1), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected_condition(&outcome),
+        "com.microsoft:producer-epoch-stolen"
+    );
+    assert!(new
+        .send(batch(&numbered(4242, 2, 3, 1), None))
+        .await
+        .unwrap()
+        .is_accepted());
+
+    let mut lower = idempotent_sender(
+        &mut client,
+        "lower",
+        "eh1/Partitions/0",
+        &[
+            ("com.microsoft:producer-id", id),
+            ("com.microsoft:producer-epoch", Value::Short(1)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        detach_condition_of_sender(&mut lower).await,
+        "com.microsoft:producer-epoch-stolen"
+    );
+    assert_eq!(emulator.events("eh1", "0").unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn idempotent_publishing_to_the_gateway_is_refused() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let mut sender = idempotent_sender(&mut client, "g", "eh1", &[]).await;
+    assert_eq!(
+        detach_condition_of_sender(&mut sender).await,
+        "com.microsoft:argument-error"
+    );
+}
