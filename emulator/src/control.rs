@@ -250,6 +250,19 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         Body::Value(AmqpValue(Value::String(s))) => s.as_str(),
         _ => return unauthorized("the put-token body must be the token string"),
     };
+    // The real service fails put-token for an entity that does not exist; clients
+    // (JS especially) rely on that instead of on a later link detach.
+    let audience = app_str(request, "name").unwrap_or_default();
+    if let Some(hub) = audience_hub(audience) {
+        if conn.shared.store.hub(hub).is_none() {
+            return status(
+                404,
+                &format!("The messaging entity '{audience}' could not be found."),
+                Some("amqp:not-found"),
+                Value::Null,
+            );
+        }
+    }
     let expiration = match app_prop(request, "expiration") {
         Some(SimpleValue::Timestamp(t)) => Some(t.milliseconds()),
         _ => None,
@@ -261,6 +274,18 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         }
         Err(why) => unauthorized(why),
     }
+}
+
+/// The hub an audience URI names (`sb://host/hub/...`, `amqps://host/hub`), if any.
+fn audience_hub(audience: &str) -> Option<&str> {
+    let path = match audience.find("://") {
+        Some(i) => audience[i + 3..]
+            .split_once('/')
+            .map(|(_, p)| p)
+            .unwrap_or(""),
+        None => audience,
+    };
+    path.split('/').find(|s| !s.is_empty())
 }
 
 fn s(v: &str) -> Value {

@@ -40,6 +40,16 @@ struct Idempotent {
     last_sequence: i32,
 }
 
+impl Idempotent {
+    fn announced(&self) -> [(&'static str, Value); 3] {
+        [
+            (PRODUCER_ID, Value::Long(self.producer_id)),
+            (PRODUCER_EPOCH, Value::Short(self.epoch)),
+            (PRODUCER_SEQUENCE, Value::Int(self.last_sequence)),
+        ]
+    }
+}
+
 fn property<'a>(attach: &'a Attach, key: &str) -> Option<&'a Value> {
     attach.properties.as_ref()?.get(&Symbol::from(key))
 }
@@ -111,6 +121,18 @@ pub(crate) fn plan(
 }
 
 impl IngestPlan {
+    /// fe2o3 merges the client's attach properties over the reply's, so the values the
+    /// service chose (where the client sent null) are written into the incoming attach.
+    pub(crate) fn prepare(&self, mut attach: Attach) -> Attach {
+        if let Some(i) = self.idempotent {
+            let props = attach.properties.get_or_insert_with(Fields::default);
+            for (k, v) in i.announced() {
+                props.insert(Symbol::from(k), v);
+            }
+        }
+        attach
+    }
+
     pub(crate) fn acceptor(&self, shared: &Shared) -> Acceptor {
         let mut properties: Fields = filler_properties();
         let mut builder = LinkAcceptor::builder()
@@ -119,9 +141,9 @@ impl IngestPlan {
             .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
             .fallback_receiver_settle_mode(ReceiverSettleMode::First);
         if let Some(i) = self.idempotent {
-            properties.insert(Symbol::from(PRODUCER_ID), Value::Long(i.producer_id));
-            properties.insert(Symbol::from(PRODUCER_EPOCH), Value::Short(i.epoch));
-            properties.insert(Symbol::from(PRODUCER_SEQUENCE), Value::Int(i.last_sequence));
+            for (k, v) in i.announced() {
+                properties.insert(Symbol::from(k), v);
+            }
             builder = builder.add_offered_capabilities(Symbol::from(IDEMPOTENT));
         }
         builder.properties(properties).build()

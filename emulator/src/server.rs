@@ -400,6 +400,7 @@ async fn run_session(mut session: ListenerSessionHandle, session_id: u64, conn: 
             }
             Plan::Ingest(p) => {
                 let acceptor = p.acceptor(&conn.shared);
+                let attach = p.prepare(attach);
                 match acceptor.accept_incoming_attach(attach, &mut session).await {
                     Ok(LinkEndpoint::Receiver(r)) => {
                         tokio::spawn(crate::ingest::run(r, p, conn.clone()));

@@ -76,6 +76,9 @@ pub struct PartitionInfo {
 pub(crate) struct ProducerState {
     pub(crate) epoch: i16,
     pub(crate) last_sequence: i32,
+    /// First sequence number of the last stored batch: an exact resend of that batch
+    /// is acknowledged without being stored again.
+    last_batch_first: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -182,6 +185,7 @@ impl Partition {
             let state = log.producers.entry(producer_id).or_insert(ProducerState {
                 epoch,
                 last_sequence: first_sequence.wrapping_sub(1),
+                last_batch_first: None,
             });
             if epoch < state.epoch {
                 return Err(crate::Rejection::new(
@@ -195,27 +199,37 @@ impl Partition {
             let expected = state.last_sequence.wrapping_add(1);
             let last = first_sequence.wrapping_add(count - 1);
             if first_sequence != expected {
-                // A resend of what is already stored is acknowledged but not stored again.
-                if first_sequence < expected && last <= state.last_sequence {
+                if state.last_batch_first == Some(first_sequence) && last == state.last_sequence {
+                    // The retry of the last batch: acknowledged, stored once.
                     return Ok(IdempotentAppend::Duplicate);
                 }
-                return Err(crate::Rejection::new(
-                    "com.microsoft:out-of-order-sequence",
+                let why = if first_sequence < expected {
+                    format!(
+                        "The sequence number {first_sequence} of producer group {producer_id} is an old sequence number; the last published sequence number is {}.",
+                        state.last_sequence
+                    )
+                } else {
                     format!(
                         "The sequence number {first_sequence} of producer group {producer_id} is out of order; expected {expected}."
-                    ),
+                    )
+                };
+                return Err(crate::Rejection::new(
+                    "com.microsoft:out-of-order-sequence",
+                    why,
                 ));
             }
+            state.last_batch_first = Some(first_sequence);
             state.last_sequence = last;
         }
         self.append(events, now_ms);
         Ok(IdempotentAppend::Stored)
     }
 
-    /// Registers an idempotent producer link and returns the state to announce.
+    /// Registers an idempotent producer link and returns the state it announces.
     ///
-    /// `None` fields mean "let the service choose". A lower epoch than the group's is
-    /// refused; a higher one takes the group over.
+    /// Values the client sent are echoed (the SDKs track them locally); `None` means
+    /// "let the service choose" and is filled from the group's state, or defaults for a
+    /// new group. A lower epoch than the group's is refused; a higher one takes over.
     pub(crate) fn attach_producer(
         &self,
         producer_id: i64,
@@ -236,12 +250,17 @@ impl Partition {
                     ));
                 }
                 state.epoch = epoch;
-                Ok(*state)
+                Ok(ProducerState {
+                    epoch,
+                    last_sequence: sequence.unwrap_or(state.last_sequence),
+                    last_batch_first: None,
+                })
             }
             None => {
                 let state = ProducerState {
                     epoch: epoch.unwrap_or(0),
                     last_sequence: sequence.unwrap_or(0),
+                    last_batch_first: None,
                 };
                 log.producers.insert(producer_id, state);
                 Ok(state)

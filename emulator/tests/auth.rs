@@ -178,3 +178,18 @@ async fn sasl_plain_with_the_shared_key_needs_no_token() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_token_for_an_unknown_hub_gets_404() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::connect(&emulator).await;
+    let token = emulator.sas_token("sb://x/nosuchhub", 60);
+    let message_name = "nosuchhub";
+    let (code, description) = client
+        .put_token_for(&format!("sb://x/{message_name}"), &token)
+        .await;
+    assert_eq!(code, 404);
+    assert!(description.contains("could not be found"), "{description}");
+    let (code, _) = client.put_token_for("sb://x/", &token).await;
+    assert_eq!(code, 202, "a namespace-wide audience is fine");
+}

@@ -199,3 +199,76 @@ async fn idempotent_publishing_to_the_gateway_is_refused() {
         "com.microsoft:argument-error"
     );
 }
+
+#[tokio::test]
+async fn null_properties_are_filled_in_by_the_service() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let sender = idempotent_sender(
+        &mut client,
+        "partial",
+        "eh1/Partitions/0",
+        &[
+            ("com.microsoft:producer-epoch", Value::Short(1)),
+            ("com.microsoft:producer-id", Value::Null),
+            ("com.microsoft:producer-sequence-number", Value::Null),
+        ],
+    )
+    .await;
+    assert!(matches!(
+        announced(&sender, "com.microsoft:producer-id"),
+        Some(Value::Long(_))
+    ));
+    assert_eq!(
+        announced(&sender, "com.microsoft:producer-epoch"),
+        Some(Value::Short(1))
+    );
+    assert_eq!(
+        announced(&sender, "com.microsoft:producer-sequence-number"),
+        Some(Value::Int(0))
+    );
+}
+
+#[tokio::test]
+async fn a_stale_sequence_number_is_refused_as_old() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let id = 77;
+    let mut first = idempotent_sender(
+        &mut client,
+        "first",
+        "eh1/Partitions/0",
+        &[("com.microsoft:producer-id", Value::Long(id))],
+    )
+    .await;
+    assert!(first
+        .send(batch(&numbered(id, 0, 1, 5), None))
+        .await
+        .unwrap()
+        .is_accepted());
+    // A second producer of the group that believes only 1 was published.
+    let mut stale = idempotent_sender(
+        &mut client,
+        "stale",
+        "eh1/Partitions/0",
+        &[
+            ("com.microsoft:producer-id", Value::Long(id)),
+            ("com.microsoft:producer-sequence-number", Value::Int(1)),
+        ],
+    )
+    .await;
+    let outcome = stale
+        .send(batch(&numbered(id, 0, 2, 1), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected_condition(&outcome),
+        "com.microsoft:out-of-order-sequence"
+    );
+    let fe2o3_amqp::types::messaging::Outcome::Rejected(r) = outcome else {
+        unreachable!()
+    };
+    let description = r.error.unwrap().description.unwrap_or_default();
+    assert!(description.contains("old sequence"), "{description}");
+    assert_eq!(emulator.events("eh1", "0").unwrap().len(), 5);
+}

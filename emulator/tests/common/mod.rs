@@ -105,14 +105,25 @@ impl TestClient {
         reply
     }
 
-    /// Sends a put-token and returns (status-code, description).
+    /// Sends a put-token for hub eh1 and returns (status-code, description).
     pub async fn put_token(&mut self, token: &str, kind: &str) -> (i32, String) {
+        let audience = format!("sb://{}/eh1", self.host);
+        self.put_token_as(&audience, token, kind).await
+    }
+
+    /// A SAS put-token with the given audience.
+    pub async fn put_token_for(&mut self, audience: &str, token: &str) -> (i32, String) {
+        self.put_token_as(audience, token, "servicebus.windows.net:sastoken")
+            .await
+    }
+
+    async fn put_token_as(&mut self, audience: &str, token: &str, kind: &str) -> (i32, String) {
         let message = Message::builder()
             .application_properties(
                 ApplicationProperties::builder()
                     .insert("operation", "put-token")
                     .insert("type", kind)
-                    .insert("name", format!("sb://{}/eh1", self.host))
+                    .insert("name", audience)
                     .build(),
             )
             .body(Body::Value(AmqpValue(Value::String(token.to_owned()))))
