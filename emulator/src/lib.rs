@@ -44,6 +44,7 @@ mod ingest;
 pub mod sas;
 mod server;
 mod store;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

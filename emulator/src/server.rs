@@ -201,7 +201,7 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let std_tcp = tcp.into_std()?;
     let socket = std_tcp.try_clone()?;
-    let tcp = TcpStream::from_std(std_tcp)?;
+    let tcp = crate::wire::FixDispositions::new(TcpStream::from_std(std_tcp)?);
     let plain_ok = Arc::new(AtomicBool::new(false));
     let acceptor = ConnectionAcceptor::builder()
         .container_id("eventhubs-emulator")

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Runs Microsoft's Event Hubs SDKs (Python azure-eventhub, JS @azure/event-hubs)
+# against `hubcat emulator`. See README.md.
+#
+#   HUBCAT=target/debug/hubcat tests/interop/run.sh
+#
+# Env:
+#   HUBCAT          emulator binary (default target/release/hubcat; a relative
+#                   path is taken relative to the repository root)
+#   INTEROP_ONLY    "py" or "js" to run one SDK only (default: both)
+#   INTEROP_SKIP    comma-separated check names to skip (counted as skipped)
+#
+# The last line printed is always `N passed, M failed`. Exit status is non-zero
+# when M > 0 or when anything crashed (crashes count as failures).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="$HERE/.work"
+mkdir -p "$WORK"
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+EMU_PID=""
+SUMMARY_DONE=0
+
+summary() {
+  SUMMARY_DONE=1
+  if [[ $SKIPPED -gt 0 ]]; then
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+  else
+    echo "$PASSED passed, $FAILED failed"
+  fi
+}
+
+# A failure that is not a check of its own (install, emulator start, crash).
+harness_fail() {
+  echo "FAIL $1: $2"
+  FAILED=$((FAILED + 1))
+}
+
+stop_emulator() {
+  if [[ -n "$EMU_PID" ]] && kill -0 "$EMU_PID" 2>/dev/null; then
+    kill -TERM "$EMU_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$EMU_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$EMU_PID" 2>/dev/null; then
+      echo "emulator did not exit on SIGTERM within 5s; killing it" >&2
+      kill -KILL "$EMU_PID" 2>/dev/null || true
+    fi
+    wait "$EMU_PID" 2>/dev/null || true
+  fi
+  EMU_PID=""
+}
+
+on_exit() {
+  local rc=$?
+  stop_emulator
+  if [[ $SUMMARY_DONE == 0 ]]; then
+    # Died in the middle (set -e, signal): still honour the last-line contract.
+    harness_fail "run.sh" "aborted with status $rc"
+    summary
+    exit 1
+  fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------
+# Installs (reused when present)
+# ---------------------------------------------------------------------------
+PY_VERSION="5.15.1"
+VENV="$HERE/.venv"
+install_python() {
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import azure.eventhub, sys; sys.exit(azure.eventhub.__version__ != '$PY_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  echo "installing azure-eventhub==$PY_VERSION into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "azure-eventhub==$PY_VERSION" >&2
+}
+install_node() {
+  if [[ -f "$HERE/node_modules/@azure/event-hubs/package.json" ]] &&
+    grep -q '"version": "6.0.4"' "$HERE/node_modules/@azure/event-hubs/package.json"; then
+    return 0
+  fi
+  echo "installing node packages (package-lock.json) into $HERE/node_modules" >&2
+  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
+
+ONLY="${INTEROP_ONLY:-}"
+RUN_PY=1
+RUN_JS=1
+[[ "$ONLY" == "js" ]] && RUN_PY=0
+[[ "$ONLY" == "py" ]] && RUN_JS=0
+if [[ $RUN_PY == 1 ]] && ! install_python; then
+  harness_fail "install.python" "pip install azure-eventhub==$PY_VERSION failed"
+  RUN_PY=0
+fi
+if [[ $RUN_JS == 1 ]] && ! install_node; then
+  harness_fail "install.node" "npm ci failed"
+  RUN_JS=0
+fi
+
+# ---------------------------------------------------------------------------
+# Emulator
+# ---------------------------------------------------------------------------
+HUBCAT="${HUBCAT:-target/release/hubcat}"
+[[ "$HUBCAT" == /* ]] || HUBCAT="$ROOT/$HUBCAT"
+MAX_MESSAGE_SIZE=262144 # not the 1 MiB default, so the checks see the flag took effect
+KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took effect
+KEY="interop-$RANDOM$RANDOM-key"
+HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4)
+
+start_emulator() {
+  local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
+  local h
+  for h in "${HUBS[@]}"; do args+=(--hub "$h"); done
+  : >"$WORK/emulator.stdout"
+  echo "starting: $HUBCAT ${args[*]}" >"$WORK/emulator.log"
+  "$HUBCAT" "${args[@]}" >"$WORK/emulator.stdout" 2>>"$WORK/emulator.log" &
+  EMU_PID=$!
+  local i
+  for i in $(seq 1 150); do # 15 s
+    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge 1 ]]; then
+      EH_CS="$(head -n 1 "$WORK/emulator.stdout" | tr -d '\r')"
+      return 0
+    fi
+    if ! kill -0 "$EMU_PID" 2>/dev/null; then
+      wait "$EMU_PID" 2>/dev/null && rc=0 || rc=$?
+      EMU_PID=""
+      harness_fail "emulator.start" "hubcat exited with status $rc before printing a connection string; stderr tail: $(tail -n 3 "$WORK/emulator.log" | tr '\n' ' ')"
+      return 1
+    fi
+    sleep 0.1
+  done
+  harness_fail "emulator.start" "no connection string on stdout within 15s"
+  return 1
+}
+
+if [[ ! -x "$HUBCAT" ]]; then
+  harness_fail "emulator.start" "no executable at $HUBCAT (build it, or set HUBCAT)"
+  summary
+  exit 1
+fi
+if ! start_emulator; then
+  summary
+  exit 1
+fi
+
+# The connection-string contract itself is a check.
+CS_RE="^Endpoint=sb://127\.0\.0\.1:([0-9]+);SharedAccessKeyName=${KEY_NAME};SharedAccessKey=${KEY};UseDevelopmentEmulator=true$"
+if [[ "$EH_CS" =~ $CS_RE ]] && [[ "${BASH_REMATCH[1]}" != "0" ]]; then
+  echo "PASS emulator.connection_string"
+  PASSED=$((PASSED + 1))
+else
+  harness_fail "emulator.connection_string" "unexpected first stdout line: $EH_CS"
+fi
+echo "emulator pid $EMU_PID: $EH_CS" >&2
+
+RUN_ID="$(date +%s)-$$"
+export EH_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE"
+
+# Runs one check script; its PASS/FAIL lines are echoed and counted; a
+# non-zero exit (crash) or a missing line-less run counts as one failure.
+run_suite() {
+  local name="$1" limit="$2"
+  shift 2
+  local out="$WORK/$name.stdout" err="$WORK/$name.stderr" rc=0
+  timeout --kill-after=5 "$limit" "$@" >"$out" 2>"$err" || rc=$?
+  grep -E '^(PASS|FAIL|SKIP) ' "$out" || true
+  local p f s
+  p=$(grep -c '^PASS ' "$out" || true)
+  f=$(grep -c '^FAIL ' "$out" || true)
+  s=$(grep -c '^SKIP ' "$out" || true)
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+  SKIPPED=$((SKIPPED + s))
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+    harness_fail "$name" "killed after ${limit}s (see tests/interop/.work/$name.stderr)"
+  elif [[ $rc -ne 0 ]]; then
+    harness_fail "$name" "crashed with status $rc: $(tail -n 3 "$err" | tr '\n' ' ')"
+  elif [[ $((p + f + s)) -eq 0 ]]; then
+    harness_fail "$name" "ran no check"
+  fi
+}
+
+cd "$HERE"
+if [[ $RUN_PY == 1 ]]; then
+  run_suite py_checks 240 "$VENV/bin/python" -u "$HERE/py_checks.py"
+fi
+if [[ $RUN_JS == 1 ]]; then
+  run_suite js_checks 240 node "$HERE/js_checks.mjs"
+fi
+
+# The emulator must still be alive after all that, and stop cleanly on SIGTERM.
+if [[ -n "$EMU_PID" ]] && kill -0 "$EMU_PID" 2>/dev/null; then
+  kill -TERM "$EMU_PID"
+  stopped=0
+  for _ in $(seq 1 50); do
+    if ! kill -0 "$EMU_PID" 2>/dev/null; then stopped=1; break; fi
+    sleep 0.1
+  done
+  if [[ $stopped == 1 ]]; then
+    echo "PASS emulator.sigterm_exit"
+    PASSED=$((PASSED + 1))
+    wait "$EMU_PID" 2>/dev/null || true
+    EMU_PID=""
+  else
+    harness_fail "emulator.sigterm_exit" "still running 5s after SIGTERM"
+  fi
+else
+  harness_fail "emulator.alive" "emulator process died during the run; stderr tail: $(tail -n 3 "$WORK/emulator.log" | tr '\n' ' ')"
+  EMU_PID=""
+fi
+
+# Contract: exactly one line on stdout (the connection string), logs on stderr.
+if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq 1 ]]; then
+  echo "PASS emulator.stdout_one_line"
+  PASSED=$((PASSED + 1))
+else
+  harness_fail "emulator.stdout_one_line" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, e.g.: $(sed -n 2p "$WORK/emulator.stdout" | cut -c1-200)"
+fi
+
+if [[ $FAILED -gt 0 ]]; then
+  echo "logs: $WORK/{emulator.log,py_checks.stderr,js_checks.stderr}" >&2
+fi
+stop_emulator
+summary
+[[ $FAILED -eq 0 ]]
