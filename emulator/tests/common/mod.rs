@@ -19,6 +19,8 @@ pub const BATCH_FORMAT: u32 = 0x8001_3700;
 
 pub type Msg = Message<Body<Value>>;
 
+pub mod raw;
+
 pub struct TestClient {
     pub connection: ConnectionHandle<()>,
     pub session: SessionHandle<()>,
