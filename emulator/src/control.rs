@@ -61,7 +61,7 @@ impl ReplyRoutes {
         });
         let mut routes = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // A re-attached link name replaces the old route (the Rust SDK re-uses names).
-        routes.retain(|r| !(r.name == name && r.session == session) && !r.tx.is_closed());
+        routes.retain(|r| !(r.tx.is_closed() || (r.name == name && r.session == session)));
         routes.push(Route {
             node,
             session,

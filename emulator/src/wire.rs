@@ -54,7 +54,7 @@ impl<S> FixDispositions<S> {
                 self.pending[2],
                 self.pending[3],
             ]) as usize;
-            if size < 8 || size > MAX_HELD {
+            if !(8..=MAX_HELD).contains(&size) {
                 // Not something we understand: stop looking and pass everything on.
                 let rest = self.pending.split();
                 self.out.extend_from_slice(&rest);
@@ -101,10 +101,12 @@ fn fixed_disposition(frame: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut fields = items.to_vec();
-    for _ in count..DISPOSITION_FIELDS - 1 {
-        fields.push(0x40); // null
-    }
-    fields.push(0x42); // false
+    // Nulls for any missing field before `batchable`, then `batchable = false`.
+    fields.resize(
+        items.len() + (DISPOSITION_FIELDS - 1 - count) as usize,
+        0x40,
+    );
+    fields.push(0x42);
     let mut out = Vec::with_capacity(doff + 12 + fields.len());
     out.extend_from_slice(&frame[..doff]);
     out.extend_from_slice(&[0x00, 0x53, DISPOSITION]);

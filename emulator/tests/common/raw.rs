@@ -19,7 +19,7 @@ pub struct Raw {
 }
 
 pub enum Frame {
-    Amqp(u16, Performative),
+    Amqp(u16, Box<Performative>),
     Sasl(Vec<u8>),
 }
 
@@ -67,14 +67,14 @@ impl Raw {
             return self_empty(channel);
         }
         let performative: Performative = serde_amqp::from_slice(body).ok()?;
-        Some(Frame::Amqp(channel, performative))
+        Some(Frame::Amqp(channel, Box::new(performative)))
     }
 
     /// The next AMQP performative, skipping heartbeats; `None` at end of stream.
     pub async fn next(&mut self) -> Option<Performative> {
         loop {
             match self.read_frame().await? {
-                Frame::Amqp(_, p) => return Some(p),
+                Frame::Amqp(_, p) => return Some(*p),
                 Frame::Sasl(_) => continue,
             }
         }

@@ -1,0 +1,96 @@
+//! `hubcat emulator` as a process: the one-line stdout contract, flags, bad input.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn hubcat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hubcat"))
+}
+
+#[test]
+fn prints_exactly_the_connection_string_and_stops_on_sigterm() {
+    let mut child = hubcat()
+        .args([
+            "emulator",
+            "--bind",
+            "127.0.0.1:0",
+            "--hub",
+            "a:2",
+            "--hub",
+            "b:8",
+        ])
+        .args([
+            "--key-name",
+            "Policy",
+            "--key",
+            "secret",
+            "--fault",
+            "throttle,every=5,hub=b",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hubcat");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    let line = line.trim_end();
+    let port = line
+        .strip_prefix("Endpoint=sb://127.0.0.1:")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    assert_ne!(port, 0);
+    assert!(
+        line.ends_with(
+            ";SharedAccessKeyName=Policy;SharedAccessKey=secret;UseDevelopmentEmulator=true"
+        ),
+        "{line}"
+    );
+    // It listens on the printed port.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "", "nothing but the connection string on stdout");
+}
+
+#[test]
+fn bad_flags_fail_with_a_message_naming_the_problem() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["emulator", "--hub", "nocount"], "NAME:PARTITIONS"),
+        (&["emulator", "--hub", "eh1:lots"], "not a number"),
+        (
+            &["emulator", "--hub", "eh1:0", "--bind", "127.0.0.1:0"],
+            "1..=1024",
+        ),
+        (&["emulator", "--fault", "explode"], "unknown kind"),
+        (&["emulator", "--fault", "delay,ms=soon"], "not a number"),
+    ];
+    for (args, needle) in cases {
+        let out = hubcat().args(args).output().expect("run hubcat");
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = hubcat()
+        .args(["emulator", "--bind", &addr])
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot bind"));
+}
