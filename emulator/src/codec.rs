@@ -45,7 +45,12 @@ pub(crate) fn partition_key(annotations: &Option<MessageAnnotations>) -> Option<
 
 /// An integer annotation of any width.
 pub(crate) fn integer(annotations: &Option<MessageAnnotations>, key: &str) -> Option<i64> {
-    match annotation(annotations, key)? {
+    as_integer(annotation(annotations, key)?)
+}
+
+/// An integer value of any width, if it fits an `i64`.
+pub(crate) fn as_integer(value: &Value) -> Option<i64> {
+    match value {
         Value::Byte(v) => Some(i64::from(*v)),
         Value::Short(v) => Some(i64::from(*v)),
         Value::Int(v) => Some(i64::from(*v)),
@@ -56,6 +61,32 @@ pub(crate) fn integer(annotations: &Option<MessageAnnotations>, key: &str) -> Op
         Value::Ulong(v) => i64::try_from(*v).ok(),
         _ => None,
     }
+}
+
+/// Encoded size of a message whose body is `data` sections, computed without encoding
+/// the body: each section is a described binary (3 bytes of descriptor, then `vbin8`
+/// or `vbin32`).
+pub(crate) fn data_message_size(
+    message: &mut Message<Body<Value>>,
+) -> Result<usize, serde_amqp::Error> {
+    let body = std::mem::replace(&mut message.body, Body::Empty);
+    let rest = encode_message(message).map(|v| v.len());
+    message.body = body;
+    let sections: usize = match &message.body {
+        Body::Data(d) => d
+            .iter()
+            .map(|s| 3 + if s.0.len() <= 255 { 2 } else { 5 } + s.0.len())
+            .sum(),
+        _ => 0,
+    };
+    Ok(rest? + sections)
+}
+
+/// Whether `bytes` can be the start of an AMQP message: a described section
+/// (header, annotations, properties or a body section).
+pub(crate) fn looks_like_message(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x00, 0x53, 0x70..=0x78, ..])
+        || matches!(bytes, [0x00, 0x80, 0, 0, 0, 0, 0, 0, 0x70..=0x78, ..])
 }
 
 /// A body as bytes: `data` sections joined, or the bytes of a string or binary value.

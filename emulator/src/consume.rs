@@ -110,6 +110,8 @@ pub(crate) struct ConsumePlan {
     hub: Arc<Hub>,
     partition: usize,
     start: i64,
+    /// Checked on each event until one passes (offsets and times only grow).
+    filter: Option<StartFilter>,
 }
 
 fn selector(attach: &Attach) -> Option<&str> {
@@ -136,14 +138,16 @@ pub(crate) fn plan(
         .ok_or_else(|| Rejection::new("com.microsoft:argument-out-of-range", "bad partition"))?;
     let p = &hub.partitions[index];
     // Without a filter a reader starts at the end, as the service's default is `@latest`.
-    let start = match selector(attach).map(StartFilter::parse).transpose()? {
+    let filter = selector(attach).map(StartFilter::parse).transpose()?;
+    let start = match &filter {
         None | Some(StartFilter::Latest) => p.tail(),
-        Some(filter) => p.position(&filter),
+        Some(filter) => p.position(filter),
     };
     Ok(ConsumePlan {
         hub,
         partition: index,
         start,
+        filter: filter.filter(|f| *f != StartFilter::Latest),
     })
 }
 
@@ -189,6 +193,7 @@ pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) 
     let mut stop = conn.stop.clone();
     let mut tail = partition.subscribe();
     let mut next = plan.start;
+    let mut filter = plan.filter;
     'outer: loop {
         let batch = partition.read_from(next, 64);
         if batch.is_empty() {
@@ -207,6 +212,12 @@ pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) 
         }
         for e in batch {
             next = e.sequence_number + 1;
+            if let Some(f) = &filter {
+                if !f.admits(&e) {
+                    continue;
+                }
+                filter = None;
+            }
             let message = to_delivery(&e);
             let sent = tokio::select! {
                 r = sender.send_batchable(message) => r.is_ok(),

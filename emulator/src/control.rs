@@ -91,10 +91,14 @@ impl ReplyRoutes {
     }
 }
 
+const REQUEST_MAX_BYTES: u64 = 256 * 1024;
+
 /// Links on which clients send requests. Requests may arrive pre-settled (.NET).
 pub(crate) fn request_acceptor() -> Acceptor {
     LinkAcceptor::builder()
         .properties(filler_properties())
+        // Tokens are small; this bounds what an unauthenticated client can make us hold.
+        .max_message_size(REQUEST_MAX_BYTES)
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build()
@@ -201,12 +205,8 @@ fn unauthorized(why: impl std::fmt::Display) -> Msg {
 }
 
 /// Checks a SAS or (if allowed) JWT token; returns its expiry in unix seconds.
-fn check_token(
-    conn: &Conn,
-    token: &str,
-    jwt: bool,
-    expiration: Option<i64>,
-) -> Result<u64, String> {
+fn check_token(conn: &Conn, token: &str, expiration: Option<i64>) -> Result<u64, String> {
+    let jwt = !token.starts_with("SharedAccessSignature ");
     let shared = &conn.shared;
     let now = shared.now_secs();
     if jwt {
@@ -237,8 +237,7 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         );
     }
     let kind = app_str(request, "type").unwrap_or_default();
-    let jwt = kind == "jwt";
-    if !jwt && kind != "servicebus.windows.net:sastoken" {
+    if kind != "jwt" && kind != "servicebus.windows.net:sastoken" {
         return status(
             400,
             &format!("Unsupported token type '{kind}'."),
@@ -267,7 +266,8 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         Some(SimpleValue::Timestamp(t)) => Some(t.milliseconds()),
         _ => None,
     };
-    match check_token(conn, token, jwt, expiration) {
+    // The token's form decides, not `type`: azure_core_amqp sends SAS tokens as "jwt".
+    match check_token(conn, token, expiration) {
         Ok(expires_at) => {
             conn.grant_until(expires_at);
             status(202, "Accepted", None, Value::Null)
@@ -306,8 +306,7 @@ fn management(request: &Msg, conn: &Conn) -> Msg {
     }
     match app_str(request, "security_token") {
         Some(token) => {
-            let jwt = !token.starts_with("SharedAccessSignature ");
-            if let Err(why) = check_token(conn, token, jwt, None) {
+            if let Err(why) = check_token(conn, token, None) {
                 return unauthorized(why);
             }
         }

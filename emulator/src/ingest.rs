@@ -55,15 +55,7 @@ fn property<'a>(attach: &'a Attach, key: &str) -> Option<&'a Value> {
 }
 
 fn as_i64(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Long(v) => Some(*v),
-        Value::Int(v) => Some(i64::from(*v)),
-        Value::Short(v) => Some(i64::from(*v)),
-        Value::Byte(v) => Some(i64::from(*v)),
-        Value::Ulong(v) => i64::try_from(*v).ok(),
-        Value::Uint(v) => Some(i64::from(*v)),
-        _ => None,
-    }
+    codec::as_integer(v?)
 }
 
 pub(crate) fn plan(
@@ -99,7 +91,16 @@ pub(crate) fn plan(
         }
         let producer_id = as_i64(property(attach, PRODUCER_ID))
             .unwrap_or_else(|| conn.shared.next_producer_id.fetch_add(1, Ordering::Relaxed));
-        let sequence = as_i64(property(attach, PRODUCER_SEQUENCE)).map(|s| s as i32);
+        let sequence = as_i64(property(attach, PRODUCER_SEQUENCE))
+            .map(|s| {
+                i32::try_from(s).map_err(|_| {
+                    Rejection::new(
+                        "com.microsoft:argument-out-of-range",
+                        "The producer sequence number must be an int.",
+                    )
+                })
+            })
+            .transpose()?;
         let state = hub.partitions[index].attach_producer(
             producer_id,
             epoch.map(|e| e as i16),
@@ -136,7 +137,9 @@ impl IngestPlan {
     pub(crate) fn acceptor(&self, shared: &Shared) -> Acceptor {
         let mut properties: Fields = filler_properties();
         let mut builder = LinkAcceptor::builder()
-            .max_message_size(shared.max_message_size)
+            // fe2o3 enforces this hard limit by detaching; the wire layer announces
+            // the configured one and `run` rejects what lies between (crate::wire).
+            .max_message_size(crate::wire::hard_limit(shared.max_message_size))
             // pyamqp asks for `second` but only acts on settled dispositions (§4.1).
             .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
             .fallback_receiver_settle_mode(ReceiverSettleMode::First);
@@ -155,60 +158,110 @@ struct Incoming {
     events: Vec<Bytes>,
     partition_key: Option<String>,
     /// The first event's `com.microsoft:producer-sequence-number`, for idempotent links.
-    first_sequence: Option<i64>,
+    first_sequence: Option<i32>,
+    /// Encoded size of the transfer's message.
+    size: usize,
+}
+
+fn decode_error(what: impl std::fmt::Display) -> Rejection {
+    Rejection::new("amqp:decode-error", what.to_string())
+}
+
+/// The producer sequence numbers of an idempotent link's events: present, `int`-sized
+/// and consecutive; returns the first.
+fn sequence_of(messages: &[Message<Body<Value>>]) -> Result<i32, Rejection> {
+    let mut first = None;
+    for (i, m) in messages.iter().enumerate() {
+        let seq = codec::integer(&m.message_annotations, PRODUCER_SEQUENCE)
+            .and_then(|s| i32::try_from(s).ok())
+            .ok_or_else(|| {
+                Rejection::new(
+                    "com.microsoft:argument-error",
+                    "An idempotent producer's events must carry an int com.microsoft:producer-sequence-number.",
+                )
+            })?;
+        let start = *first.get_or_insert(seq);
+        if seq != start.wrapping_add(i as i32) {
+            return Err(Rejection::new(
+                "com.microsoft:out-of-order-sequence",
+                format!(
+                    "The sequence numbers in the batch are not consecutive: {seq} at position {i} after {start}."
+                ),
+            ));
+        }
+    }
+    first.ok_or_else(|| decode_error("A batch must carry at least one event."))
 }
 
 fn split(
-    message: Message<Body<Value>>,
+    mut message: Message<Body<Value>>,
     format: Option<u32>,
     idempotent: bool,
 ) -> Result<Incoming, Rejection> {
     let envelope_key = codec::partition_key(&message.message_annotations);
-    if format == Some(BATCH_FORMAT) {
-        let Body::Data(sections) = message.body else {
-            return Err(Rejection::new(
-                "amqp:decode-error",
-                "A batched message (format 0x80013700) must carry data sections.",
-            ));
-        };
-        let events: Vec<Bytes> = sections
-            .into_iter()
-            .map(|d| Bytes::from(d.0.into_vec()))
-            .collect();
-        // Only the first event is decoded, and only when its annotations are needed.
-        let first = if (envelope_key.is_none() || idempotent) && !events.is_empty() {
-            Some(codec::decode_message(&events[0]).map_err(|e| {
-                Rejection::new(
-                    "amqp:decode-error",
-                    format!("An event of the batch is not an AMQP message: {e}"),
-                )
-            })?)
+    if format != Some(BATCH_FORMAT) {
+        let first_sequence = if idempotent {
+            Some(sequence_of(std::slice::from_ref(&message))?)
         } else {
             None
         };
-        let partition_key = envelope_key.or_else(|| {
-            first
-                .as_ref()
-                .and_then(|m| codec::partition_key(&m.message_annotations))
-        });
-        let first_sequence = first
-            .as_ref()
-            .and_then(|m| codec::integer(&m.message_annotations, PRODUCER_SEQUENCE));
-        Ok(Incoming {
-            events,
-            partition_key,
-            first_sequence,
-        })
-    } else {
-        let first_sequence = codec::integer(&message.message_annotations, PRODUCER_SEQUENCE);
-        let raw = codec::encode_message(&message)
-            .map_err(|e| Rejection::new("amqp:decode-error", e.to_string()))?;
-        Ok(Incoming {
+        let raw = codec::encode_message(&message).map_err(decode_error)?;
+        return Ok(Incoming {
+            size: raw.len(),
             events: vec![Bytes::from(raw)],
             partition_key: envelope_key,
             first_sequence,
-        })
+        });
     }
+    let size = codec::data_message_size(&mut message).map_err(decode_error)?;
+    let Body::Data(sections) = message.body else {
+        return Err(decode_error(
+            "A batched message (format 0x80013700) must carry data sections.",
+        ));
+    };
+    let events: Vec<Bytes> = sections
+        .into_iter()
+        .map(|d| Bytes::from(d.0.into_vec()))
+        .collect();
+    if let Some(i) = events.iter().position(|e| !codec::looks_like_message(e)) {
+        return Err(decode_error(format!(
+            "Event {i} of the batch is not an AMQP message."
+        )));
+    }
+    // Inner events are decoded only when their annotations are needed: every event on
+    // idempotent links, the first when the envelope carries no partition key.
+    let needed = if idempotent {
+        events.len()
+    } else {
+        usize::from(envelope_key.is_none()).min(events.len())
+    };
+    let decoded = events[..needed]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            codec::decode_message(e).map_err(|err| {
+                decode_error(format!(
+                    "Event {i} of the batch is not an AMQP message: {err}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let partition_key = envelope_key.or_else(|| {
+        decoded
+            .first()
+            .and_then(|m| codec::partition_key(&m.message_annotations))
+    });
+    let first_sequence = if idempotent {
+        Some(sequence_of(&decoded)?)
+    } else {
+        None
+    };
+    Ok(Incoming {
+        events,
+        partition_key,
+        first_sequence,
+        size,
+    })
 }
 
 enum Settle {
@@ -258,12 +311,27 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 continue;
             }
         };
+        let max = conn.shared.max_message_size;
+        if incoming.size as u64 > max {
+            let why = Rejection::new(
+                "amqp:link:message-size-exceeded",
+                format!(
+                    "The received message (size: {} bytes) exceeds the limit ({max} bytes) currently allowed on the link.",
+                    incoming.size
+                ),
+            );
+            if receiver.reject(info, why.to_error()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let index = match (plan.partition, &incoming.partition_key) {
             (Some(i), _) => i,
             (None, Some(key)) => partition_index(key, hub.partitions.len()),
             (None, None) => {
+                let i = round_robin;
                 round_robin = (round_robin + 1) % hub.partitions.len();
-                round_robin
+                i
             }
         };
         let partition = &hub.partitions[index];
@@ -286,26 +354,10 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                     Ok(())
                 }
                 Some(i) => {
-                    if partition
-                        .producer_epoch(i.producer_id)
-                        .is_some_and(|e| e > i.epoch)
-                    {
-                        return Err(Rejection::new(
-                            "com.microsoft:producer-epoch-stolen",
-                            format!(
-                                "A producer with a higher epoch took over producer group {}.",
-                                i.producer_id
-                            ),
-                        ));
-                    }
-                    let first = incoming.first_sequence.ok_or_else(|| {
-                        Rejection::new(
-                            "com.microsoft:argument-error",
-                            "An idempotent producer's events must carry com.microsoft:producer-sequence-number.",
-                        )
-                    })?;
+                    // `split` always sets it on idempotent links.
+                    let first = incoming.first_sequence.unwrap_or_default();
                     partition
-                        .append_idempotent(i.producer_id, i.epoch, first as i32, events, now)
+                        .append_idempotent(i.producer_id, i.epoch, first, events, now)
                         .map(|r| {
                             if r == IdempotentAppend::Duplicate {
                                 tracing::debug!("duplicate idempotent batch acknowledged");

@@ -261,6 +261,7 @@ impl EmulatorBuilder {
             accept_jwt: self.accept_jwt,
             clock: self.clock,
             next_producer_id: std::sync::atomic::AtomicI64::new(1),
+            connections: tokio::sync::watch::channel(0).0,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
@@ -278,8 +279,9 @@ impl EmulatorBuilder {
 /// # Drop behavior
 ///
 /// Dropping the handle stops accepting connections and closes the existing ones
-/// (their tasks see the stop signal); [`shutdown`](Self::shutdown) does the same and
-/// waits for the listener task to finish.
+/// (their tasks see the stop signal) in the background; [`shutdown`](Self::shutdown)
+/// does the same and waits until every connection is closed (at most a few seconds
+/// for peers that do not answer their close).
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
@@ -328,6 +330,18 @@ impl EmulatorHandle {
         Some(self.shared.store.hub(hub)?.partition(partition)?.info())
     }
 
+    /// The number of open client connections.
+    pub fn connection_count(&self) -> usize {
+        *self.shared.connections.borrow()
+    }
+
+    /// Waits until exactly `n` client connections are open (for tests: a vanished
+    /// client's connection must go away).
+    pub async fn wait_for_connection_count(&self, n: usize) {
+        let mut rx = self.shared.connections.subscribe();
+        let _ = rx.wait_for(|count| *count == n).await;
+    }
+
     /// Adds a fault while running; it applies to transfers from now on.
     pub fn add_fault(&self, fault: Fault) {
         self.shared
@@ -340,7 +354,7 @@ impl EmulatorHandle {
         self.shared.write_faults().clear();
     }
 
-    /// Stops accepting, closes every connection and waits for the listener to end.
+    /// Stops accepting, closes every connection and waits for them to end.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {

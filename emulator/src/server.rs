@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) accept_jwt: bool,
     pub(crate) clock: Arc<dyn crate::Clock>,
     pub(crate) next_producer_id: std::sync::atomic::AtomicI64,
+    /// Number of open connections.
+    pub(crate) connections: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -167,21 +169,41 @@ pub(crate) fn filler_properties() -> Fields {
     fields
 }
 
+/// Counts a live connection for as long as it is held.
+struct Live(Arc<Shared>);
+
+impl Live {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.connections.send_modify(|n| *n += 1);
+        Self(shared)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.connections.send_modify(|n| *n -= 1);
+    }
+}
+
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let mut stop_wait = stop.clone();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop_wait.wait_for(|s| *s) => return,
+            _ = stop_wait.wait_for(|s| *s) => break,
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let live = Live::new(shared.clone());
                 let shared = shared.clone();
                 let stop = stop.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = connection(tcp, shared, stop).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
+                    drop(live);
                 });
             }
             Err(e) => {
@@ -190,6 +212,14 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watc
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+    // Each connection sees the stop signal and closes; a peer that does not answer
+    // its close gets a few seconds, then the connection is simply dropped.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        connections.abort_all();
     }
 }
 
@@ -201,7 +231,7 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let std_tcp = tcp.into_std()?;
     let socket = std_tcp.try_clone()?;
-    let tcp = crate::wire::FixDispositions::new(TcpStream::from_std(std_tcp)?);
+    let tcp = crate::wire::WireFixes::new(TcpStream::from_std(std_tcp)?, shared.max_message_size);
     let plain_ok = Arc::new(AtomicBool::new(false));
     let acceptor = ConnectionAcceptor::builder()
         .container_id("eventhubs-emulator")
@@ -427,13 +457,15 @@ async fn run_session(mut session: ListenerSessionHandle, session_id: u64, conn: 
                     .properties(filler_properties())
                     .max_message_size(conn.shared.max_message_size)
                     .build();
+                // The close waits for the peer's detach: it runs on its own so that a
+                // silent peer cannot hold up the session's other attaches.
                 match acceptor.accept_incoming_attach(attach, &mut session).await {
                     Ok(LinkEndpoint::Sender(s)) => {
-                        let _ = s.close_with_error(why.to_error()).await;
+                        tokio::spawn(async move { s.close_with_error(why.to_error()).await });
                         Ok(())
                     }
                     Ok(LinkEndpoint::Receiver(r)) => {
-                        let _ = r.close_with_error(why.to_error()).await;
+                        tokio::spawn(async move { r.close_with_error(why.to_error()).await });
                         Ok(())
                     }
                     Err(e) => Err(e),

@@ -268,11 +268,6 @@ impl Partition {
         }
     }
 
-    /// The current epoch of a producer group.
-    pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
-        self.lock().producers.get(&producer_id).map(|s| s.epoch)
-    }
-
     pub(crate) fn info(&self) -> PartitionInfo {
         let log = self.lock();
         let stored_any = log.next_sequence > 0;
@@ -303,8 +298,19 @@ impl Partition {
         log.events.iter().skip(skip).take(max).cloned().collect()
     }
 
-    /// The sequence number of the first retained event matching `filter`, or the tail.
+    /// The sequence number a reader with `filter` starts at. For sequence numbers that is
+    /// exact even past the end; for offsets and times it is the first retained match or
+    /// the tail (the reader keeps checking the filter on what arrives later).
     pub(crate) fn position(&self, filter: &crate::consume::StartFilter) -> i64 {
+        use crate::consume::{Field, StartFilter};
+        if let StartFilter::After {
+            field: Field::SequenceNumber,
+            value,
+            inclusive,
+        } = *filter
+        {
+            return value.saturating_add(i64::from(!inclusive)).max(0);
+        }
         let log = self.lock();
         log.events
             .iter()

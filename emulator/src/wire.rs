@@ -1,11 +1,18 @@
-//! A byte-level fix-up of the frames the emulator writes.
+//! Byte-level fix-ups of the frames the emulator writes, for what fe2o3 has no setting for.
 //!
-//! pyamqp (the AMQP stack of Microsoft's Python SDK) reads performative fields by
-//! position. When its frame tracing is on (`logging_enable=True`) it builds a
-//! `DispositionFrame` from every disposition and needs all six fields, but fe2o3
-//! leaves out the trailing `batchable` field when it is false (which AMQP allows).
-//! fe2o3 has no setting for it, so this writer appends the missing fields to outgoing
-//! dispositions. Every other byte passes through untouched.
+//! - pyamqp (the AMQP stack of Microsoft's Python SDK) reads performative fields by
+//!   position. When its frame tracing is on (`logging_enable=True`) it builds a
+//!   `DispositionFrame` from every disposition and needs all six fields, but fe2o3
+//!   leaves out the trailing `batchable` field when it is false (which AMQP allows).
+//!   Outgoing dispositions get the missing fields appended.
+//! - The service refuses an oversized message with a *rejected disposition*
+//!   (`amqp:link:message-size-exceeded`), but fe2o3 enforces the `max-message-size` it
+//!   announces by detaching the link. So publishing links are attached with a larger
+//!   hard limit (see [`hard_limit`]) that fe2o3 enforces, the attach frame is rewritten
+//!   here to announce the configured limit, and the emulator rejects anything between
+//!   the two itself.
+//!
+//! Every other byte passes through untouched.
 
 use std::io;
 use std::pin::Pin;
@@ -14,25 +21,36 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+const ATTACH: u8 = 0x12;
 const DISPOSITION: u8 = 0x15;
 const DISPOSITION_FIELDS: u32 = 6;
 /// Fix-ups wait for a whole frame; anything bigger than this passes through as is.
 const MAX_HELD: usize = 1 << 20;
 
+/// The limit fe2o3 enforces on publishing links announcing `announced` bytes.
+pub(crate) fn hard_limit(announced: u64) -> u64 {
+    announced
+        .saturating_mul(2)
+        .max(announced.saturating_add(1 << 16))
+}
+
 /// Wraps a transport; see the module docs.
 #[derive(Debug)]
-pub(crate) struct FixDispositions<S> {
+pub(crate) struct WireFixes<S> {
     inner: S,
+    /// The limit publishing links announce.
+    announced_max: u64,
     /// Bytes written by fe2o3 that do not yet form a whole header or frame.
     pending: BytesMut,
     /// Bytes ready for the socket.
     out: BytesMut,
 }
 
-impl<S> FixDispositions<S> {
-    pub(crate) fn new(inner: S) -> Self {
+impl<S> WireFixes<S> {
+    pub(crate) fn new(inner: S, announced_max: u64) -> Self {
         Self {
             inner,
+            announced_max,
             pending: BytesMut::new(),
             out: BytesMut::new(),
         }
@@ -64,7 +82,9 @@ impl<S> FixDispositions<S> {
                 return;
             }
             let frame = self.pending.split_to(size);
-            match fixed_disposition(&frame) {
+            let fixed =
+                fixed_disposition(&frame).or_else(|| announced_attach(&frame, self.announced_max));
+            match fixed {
                 Some(fixed) => self.out.extend_from_slice(&fixed),
                 None => self.out.extend_from_slice(&frame),
             }
@@ -123,7 +143,35 @@ fn fixed_disposition(frame: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for FixDispositions<S> {
+/// If `frame` is an attach announcing [`hard_limit`] of `announced`, the same attach
+/// announcing `announced`.
+fn announced_attach(frame: &[u8], announced: u64) -> Option<Vec<u8>> {
+    use fe2o3_amqp::types::performatives::Performative;
+    let doff = usize::from(frame[4]) * 4;
+    if frame[5] != 0 || doff < 8 || frame.len() < doff + 3 {
+        return None;
+    }
+    let body = &frame[doff..];
+    if body[0] != 0x00 || body[1] != 0x53 || body[2] != ATTACH {
+        return None;
+    }
+    let Ok(Performative::Attach(mut attach)) = serde_amqp::from_slice::<Performative>(body) else {
+        return None;
+    };
+    if attach.max_message_size != Some(hard_limit(announced)) {
+        return None;
+    }
+    attach.max_message_size = Some(announced);
+    let encoded = serde_amqp::to_vec(&Performative::Attach(attach)).ok()?;
+    let mut out = Vec::with_capacity(doff + encoded.len());
+    out.extend_from_slice(&frame[..doff]);
+    out.extend_from_slice(&encoded);
+    let size = out.len() as u32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Some(out)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WireFixes<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -133,7 +181,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FixDispositions<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> FixDispositions<S> {
+impl<S: AsyncWrite + Unpin> WireFixes<S> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
@@ -146,7 +194,7 @@ impl<S: AsyncWrite + Unpin> FixDispositions<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for FixDispositions<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WireFixes<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -198,7 +246,7 @@ mod tests {
 
     async fn through(chunks: &[&[u8]]) -> Vec<u8> {
         let (a, mut b) = tokio::io::duplex(1 << 16);
-        let mut w = FixDispositions::new(a);
+        let mut w = WireFixes::new(a, 1 << 20);
         for c in chunks {
             w.write_all(c).await.unwrap();
         }
@@ -230,6 +278,39 @@ mod tests {
         all.extend_from_slice(&full_disposition);
         let pieces: Vec<&[u8]> = all.chunks(3).collect();
         assert_eq!(through(&pieces).await, all);
+    }
+
+    #[tokio::test]
+    async fn an_attach_announcing_the_hard_limit_announces_the_configured_one() {
+        use fe2o3_amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
+        use fe2o3_amqp::types::performatives::{Attach, Performative};
+        let attach = |max| Attach {
+            name: "l".into(),
+            handle: 0.into(),
+            role: Role::Receiver,
+            snd_settle_mode: SenderSettleMode::Mixed,
+            rcv_settle_mode: ReceiverSettleMode::First,
+            source: None,
+            target: None,
+            unsettled: None,
+            incomplete_unsettled: false,
+            initial_delivery_count: None,
+            max_message_size: Some(max),
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        let encode = |max| {
+            let body = serde_amqp::to_vec(&Performative::Attach(attach(max))).unwrap();
+            frame(&body)
+        };
+        let announced = 1u64 << 20;
+        assert_eq!(
+            through(&[&encode(hard_limit(announced))]).await,
+            encode(announced)
+        );
+        // Other values (request/response links) are left alone.
+        assert_eq!(through(&[&encode(4096)]).await, encode(4096));
     }
 
     #[tokio::test]

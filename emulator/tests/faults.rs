@@ -117,6 +117,8 @@ async fn probabilistic_rejections_are_repeatable_for_a_seed() {
     assert!((5..=35).contains(&hits), "{hits} of 60 at p=0.3");
 }
 
+// Real time: with a paused clock, tokio auto-advances past the connection's idle and
+// open timeouts while the test waits on sockets. The test itself never sleeps.
 #[tokio::test]
 async fn delay_stores_first_and_settles_later() {
     let emulator = Emulator::builder()

@@ -115,8 +115,16 @@ async fn an_undecodable_message_is_rejected_and_the_link_keeps_working() {
     assert_eq!(bodies(&emulator.events("eh1", "0").unwrap()), ["good"]);
 }
 
+fn disposition_state(p: &Performative) -> Option<String> {
+    match p {
+        Performative::Disposition(d) => Some(format!("{:?}", d.state)),
+        Performative::Detach(d) => Some(format!("detached: {:?}", d.error)),
+        _ => None,
+    }
+}
+
 #[tokio::test]
-async fn an_oversized_transfer_is_refused_with_message_size_exceeded() {
+async fn an_oversized_transfer_is_rejected_and_the_link_keeps_working() {
     let emulator = Emulator::builder()
         .hub("eh1", 1)
         .max_message_size(4096)
@@ -126,23 +134,67 @@ async fn an_oversized_transfer_is_refused_with_message_size_exceeded() {
     let mut raw = Raw::connect(emulator.addr()).await;
     raw.handshake().await;
     let reply = raw.attach(0, Role::Sender, "eh1/Partitions/0").await;
-    assert_eq!(reply.max_message_size, Some(4096));
-    // A client that ignores the announced limit.
-    let big = encode(&event(&"x".repeat(5000), None));
-    raw.transfer(0, 0, false, &big).await;
-    let condition = loop {
-        match raw.next().await.expect("an answer") {
-            Performative::Detach(d) => break d.error.map(|e| error_condition(&e)),
-            Performative::Disposition(d) => break Some(format!("{:?}", d.state)),
-            _ => continue,
+    assert_eq!(
+        reply.max_message_size,
+        Some(4096),
+        "the configured limit is announced"
+    );
+    // A client that ignores the announced limit, by a little and by a lot.
+    for (id, size) in [(0u32, 4200usize), (1, 5000)] {
+        let big = encode(&event(&"x".repeat(size), None));
+        raw.transfer(0, id, false, &big).await;
+        let state = loop {
+            if let Some(s) = disposition_state(&raw.next().await.expect("an answer")) {
+                break s;
+            }
+        };
+        assert!(
+            state.contains("Rejected") && state.contains("MessageSizeExceeded"),
+            "{state}"
+        );
+    }
+    raw.transfer(0, 2, false, &encode(&event("small", None)))
+        .await;
+    let state = loop {
+        if let Some(s) = disposition_state(&raw.next().await.expect("an answer")) {
+            break s;
         }
     };
-    assert_eq!(
-        condition.as_deref(),
-        Some("amqp:link:message-size-exceeded")
+    assert!(state.contains("Accepted"), "{state}");
+    assert_eq!(bodies(&emulator.events("eh1", "0").unwrap()), ["small"]);
+}
+
+#[tokio::test]
+async fn a_batch_holding_something_other_than_messages_is_rejected() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let mut sender = client.sender("eh1/Partitions/0").await;
+    use fe2o3_amqp::types::{
+        messaging::{Body, Data, Message},
+        primitives::Binary,
+    };
+    let envelope: Msg = Message::builder()
+        .body(Body::Data(
+            vec![
+                Data(Binary::from(encode(&event("fine", None)))),
+                Data(Binary::from(b"not a message".to_vec())),
+            ]
+            .into(),
+        ))
+        .build();
+    let batch = fe2o3_amqp::Sendable::builder()
+        .message(envelope)
+        .message_format(BATCH_FORMAT)
+        .build();
+    let outcome = sender.send(batch).await.unwrap();
+    assert!(
+        format!("{outcome:?}").contains("DecodeError"),
+        "{outcome:?}"
     );
-    assert!(emulator.events("eh1", "0").unwrap().is_empty());
-    still_serves(&emulator, "small").await;
+    assert!(
+        emulator.events("eh1", "0").unwrap().is_empty(),
+        "nothing of it is stored"
+    );
 }
 
 #[tokio::test]

@@ -80,15 +80,21 @@ impl Raw {
         }
     }
 
-    /// Reads until the peer closes the socket; returns whether it did.
+    /// Reads until the peer closes the socket; whether it did within 5 s (the emulator
+    /// gives a silent client 30 s, so a hang-up inside 5 s is a reaction to the input).
     pub async fn closed_by_peer(&mut self) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => continue,
+        let until_closed = async {
+            loop {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
             }
-        }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), until_closed)
+            .await
+            .is_ok()
     }
 
     /// SASL PLAIN with the emulator's key, then Open and Begin on channel 0.
