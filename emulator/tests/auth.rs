@@ -193,3 +193,13 @@ async fn a_token_for_an_unknown_hub_gets_404() {
     let (code, _) = client.put_token_for("sb://x/", &token).await;
     assert_eq!(code, 202, "a namespace-wide audience is fine");
 }
+
+#[tokio::test]
+async fn shutdown_closes_client_connections() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    assert_eq!(emulator.connection_count(), 1);
+    emulator.shutdown().await;
+    let _ = client.connection.on_close().await;
+    assert!(client.connection.is_closed());
+}

@@ -192,3 +192,46 @@ async fn a_bad_selector_is_refused() {
     let why = detach_condition_of_receiver(&mut receiver).await;
     assert!(why.contains("InvalidField"), "{why}");
 }
+
+#[tokio::test]
+async fn a_sequence_filter_past_the_end_waits_for_that_sequence_number() {
+    let (_emulator, mut client) = seeded(3).await;
+    let mut receiver = client
+        .receiver(
+            "eh1/ConsumerGroups/$Default/Partitions/0",
+            Some(selector("amqp.annotation.x-opt-sequence-number > '5'")),
+        )
+        .await;
+    let mut sender = client.sender("eh1/Partitions/0").await;
+    let more: Vec<Msg> = (3..8).map(|i| event(&format!("m{i}"), None)).collect();
+    assert!(sender.send(batch(&more, None)).await.unwrap().is_accepted());
+    let got = read(&mut receiver, 2).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["m6", "m7"]);
+}
+
+#[tokio::test]
+async fn byte_retention_keeps_the_newest_events_within_the_budget() {
+    let emulator = Emulator::builder()
+        .hub_config(HubConfig::new("eh1", 1).retention(Retention::Bytes(1000)))
+        .start()
+        .await
+        .unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let mut sender = client.sender("eh1/Partitions/0").await;
+    let body = "y".repeat(190);
+    let events: Vec<Msg> = (0..20).map(|_| event(&body, None)).collect();
+    assert!(sender
+        .send(batch(&events, None))
+        .await
+        .unwrap()
+        .is_accepted());
+    let kept = emulator.events("eh1", "0").unwrap();
+    let bytes: usize = kept.iter().map(|e| e.raw.len()).sum();
+    assert!(bytes <= 1000, "{bytes} bytes kept");
+    assert!(kept.len() >= 4, "only {} kept", kept.len());
+    assert_eq!(
+        kept.last().unwrap().sequence_number,
+        19,
+        "the newest is kept"
+    );
+}

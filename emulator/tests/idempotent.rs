@@ -272,3 +272,46 @@ async fn a_stale_sequence_number_is_refused_as_old() {
     assert!(description.contains("old sequence"), "{description}");
     assert_eq!(emulator.events("eh1", "0").unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn a_batch_with_a_gap_inside_is_refused_whole() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let id = 5;
+    let mut sender = idempotent_sender(
+        &mut client,
+        "gap",
+        "eh1/Partitions/0",
+        &[("com.microsoft:producer-id", Value::Long(id))],
+    )
+    .await;
+    let mut events = numbered(id, 0, 1, 2);
+    events.extend(numbered(id, 0, 4, 1));
+    let outcome = sender.send(batch(&events, None)).await.unwrap();
+    assert_eq!(
+        rejected_condition(&outcome),
+        "com.microsoft:out-of-order-sequence"
+    );
+    assert!(emulator.events("eh1", "0").unwrap().is_empty());
+    // A single (format 0) numbered event is checked too.
+    let single = numbered(id, 0, 1, 1).remove(0);
+    assert!(sender.send(single).await.unwrap().is_accepted());
+    assert_eq!(bodies(&emulator.events("eh1", "0").unwrap()), ["s1"]);
+}
+
+#[tokio::test]
+async fn a_negative_epoch_is_refused() {
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::authorized(&emulator).await;
+    let mut sender = idempotent_sender(
+        &mut client,
+        "neg",
+        "eh1/Partitions/0",
+        &[("com.microsoft:producer-epoch", Value::Short(-1))],
+    )
+    .await;
+    assert_eq!(
+        detach_condition_of_sender(&mut sender).await,
+        "com.microsoft:argument-out-of-range"
+    );
+}

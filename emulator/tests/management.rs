@@ -137,3 +137,68 @@ async fn unknown_hub_partition_and_bad_token_get_error_statuses() {
         "no token on the request nor the connection"
     );
 }
+
+async fn put_token_raw(
+    emulator: &eventhubs_emulator::EmulatorHandle,
+    receiver_name: &str,
+    receiver_target: Option<&str>,
+    reply_to: Option<&str>,
+    message_id: fe2o3_amqp::types::messaging::MessageId,
+) -> (fe2o3_amqp::types::messaging::MessageId, i32) {
+    use fe2o3_amqp::types::messaging::{ApplicationProperties, Message, Properties};
+    let mut client = TestClient::connect(emulator).await;
+    let mut tx = fe2o3_amqp::Sender::attach(&mut client.session, "req", "$cbs")
+        .await
+        .unwrap();
+    let mut builder = fe2o3_amqp::Receiver::builder()
+        .name(receiver_name)
+        .source("$cbs");
+    if let Some(t) = receiver_target {
+        builder = builder.target(t);
+    }
+    let mut rx = builder.attach(&mut client.session).await.unwrap();
+    let token = emulator.sas_token("sb://x/eh1", 60);
+    let mut request: Msg = Message::builder()
+        .application_properties(
+            ApplicationProperties::builder()
+                .insert("operation", "put-token")
+                .insert("type", "servicebus.windows.net:sastoken")
+                .insert("name", "sb://x/eh1")
+                .build(),
+        )
+        .body(Body::Value(AmqpValue(Value::String(token))))
+        .build();
+    request.properties = Some(Properties {
+        message_id: Some(message_id),
+        reply_to: reply_to.map(str::to_owned),
+        ..Default::default()
+    });
+    assert!(tx.send(request).await.unwrap().is_accepted());
+    let reply = rx.recv::<Body<Value>>().await.unwrap().into_message();
+    let correlation = reply
+        .properties
+        .as_ref()
+        .and_then(|p| p.correlation_id.clone())
+        .expect("correlation-id");
+    (correlation, status_of(&reply).0)
+}
+
+#[tokio::test]
+async fn replies_reach_python_style_links_without_reply_to() {
+    use fe2o3_amqp::types::{messaging::MessageId, primitives::Uuid};
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let id = MessageId::Uuid(Uuid::from([7u8; 16]));
+    let (correlation, code) =
+        put_token_raw(&emulator, "py-rx", Some("$cbs"), None, id.clone()).await;
+    assert_eq!((correlation, code), (id, 202));
+}
+
+#[tokio::test]
+async fn replies_reach_js_style_links_named_by_reply_to() {
+    use fe2o3_amqp::types::messaging::MessageId;
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let id = MessageId::String("a-string-id".into());
+    let (correlation, code) =
+        put_token_raw(&emulator, "cbs-1234", None, Some("cbs-1234"), id.clone()).await;
+    assert_eq!((correlation, code), (id, 202));
+}
