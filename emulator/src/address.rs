@@ -21,8 +21,9 @@ pub(crate) enum Node {
     Unknown(String),
 }
 
-/// Normalises `hub/...`, `/hub/...` and `amqps://host[:port]/hub/...` and classifies it.
-pub(crate) fn parse(address: &str) -> Node {
+/// The path of an address or URI without leading or trailing slashes: `amqps://h:1/a/b/`
+/// and `/a/b` both give `a/b`.
+pub(crate) fn path(address: &str) -> &str {
     let path = match address.find("://") {
         Some(i) => {
             let rest = &address[i + 3..];
@@ -30,7 +31,12 @@ pub(crate) fn parse(address: &str) -> Node {
         }
         None => address,
     };
-    let path = path.trim_start_matches('/').trim_end_matches('/');
+    path.trim_start_matches('/').trim_end_matches('/')
+}
+
+/// Normalises `hub/...`, `/hub/...` and `amqps://host[:port]/hub/...` and classifies it.
+pub(crate) fn parse(address: &str) -> Node {
+    let path = path(address);
     let parts: Vec<&str> = path.split('/').collect();
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     match parts.as_slice() {

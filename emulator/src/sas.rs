@@ -46,26 +46,17 @@ impl std::fmt::Display for SasError {
 
 impl std::error::Error for SasError {}
 
-/// Percent-encodes everything but `A-Za-z0-9-_.~`, with lower-case hex, as the Rust SDK does.
-fn encode_lower(s: &str) -> String {
+/// Percent-encodes everything but `A-Za-z0-9-_.~`, with lower- or upper-case hex.
+fn encode(s: &str, upper: bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
+        } else if upper {
+            let _ = write!(out, "%{b:02X}");
         } else {
-            out.push_str(&format!("%{b:02x}"));
-        }
-    }
-    out
-}
-
-fn encode_upper(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02x}");
         }
     }
     out
@@ -107,12 +98,12 @@ fn hmac_b64(key: &str, encoded_resource: &str, expiry: u64) -> String {
 /// assert!(token.contains("sig=SgJoMn7K6nWDCF6e1%2BfsxrmJLsorqPeZ3B8N1uQ31dc%3D"));
 /// ```
 pub fn sign(resource: &str, key_name: &str, key: &str, expires_at: u64) -> String {
-    let sr = encode_lower(resource);
+    let sr = encode(resource, false);
     let sig = hmac_b64(key, &sr, expires_at);
     format!(
         "{PREFIX}sr={sr}&sig={}&se={expires_at}&skn={}",
-        encode_upper(&sig),
-        encode_upper(key_name)
+        encode(&sig, true),
+        encode(key_name, true)
     )
 }
 
