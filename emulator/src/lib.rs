@@ -41,7 +41,7 @@ mod consume;
 mod control;
 mod fault;
 mod ingest;
-pub mod sas;
+pub use streaming_producer_layers::sas;
 mod server;
 mod store;
 mod wire;

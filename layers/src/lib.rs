@@ -2,7 +2,10 @@
 //! (routing, batching, concurrency limits, idempotency, retry, tracing) and the
 //! pure algorithms they rely on.
 //!
-//! This crate never depends on an AMQP implementation.
+//! This crate never depends on an AMQP implementation. It also holds the two
+//! service algorithms that the producer and the emulator share: the partition-key
+//! hash and shared access signatures.
 #![forbid(unsafe_code)]
 
 pub mod partition_key;
+pub mod sas;

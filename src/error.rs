@@ -1,0 +1,274 @@
+//! Errors: one opaque type with predicates, in the manner of hyper's `Error`.
+
+use std::fmt;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error of the producer.
+///
+/// Inspect it with the `is_*` predicates; [`is_retryable`](Error::is_retryable) says
+/// whether trying the same operation again may succeed. `Display` describes this
+/// level only; the cause, if any, is in [`source`](std::error::Error::source).
+pub struct Error {
+    kind: Kind,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The connection string is malformed; the text names the problem.
+    ConnectionString(String),
+    /// An option or argument is invalid.
+    Config(String),
+    /// The service refused the credentials.
+    Auth(String),
+    /// The connection could not be made, or was lost.
+    Connection(String),
+    /// The service settled the batch with `rejected` and this condition.
+    Rejected {
+        condition: String,
+        description: String,
+    },
+    /// The service settled the batch with `released` or `modified`.
+    NotAccepted(&'static str),
+    /// The link was detached by the service with this condition.
+    Detached {
+        condition: String,
+        description: String,
+    },
+    /// The operation did not finish in time.
+    Timeout,
+    /// The producer is closed (or closing) and takes no more events.
+    Closed,
+    /// The event names a partition the hub does not have.
+    UnknownPartition(String),
+    /// The event can never fit a batch.
+    TooLarge { size: usize, max: usize },
+    /// A `$management` request failed with this status.
+    Management { status: i32, description: String },
+    /// The event was handed back by an abandoning close.
+    Abandoned,
+}
+
+/// Conditions after which the same send may succeed (reference §6.2, aligned with
+/// the .NET and Rust SDKs' choices).
+const RETRYABLE_CONDITIONS: &[&str] = &[
+    "com.microsoft:server-busy",
+    "com.microsoft:timeout",
+    "com.microsoft:operation-cancelled",
+    "com.microsoft:entity-updated",
+    "com.microsoft:container-close",
+    "amqp:internal-error",
+    "amqp:link:detach-forced",
+    "amqp:connection:forced",
+    "amqp:connection:framing-error",
+    "amqp:illegal-state",
+];
+
+impl Error {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn connection_string(why: impl Into<String>) -> Self {
+        Self::new(Kind::ConnectionString(why.into()))
+    }
+
+    pub(crate) fn config(why: impl Into<String>) -> Self {
+        Self::new(Kind::Config(why.into()))
+    }
+
+    pub(crate) fn connection(why: impl Into<String>) -> Self {
+        Self::new(Kind::Connection(why.into()))
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(Kind::Closed)
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
+    }
+
+    /// Whether trying again may succeed: lost connections, timeouts, throttling,
+    /// transient service errors, released or modified batches.
+    pub fn is_retryable(&self) -> bool {
+        match &self.kind {
+            Kind::Connection(_) | Kind::Timeout | Kind::NotAccepted(_) => true,
+            Kind::Rejected { condition, .. } | Kind::Detached { condition, .. } => {
+                RETRYABLE_CONDITIONS.contains(&condition.as_str())
+            }
+            Kind::Management { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            Kind::ConnectionString(_)
+            | Kind::Config(_)
+            | Kind::Auth(_)
+            | Kind::Closed
+            | Kind::UnknownPartition(_)
+            | Kind::TooLarge { .. }
+            | Kind::Abandoned => false,
+        }
+    }
+
+    /// The connection string is malformed.
+    pub fn is_connection_string(&self) -> bool {
+        matches!(self.kind, Kind::ConnectionString(_))
+    }
+
+    /// An option or argument is invalid.
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, Kind::Config(_))
+    }
+
+    /// The service refused the credentials.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.kind, Kind::Auth(_))
+    }
+
+    /// The producer is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.kind, Kind::Closed)
+    }
+
+    /// The operation timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout)
+    }
+
+    /// The event names a partition the hub does not have.
+    pub fn is_unknown_partition(&self) -> bool {
+        matches!(self.kind, Kind::UnknownPartition(_))
+    }
+
+    /// The event is larger than any batch can be.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, Kind::TooLarge { .. })
+            || self.condition() == Some("amqp:link:message-size-exceeded")
+    }
+
+    /// The event was handed back by an abandoning close.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self.kind, Kind::Abandoned)
+    }
+
+    /// The AMQP error condition the service gave, if any.
+    pub fn condition(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Rejected { condition, .. } | Kind::Detached { condition, .. } => Some(condition),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::ConnectionString(why) => write!(f, "invalid connection string: {why}"),
+            Kind::Config(why) => write!(f, "invalid configuration: {why}"),
+            Kind::Auth(why) => write!(f, "authorization failed: {why}"),
+            Kind::Connection(why) => write!(f, "connection failed: {why}"),
+            Kind::Rejected {
+                condition,
+                description,
+            } => write!(
+                f,
+                "the service rejected the batch ({condition}): {description}"
+            ),
+            Kind::NotAccepted(outcome) => write!(f, "the service {outcome} the batch"),
+            Kind::Detached {
+                condition,
+                description,
+            } => write!(f, "the link was detached ({condition}): {description}"),
+            Kind::Timeout => f.write_str("the operation timed out"),
+            Kind::Closed => f.write_str("the producer is closed"),
+            Kind::UnknownPartition(id) => write!(f, "the hub has no partition '{id}'"),
+            Kind::TooLarge { size, max } => write!(
+                f,
+                "the event takes {size} bytes, more than a batch can hold ({max} bytes)"
+            ),
+            Kind::Management {
+                status,
+                description,
+            } => write!(
+                f,
+                "management request failed with status {status}: {description}"
+            ),
+            Kind::Abandoned => f.write_str("the event was abandoned by close"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(condition: &str) -> Error {
+        Error::new(Kind::Rejected {
+            condition: condition.into(),
+            description: "x".into(),
+        })
+    }
+
+    #[test]
+    fn throttling_and_transient_conditions_are_retryable() {
+        assert!(rejected("com.microsoft:server-busy").is_retryable());
+        assert!(rejected("amqp:internal-error").is_retryable());
+        assert!(Error::connection("reset").is_retryable());
+        assert!(Error::new(Kind::NotAccepted("released")).is_retryable());
+        assert!(Error::new(Kind::Timeout).is_retryable());
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retryable() {
+        for c in [
+            "amqp:link:message-size-exceeded",
+            "amqp:unauthorized-access",
+            "amqp:not-found",
+            "com.microsoft:out-of-order-sequence",
+            "com.microsoft:producer-epoch-stolen",
+            "com.microsoft:argument-out-of-range",
+        ] {
+            assert!(!rejected(c).is_retryable(), "{c}");
+        }
+        assert!(!Error::closed().is_retryable());
+        assert!(!Error::connection_string("x").is_retryable());
+        assert!(rejected("amqp:link:message-size-exceeded").is_too_large());
+    }
+
+    #[test]
+    fn display_names_this_level_and_source_chains() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::connection("lost the connection to 127.0.0.1:5672").with_source(io);
+        assert_eq!(
+            e.to_string(),
+            "connection failed: lost the connection to 127.0.0.1:5672"
+        );
+        let source = std::error::Error::source(&e).expect("source");
+        assert_eq!(source.to_string(), "reset by peer");
+    }
+}
