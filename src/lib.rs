@@ -4,6 +4,7 @@
 //! are the foundation of the producer described in `shared/DESIGN.md`.
 #![forbid(unsafe_code)]
 
+mod codec;
 mod connection_string;
 mod credential;
 mod error;
