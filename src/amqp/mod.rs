@@ -1,0 +1,446 @@
+//! The AMQP side: one connection per producer, owned by one task.
+//!
+//! The connection task owns the fe2o3 connection, its session, the `$cbs` and
+//! `$management` nodes and one sender link per partition. Callers talk to it through a
+//! bounded channel; a send returns the delivery's settlement future, which the caller
+//! awaits outside the task, so sends to different partitions (and pipelined sends on
+//! one link) overlap. The task refreshes the token before it expires, and after a lost
+//! connection it reconnects on the next request.
+
+mod rpc;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::link::delivery::DeliveryFut;
+use fe2o3_amqp::link::{SendError, Sender};
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::messaging::{Batch, Data, Outcome};
+use fe2o3_amqp::types::primitives::SimpleValue;
+use fe2o3_amqp::{Connection, Sendable, Session};
+use serde_amqp::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::credential::Credential;
+use crate::error::{Error, Kind};
+
+pub(crate) use rpc::Reply;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// `amqp://host:port` or `amqps://host:port`.
+    pub(crate) url: String,
+    /// The namespace host, for the open frame and token audiences.
+    pub(crate) host: String,
+    pub(crate) hub: String,
+    pub(crate) credential: Arc<dyn Credential>,
+    /// Container id.
+    pub(crate) identifier: String,
+    /// Bound on connecting, attaching and each management call.
+    pub(crate) timeout: Duration,
+}
+
+impl Endpoint {
+    fn audience(&self) -> String {
+        format!("amqps://{}/{}", self.host, self.hub)
+    }
+}
+
+/// Hub properties read from `$management`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HubProperties {
+    pub(crate) partition_ids: Vec<String>,
+}
+
+/// A send in progress: its settlement, and the connection generation it went out on.
+pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
+
+/// A batch of pre-encoded events for one partition.
+pub(crate) type Wire = Sendable<Batch<Data>>;
+
+enum Command {
+    Send {
+        partition: String,
+        message: Wire,
+        reply: oneshot::Sender<Result<(Settlement, u64), Error>>,
+    },
+    MaxMessageSize {
+        partition: String,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
+    Properties {
+        reply: oneshot::Sender<Result<HubProperties, Error>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle on the connection task. Cloning shares the task.
+#[derive(Debug, Clone)]
+pub(crate) struct Amqp {
+    commands: mpsc::Sender<Command>,
+    /// The generation of the last connection that was lost (0: none yet).
+    lost: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Send { .. } => "Send",
+            Command::MaxMessageSize { .. } => "MaxMessageSize",
+            Command::Properties { .. } => "Properties",
+            Command::Close { .. } => "Close",
+        })
+    }
+}
+
+impl Amqp {
+    /// Starts the connection task; the connection itself is made on first use.
+    pub(crate) fn spawn(endpoint: Endpoint) -> Self {
+        let (commands, rx) = mpsc::channel(64);
+        let (lost_tx, lost) = watch::channel(0);
+        tokio::spawn(
+            Task {
+                endpoint,
+                live: None,
+                generation: 0,
+                lost: lost_tx,
+            }
+            .run(rx),
+        );
+        Self { commands, lost }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::closed())?;
+        rx.await.map_err(|_| Error::closed())
+    }
+
+    /// Hands a batch to the partition's link; returns its settlement future.
+    pub(crate) async fn send(
+        &self,
+        partition: &str,
+        message: Wire,
+    ) -> Result<(Settlement, u64), Error> {
+        self.ask(|reply| Command::Send {
+            partition: partition.to_owned(),
+            message,
+            reply,
+        })
+        .await?
+    }
+
+    /// The `max-message-size` of a partition's link (attaching it if needed).
+    pub(crate) async fn max_message_size(&self, partition: &str) -> Result<u64, Error> {
+        self.ask(|reply| Command::MaxMessageSize {
+            partition: partition.to_owned(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Reads the hub's properties.
+    pub(crate) async fn properties(&self) -> Result<HubProperties, Error> {
+        self.ask(|reply| Command::Properties { reply }).await?
+    }
+
+    /// Closes the connection and ends the task.
+    pub(crate) async fn close(&self) {
+        let _ = self.ask(|reply| Command::Close { reply }).await;
+    }
+
+    /// Resolves when the connection of `generation` is lost.
+    pub(crate) async fn lost(&self, generation: u64) {
+        let mut lost = self.lost.clone();
+        let _ = lost.wait_for(|g| *g >= generation).await;
+    }
+}
+
+struct Live {
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    cbs: rpc::Rpc,
+    management: Option<rpc::Rpc>,
+    senders: HashMap<String, Sender>,
+    refresh_at: tokio::time::Instant,
+}
+
+struct Task {
+    endpoint: Endpoint,
+    live: Option<Live>,
+    generation: u64,
+    lost: watch::Sender<u64>,
+}
+
+fn status_error(reply: &Reply, what: &str) -> Error {
+    match reply.status {
+        401 | 403 => Error::new(Kind::Auth(format!("{what}: {}", reply.description))),
+        status => Error::new(Kind::Management {
+            status,
+            description: format!("{what}: {}", reply.description),
+        }),
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let refresh_at = self.live.as_ref().map(|l| l.refresh_at);
+            let command = match self.live.as_mut() {
+                Some(live) => tokio::select! {
+                    c = commands.recv() => c,
+                    _ = live.connection.on_close() => {
+                        self.connection_lost();
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(refresh_at.unwrap_or_else(tokio::time::Instant::now)) => {
+                        if let Err(e) = self.refresh_token().await {
+                            tracing::warn!("token refresh failed: {e}");
+                            self.connection_lost();
+                        }
+                        continue;
+                    }
+                },
+                None => commands.recv().await,
+            };
+            let Some(command) = command else { break };
+            match command {
+                Command::Send {
+                    partition,
+                    message,
+                    reply,
+                } => {
+                    let result = self.send(&partition, message).await;
+                    let _ = reply.send(result);
+                }
+                Command::MaxMessageSize { partition, reply } => {
+                    let result = self.sender(&partition).await.map(|s| {
+                        s.max_message_size()
+                            .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE)
+                    });
+                    let _ = reply.send(result);
+                }
+                Command::Properties { reply } => {
+                    let result = self.properties().await;
+                    let _ = reply.send(result);
+                }
+                Command::Close { reply } => {
+                    self.shutdown().await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn connection_lost(&mut self) {
+        if self.live.take().is_some() {
+            tracing::debug!(generation = self.generation, "connection lost");
+            self.lost.send_replace(self.generation);
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(mut live) = self.live.take() {
+            for (_, sender) in live.senders.drain() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), sender.close()).await;
+            }
+            live.cbs.close().await;
+            if let Some(m) = live.management.take() {
+                m.close().await;
+            }
+            let _ = live.session.end().await;
+            let _ = live.connection.close().await;
+            self.lost.send_replace(self.generation);
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut Live, Error> {
+        if self.live.is_none() {
+            let timeout = self.endpoint.timeout;
+            let live = tokio::time::timeout(timeout, self.open())
+                .await
+                .map_err(|_| Error::new(Kind::Timeout))??;
+            self.generation += 1;
+            self.live = Some(live);
+        }
+        Ok(self.live.as_mut().expect("just connected"))
+    }
+
+    async fn open(&self) -> Result<Live, Error> {
+        let e = &self.endpoint;
+        let mut connection = Connection::builder()
+            .container_id(e.identifier.clone())
+            .hostname(e.host.as_str())
+            .sasl_profile(SaslProfile::Anonymous)
+            .max_frame_size(65536u32)
+            .open(e.url.as_str())
+            .await
+            .map_err(|err| {
+                Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
+            })?;
+        let mut session = Session::begin(&mut connection)
+            .await
+            .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
+        let cbs = rpc::Rpc::attach(&mut session, "$cbs").await?;
+        let mut live = Live {
+            connection,
+            session,
+            cbs,
+            management: None,
+            senders: HashMap::new(),
+            refresh_at: tokio::time::Instant::now(),
+        };
+        live.refresh_at = put_token(&mut live.cbs, e).await?;
+        Ok(live)
+    }
+
+    async fn refresh_token(&mut self) -> Result<(), Error> {
+        let endpoint = self.endpoint.clone();
+        if let Some(live) = self.live.as_mut() {
+            live.refresh_at = put_token(&mut live.cbs, &endpoint).await?;
+        }
+        Ok(())
+    }
+
+    async fn sender(&mut self, partition: &str) -> Result<&mut Sender, Error> {
+        let address = format!("{}/Partitions/{partition}", self.endpoint.hub);
+        let timeout = self.endpoint.timeout;
+        let identifier = self.endpoint.identifier.clone();
+        let live = self.connect().await?;
+        if !live.senders.contains_key(partition) {
+            let attach = Sender::builder()
+                .name(format!("{identifier}-{partition}"))
+                .target(address.as_str())
+                .attach(&mut live.session);
+            let sender = tokio::time::timeout(timeout, attach)
+                .await
+                .map_err(|_| Error::new(Kind::Timeout))?
+                .map_err(|err| {
+                    Error::connection(format!("cannot attach a sender to {address}"))
+                        .with_source(err)
+                })?;
+            live.senders.insert(partition.to_owned(), sender);
+        }
+        Ok(live.senders.get_mut(partition).expect("attached above"))
+    }
+
+    async fn send(&mut self, partition: &str, message: Wire) -> Result<(Settlement, u64), Error> {
+        let sender = self.sender(partition).await?;
+        match sender.send_batchable(message).await {
+            Ok(settlement) => Ok((settlement, self.generation)),
+            Err(err) => {
+                // The link is unusable (detached by the service, or the session ended):
+                // forget it so that the next send attaches a fresh one.
+                if let Some(live) = self.live.as_mut() {
+                    live.senders.remove(partition);
+                }
+                Err(crate::base::send_error(err))
+            }
+        }
+    }
+
+    async fn properties(&mut self) -> Result<HubProperties, Error> {
+        let endpoint = self.endpoint.clone();
+        let live = self.connect().await?;
+        if live.management.is_none() {
+            live.management = Some(rpc::Rpc::attach(&mut live.session, "$management").await?);
+        }
+        let token = endpoint.credential.token(&endpoint.audience()).await?;
+        let rpc = live.management.as_mut().expect("attached above");
+        let reply = rpc
+            .call(
+                &[
+                    ("operation", SimpleValue::String("READ".into())),
+                    ("type", SimpleValue::String("com.microsoft:eventhub".into())),
+                    ("name", SimpleValue::String(endpoint.hub.clone())),
+                    ("security_token", SimpleValue::String(token.token)),
+                ],
+                Value::Null,
+                endpoint.timeout,
+            )
+            .await?;
+        if reply.status != 200 {
+            return Err(status_error(&reply, "reading the hub's properties"));
+        }
+        parse_hub_properties(&reply)
+    }
+}
+
+/// Puts a token for the hub on `$cbs`; returns when to refresh it.
+async fn put_token(cbs: &mut rpc::Rpc, endpoint: &Endpoint) -> Result<tokio::time::Instant, Error> {
+    let audience = endpoint.audience();
+    let token = endpoint.credential.token(&audience).await?;
+    let expires_ms = token
+        .expires_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let reply = cbs
+        .call(
+            &[
+                ("operation", SimpleValue::String("put-token".into())),
+                ("type", SimpleValue::String(token.kind.cbs_type().into())),
+                ("name", SimpleValue::String(audience)),
+                (
+                    "expiration",
+                    SimpleValue::Timestamp(
+                        fe2o3_amqp::types::primitives::Timestamp::from_milliseconds(expires_ms),
+                    ),
+                ),
+            ],
+            Value::String(token.token),
+            endpoint.timeout,
+        )
+        .await?;
+    if !(200..300).contains(&reply.status) {
+        return Err(status_error(&reply, "the token was refused"));
+    }
+    // Refresh six minutes before expiry (as the Rust SDK does), or at half the
+    // remaining validity for short-lived tokens.
+    let remaining = token
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let lead = Duration::from_secs(360).min(remaining / 2);
+    Ok(tokio::time::Instant::now() + remaining.saturating_sub(lead))
+}
+
+fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error> {
+    use fe2o3_amqp::types::messaging::{AmqpValue, Body};
+    let bad = || {
+        Error::new(Kind::Management {
+            status: reply.status,
+            description: "the hub's properties have no partition_ids".into(),
+        })
+    };
+    let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
+        return Err(bad());
+    };
+    let ids = match map.get(&Value::String("partition_ids".into())) {
+        Some(Value::Array(ids)) => ids.0.clone(),
+        Some(Value::List(ids)) => ids.clone(),
+        _ => return Err(bad()),
+    };
+    let partition_ids = ids
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(bad()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if partition_ids.is_empty() {
+        return Err(bad());
+    }
+    Ok(HubProperties { partition_ids })
+}

@@ -1,0 +1,173 @@
+//! The base service: publishes one batch on its partition's link.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::types::definitions;
+use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message, Outcome};
+use fe2o3_amqp::types::primitives::Binary;
+use fe2o3_amqp::Sendable;
+
+use crate::amqp::Amqp;
+use crate::batch::Batch;
+use crate::codec::BATCH_FORMAT;
+use crate::error::{Error, Kind};
+
+/// A failed publish: the error, and the batch handed back.
+#[derive(Debug)]
+pub struct SendFailure {
+    /// What went wrong.
+    pub error: Error,
+    /// The batch, unchanged.
+    pub batch: Batch,
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "publishing {} events to partition {} failed",
+            self.batch.len(),
+            self.batch.partition()
+        )
+    }
+}
+
+impl std::error::Error for SendFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Publishes a [`Batch`] as one batched AMQP message (format `0x80013700`) on the
+/// partition's sender link and maps the disposition: `accepted` is success;
+/// `rejected` carries the service's condition; `released` and `modified` are
+/// (retryable) failures. Each try is bounded by the try timeout; a connection lost
+/// while waiting fails the batch at once.
+#[derive(Debug, Clone)]
+pub struct AmqpSend {
+    amqp: Amqp,
+    try_timeout: Duration,
+}
+
+impl AmqpSend {
+    pub(crate) fn new(amqp: Amqp, try_timeout: Duration) -> Self {
+        Self { amqp, try_timeout }
+    }
+}
+
+/// The name of an AMQP error condition, e.g. `amqp:link:message-size-exceeded`.
+pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String {
+    match condition {
+        definitions::ErrorCondition::Custom(s) => s.as_str().to_owned(),
+        other => match serde_amqp::to_value(other) {
+            Ok(serde_amqp::Value::Symbol(s)) => s.as_str().to_owned(),
+            _ => format!("{other:?}"),
+        },
+    }
+}
+
+fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
+    let condition = condition_name(&e.condition);
+    let description = e.description.clone().unwrap_or_default();
+    Error::new(if detached {
+        Kind::Detached {
+            condition,
+            description,
+        }
+    } else {
+        Kind::Rejected {
+            condition,
+            description,
+        }
+    })
+}
+
+/// Maps a fe2o3 send error.
+pub(crate) fn send_error(err: SendError) -> Error {
+    use fe2o3_amqp::link::{DetachError, LinkStateError};
+    match &err {
+        SendError::Detached(
+            DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e),
+        )
+        | SendError::LinkStateError(
+            LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
+        ) => from_amqp_error(e, true).with_source(err),
+        SendError::MessageSizeExceeded(m) => Error::new(Kind::TooLarge {
+            size: m.size as usize,
+            max: m.max_size as usize,
+        }),
+        _ => Error::connection("the link or connection failed").with_source(err),
+    }
+}
+
+fn to_wire(batch: &Batch) -> crate::amqp::Wire {
+    let sections: Vec<Data> = batch
+        .encoded()
+        .iter()
+        .map(|e| Data(Binary::from(e.to_vec())))
+        .collect();
+    let message = Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: None,
+        application_properties: None,
+        body: AmqpBatch::from(sections),
+        footer: None,
+    };
+    Sendable::builder()
+        .message(message)
+        .message_format(BATCH_FORMAT)
+        .build()
+}
+
+async fn publish(amqp: Amqp, try_timeout: Duration, batch: Batch) -> Result<Batch, SendFailure> {
+    let attempt = async {
+        let (settlement, generation) = amqp.send(batch.partition(), to_wire(&batch)).await?;
+        tokio::select! {
+            outcome = settlement => match outcome {
+                Ok(Outcome::Accepted(_)) => Ok(()),
+                Ok(Outcome::Rejected(r)) => Err(r
+                    .error
+                    .as_ref()
+                    .map(|e| from_amqp_error(e, false))
+                    .unwrap_or_else(|| Error::new(Kind::Rejected {
+                        condition: "amqp:internal-error".into(),
+                        description: "rejected without an error".into(),
+                    }))),
+                Ok(Outcome::Released(_)) => Err(Error::new(Kind::NotAccepted("released"))),
+                Ok(Outcome::Modified(_)) => Err(Error::new(Kind::NotAccepted("modified"))),
+                #[allow(unreachable_patterns)]
+                Ok(_) => Err(Error::new(Kind::NotAccepted("did not accept"))),
+                Err(e) => Err(send_error(e)),
+            },
+            _ = amqp.lost(generation) => Err(Error::connection("the connection was lost before the batch was settled")),
+        }
+    };
+    match tokio::time::timeout(try_timeout, attempt).await {
+        Ok(Ok(())) => Ok(batch),
+        Ok(Err(error)) => Err(SendFailure { error, batch }),
+        Err(_) => Err(SendFailure {
+            error: Error::new(Kind::Timeout),
+            batch,
+        }),
+    }
+}
+
+impl tower::Service<Batch> for AmqpSend {
+    type Response = Batch;
+    type Error = SendFailure;
+    type Future = Pin<Box<dyn Future<Output = Result<Batch, SendFailure>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        Box::pin(publish(self.amqp.clone(), self.try_timeout, batch))
+    }
+}
