@@ -91,10 +91,6 @@ impl Error {
         Self::new(Kind::Closed)
     }
 
-    pub(crate) fn kind(&self) -> &Kind {
-        &self.kind
-    }
-
     /// Whether trying again may succeed: lost connections, timeouts, throttling,
     /// transient service errors, released or modified batches.
     pub fn is_retryable(&self) -> bool {

@@ -12,6 +12,7 @@ mod connection_string;
 mod credential;
 mod error;
 mod event;
+mod producer;
 
 pub use base::{AmqpSend, SendFailure};
 pub use batch::Batch;
@@ -21,6 +22,7 @@ pub use credential::{
 };
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
+pub use producer::{BatchOutcome, EnqueueError, Outcomes, Producer, ProducerBuilder};
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;

@@ -1,0 +1,315 @@
+//! The driver: one task that owns the open batches, dispatches them through the tower
+//! stack, and reports outcomes.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tower::util::BoxCloneService;
+use tower::ServiceExt;
+
+use super::outcome::BatchOutcome;
+use super::Shared;
+use crate::base::SendFailure;
+use crate::batch::Batch;
+use crate::error::{Error, Kind};
+use crate::EventData;
+
+pub(crate) type Stack = BoxCloneService<Batch, Batch, SendFailure>;
+
+/// What the producer handles send to the driver, in one FIFO channel so that a flush
+/// or close sees every event sent before it.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Event {
+        partition: usize,
+        event: EventData,
+        encoded: Bytes,
+    },
+    /// An event that can never be published (unknown partition, too large).
+    Refused {
+        partition: String,
+        event: EventData,
+        error: Error,
+    },
+    Flush(oneshot::Sender<()>),
+    Close {
+        abandon: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+struct Open {
+    batch: Batch,
+    seqs: Vec<u64>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    open: Option<Open>,
+    ready: VecDeque<(Batch, Vec<u64>)>,
+    in_flight: usize,
+}
+
+struct Barrier {
+    /// Events numbered below this were sent before the flush.
+    before: u64,
+    remaining: usize,
+    done: oneshot::Sender<()>,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = (usize, Vec<u64>, Result<Batch, SendFailure>)> + Send>>;
+
+pub(crate) struct Driver {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) stack: Stack,
+    pub(crate) outcomes: mpsc::Sender<BatchOutcome>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) max_batch_bytes: usize,
+    pub(crate) max_wait: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+struct State {
+    partitions: Vec<PartitionState>,
+    in_flight: FuturesUnordered<InFlight>,
+    barriers: Vec<Barrier>,
+    next_seq: u64,
+    /// Events received and not yet reported.
+    pending: usize,
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) {
+        let mut state = State {
+            partitions: (0..self.shared.partition_count())
+                .map(|_| PartitionState::default())
+                .collect(),
+            in_flight: FuturesUnordered::new(),
+            barriers: Vec::new(),
+            next_seq: 0,
+            pending: 0,
+        };
+        let mut closing: Option<(bool, oneshot::Sender<()>)> = None;
+        loop {
+            if let Some((_, _)) = &closing {
+                if state.pending == 0 && state.in_flight.is_empty() {
+                    break;
+                }
+            }
+            let deadline = state
+                .partitions
+                .iter()
+                .filter_map(|p| p.open.as_ref().map(|o| o.deadline))
+                .min();
+            tokio::select! {
+                command = self.commands.recv(), if closing.is_none() => match command {
+                    Some(Command::Close { abandon, done }) => {
+                        self.commands.close();
+                        // Everything sent before the close is still in the channel.
+                        while let Ok(c) = self.commands.try_recv() {
+                            self.handle(&mut state, c).await;
+                        }
+                        if abandon {
+                            self.abandon_all(&mut state).await;
+                        } else {
+                            self.seal_all(&mut state);
+                        }
+                        closing = Some((abandon, done));
+                    }
+                    Some(c) => self.handle(&mut state, c).await,
+                    None => {
+                        // Every handle is gone without a close: publish what is pending.
+                        self.seal_all(&mut state);
+                        let (done, _) = oneshot::channel();
+                        closing = Some((false, done));
+                    }
+                },
+                Some((partition, seqs, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                    state.partitions[partition].in_flight -= 1;
+                    let outcome = match result {
+                        Ok(batch) => BatchOutcome {
+                            partition: batch.partition().to_owned(),
+                            events: batch.into_events(),
+                            result: Ok(()),
+                        },
+                        Err(SendFailure { error, batch }) => BatchOutcome {
+                            partition: batch.partition().to_owned(),
+                            events: batch.into_events(),
+                            result: Err(error),
+                        },
+                    };
+                    self.report(&mut state, outcome, &seqs, Some(partition)).await;
+                    self.dispatch(&mut state, partition);
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let now = Instant::now();
+                    for i in 0..state.partitions.len() {
+                        if state.partitions[i].open.as_ref().is_some_and(|o| o.deadline <= now) {
+                            seal(&mut state.partitions[i]);
+                            self.dispatch(&mut state, i);
+                        }
+                    }
+                }
+            }
+            if closing.is_some() {
+                for i in 0..state.partitions.len() {
+                    self.dispatch(&mut state, i);
+                }
+            }
+        }
+        if let Some(close) = self.on_close.take() {
+            close.await;
+        }
+        if let Some((_, done)) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    async fn handle(&mut self, state: &mut State, command: Command) {
+        match command {
+            Command::Event {
+                partition,
+                event,
+                encoded,
+            } => {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.pending += 1;
+                let cost = Batch::cost(&encoded);
+                if partition >= state.partitions.len() {
+                    state
+                        .partitions
+                        .resize_with(partition + 1, PartitionState::default);
+                }
+                let p = &mut state.partitions[partition];
+                if p.open
+                    .as_ref()
+                    .is_some_and(|o| o.batch.size_in_bytes() + cost > self.max_batch_bytes)
+                {
+                    seal(p);
+                }
+                let open = p.open.get_or_insert_with(|| Open {
+                    batch: Batch::new(self.shared.partition_id(partition)),
+                    seqs: Vec::new(),
+                    deadline: Instant::now() + self.max_wait,
+                });
+                open.batch.push(event, encoded);
+                open.seqs.push(seq);
+                if open.batch.size_in_bytes() >= self.max_batch_bytes {
+                    seal(p);
+                }
+                self.dispatch(state, partition);
+            }
+            Command::Refused {
+                partition,
+                event,
+                error,
+            } => {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.pending += 1;
+                let outcome = BatchOutcome {
+                    partition,
+                    events: vec![event],
+                    result: Err(error),
+                };
+                self.report(state, outcome, &[seq], None).await;
+            }
+            Command::Flush(done) => {
+                self.seal_all(state);
+                for i in 0..state.partitions.len() {
+                    self.dispatch(state, i);
+                }
+                if state.pending == 0 {
+                    let _ = done.send(());
+                } else {
+                    state.barriers.push(Barrier {
+                        before: state.next_seq,
+                        remaining: state.pending,
+                        done,
+                    });
+                }
+            }
+            Command::Close { done, .. } => {
+                // Only reached for a second close while draining; it completes with the first.
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn seal_all(&self, state: &mut State) {
+        for p in &mut state.partitions {
+            seal(p);
+        }
+    }
+
+    async fn abandon_all(&mut self, state: &mut State) {
+        for i in 0..state.partitions.len() {
+            seal(&mut state.partitions[i]);
+            while let Some((batch, seqs)) = state.partitions[i].ready.pop_front() {
+                let outcome = BatchOutcome {
+                    partition: batch.partition().to_owned(),
+                    events: batch.into_events(),
+                    result: Err(Error::new(Kind::Abandoned)),
+                };
+                self.report(state, outcome, &seqs, Some(i)).await;
+            }
+        }
+    }
+
+    /// Starts sends for `partition` while it has ready batches and room in flight.
+    fn dispatch(&self, state: &mut State, partition: usize) {
+        let p = &mut state.partitions[partition];
+        while p.in_flight < self.concurrency {
+            let Some((batch, seqs)) = p.ready.pop_front() else {
+                break;
+            };
+            p.in_flight += 1;
+            let stack = self.stack.clone();
+            state.in_flight.push(Box::pin(async move {
+                (partition, seqs, stack.oneshot(batch).await)
+            }));
+        }
+    }
+
+    /// Reports an outcome, releases the events' capacity and advances flush barriers.
+    async fn report(
+        &mut self,
+        state: &mut State,
+        outcome: BatchOutcome,
+        seqs: &[u64],
+        partition: Option<usize>,
+    ) {
+        let count = outcome.events.len();
+        let bytes: usize = outcome.events.iter().map(|e| e.body().len()).sum();
+        state.pending -= count;
+        // A dropped `Outcomes` stream means the application ignores outcomes.
+        let _ = self.outcomes.send(outcome).await;
+        self.shared.release(partition, count, bytes);
+        let mut i = 0;
+        while i < state.barriers.len() {
+            let b = &mut state.barriers[i];
+            b.remaining -= seqs.iter().filter(|s| **s < b.before).count();
+            if b.remaining == 0 {
+                let _ = state.barriers.swap_remove(i).done.send(());
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn seal(p: &mut PartitionState) {
+    if let Some(open) = p.open.take() {
+        p.ready.push_back((open.batch, open.seqs));
+    }
+}

@@ -1,0 +1,677 @@
+//! The producer: a [`Sink`](futures_sink::Sink) of events and a stream of outcomes.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::{SinkExt, StreamExt};
+//! use streaming_producer::{EventData, Producer};
+//! # let emulator = eventhubs_emulator::Emulator::builder().hub("eh1", 4).start().await?;
+//! # let connection_string = emulator.connection_string_for("eh1");
+//!
+//! let (mut producer, mut outcomes) = Producer::builder()
+//!     .connection_string(&connection_string)
+//!     .build()
+//!     .await?;
+//! producer.send(EventData::new("hello").with_partition_key("user-1")).await?;
+//! producer.close().await?;
+//! let outcome = outcomes.next().await.expect("one batch");
+//! assert!(outcome.is_success());
+//! assert_eq!(outcome.events.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Backpressure
+//!
+//! `poll_ready` waits while `max_pending_events` events (or `max_pending_bytes` bytes
+//! of bodies) are pending, counting events in open batches, in flight and with
+//! outcomes not yet queued. Events leave the count when their outcome is queued.
+//!
+//! # Ordering
+//!
+//! With one send in flight per partition (the default), the events of a partition are
+//! published in the order they were accepted.
+//!
+//! # Drop behavior
+//!
+//! Dropping every producer handle without closing publishes what is pending (as a
+//! close would), but nothing waits for it; close the producer to know when it is done.
+
+mod driver;
+mod outcome;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use futures_sink::Sink;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
+use tower::util::BoxCloneService;
+use tower::{Layer, Service};
+
+pub use outcome::{BatchOutcome, Outcomes};
+
+use crate::amqp::{Amqp, Endpoint};
+use crate::base::{AmqpSend, SendFailure};
+use crate::batch::Batch;
+use crate::codec;
+use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
+use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
+use crate::error::{Error, Kind};
+use crate::{EventData, Routing};
+use driver::{Command, Driver, Stack};
+use streaming_producer_layers::partition_key::partition_index;
+
+/// State shared by the producer handles and the driver.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    partition_ids: RwLock<Arc<[String]>>,
+    pending_per_partition: Vec<AtomicUsize>,
+    events: Arc<Semaphore>,
+    max_pending_bytes: usize,
+    pending_bytes: AtomicUsize,
+    bytes_freed: Notify,
+    round_robin: AtomicUsize,
+    max_batch_bytes: usize,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn ids(&self) -> Arc<[String]> {
+        self.partition_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn partition_count(&self) -> usize {
+        self.pending_per_partition.len()
+    }
+
+    pub(crate) fn partition_id(&self, index: usize) -> String {
+        self.ids().get(index).cloned().unwrap_or_default()
+    }
+
+    /// Gives back the capacity of events that got their outcome.
+    pub(crate) fn release(&self, partition: Option<usize>, count: usize, bytes: usize) {
+        if let Some(p) = partition.and_then(|i| self.pending_per_partition.get(i)) {
+            p.fetch_sub(count, Ordering::Relaxed);
+        }
+        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.bytes_freed.notify_waiters();
+        self.events.add_permits(count);
+    }
+}
+
+/// The producer: forward events into it as a [`Sink`], or call
+/// [`enqueue`](Producer::enqueue). Build one with [`Producer::builder`].
+///
+/// Cloning gives another handle on the same producer; a clone starts without a
+/// reserved slot.
+pub struct Producer {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    permits: PollSemaphore,
+    reserved: bool,
+    bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
+    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("total_pending", &self.total_pending())
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Clone for Producer {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            commands: self.commands.clone(),
+            permits: self.permits.clone(),
+            reserved: false,
+            bytes_wait: None,
+            closing: None,
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.reserved {
+            self.shared.events.add_permits(1);
+        }
+    }
+}
+
+/// An event that was not accepted, handed back with the reason.
+#[derive(Debug)]
+pub struct EnqueueError {
+    error: Error,
+    event: EventData,
+}
+
+impl EnqueueError {
+    /// Why the event was not accepted.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The event, back.
+    pub fn into_event(self) -> EventData {
+        self.event
+    }
+}
+
+impl std::fmt::Display for EnqueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the event was not accepted: {}", self.error)
+    }
+}
+
+impl std::error::Error for EnqueueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl Producer {
+    /// A builder with the defaults: `max_wait` 250 ms, 2500 pending events, 64 MiB of
+    /// pending bodies, one send in flight per partition, 60 s per try.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// Events accepted and without an outcome yet, in total.
+    pub fn total_pending(&self) -> usize {
+        self.shared
+            .pending_per_partition
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Events accepted and without an outcome yet, for one partition id.
+    pub fn pending(&self, partition: &str) -> usize {
+        self.shared
+            .ids()
+            .iter()
+            .position(|id| id == partition)
+            .and_then(|i| self.shared.pending_per_partition.get(i))
+            .map(|p| p.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// The hub's partition ids.
+    pub fn partition_ids(&self) -> Vec<String> {
+        self.shared.ids().to_vec()
+    }
+
+    /// Waits for room, then accepts the event. Fails only when the producer is closed
+    /// (handing the event back); every accepted event gets an outcome.
+    pub async fn enqueue(&mut self, event: EventData) -> Result<(), EnqueueError> {
+        if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
+            return Err(EnqueueError { error, event });
+        }
+        self.accept(event)
+            .map_err(|(error, event)| EnqueueError { error, event })
+    }
+
+    /// [`enqueue`](Self::enqueue)s each event in turn.
+    pub async fn enqueue_all(
+        &mut self,
+        events: impl IntoIterator<Item = EventData>,
+    ) -> Result<(), EnqueueError> {
+        for event in events {
+            self.enqueue(event).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes every open batch now and resolves once every event accepted before
+    /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
+    /// their later events do not delay it.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(done))
+            .await
+            .map_err(|_| Error::closed())?;
+        wait.await.map_err(|_| Error::closed())
+    }
+
+    /// Publishes everything pending, waits for every outcome, then closes the
+    /// connection. Later enqueues fail with [`Error::is_closed`].
+    pub async fn close(&mut self) -> Result<(), Error> {
+        self.shutdown(false).await
+    }
+
+    /// Stops publishing: events not yet handed to the service come back in outcomes
+    /// marked abandoned ([`BatchOutcome::is_abandoned`]); sends already in flight
+    /// finish first. Then closes the connection.
+    pub async fn close_abandon(&mut self) -> Result<(), Error> {
+        self.shutdown(true).await
+    }
+
+    async fn shutdown(&mut self, abandon: bool) -> Result<(), Error> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let (done, wait) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Close { abandon, done })
+            .await
+            .is_err()
+        {
+            return Ok(()); // Already closed by another handle.
+        }
+        let _ = wait.await;
+        Ok(())
+    }
+
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Error::closed()));
+        }
+        if !self.reserved {
+            match ready!(self.permits.poll_acquire(cx)) {
+                Some(permit) => {
+                    permit.forget();
+                    self.reserved = true;
+                }
+                None => return Poll::Ready(Err(Error::closed())),
+            }
+        }
+        while self.shared.pending_bytes.load(Ordering::Relaxed) >= self.shared.max_pending_bytes {
+            let shared = self.shared.clone();
+            let wait = self.bytes_wait.get_or_insert_with(|| {
+                ReusableBoxFuture::new(async move { shared.bytes_freed.notified().await })
+            });
+            ready!(wait.poll(cx));
+            self.bytes_wait = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Routes, encodes and hands the event to the driver; needs a reserved slot.
+    fn accept(&mut self, event: EventData) -> Result<(), (Error, EventData)> {
+        if !self.reserved {
+            return Err((
+                Error::config("poll_ready must succeed before start_send"),
+                event,
+            ));
+        }
+        let ids = self.shared.ids();
+        let routed = match event.routing() {
+            Routing::PartitionId(id) => ids
+                .iter()
+                .position(|p| p == id)
+                .ok_or_else(|| (id.clone(), Error::new(Kind::UnknownPartition(id.clone())))),
+            Routing::PartitionKey(key) => Ok(partition_index(key, ids.len())),
+            Routing::Auto => {
+                Ok(self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % ids.len())
+            }
+        };
+        let encoded = codec::encode(&event);
+        let cost = Batch::cost(&encoded);
+        let command = match routed {
+            Ok(_) if cost > self.shared.max_batch_bytes => Command::Refused {
+                partition: ids[routed.as_ref().copied().unwrap_or(0)].clone(),
+                event,
+                error: Error::new(Kind::TooLarge {
+                    size: cost,
+                    max: self.shared.max_batch_bytes,
+                }),
+            },
+            Ok(partition) => {
+                self.shared.pending_per_partition[partition].fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .pending_bytes
+                    .fetch_add(event.body().len(), Ordering::Relaxed);
+                Command::Event {
+                    partition,
+                    event,
+                    encoded,
+                }
+            }
+            Err((partition, error)) => Command::Refused {
+                partition,
+                event,
+                error,
+            },
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => {
+                self.reserved = false;
+                Ok(())
+            }
+            Err(e) => {
+                let command = e.into_inner();
+                let event = match command {
+                    Command::Event {
+                        event, partition, ..
+                    } => {
+                        self.shared.pending_per_partition[partition]
+                            .fetch_sub(1, Ordering::Relaxed);
+                        self.shared
+                            .pending_bytes
+                            .fetch_sub(event.body().len(), Ordering::Relaxed);
+                        event
+                    }
+                    Command::Refused { event, .. } => event,
+                    _ => unreachable!("only events are sent here"),
+                };
+                Err((Error::closed(), event))
+            }
+        }
+    }
+}
+
+impl Sink<EventData> for Producer {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_reserve(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), Error> {
+        self.accept(event).map_err(|(e, _)| e)
+    }
+
+    /// A hand-off: accepted events are already with the producer, so this is ready at
+    /// once and `forward` of a sparse stream still builds dense batches. Use
+    /// [`Producer::flush`] to publish now and wait for outcomes.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Publishes everything and waits for every outcome, like [`Producer::close`].
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.closing.is_none() {
+            let mut handle = self.clone();
+            self.closing = Some(Box::pin(async move {
+                let _ = handle.shutdown(false).await;
+            }));
+        }
+        let closing = self.closing.as_mut().expect("set above");
+        ready!(closing.as_mut().poll(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+type LayerFn = Box<dyn FnOnce(Stack) -> Stack + Send>;
+
+/// Configures and builds a [`Producer`].
+pub struct ProducerBuilder {
+    connection_string: Option<String>,
+    hub: Option<String>,
+    credential: Option<Arc<dyn Credential>>,
+    max_wait: Duration,
+    max_pending_events: usize,
+    max_pending_bytes: usize,
+    max_concurrent_sends_per_partition: usize,
+    try_timeout: Duration,
+    identifier: Option<String>,
+    layers: Vec<LayerFn>,
+    outcome_queue: usize,
+}
+
+impl std::fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("hub", &self.hub)
+            .field("max_wait", &self.max_wait)
+            .field("max_pending_events", &self.max_pending_events)
+            .field("max_pending_bytes", &self.max_pending_bytes)
+            .field(
+                "max_concurrent_sends_per_partition",
+                &self.max_concurrent_sends_per_partition,
+            )
+            .field("try_timeout", &self.try_timeout)
+            .field("identifier", &self.identifier)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl Default for ProducerBuilder {
+    fn default() -> Self {
+        Self {
+            connection_string: None,
+            hub: None,
+            credential: None,
+            max_wait: Duration::from_millis(250),
+            max_pending_events: 2500,
+            max_pending_bytes: 64 << 20,
+            max_concurrent_sends_per_partition: 1,
+            try_timeout: Duration::from_secs(60),
+            identifier: None,
+            layers: Vec::new(),
+            outcome_queue: 1024,
+        }
+    }
+}
+
+impl ProducerBuilder {
+    /// The connection string (`Endpoint=sb://...;SharedAccessKeyName=...;...`).
+    pub fn connection_string(mut self, connection_string: &str) -> Self {
+        self.connection_string = Some(connection_string.to_owned());
+        self
+    }
+
+    /// The event hub, if the connection string has no `EntityPath`.
+    pub fn hub(mut self, hub: impl Into<String>) -> Self {
+        self.hub = Some(hub.into());
+        self
+    }
+
+    /// A token provider; overrides the connection string's credentials.
+    pub fn credential(mut self, credential: impl Credential) -> Self {
+        self.credential = Some(Arc::new(credential));
+        self
+    }
+
+    /// How long the oldest event of an open batch may wait before the batch is published.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// How many events may be pending (in open batches, in flight, awaiting outcome).
+    pub fn max_pending_events(mut self, n: usize) -> Self {
+        self.max_pending_events = n;
+        self
+    }
+
+    /// How many bytes of event bodies may be pending.
+    pub fn max_pending_bytes(mut self, n: usize) -> Self {
+        self.max_pending_bytes = n;
+        self
+    }
+
+    /// Sends in flight per partition. Above 1, events of a partition may be stored out
+    /// of order when a send fails and a later one succeeds.
+    pub fn max_concurrent_sends_per_partition(mut self, n: usize) -> Self {
+        self.max_concurrent_sends_per_partition = n;
+        self
+    }
+
+    /// Bound on one try to publish a batch (and on connecting).
+    pub fn try_timeout(mut self, timeout: Duration) -> Self {
+        self.try_timeout = timeout;
+        self
+    }
+
+    /// A name for this producer (the AMQP container id).
+    pub fn identifier(mut self, identifier: impl Into<String>) -> Self {
+        self.identifier = Some(identifier.into());
+        self
+    }
+
+    /// Wraps the batch-level stack in a tower layer of yours; the last added is outermost.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Stack> + Send + 'static,
+        L::Service: Service<Batch, Response = Batch, Error = SendFailure> + Clone + Send + 'static,
+        <L::Service as Service<Batch>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |stack| {
+            BoxCloneService::new(layer.layer(stack))
+        }));
+        self
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_pending_events == 0 {
+            return Err(Error::config("max_pending_events must be at least 1"));
+        }
+        if self.max_pending_bytes == 0 {
+            return Err(Error::config("max_pending_bytes must be at least 1"));
+        }
+        if self.max_concurrent_sends_per_partition == 0 {
+            return Err(Error::config(
+                "max_concurrent_sends_per_partition must be at least 1",
+            ));
+        }
+        if self.try_timeout.is_zero() {
+            return Err(Error::config("try_timeout must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Connects, reads the hub's partitions and the link's `max-message-size`, and
+    /// starts the producer.
+    pub async fn build(self) -> Result<(Producer, Outcomes), Error> {
+        self.validate()?;
+        let text = self
+            .connection_string
+            .as_deref()
+            .ok_or_else(|| Error::config("a connection string is needed"))?;
+        let cs: ConnectionString = text.parse()?;
+        let hub = cs.resolve_hub(self.hub.as_deref())?;
+        let credential: Arc<dyn Credential> =
+            match (&self.credential, cs.credentials()) {
+                (Some(c), _) => c.clone(),
+                (None, Some(ConnectionStringCredentials::SharedKey { name, key })) => {
+                    Arc::new(SharedKeyCredential::new(name.clone(), key.clone()))
+                }
+                (None, Some(ConnectionStringCredentials::SharedAccessSignature(sas))) => {
+                    Arc::new(SasTokenCredential::new(sas.clone())?)
+                }
+                (None, None) => return Err(Error::config(
+                    "no credentials: the connection string has none and no credential was given",
+                )),
+            };
+        let identifier = self
+            .identifier
+            .clone()
+            .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
+        let amqp = Amqp::spawn(Endpoint {
+            url: cs.amqp_url(),
+            host: cs.host().to_owned(),
+            hub,
+            credential,
+            identifier,
+            timeout: self.try_timeout,
+        });
+        let started = async {
+            let properties = amqp.properties().await?;
+            let max = amqp.max_message_size(&properties.partition_ids[0]).await?;
+            Ok::<_, Error>((properties, max))
+        };
+        let (properties, max) = match started.await {
+            Ok(v) => v,
+            Err(e) => {
+                amqp.close().await;
+                return Err(e);
+            }
+        };
+        let base = BoxCloneService::new(AmqpSend::new(amqp.clone(), self.try_timeout));
+        let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(async move { amqp.close().await });
+        Ok(self.start(base, properties.partition_ids, max as usize, Some(on_close)))
+    }
+
+    /// Starts a producer over your own batch service instead of the AMQP connection:
+    /// for other transports, and for tests. `max_batch_bytes` plays the part of the
+    /// link's `max-message-size`.
+    pub fn build_with_service<S>(
+        self,
+        service: S,
+        partition_ids: Vec<String>,
+        max_batch_bytes: usize,
+    ) -> Result<(Producer, Outcomes), Error>
+    where
+        S: Service<Batch, Response = Batch, Error = SendFailure> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        self.validate()?;
+        if partition_ids.is_empty() {
+            return Err(Error::config("at least one partition id is needed"));
+        }
+        Ok(self.start(
+            BoxCloneService::new(service),
+            partition_ids,
+            max_batch_bytes,
+            None,
+        ))
+    }
+
+    fn start(
+        self,
+        base: Stack,
+        partition_ids: Vec<String>,
+        max_batch_bytes: usize,
+        on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> (Producer, Outcomes) {
+        let stack = self
+            .layers
+            .into_iter()
+            .fold(base, |stack, layer| layer(stack));
+        let events = Arc::new(Semaphore::new(self.max_pending_events));
+        let shared = Arc::new(Shared {
+            pending_per_partition: partition_ids.iter().map(|_| AtomicUsize::new(0)).collect(),
+            partition_ids: RwLock::new(partition_ids.into()),
+            events: events.clone(),
+            max_pending_bytes: self.max_pending_bytes,
+            pending_bytes: AtomicUsize::new(0),
+            bytes_freed: Notify::new(),
+            round_robin: AtomicUsize::new(0),
+            max_batch_bytes,
+            closed: AtomicBool::new(false),
+        });
+        // Room for every permitted event plus control commands: an event holding a
+        // permit never finds the channel full.
+        let (commands, rx) = mpsc::channel(self.max_pending_events + 64);
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.outcome_queue);
+        tokio::spawn(
+            Driver {
+                commands: rx,
+                stack,
+                outcomes: outcomes_tx,
+                shared: shared.clone(),
+                max_batch_bytes,
+                max_wait: self.max_wait,
+                concurrency: self.max_concurrent_sends_per_partition,
+                on_close,
+            }
+            .run(),
+        );
+        let producer = Producer {
+            shared,
+            commands,
+            permits: PollSemaphore::new(events),
+            reserved: false,
+            bytes_wait: None,
+            closing: None,
+        };
+        (producer, Outcomes::new(outcomes_rx))
+    }
+}
