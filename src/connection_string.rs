@@ -105,7 +105,7 @@ impl ConnectionString {
             (Some(h), Some(p)) if !h.eq_ignore_ascii_case(p) => Err(Error::connection_string(
                 format!("the hub name '{h}' does not match EntityPath '{p}'"),
             )),
-            (Some(h), _) if h.is_empty() => Err(Error::config("the hub name is empty")),
+            (Some(""), _) => Err(Error::config("the hub name is empty")),
             (Some(h), _) => Ok(h.to_owned()),
             (None, Some(p)) => Ok(p.to_owned()),
             (None, None) => Err(Error::connection_string(

@@ -182,7 +182,7 @@ fn to_delivery(e: &StoredEvent) -> Message<Body<Value>> {
         codec::ENQUEUED_TIME,
         Value::Timestamp(Timestamp::from_milliseconds(e.enqueued_time_ms)),
     );
-    if let Some(key) = &e.partition_key {
+    if let Some(key) = &e.envelope_key() {
         put(codec::PARTITION_KEY, Value::String(key.clone()));
     }
     message

@@ -156,7 +156,10 @@ impl IngestPlan {
 /// The events of one transfer and the key it was routed by.
 struct Incoming {
     events: Vec<Bytes>,
+    /// The key the transfer routes by (envelope, else first event).
     partition_key: Option<String>,
+    /// The envelope's key, stored with every event of the batch.
+    envelope_key: Option<String>,
     /// The first event's `com.microsoft:producer-sequence-number`, for idempotent links.
     first_sequence: Option<i32>,
     /// Encoded size of the transfer's message.
@@ -210,6 +213,8 @@ fn split(
             size: raw.len(),
             events: vec![Bytes::from(raw)],
             partition_key: envelope_key,
+            // A plain message's key is in the stored message itself.
+            envelope_key: None,
             first_sequence,
         });
     }
@@ -246,7 +251,7 @@ fn split(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let partition_key = envelope_key.or_else(|| {
+    let partition_key = envelope_key.clone().or_else(|| {
         decoded
             .first()
             .and_then(|m| codec::partition_key(&m.message_annotations))
@@ -259,6 +264,7 @@ fn split(
     Ok(Incoming {
         events,
         partition_key,
+        envelope_key,
         first_sequence,
         size,
     })
@@ -336,7 +342,7 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
         };
         let partition = &hub.partitions[index];
         let now = conn.shared.clock.now_ms();
-        let key = incoming.partition_key;
+        let key = incoming.envelope_key;
         let new_events = || -> Vec<NewEvent> {
             incoming
                 .events

@@ -33,8 +33,9 @@ pub struct StoredEvent {
     pub offset: u64,
     /// When it was stored, milliseconds since the Unix epoch.
     pub enqueued_time_ms: i64,
-    /// The partition key it was sent with, if any.
-    pub partition_key: Option<String>,
+    /// The key on the envelope of the batch it came in (it applies to every event of
+    /// that batch); see [`StoredEvent::partition_key`].
+    envelope_key: Option<String>,
     /// The event as the producer encoded it: a complete AMQP message.
     pub raw: Bytes,
 }
@@ -43,6 +44,20 @@ impl StoredEvent {
     /// Decodes the stored AMQP message.
     pub fn message(&self) -> Result<Message<Body<Value>>, serde_amqp::Error> {
         crate::codec::decode_message(&self.raw)
+    }
+
+    pub(crate) fn envelope_key(&self) -> Option<String> {
+        self.envelope_key.clone()
+    }
+
+    /// The partition key the event was sent with: the batch envelope's, else the
+    /// event's own `x-opt-partition-key` annotation.
+    pub fn partition_key(&self) -> Option<String> {
+        self.envelope_key.clone().or_else(|| {
+            self.message()
+                .ok()
+                .and_then(|m| crate::codec::partition_key(&m.message_annotations))
+        })
     }
 
     /// The event's body: its `data` sections joined, or the string/binary of an
@@ -144,7 +159,7 @@ impl Partition {
                     sequence_number: log.next_sequence,
                     offset: log.next_offset,
                     enqueued_time_ms: now_ms,
-                    partition_key: e.partition_key,
+                    envelope_key: e.partition_key,
                     raw: e.raw,
                 };
                 log.next_sequence += 1;

@@ -122,7 +122,7 @@ async fn the_gateway_routes_keys_with_the_service_hash_and_stamps_them() {
         let stored = emulator.events("eh1", &partition).unwrap();
         let mine: Vec<_> = stored
             .iter()
-            .filter(|e| e.partition_key.as_deref() == Some(key))
+            .filter(|e| e.partition_key().as_deref() == Some(key))
             .collect();
         assert!(mine.len() >= 2, "{key} on partition {partition}");
         let message = mine[0].message().unwrap();

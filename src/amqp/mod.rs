@@ -65,7 +65,7 @@ pub(crate) type Wire = Sendable<Batch<Data>>;
 enum Command {
     Send {
         partition: String,
-        message: Wire,
+        message: Box<Wire>,
         reply: oneshot::Sender<Result<(Settlement, u64), Error>>,
     },
     MaxMessageSize {
@@ -133,7 +133,7 @@ impl Amqp {
     ) -> Result<(Settlement, u64), Error> {
         self.ask(|reply| Command::Send {
             partition: partition.to_owned(),
-            message,
+            message: Box::new(message),
             reply,
         })
         .await?
@@ -219,7 +219,7 @@ impl Task {
                     message,
                     reply,
                 } => {
-                    let result = self.send(&partition, message).await;
+                    let result = self.send(&partition, *message).await;
                     let _ = reply.send(result);
                 }
                 Command::MaxMessageSize { partition, reply } => {

@@ -156,7 +156,7 @@ impl Drop for Producer {
 #[derive(Debug)]
 pub struct EnqueueError {
     error: Error,
-    event: EventData,
+    event: Box<EventData>,
 }
 
 impl EnqueueError {
@@ -167,7 +167,7 @@ impl EnqueueError {
 
     /// The event, back.
     pub fn into_event(self) -> EventData {
-        self.event
+        *self.event
     }
 }
 
@@ -219,10 +219,12 @@ impl Producer {
     /// (handing the event back); every accepted event gets an outcome.
     pub async fn enqueue(&mut self, event: EventData) -> Result<(), EnqueueError> {
         if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
-            return Err(EnqueueError { error, event });
+            return Err(EnqueueError {
+                error,
+                event: Box::new(event),
+            });
         }
         self.accept(event)
-            .map_err(|(error, event)| EnqueueError { error, event })
     }
 
     /// [`enqueue`](Self::enqueue)s each event in turn.
@@ -301,12 +303,12 @@ impl Producer {
     }
 
     /// Routes, encodes and hands the event to the driver; needs a reserved slot.
-    fn accept(&mut self, event: EventData) -> Result<(), (Error, EventData)> {
+    fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
         if !self.reserved {
-            return Err((
-                Error::config("poll_ready must succeed before start_send"),
-                event,
-            ));
+            return Err(EnqueueError {
+                error: Error::config("poll_ready must succeed before start_send"),
+                event: Box::new(event),
+            });
         }
         let ids = self.shared.ids();
         let routed = match event.routing() {
@@ -368,7 +370,10 @@ impl Producer {
                     Command::Refused { event, .. } => event,
                     _ => unreachable!("only events are sent here"),
                 };
-                Err((Error::closed(), event))
+                Err(EnqueueError {
+                    error: Error::closed(),
+                    event: Box::new(event),
+                })
             }
         }
     }
@@ -382,7 +387,7 @@ impl Sink<EventData> for Producer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), Error> {
-        self.accept(event).map_err(|(e, _)| e)
+        self.accept(event).map_err(|e| e.error)
     }
 
     /// A hand-off: accepted events are already with the producer, so this is ready at

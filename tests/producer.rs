@@ -1,0 +1,344 @@
+//! The producer's contracts, against the in-process emulator over real AMQP.
+
+use std::time::Duration;
+
+use eventhubs_emulator::{Emulator, EmulatorHandle, Fault, FaultKind};
+use futures_util::{FutureExt, StreamExt};
+use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer};
+use streaming_producer_layers::partition_key::partition_index;
+
+async fn emulator(partitions: u32) -> EmulatorHandle {
+    Emulator::builder()
+        .hub("eh1", partitions)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn producer(emulator: &EmulatorHandle, max_wait_ms: u64) -> (Producer, Outcomes) {
+    Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(max_wait_ms))
+        .try_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn bodies(emulator: &EmulatorHandle, partition: &str) -> Vec<String> {
+    emulator
+        .events("eh1", partition)
+        .unwrap()
+        .iter()
+        .map(|e| String::from_utf8(e.body()).unwrap())
+        .collect()
+}
+
+/// Collects outcomes until `events` events are accounted for.
+async fn outcomes_for(outcomes: &mut Outcomes, events: usize) -> Vec<BatchOutcome> {
+    let mut seen = 0;
+    let mut all = Vec::new();
+    while seen < events {
+        let o = outcomes.next().await.expect("an outcome");
+        seen += o.events.len();
+        all.push(o);
+    }
+    all
+}
+
+#[tokio::test]
+async fn events_of_a_partition_are_published_in_order() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 5).await;
+    let sent: Vec<String> = (0..2000).map(|i| format!("e{i}")).collect();
+    for body in &sent {
+        producer
+            .enqueue(EventData::new(body.clone()).with_partition_id("1"))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let results = outcomes_for(&mut outcomes, sent.len()).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    assert!(results.len() < sent.len(), "events were batched");
+    assert_eq!(bodies(&emulator, "1"), sent);
+    assert!(bodies(&emulator, "0").is_empty());
+}
+
+#[tokio::test]
+async fn keys_land_on_the_partition_the_service_hash_names_and_are_stamped() {
+    let emulator = emulator(4).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 5).await;
+    let keys = ["alphabet", "TheBestParitionEver", "7", "131", "FWfAT"];
+    for (i, key) in keys.iter().cycle().take(50).enumerate() {
+        producer
+            .enqueue(EventData::new(format!("{key}:{i}")).with_partition_key(*key))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let results = outcomes_for(&mut outcomes, 50).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    for key in keys {
+        let partition = partition_index(key, 4).to_string();
+        let stored = emulator.events("eh1", &partition).unwrap();
+        let mine: Vec<_> = stored
+            .iter()
+            .filter(|e| e.partition_key().as_deref() == Some(key))
+            .collect();
+        assert_eq!(mine.len(), 10, "{key} on partition {partition}");
+        assert!(mine
+            .iter()
+            .all(|e| String::from_utf8(e.body()).unwrap().starts_with(key)));
+    }
+}
+
+#[tokio::test]
+async fn flush_publishes_open_batches_and_waits_for_their_outcomes() {
+    let emulator = emulator(2).await;
+    // A max_wait so long that only the flush can publish.
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    for i in 0..10 {
+        producer
+            .enqueue(EventData::new(format!("f{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(producer.total_pending(), 10);
+    producer.flush().await.unwrap();
+    assert_eq!(producer.total_pending(), 0);
+    // The outcomes are already queued when flush returns.
+    let mut events = 0;
+    while let Some(Some(o)) = outcomes.next().now_or_never() {
+        assert!(o.is_success());
+        events += o.events.len();
+    }
+    assert_eq!(events, 10);
+    assert_eq!(
+        bodies(&emulator, "0").len() + bodies(&emulator, "1").len(),
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_flush_does_not_wait_for_events_enqueued_after_it() {
+    let emulator = Emulator::builder().hub("eh1", 2).start().await.unwrap();
+    let (mut producer, _outcomes) = producer(&emulator, 3_600_000).await;
+    producer
+        .enqueue(EventData::new("before").with_partition_id("0"))
+        .await
+        .unwrap();
+    // Partition 1 stalls: an event there would never get an outcome.
+    emulator.add_fault(Fault::new(FaultKind::Stall).partition("1"));
+    let flush = producer.flush();
+    let mut other = producer.clone();
+    let (flushed, _) = tokio::join!(flush, async {
+        other
+            .enqueue(EventData::new("after").with_partition_id("1"))
+            .await
+            .unwrap();
+    });
+    flushed.unwrap();
+    assert_eq!(bodies(&emulator, "0"), ["before"]);
+    assert_eq!(producer.pending("1"), 1);
+}
+
+#[tokio::test]
+async fn close_publishes_everything_pending() {
+    let emulator = emulator(3).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    for i in 0..100 {
+        producer
+            .enqueue(EventData::new(format!("c{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let results = outcomes_for(&mut outcomes, 100).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    assert!(
+        outcomes.next().await.is_none(),
+        "the stream ends after close"
+    );
+    let total: usize = (0..3)
+        .map(|p| bodies(&emulator, &p.to_string()).len())
+        .sum();
+    assert_eq!(total, 100);
+    let err = producer.enqueue(EventData::new("late")).await.unwrap_err();
+    assert!(err.error().is_closed());
+    assert_eq!(err.into_event().body().as_ref(), b"late");
+}
+
+#[tokio::test]
+async fn close_abandon_hands_unsent_events_back() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    for i in 0..20 {
+        producer
+            .enqueue(EventData::new(format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close_abandon().await.unwrap();
+    let results = outcomes_for(&mut outcomes, 20).await;
+    assert!(results.iter().all(BatchOutcome::is_abandoned));
+    let mut returned: Vec<String> = results
+        .iter()
+        .flat_map(|o| {
+            o.events
+                .iter()
+                .map(|e| String::from_utf8(e.body().to_vec()).unwrap())
+        })
+        .collect();
+    returned.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+    expected.sort();
+    assert_eq!(returned, expected);
+    assert!(bodies(&emulator, "0").is_empty() && bodies(&emulator, "1").is_empty());
+}
+
+#[tokio::test]
+async fn backpressure_bounds_pending_events_and_a_stuck_partition_stalls_no_other() {
+    let emulator = emulator(2).await;
+    emulator.add_fault(Fault::new(FaultKind::Stall).partition("0"));
+    let (mut producer, outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .max_pending_events(5)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..5 {
+        producer
+            .enqueue(EventData::new(format!("stuck{i}")).with_partition_id("0"))
+            .await
+            .unwrap();
+    }
+    // Five events are pending on a partition that never answers: no room for a sixth.
+    assert!(producer
+        .enqueue(EventData::new("sixth").with_partition_id("1"))
+        .now_or_never()
+        .is_none());
+    assert_eq!(producer.total_pending(), 5);
+
+    // With room, the other partition keeps publishing while partition 0 is stuck.
+    let emulator2 = self::emulator(2).await;
+    emulator2.add_fault(Fault::new(FaultKind::Stall).partition("0"));
+    let (mut producer2, mut outcomes2) = Producer::builder()
+        .connection_string(&emulator2.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .max_pending_events(50)
+        .build()
+        .await
+        .unwrap();
+    producer2
+        .enqueue(EventData::new("stuck").with_partition_id("0"))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        producer2
+            .enqueue(EventData::new(format!("free{i}")).with_partition_id("1"))
+            .await
+            .unwrap();
+    }
+    let results = outcomes_for(&mut outcomes2, 10).await;
+    assert!(results.iter().all(|o| o.is_success() && o.partition == "1"));
+    assert_eq!(producer2.pending("0"), 1);
+    drop(outcomes);
+}
+
+#[tokio::test]
+async fn an_oversized_event_fails_alone() {
+    let emulator = Emulator::builder()
+        .hub("eh1", 1)
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    producer.enqueue(EventData::new("small-1")).await.unwrap();
+    producer
+        .enqueue(EventData::new(vec![b'x'; 100 * 1024]))
+        .await
+        .unwrap();
+    producer.enqueue(EventData::new("small-2")).await.unwrap();
+    producer.close().await.unwrap();
+    let results = outcomes_for(&mut outcomes, 3).await;
+    let failed: Vec<_> = results.iter().filter(|o| !o.is_success()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].events.len(), 1);
+    assert!(failed[0].result.as_ref().unwrap_err().is_too_large());
+    assert_eq!(bodies(&emulator, "0"), ["small-1", "small-2"]);
+}
+
+#[tokio::test]
+async fn an_unknown_partition_id_fails_that_event_with_a_typed_error() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    producer
+        .enqueue(EventData::new("lost").with_partition_id("7"))
+        .await
+        .unwrap();
+    let o = outcomes.next().await.unwrap();
+    assert_eq!(o.partition, "7");
+    assert!(o.result.unwrap_err().is_unknown_partition());
+    assert_eq!(o.events[0].body().as_ref(), b"lost");
+}
+
+#[tokio::test]
+async fn malformed_connection_strings_and_bad_keys_fail_the_build_with_typed_errors() {
+    let e = Producer::builder()
+        .connection_string("Endpoint=nonsense")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.is_connection_string(), "{e}");
+
+    let emulator = emulator(1).await;
+    let wrong = emulator
+        .connection_string_for("eh1")
+        .replace("SAS_KEY_VALUE", "wrong");
+    let e = Producer::builder()
+        .connection_string(&wrong)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.is_auth(), "{e}");
+
+    let e = Producer::builder()
+        .connection_string(&emulator.connection_string())
+        .hub("nosuchhub")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_the_batch_retryably_and_the_next_one_reconnects() {
+    let emulator = emulator(1).await;
+    emulator.add_fault("drop-connection,count=1".parse().unwrap());
+    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    producer.enqueue(EventData::new("ambiguous")).await.unwrap();
+    let first = outcomes.next().await.unwrap();
+    let error = first.result.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    producer.enqueue(EventData::new("after")).await.unwrap();
+    let second = outcomes.next().await.unwrap();
+    assert!(second.is_success(), "{:?}", second.result);
+    assert_eq!(bodies(&emulator, "0"), ["ambiguous", "after"]);
+}
+
+#[tokio::test]
+async fn a_stream_can_be_forwarded_into_the_producer() {
+    let emulator = emulator(4).await;
+    let (producer, mut outcomes) = producer(&emulator, 5).await;
+    let events = futures_util::stream::iter((0..500).map(|i| Ok(EventData::new(format!("s{i}")))));
+    events.forward(producer).await.unwrap();
+    let results = outcomes_for(&mut outcomes, 500).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    let total: usize = (0..4)
+        .map(|p| bodies(&emulator, &p.to_string()).len())
+        .sum();
+    assert_eq!(total, 500);
+}
