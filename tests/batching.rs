@@ -1,0 +1,114 @@
+//! Batching on virtual time, over a recording batch service (no network): `max_wait`
+//! is the age of the oldest event, and `forward` of a sparse stream still makes dense
+//! batches because `poll_flush` is a hand-off.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt};
+use streaming_producer::{Batch, EventData, Producer, SendFailure};
+use tokio::time::Instant;
+
+type Log = Arc<Mutex<Vec<(Instant, String, usize, usize)>>>;
+
+/// A batch service that accepts everything and records (time, partition, events, bytes).
+fn recorder() -> (
+    impl tower::Service<
+            Batch,
+            Response = Batch,
+            Error = SendFailure,
+            Future = impl Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+    Log,
+) {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let service = tower::service_fn(move |batch: Batch| {
+        l.lock().unwrap().push((
+            Instant::now(),
+            batch.partition().to_owned(),
+            batch.len(),
+            batch.size_in_bytes(),
+        ));
+        async move { Ok::<_, SendFailure>(batch) }
+    });
+    (service, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sparse_forwarded_stream_makes_batches_of_max_wait_worth_of_events() {
+    let (service, log) = recorder();
+    let (producer, mut outcomes) = Producer::builder()
+        .max_wait(Duration::from_millis(250))
+        .build_with_service(service, vec!["0".into()], 1 << 20)
+        .unwrap();
+    // One event every 10 ms for 2.5 s.
+    let events = stream::unfold(0, |i| async move {
+        if i == 250 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((Ok(EventData::new(format!("e{i}"))), i + 1))
+    });
+    events.forward(producer).await.unwrap();
+    let mut total = 0;
+    while let Some(o) = outcomes.next().await {
+        assert!(o.is_success());
+        total += o.events.len();
+    }
+    assert_eq!(total, 250);
+    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|r| r.2).collect();
+    // Every batch but the last (closed early by the end of the stream) holds the
+    // events of one 250 ms window: 25, give or take one at the window's edges.
+    let (last, full) = sizes.split_last().unwrap();
+    assert!(full.len() >= 9, "{sizes:?}");
+    assert!(full.iter().all(|n| (24..=26).contains(n)), "{sizes:?}");
+    assert!(*last <= 26, "{sizes:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_wait_counts_from_the_oldest_event_not_from_the_last() {
+    let (service, log) = recorder();
+    let (mut producer, _outcomes) = Producer::builder()
+        .max_wait(Duration::from_millis(100))
+        .build_with_service(service, vec!["0".into()], 1 << 20)
+        .unwrap();
+    let start = Instant::now();
+    // A steady trickle that never leaves a 100 ms gap must still be published at 100 ms.
+    for i in 0..30 {
+        producer.enqueue(EventData::new(format!("t{i}"))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(9)).await;
+    }
+    let first = log.lock().unwrap()[0].clone();
+    assert_eq!(first.0 - start, Duration::from_millis(100));
+    assert_eq!(first.2, 12, "events at 0, 9, ..., 99 ms");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
+    let (service, log) = recorder();
+    let limit = 64 * 1024;
+    let (mut producer, _outcomes) = Producer::builder()
+        .max_wait(Duration::from_secs(3600))
+        .max_pending_events(10_000)
+        .build_with_service(service, vec!["0".into()], limit)
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..2000 {
+        producer.enqueue(EventData::new(vec![b'x'; 100])).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = log.lock().unwrap();
+    let (full, rest) = log.split_at(log.len() - 1);
+    assert!(!full.is_empty());
+    for (at, _, _, bytes) in full {
+        assert_eq!(*at, start, "full batches do not wait for max_wait");
+        assert!(*bytes <= limit);
+        assert!(*bytes * 100 >= limit * 95, "{bytes} of {limit} bytes");
+    }
+    let events: usize = log.iter().map(|r| r.2).sum();
+    assert_eq!(events, 2000);
+    assert!(rest[0].3 <= limit);
+}
