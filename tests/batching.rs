@@ -13,12 +13,8 @@ type Log = Arc<Mutex<Vec<(Instant, String, usize, usize)>>>;
 
 /// A batch service that accepts everything and records (time, partition, events, bytes).
 fn recorder() -> (
-    impl tower::Service<
-            Batch,
-            Response = Batch,
-            Error = SendFailure,
-            Future = impl Send + 'static,
-        > + Clone
+    impl tower::Service<Batch, Response = Batch, Error = SendFailure, Future = impl Send + 'static>
+        + Clone
         + Send
         + 'static,
     Log,
@@ -78,7 +74,10 @@ async fn max_wait_counts_from_the_oldest_event_not_from_the_last() {
     let start = Instant::now();
     // A steady trickle that never leaves a 100 ms gap must still be published at 100 ms.
     for i in 0..30 {
-        producer.enqueue(EventData::new(format!("t{i}"))).await.unwrap();
+        producer
+            .enqueue(EventData::new(format!("t{i}")))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(9)).await;
     }
     let first = log.lock().unwrap()[0].clone();
@@ -97,7 +96,10 @@ async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
         .unwrap();
     let start = Instant::now();
     for _ in 0..2000 {
-        producer.enqueue(EventData::new(vec![b'x'; 100])).await.unwrap();
+        producer
+            .enqueue(EventData::new(vec![b'x'; 100]))
+            .await
+            .unwrap();
     }
     producer.flush().await.unwrap();
     let log = log.lock().unwrap();

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+mod send;
+
 use clap::{Args, Parser, Subcommand};
 use eventhubs_emulator::{Emulator, Fault, HubConfig};
 
@@ -21,6 +23,11 @@ enum Command {
     /// When it is ready it prints one line to stdout, the connection string, and then
     /// logs only to stderr.
     Emulator(EmulatorArgs),
+    /// Publish newline-delimited events from stdin (each line is a body).
+    ///
+    /// Progress goes to stderr, and a summary at the end; the exit status is 0 only if
+    /// every line was published.
+    Send(send::SendArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Emulator(args) => run_emulator(args).await,
+            Command::Send(args) => send::run(args).await,
         }
     })
 }

@@ -75,6 +75,9 @@ pub(crate) struct Driver {
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_wait: Duration,
     pub(crate) concurrency: usize,
+    /// At this many pending events no more can come in, so waiting for `max_wait`
+    /// would only idle: open batches are published at once.
+    pub(crate) max_pending_events: usize,
     pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
@@ -138,11 +141,13 @@ impl Driver {
                     let outcome = match result {
                         Ok(batch) => BatchOutcome {
                             partition: batch.partition().to_owned(),
+                            size_in_bytes: batch.size_in_bytes(),
                             events: batch.into_events(),
                             result: Ok(()),
                         },
                         Err(SendFailure { error, batch }) => BatchOutcome {
                             partition: batch.partition().to_owned(),
+                            size_in_bytes: batch.size_in_bytes(),
                             events: batch.into_events(),
                             result: Err(error),
                         },
@@ -207,7 +212,14 @@ impl Driver {
                 if open.batch.size_in_bytes() >= self.max_batch_bytes {
                     seal(p);
                 }
-                self.dispatch(state, partition);
+                if state.pending >= self.max_pending_events {
+                    self.seal_all(state);
+                    for i in 0..state.partitions.len() {
+                        self.dispatch(state, i);
+                    }
+                } else {
+                    self.dispatch(state, partition);
+                }
             }
             Command::Refused {
                 partition,
@@ -220,6 +232,7 @@ impl Driver {
                 let outcome = BatchOutcome {
                     partition,
                     events: vec![event],
+                    size_in_bytes: 0,
                     result: Err(error),
                 };
                 self.report(state, outcome, &[seq], None).await;
@@ -258,6 +271,7 @@ impl Driver {
             while let Some((batch, seqs)) = state.partitions[i].ready.pop_front() {
                 let outcome = BatchOutcome {
                     partition: batch.partition().to_owned(),
+                    size_in_bytes: batch.size_in_bytes(),
                     events: batch.into_events(),
                     result: Err(Error::new(Kind::Abandoned)),
                 };

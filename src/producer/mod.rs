@@ -210,6 +210,11 @@ impl Producer {
             .unwrap_or(0)
     }
 
+    /// The largest batch, in encoded bytes (the link's `max-message-size`).
+    pub fn max_batch_bytes(&self) -> usize {
+        self.shared.max_batch_bytes
+    }
+
     /// The hub's partition ids.
     pub fn partition_ids(&self) -> Vec<String> {
         self.shared.ids().to_vec()
@@ -665,6 +670,7 @@ impl ProducerBuilder {
                 max_batch_bytes,
                 max_wait: self.max_wait,
                 concurrency: self.max_concurrent_sends_per_partition,
+                max_pending_events: self.max_pending_events,
                 on_close,
             }
             .run(),

@@ -15,6 +15,9 @@ pub struct BatchOutcome {
     pub partition: String,
     /// The events, in the order they were published (or would have been).
     pub events: Vec<EventData>,
+    /// Size of the batched message in encoded bytes (0 for an event refused alone
+    /// before batching).
+    pub size_in_bytes: usize,
     /// `Ok` if the service accepted the batch; otherwise why not. Events handed back by
     /// an abandoning close carry an error for which [`Error::is_abandoned`] is true.
     pub result: Result<(), Error>,

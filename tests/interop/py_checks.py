@@ -599,8 +599,36 @@ def c_unknown_hub():
     raise CheckFailed("send_batch to hub 'nosuchhub' succeeded")
 
 
+def c_hubcat_send_readback():
+    """`hubcat send` (this project's CLI and producer) published N keyed JSON lines to
+    HUBCAT_SEND_HUB; Microsoft's consumer reads them back: each exactly once, on the
+    partition the service's hash names for its key, in order per key."""
+    import json
+    hub = os.environ["HUBCAT_SEND_HUB"]
+    count = int(os.environ["HUBCAT_SEND_COUNT"])
+    ids, props, expected, received, errors = read_hub(hub, timeout=150.0)
+    expect(not errors, "; ".join(errors))
+    seen = {}
+    last_n = {}
+    for p, evs in received.items():
+        for e in evs:
+            doc = json.loads(e["body"])
+            user, n = doc["user"], doc["n"]
+            expect(n not in seen, f"line {n} arrived twice (partitions {seen.get(n)} and {p})")
+            seen[n] = p
+            want = partition_for_key(user, len(ids))
+            expect(p == want, f"line {n} with key {user!r} is on partition {p}, the hash says {want}")
+            expect(e["partition_key"] == user, f"line {n}: partition key {e['partition_key']!r}, sent {user!r}")
+            expect(last_n.get(user, -1) < n, f"key {user!r}: line {n} after line {last_n.get(user)}")
+            last_n[user] = n
+    missing = count - len(seen)
+    expect(missing == 0, f"{missing} of {count} lines missing")
+
+
 def main():
     sys.stderr.write(f"[py] run id {RUN_ID}\n")
+    if os.environ.get("HUBCAT_SEND_HUB"):
+        check("py.receive.hubcat_send_keyed_lines", c_hubcat_send_readback, 180)
     check("py.lookup3.selftest", c_lookup3_selftest, 10)
     check("py.get_eventhub_properties", c_eventhub_properties, 30)
     check("py.get_partition_properties", c_partition_properties, 30)

@@ -113,7 +113,7 @@ HUBCAT="${HUBCAT:-target/release/hubcat}"
 MAX_MESSAGE_SIZE=262144 # not the 1 MiB default, so the checks see the flag took effect
 KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took effect
 KEY="interop-$RANDOM$RANDOM-key"
-HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4)
+HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4)
 
 start_emulator() {
   local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
@@ -187,6 +187,26 @@ run_suite() {
     harness_fail "$name" "ran no check"
   fi
 }
+
+# This project's own producer: `hubcat send` of keyed JSON lines; the Python
+# consumer reads them back below (py.receive.hubcat_send_keyed_lines).
+HUBCAT_SEND_COUNT="${HUBCAT_SEND_COUNT:-100000}"
+python3 -c "
+import json, sys
+out = sys.stdout
+for i in range($HUBCAT_SEND_COUNT):
+    out.write(json.dumps({'user': 'user-%d' % (i % 997), 'n': i}) + '\n')
+" >"$WORK/hubcat_send.jsonl"
+if "$HUBCAT" send --connection-string "$EH_CS" --hub hubcatsend --key-field user \
+  --failed-out "$WORK/hubcat_send.failed" <"$WORK/hubcat_send.jsonl" 2>"$WORK/hubcat_send.stderr" &&
+  grep -q "events sent      $HUBCAT_SEND_COUNT\$" "$WORK/hubcat_send.stderr"; then
+  echo "PASS hubcat.send.keyed_json_lines"
+  PASSED=$((PASSED + 1))
+  export HUBCAT_SEND_HUB=hubcatsend HUBCAT_SEND_COUNT
+else
+  harness_fail "hubcat.send.keyed_json_lines" "$(tail -n 6 "$WORK/hubcat_send.stderr" | tr '\n' ' ')"
+fi
+sed -n '/summary/,$p' "$WORK/hubcat_send.stderr" >&2
 
 cd "$HERE"
 if [[ $RUN_PY == 1 ]]; then
