@@ -342,3 +342,74 @@ async fn a_stream_can_be_forwarded_into_the_producer() {
         .sum();
     assert_eq!(total, 500);
 }
+
+/// A credential that signs with the emulator's key and reports every call.
+#[derive(Debug)]
+struct CountingCredential {
+    inner: streaming_producer::SharedKeyCredential,
+    calls: tokio::sync::watch::Sender<usize>,
+}
+
+impl streaming_producer::Credential for CountingCredential {
+    fn token<'a>(&'a self, audience: &'a str) -> streaming_producer::TokenFuture<'a> {
+        self.calls.send_modify(|n| *n += 1);
+        self.inner.token(audience)
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let emulator = emulator(1).await;
+    let (calls, mut seen) = tokio::sync::watch::channel(0);
+    let credential = CountingCredential {
+        inner: streaming_producer::SharedKeyCredential::new(
+            eventhubs_emulator::DEFAULT_KEY_NAME,
+            eventhubs_emulator::DEFAULT_KEY,
+        )
+        // Short-lived: refreshed at half its life.
+        .with_validity(Duration::from_secs(2)),
+        calls,
+    };
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1").replace(
+            ";SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE",
+            "",
+        ))
+        .credential(credential)
+        .max_wait(Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    let after_start = *seen.borrow_and_update();
+    // The refresh happens on its own, about a second later.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        seen.wait_for(|n| *n > after_start + 1),
+    )
+    .await
+    .expect("the token is put again before it expires")
+    .unwrap();
+    producer
+        .enqueue(EventData::new("still authorized"))
+        .await
+        .unwrap();
+    assert!(outcomes.next().await.unwrap().is_success());
+}
+
+#[tokio::test]
+async fn a_detached_link_is_attached_again() {
+    let emulator = emulator(1).await;
+    emulator.add_fault("detach,count=1".parse().unwrap());
+    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    producer.enqueue(EventData::new("detached")).await.unwrap();
+    let first = outcomes.next().await.unwrap();
+    let error = first.result.unwrap_err();
+    assert_eq!(error.condition(), Some("amqp:link:detach-forced"));
+    assert!(error.is_retryable());
+    producer
+        .enqueue(EventData::new("reattached"))
+        .await
+        .unwrap();
+    assert!(outcomes.next().await.unwrap().is_success());
+    assert_eq!(bodies(&emulator, "0"), ["reattached"]);
+}

@@ -336,16 +336,25 @@ impl Task {
     }
 
     async fn send(&mut self, partition: &str, message: Wire) -> Result<(Settlement, u64), Error> {
-        let sender = self.sender(partition).await?;
-        match sender.send_batchable(message).await {
-            Ok(settlement) => Ok((settlement, self.generation)),
-            Err(err) => {
-                // The link is unusable (detached by the service, or the session ended):
-                // forget it so that the next send attaches a fresh one.
-                if let Some(live) = self.live.as_mut() {
-                    live.senders.remove(partition);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sender = self.sender(partition).await?;
+            match sender.send_batchable_ref(&message).await {
+                Ok(settlement) => return Ok((settlement, self.generation)),
+                Err(err) => {
+                    // The link is unusable (detached by the service, or its session
+                    // ended): forget it. Nothing was transferred, so one more try on a
+                    // freshly attached link is safe.
+                    if let Some(live) = self.live.as_mut() {
+                        live.senders.remove(partition);
+                    }
+                    let link_gone =
+                        matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
+                    if !link_gone || attempt > 1 {
+                        return Err(crate::base::send_error(err));
+                    }
                 }
-                Err(crate::base::send_error(err))
             }
         }
     }
