@@ -114,3 +114,63 @@ async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
     assert_eq!(events, 2000);
     assert!(rest[0].3 <= limit);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sticky_routing_fills_one_partition_before_the_next() {
+    let (service, log) = recorder();
+    let (mut producer, _outcomes) = Producer::builder()
+        .max_wait(Duration::from_secs(3600))
+        .sticky_routing(true)
+        .build_with_service(service, vec!["0".into(), "1".into(), "2".into()], 10_000)
+        .unwrap();
+    for _ in 0..250 {
+        producer
+            .enqueue(EventData::new(vec![b'x'; 100]))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = log.lock().unwrap();
+    // Each partition got full batches in turn: 90 events of 108 encoded bytes fill 10 kB.
+    let per_batch: Vec<(String, usize)> = log.iter().map(|r| (r.1.clone(), r.2)).collect();
+    assert_eq!(
+        per_batch,
+        [
+            ("0".to_owned(), 90),
+            ("1".to_owned(), 90),
+            ("2".to_owned(), 70)
+        ],
+        "{per_batch:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_partitioner_decides_where_keys_go() {
+    let (service, log) = recorder();
+    let (mut producer, _outcomes) = Producer::builder()
+        .partitioner(|key: &str, n: usize| key.len() % n)
+        .build_with_service(service, vec!["0".into(), "1".into(), "2".into()], 1 << 20)
+        .unwrap();
+    for key in ["a", "bb", "ccc", "dddd"] {
+        producer
+            .enqueue(EventData::new(key).with_partition_key(key))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut placed: Vec<(String, usize)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.1.clone(), r.2))
+        .collect();
+    placed.sort();
+    assert_eq!(
+        placed,
+        [
+            ("0".to_owned(), 1),
+            ("1".to_owned(), 2),
+            ("2".to_owned(), 1)
+        ]
+    );
+}

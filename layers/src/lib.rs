@@ -8,4 +8,5 @@
 #![forbid(unsafe_code)]
 
 pub mod partition_key;
+pub mod route;
 pub mod sas;

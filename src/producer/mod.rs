@@ -44,7 +44,7 @@ mod outcome;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -65,10 +65,16 @@ use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
 use crate::error::{Error, Kind};
 use crate::{EventData, Routing};
 use driver::{Command, Driver, Stack};
-use streaming_producer_layers::partition_key::partition_index;
+use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
+
+/// How events without a partition id or key are spread.
+#[derive(Debug)]
+enum Keyless {
+    RoundRobin(RoundRobin),
+    Sticky(Sticky),
+}
 
 /// State shared by the producer handles and the driver.
-#[derive(Debug)]
 pub(crate) struct Shared {
     partition_ids: RwLock<Arc<[String]>>,
     pending_per_partition: Vec<AtomicUsize>,
@@ -76,9 +82,20 @@ pub(crate) struct Shared {
     max_pending_bytes: usize,
     pending_bytes: AtomicUsize,
     bytes_freed: Notify,
-    round_robin: AtomicUsize,
+    partitioner: Arc<dyn Partitioner>,
+    keyless: Mutex<Keyless>,
     max_batch_bytes: usize,
     closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("partition_ids", &self.partition_ids)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("keyless", &self.keyless)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -316,18 +333,28 @@ impl Producer {
             });
         }
         let ids = self.shared.ids();
+        let encoded = codec::encode(&event);
+        let cost = Batch::cost(&encoded);
         let routed = match event.routing() {
             Routing::PartitionId(id) => ids
                 .iter()
                 .position(|p| p == id)
                 .ok_or_else(|| (id.clone(), Error::new(Kind::UnknownPartition(id.clone())))),
-            Routing::PartitionKey(key) => Ok(partition_index(key, ids.len())),
-            Routing::Auto => {
-                Ok(self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % ids.len())
+            Routing::PartitionKey(key) => {
+                Ok(self.shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
             }
+            Routing::Auto => Ok(
+                match &mut *self
+                    .shared
+                    .keyless
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                {
+                    Keyless::RoundRobin(rr) => rr.next(ids.len()),
+                    Keyless::Sticky(s) => s.next(cost, ids.len()),
+                },
+            ),
         };
-        let encoded = codec::encode(&event);
-        let cost = Batch::cost(&encoded);
         let command = match routed {
             Ok(_) if cost > self.shared.max_batch_bytes => Command::Refused {
                 partition: ids[routed.as_ref().copied().unwrap_or(0)].clone(),
@@ -431,6 +458,8 @@ pub struct ProducerBuilder {
     identifier: Option<String>,
     layers: Vec<LayerFn>,
     outcome_queue: usize,
+    partitioner: Arc<dyn Partitioner>,
+    sticky: bool,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -447,7 +476,8 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("try_timeout", &self.try_timeout)
             .field("identifier", &self.identifier)
             .field("layers", &self.layers.len())
-            .finish()
+            .field("sticky", &self.sticky)
+            .finish_non_exhaustive()
     }
 }
 
@@ -465,6 +495,8 @@ impl Default for ProducerBuilder {
             identifier: None,
             layers: Vec::new(),
             outcome_queue: 1024,
+            partitioner: Arc::new(ServiceHash),
+            sticky: false,
         }
     }
 }
@@ -516,6 +548,21 @@ impl ProducerBuilder {
     /// Bound on one try to publish a batch (and on connecting).
     pub fn try_timeout(mut self, timeout: Duration) -> Self {
         self.try_timeout = timeout;
+        self
+    }
+
+    /// Maps partition keys to partitions; the default is the service's own hash, so
+    /// keyed events land where any other producer would put them.
+    pub fn partitioner(mut self, partitioner: impl Partitioner) -> Self {
+        self.partitioner = Arc::new(partitioner);
+        self
+    }
+
+    /// Keyless events: `false` (the default) spreads them round-robin, one event at a
+    /// time; `true` fills one partition's batch before moving to the next, for fuller
+    /// batches at low rates.
+    pub fn sticky_routing(mut self, sticky: bool) -> Self {
+        self.sticky = sticky;
         self
     }
 
@@ -653,7 +700,12 @@ impl ProducerBuilder {
             max_pending_bytes: self.max_pending_bytes,
             pending_bytes: AtomicUsize::new(0),
             bytes_freed: Notify::new(),
-            round_robin: AtomicUsize::new(0),
+            partitioner: self.partitioner,
+            keyless: Mutex::new(if self.sticky {
+                Keyless::Sticky(Sticky::new(max_batch_bytes))
+            } else {
+                Keyless::RoundRobin(RoundRobin::new())
+            }),
             max_batch_bytes,
             closed: AtomicBool::new(false),
         });
