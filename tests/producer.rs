@@ -413,3 +413,20 @@ async fn a_detached_link_is_attached_again() {
     assert!(outcomes.next().await.unwrap().is_success());
     assert_eq!(bodies(&emulator, "0"), ["reattached"]);
 }
+
+#[tokio::test]
+async fn without_the_emulator_flag_the_producer_insists_on_tls() {
+    // The emulator speaks plain AMQP: a TLS client must fail there, quickly and clearly.
+    let emulator = emulator(1).await;
+    let cloud_style = emulator
+        .connection_string_for("eh1")
+        .replace(";UseDevelopmentEmulator=true", "");
+    let e = Producer::builder()
+        .connection_string(&cloud_style)
+        .try_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable() && !e.is_timeout(), "{e}");
+    assert!(e.to_string().contains("amqps://127.0.0.1:"), "{e}");
+}

@@ -284,6 +284,8 @@ impl Task {
             .hostname(e.host.as_str())
             .sasl_profile(SaslProfile::Anonymous)
             .max_frame_size(65536u32)
+            // The service speaks TLS from the first byte (no AMQP TLS header first).
+            .alt_tls_establishment(e.url.starts_with("amqps:"))
             .open(e.url.as_str())
             .await
             .map_err(|err| {
