@@ -430,3 +430,29 @@ async fn without_the_emulator_flag_the_producer_insists_on_tls() {
     assert!(e.is_retryable() && !e.is_timeout(), "{e}");
     assert!(e.to_string().contains("amqps://127.0.0.1:"), "{e}");
 }
+
+#[tokio::test]
+async fn partition_properties_are_read_from_management() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    let empty = producer.partition_properties("1").await.unwrap();
+    assert!(empty.is_empty);
+    assert_eq!(empty.last_enqueued_sequence_number, -1);
+    assert_eq!(empty.last_enqueued_time, None);
+    for i in 0..3 {
+        producer
+            .enqueue(EventData::new(format!("p{i}")).with_partition_id("1"))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let _ = outcomes_for(&mut outcomes, 3).await;
+    let props = producer.partition_properties("1").await.unwrap();
+    assert_eq!(props.id, "1");
+    assert!(!props.is_empty);
+    assert_eq!(props.last_enqueued_sequence_number, 2);
+    assert!(props.last_enqueued_time.is_some());
+    assert_eq!(producer.partition_ids(), ["0", "1"]);
+    let e = producer.partition_properties("9").await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+}

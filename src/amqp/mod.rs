@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::credential::Credential;
 use crate::error::{Error, Kind};
+use crate::PartitionProperties;
 
 pub(crate) use rpc::Reply;
 
@@ -75,6 +76,10 @@ enum Command {
     Properties {
         reply: oneshot::Sender<Result<HubProperties, Error>>,
     },
+    PartitionProperties {
+        partition: String,
+        reply: oneshot::Sender<Result<PartitionProperties, Error>>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -94,6 +99,7 @@ impl std::fmt::Debug for Command {
             Command::Send { .. } => "Send",
             Command::MaxMessageSize { .. } => "MaxMessageSize",
             Command::Properties { .. } => "Properties",
+            Command::PartitionProperties { .. } => "PartitionProperties",
             Command::Close { .. } => "Close",
         })
     }
@@ -151,6 +157,18 @@ impl Amqp {
     /// Reads the hub's properties.
     pub(crate) async fn properties(&self) -> Result<HubProperties, Error> {
         self.ask(|reply| Command::Properties { reply }).await?
+    }
+
+    /// Reads one partition's properties.
+    pub(crate) async fn partition_properties(
+        &self,
+        partition: &str,
+    ) -> Result<PartitionProperties, Error> {
+        self.ask(|reply| Command::PartitionProperties {
+            partition: partition.to_owned(),
+            reply,
+        })
+        .await?
     }
 
     /// Closes the connection and ends the task.
@@ -230,7 +248,14 @@ impl Task {
                     let _ = reply.send(result);
                 }
                 Command::Properties { reply } => {
-                    let result = self.properties().await;
+                    let result = self.read(None).await.and_then(|r| parse_hub_properties(&r));
+                    let _ = reply.send(result);
+                }
+                Command::PartitionProperties { partition, reply } => {
+                    let result = self
+                        .read(Some(partition))
+                        .await
+                        .and_then(|r| parse_partition_properties(&r));
                     let _ = reply.send(result);
                 }
                 Command::Close { reply } => {
@@ -361,7 +386,8 @@ impl Task {
         }
     }
 
-    async fn properties(&mut self) -> Result<HubProperties, Error> {
+    /// A `$management` READ of the hub (`partition: None`) or of one partition.
+    async fn read(&mut self, partition: Option<String>) -> Result<Reply, Error> {
         let endpoint = self.endpoint.clone();
         let live = self.connect().await?;
         if live.management.is_none() {
@@ -369,22 +395,25 @@ impl Task {
         }
         let token = endpoint.credential.token(&endpoint.audience()).await?;
         let rpc = live.management.as_mut().expect("attached above");
-        let reply = rpc
-            .call(
-                &[
-                    ("operation", SimpleValue::String("READ".into())),
-                    ("type", SimpleValue::String("com.microsoft:eventhub".into())),
-                    ("name", SimpleValue::String(endpoint.hub.clone())),
-                    ("security_token", SimpleValue::String(token.token)),
-                ],
-                Value::Null,
-                endpoint.timeout,
-            )
-            .await?;
-        if reply.status != 200 {
-            return Err(status_error(&reply, "reading the hub's properties"));
+        let kind = if partition.is_some() {
+            "com.microsoft:partition"
+        } else {
+            "com.microsoft:eventhub"
+        };
+        let mut properties = vec![
+            ("operation", SimpleValue::String("READ".into())),
+            ("type", SimpleValue::String(kind.into())),
+            ("name", SimpleValue::String(endpoint.hub.clone())),
+            ("security_token", SimpleValue::String(token.token)),
+        ];
+        if let Some(p) = partition {
+            properties.push(("partition", SimpleValue::String(p)));
         }
-        parse_hub_properties(&reply)
+        let reply = rpc.call(&properties, Value::Null, endpoint.timeout).await?;
+        if reply.status != 200 {
+            return Err(status_error(&reply, &format!("reading {kind} properties")));
+        }
+        Ok(reply)
     }
 }
 
@@ -454,4 +483,50 @@ fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error> {
         return Err(bad());
     }
     Ok(HubProperties { partition_ids })
+}
+
+fn parse_partition_properties(reply: &Reply) -> Result<PartitionProperties, Error> {
+    use fe2o3_amqp::types::messaging::{AmqpValue, Body};
+    let bad = |what: &str| {
+        Error::new(Kind::Management {
+            status: reply.status,
+            description: format!("the partition's properties have no valid {what}"),
+        })
+    };
+    let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
+        return Err(bad("body"));
+    };
+    let get = |k: &str| map.get(&Value::String(k.into()));
+    let long = |k: &str| match get(k) {
+        Some(Value::Long(v)) => Ok(*v),
+        Some(Value::Int(v)) => Ok(i64::from(*v)),
+        _ => Err(bad(k)),
+    };
+    let id = match get("partition") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(bad("partition")),
+    };
+    let last_enqueued_time = match get("last_enqueued_time_utc") {
+        // The service's "never" is 0001-01-01 (reference §3.3).
+        Some(Value::Timestamp(t)) if t.milliseconds() > -62_135_596_800_000 => {
+            let ms = t.milliseconds();
+            Some(if ms >= 0 {
+                SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64)
+            } else {
+                SystemTime::UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+            })
+        }
+        _ => None,
+    };
+    Ok(PartitionProperties {
+        id,
+        begin_sequence_number: long("begin_sequence_number")?,
+        last_enqueued_sequence_number: long("last_enqueued_sequence_number")?,
+        last_enqueued_offset: match get("last_enqueued_offset") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(bad("last_enqueued_offset")),
+        },
+        last_enqueued_time,
+        is_empty: matches!(get("is_partition_empty"), Some(Value::Bool(true))),
+    })
 }

@@ -63,7 +63,7 @@ use crate::codec;
 use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
 use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
 use crate::error::{Error, Kind};
-use crate::{EventData, Routing};
+use crate::{EventData, PartitionProperties, Routing};
 use driver::{Command, Driver, Stack};
 use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
 
@@ -132,6 +132,7 @@ impl Shared {
 /// reserved slot.
 pub struct Producer {
     shared: Arc<Shared>,
+    amqp: Option<Amqp>,
     commands: mpsc::Sender<Command>,
     permits: PollSemaphore,
     reserved: bool,
@@ -152,6 +153,7 @@ impl Clone for Producer {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            amqp: self.amqp.clone(),
             commands: self.commands.clone(),
             permits: self.permits.clone(),
             reserved: false,
@@ -230,6 +232,19 @@ impl Producer {
     /// The largest batch, in encoded bytes (the link's `max-message-size`).
     pub fn max_batch_bytes(&self) -> usize {
         self.shared.max_batch_bytes
+    }
+
+    /// Reads a partition's properties from `$management`.
+    pub async fn partition_properties(
+        &self,
+        partition: &str,
+    ) -> Result<PartitionProperties, Error> {
+        match &self.amqp {
+            Some(amqp) => amqp.partition_properties(partition).await,
+            None => Err(Error::config(
+                "a producer over a custom service has no management connection",
+            )),
+        }
     }
 
     /// The hub's partition ids.
@@ -651,9 +666,13 @@ impl ProducerBuilder {
             }
         };
         let base = BoxCloneService::new(AmqpSend::new(amqp.clone(), self.try_timeout));
+        let closer = amqp.clone();
         let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
-            Box::pin(async move { amqp.close().await });
-        Ok(self.start(base, properties.partition_ids, max as usize, Some(on_close)))
+            Box::pin(async move { closer.close().await });
+        let (mut producer, outcomes) =
+            self.start(base, properties.partition_ids, max as usize, Some(on_close));
+        producer.amqp = Some(amqp);
+        Ok((producer, outcomes))
     }
 
     /// Starts a producer over your own batch service instead of the AMQP connection:
@@ -729,6 +748,7 @@ impl ProducerBuilder {
         );
         let producer = Producer {
             shared,
+            amqp: None,
             commands,
             permits: PollSemaphore::new(events),
             reserved: false,
