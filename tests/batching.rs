@@ -174,3 +174,26 @@ async fn a_custom_partitioner_decides_where_keys_go() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn refused_events_give_back_exactly_the_capacity_they_took() {
+    let (service, _log) = recorder();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_pending_events(2)
+        .max_pending_bytes(1000)
+        .build_with_service(service, vec!["0".into()], 1 << 20)
+        .unwrap();
+    // Many more refused events than the producer has room for: each must free its slot.
+    for i in 0..50 {
+        producer
+            .enqueue(EventData::new(vec![b'z'; 600]).with_partition_id("nope"))
+            .await
+            .unwrap();
+        let o = outcomes.next().await.unwrap();
+        assert!(o.result.unwrap_err().is_unknown_partition(), "event {i}");
+    }
+    assert_eq!(producer.total_pending(), 0);
+    producer.enqueue(EventData::new("fine")).await.unwrap();
+    producer.flush().await.unwrap();
+    assert!(outcomes.next().await.unwrap().is_success());
+}

@@ -456,3 +456,39 @@ async fn partition_properties_are_read_from_management() {
     let e = producer.partition_properties("9").await.unwrap_err();
     assert!(!e.is_retryable(), "{e}");
 }
+
+#[tokio::test]
+async fn a_grown_partition_count_is_picked_up_and_keys_hash_over_it() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .partition_refresh_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(producer.partition_ids().len(), 2);
+    emulator.grow_partitions("eh1", 4).unwrap();
+    // Wait for the refresh to land (event-driven with a bound, no fixed sleep).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while producer.partition_ids().len() < 4 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the producer sees 4 partitions");
+    // "7" hashes to partition 1 of 2 but to partition 3 of 4.
+    assert_eq!(partition_index("7", 4), 3);
+    producer
+        .enqueue(EventData::new("seven").with_partition_key("7"))
+        .await
+        .unwrap();
+    producer
+        .enqueue(EventData::new("new").with_partition_id("3"))
+        .await
+        .unwrap();
+    let results = outcomes_for(&mut outcomes, 2).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    assert_eq!(bodies(&emulator, "3"), ["seven", "new"]);
+}

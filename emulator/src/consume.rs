@@ -16,6 +16,7 @@ use crate::codec;
 use crate::server::Acceptor;
 use crate::server::{filler_properties, Conn};
 use crate::store::{Hub, StoredEvent};
+
 use crate::Rejection;
 
 const SELECTOR: &str = "apache.org:selector-filter:string";
@@ -107,8 +108,7 @@ impl StartFilter {
 /// An accepted reading link, before it is attached.
 #[derive(Debug)]
 pub(crate) struct ConsumePlan {
-    hub: Arc<Hub>,
-    partition: usize,
+    partition: Arc<crate::store::Partition>,
     start: i64,
     /// Checked on each event until one passes (offsets and times only grow).
     filter: Option<StartFilter>,
@@ -131,12 +131,9 @@ pub(crate) fn plan(
     hub: Arc<Hub>,
     partition: &str,
 ) -> Result<ConsumePlan, Rejection> {
-    let index = hub
-        .partitions
-        .iter()
-        .position(|p| p.id == partition)
+    let p = hub
+        .partition(partition)
         .ok_or_else(|| Rejection::new("com.microsoft:argument-out-of-range", "bad partition"))?;
-    let p = &hub.partitions[index];
     // Without a filter a reader starts at the end, as the service's default is `@latest`.
     let filter = selector(attach).map(StartFilter::parse).transpose()?;
     let start = match &filter {
@@ -144,8 +141,7 @@ pub(crate) fn plan(
         Some(filter) => p.position(filter),
     };
     Ok(ConsumePlan {
-        hub,
-        partition: index,
+        partition: p,
         start,
         filter: filter.filter(|f| *f != StartFilter::Latest),
     })
@@ -189,7 +185,7 @@ fn to_delivery(e: &StoredEvent) -> Message<Body<Value>> {
 }
 
 pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) {
-    let partition = &plan.hub.partitions[plan.partition];
+    let partition = &plan.partition;
     let mut stop = conn.stop.clone();
     let mut tail = partition.subscribe();
     let mut next = plan.start;

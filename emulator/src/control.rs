@@ -325,7 +325,7 @@ fn management(request: &Msg, conn: &Conn) -> Msg {
     let mut map = OrderedMap::new();
     match app_str(request, "type") {
         Some("com.microsoft:eventhub") => {
-            let ids: Vec<Value> = hub.partition_ids().map(s).collect();
+            let ids: Vec<Value> = hub.partition_ids().iter().map(|id| s(id)).collect();
             map.insert(s("name"), s(&hub.name));
             map.insert(s("type"), s("com.microsoft:eventhub"));
             map.insert(

@@ -28,8 +28,8 @@ const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
 #[derive(Debug)]
 pub(crate) struct IngestPlan {
     hub: Arc<Hub>,
-    /// Index of the partition for partition links; `None` for the gateway.
-    partition: Option<usize>,
+    /// The partition of a partition link; `None` for the gateway.
+    partition: Option<Arc<crate::store::Partition>>,
     idempotent: Option<Idempotent>,
 }
 
@@ -70,13 +70,13 @@ pub(crate) fn plan(
         .hub(&hub)
         .cloned()
         .ok_or_else(|| Rejection::new("amqp:not-found", "hub vanished"))?;
-    let partition = partition.and_then(|id| hub.partitions.iter().position(|p| p.id == id));
+    let partition = partition.and_then(|id| hub.partition(&id));
     let wants_idempotence = attach
         .desired_capabilities
         .as_ref()
         .is_some_and(|caps| caps.0.iter().any(|c| c.as_str() == IDEMPOTENT));
     let idempotent = if wants_idempotence {
-        let Some(index) = partition else {
+        let Some(fixed) = &partition else {
             return Err(Rejection::new(
                 "com.microsoft:argument-error",
                 "Idempotent publishing requires a partition link; the gateway cannot be used.",
@@ -101,11 +101,7 @@ pub(crate) fn plan(
                 })
             })
             .transpose()?;
-        let state = hub.partitions[index].attach_producer(
-            producer_id,
-            epoch.map(|e| e as i16),
-            sequence,
-        )?;
+        let state = fixed.attach_producer(producer_id, epoch.map(|e| e as i16), sequence)?;
         Some(Idempotent {
             producer_id,
             epoch: state.epoch,
@@ -331,16 +327,21 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
             }
             continue;
         }
-        let index = match (plan.partition, &incoming.partition_key) {
-            (Some(i), _) => i,
-            (None, Some(key)) => partition_index(key, hub.partitions.len()),
-            (None, None) => {
-                let i = round_robin;
-                round_robin = (round_robin + 1) % hub.partitions.len();
-                i
+        let partition = match (&plan.partition, &incoming.partition_key) {
+            (Some(p), _) => p.clone(),
+            (None, key) => {
+                let parts = hub.partitions();
+                let index = match key {
+                    Some(key) => partition_index(key, parts.len()),
+                    None => {
+                        let i = round_robin % parts.len();
+                        round_robin = (i + 1) % parts.len();
+                        i
+                    }
+                };
+                parts[index].clone()
             }
         };
-        let partition = &hub.partitions[index];
         let now = conn.shared.clock.now_ms();
         let key = incoming.envelope_key;
         let new_events = || -> Vec<NewEvent> {

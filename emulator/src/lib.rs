@@ -342,6 +342,13 @@ impl EmulatorHandle {
         let _ = rx.wait_for(|count| *count == n).await;
     }
 
+    /// Adds partitions to a hub while running (the service allows growing a hub on some
+    /// tiers; partitions are never removed). Returns the new count, or `None` for an
+    /// unknown hub.
+    pub fn grow_partitions(&self, hub: &str, count: usize) -> Option<usize> {
+        Some(self.shared.store.hub(hub)?.grow_to(count.min(1024)))
+    }
+
     /// Adds a fault while running; it applies to transfers from now on.
     pub fn add_fault(&self, fault: Fault) {
         self.shared

@@ -1,7 +1,7 @@
 //! The event store: hubs, partitions, retained events and idempotent-producer state.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use fe2o3_amqp_types::messaging::{Body, Message};
@@ -359,13 +359,37 @@ pub(crate) enum IdempotentAppend {
 pub(crate) struct Hub {
     pub(crate) name: String,
     pub(crate) created_at_ms: i64,
-    pub(crate) partitions: Vec<Partition>,
+    /// Partitions can be added (as the service allows on some tiers), never removed.
+    partitions: RwLock<Arc<[Arc<Partition>]>>,
+    retention: Retention,
     consumer_groups: Vec<String>,
 }
 
 impl Hub {
-    pub(crate) fn partition(&self, id: &str) -> Option<&Partition> {
-        self.partitions.iter().find(|p| p.id == id)
+    /// The partitions now.
+    pub(crate) fn partitions(&self) -> Arc<[Arc<Partition>]> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn partition(&self, id: &str) -> Option<Arc<Partition>> {
+        self.partitions().iter().find(|p| p.id == id).cloned()
+    }
+
+    /// Grows the hub to `count` partitions; returns the new count.
+    pub(crate) fn grow_to(&self, count: usize) -> usize {
+        let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        if count > parts.len() {
+            let mut grown: Vec<Arc<Partition>> = parts.iter().cloned().collect();
+            grown.extend(
+                (parts.len()..count)
+                    .map(|i| Arc::new(Partition::new(i.to_string(), self.retention))),
+            );
+            *parts = grown.into();
+        }
+        parts.len()
     }
 
     pub(crate) fn has_consumer_group(&self, name: &str) -> bool {
@@ -374,8 +398,8 @@ impl Hub {
             .any(|g| g.eq_ignore_ascii_case(name))
     }
 
-    pub(crate) fn partition_ids(&self) -> impl Iterator<Item = &str> {
-        self.partitions.iter().map(|p| p.id.as_str())
+    pub(crate) fn partition_ids(&self) -> Vec<String> {
+        self.partitions().iter().map(|p| p.id.clone()).collect()
     }
 }
 
@@ -395,9 +419,12 @@ impl Store {
                 Arc::new(Hub {
                     name: h.name.clone(),
                     created_at_ms,
-                    partitions: (0..h.partitions)
-                        .map(|i| Partition::new(i.to_string(), h.retention))
-                        .collect(),
+                    partitions: RwLock::new(
+                        (0..h.partitions)
+                            .map(|i| Arc::new(Partition::new(i.to_string(), h.retention)))
+                            .collect(),
+                    ),
+                    retention: h.retention,
                     consumer_groups: groups,
                 })
             })

@@ -202,3 +202,37 @@ async fn replies_reach_js_style_links_named_by_reply_to() {
         put_token_raw(&emulator, "cbs-1234", None, Some("cbs-1234"), id.clone()).await;
     assert_eq!((correlation, code), (id, 202));
 }
+
+#[tokio::test]
+async fn a_grown_hub_reports_and_routes_over_its_new_partitions() {
+    let emulator = Emulator::builder().hub("eh1", 2).start().await.unwrap();
+    assert_eq!(emulator.grow_partitions("eh1", 4), Some(4));
+    assert_eq!(emulator.grow_partitions("eh1", 3), Some(4), "never shrinks");
+    assert_eq!(emulator.grow_partitions("nope", 4), None);
+    let mut client = TestClient::authorized(&emulator).await;
+    let token = emulator.sas_token("sb://x/eh1", 60);
+    let reply = client
+        .management(&[
+            ("type", "com.microsoft:eventhub"),
+            ("name", "eh1"),
+            ("security_token", &token),
+        ])
+        .await;
+    assert_eq!(get(map_of(&reply), "partition_count"), &Value::Int(4));
+    let mut sender = client.sender("eh1/Partitions/3").await;
+    assert!(sender
+        .send(event("on the new partition", None))
+        .await
+        .unwrap()
+        .is_accepted());
+    let mut gateway = client.sender("eh1").await;
+    assert!(gateway
+        .send(event("seven", Some("7")))
+        .await
+        .unwrap()
+        .is_accepted());
+    assert_eq!(
+        bodies(&emulator.events("eh1", "3").unwrap()),
+        ["on the new partition", "seven"]
+    );
+}

@@ -67,6 +67,9 @@ use crate::{EventData, PartitionProperties, Routing};
 use driver::{Command, Driver, Stack};
 use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
 
+/// The most partitions an Event Hub can have.
+const MAX_PARTITIONS: usize = 1024;
+
 /// How events without a partition id or key are spread.
 #[derive(Debug)]
 enum Keyless {
@@ -107,7 +110,28 @@ impl Shared {
     }
 
     pub(crate) fn partition_count(&self) -> usize {
-        self.pending_per_partition.len()
+        self.ids().len()
+    }
+
+    /// Adopts a refreshed list of partition ids if it has more partitions (partitions
+    /// are added, never removed); returns whether it changed.
+    pub(crate) fn refresh_ids(&self, ids: Vec<String>) -> bool {
+        let mut current = self
+            .partition_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let grows = ids.len() > current.len()
+            && ids.len() <= self.pending_per_partition.len()
+            && ids.starts_with(&current[..]);
+        if grows {
+            tracing::info!(
+                from = current.len(),
+                to = ids.len(),
+                "the hub has more partitions"
+            );
+            *current = ids.into();
+        }
+        grows
     }
 
     pub(crate) fn partition_id(&self, index: usize) -> String {
@@ -381,9 +405,6 @@ impl Producer {
             },
             Ok(partition) => {
                 self.shared.pending_per_partition[partition].fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .pending_bytes
-                    .fetch_add(event.body().len(), Ordering::Relaxed);
                 Command::Event {
                     partition,
                     event,
@@ -396,12 +417,24 @@ impl Producer {
                 error,
             },
         };
+        // Every accepted event, refused ones included, counts until its outcome is
+        // reported, where the driver gives back exactly these bytes.
+        let body_len = match &command {
+            Command::Event { event, .. } | Command::Refused { event, .. } => event.body().len(),
+            _ => 0,
+        };
+        self.shared
+            .pending_bytes
+            .fetch_add(body_len, Ordering::Relaxed);
         match self.commands.try_send(command) {
             Ok(()) => {
                 self.reserved = false;
                 Ok(())
             }
             Err(e) => {
+                self.shared
+                    .pending_bytes
+                    .fetch_sub(body_len, Ordering::Relaxed);
                 let command = e.into_inner();
                 let event = match command {
                     Command::Event {
@@ -409,9 +442,6 @@ impl Producer {
                     } => {
                         self.shared.pending_per_partition[partition]
                             .fetch_sub(1, Ordering::Relaxed);
-                        self.shared
-                            .pending_bytes
-                            .fetch_sub(event.body().len(), Ordering::Relaxed);
                         event
                     }
                     Command::Refused { event, .. } => event,
@@ -460,6 +490,29 @@ impl Sink<EventData> for Producer {
 
 type LayerFn = Box<dyn FnOnce(Stack) -> Stack + Send>;
 
+/// Reads the partition ids every `period` until the producer is gone or closed.
+async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period: Duration) {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match shared.upgrade() {
+            Some(s) if !s.closed.load(Ordering::SeqCst) => {}
+            _ => return,
+        }
+        match amqp.properties().await {
+            Ok(p) => {
+                if let Some(s) = shared.upgrade() {
+                    s.refresh_ids(p.partition_ids);
+                }
+            }
+            Err(e) if e.is_closed() => return,
+            Err(e) => tracing::debug!("partition refresh failed: {e}"),
+        }
+    }
+}
+
 /// Configures and builds a [`Producer`].
 pub struct ProducerBuilder {
     connection_string: Option<String>,
@@ -475,6 +528,7 @@ pub struct ProducerBuilder {
     outcome_queue: usize,
     partitioner: Arc<dyn Partitioner>,
     sticky: bool,
+    partition_refresh: Duration,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -512,6 +566,7 @@ impl Default for ProducerBuilder {
             outcome_queue: 1024,
             partitioner: Arc::new(ServiceHash),
             sticky: false,
+            partition_refresh: Duration::from_secs(30),
         }
     }
 }
@@ -578,6 +633,14 @@ impl ProducerBuilder {
     /// batches at low rates.
     pub fn sticky_routing(mut self, sticky: bool) -> Self {
         self.sticky = sticky;
+        self
+    }
+
+    /// How often the hub's partition ids are read again (default 30 s); a grown
+    /// partition count is applied at once, so keys hash over the new count as the
+    /// service does.
+    pub fn partition_refresh_interval(mut self, interval: Duration) -> Self {
+        self.partition_refresh = interval;
         self
     }
 
@@ -669,8 +732,14 @@ impl ProducerBuilder {
         let closer = amqp.clone();
         let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(async move { closer.close().await });
+        let refresh = self.partition_refresh;
         let (mut producer, outcomes) =
             self.start(base, properties.partition_ids, max as usize, Some(on_close));
+        tokio::spawn(refresh_partitions(
+            Arc::downgrade(&producer.shared),
+            amqp.clone(),
+            refresh,
+        ));
         producer.amqp = Some(amqp);
         Ok((producer, outcomes))
     }
@@ -713,7 +782,11 @@ impl ProducerBuilder {
             .fold(base, |stack, layer| layer(stack));
         let events = Arc::new(Semaphore::new(self.max_pending_events));
         let shared = Arc::new(Shared {
-            pending_per_partition: partition_ids.iter().map(|_| AtomicUsize::new(0)).collect(),
+            // Room for the most partitions a hub can have, so a refreshed partition
+            // list never needs new counters.
+            pending_per_partition: (0..partition_ids.len().max(MAX_PARTITIONS))
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
             partition_ids: RwLock::new(partition_ids.into()),
             events: events.clone(),
             max_pending_bytes: self.max_pending_bytes,
