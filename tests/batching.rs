@@ -197,3 +197,67 @@ async fn refused_events_give_back_exactly_the_capacity_they_took() {
     producer.flush().await.unwrap();
     assert!(outcomes.next().await.unwrap().is_success());
 }
+
+#[tokio::test(start_paused = true)]
+async fn closing_never_waits_for_outcomes_to_be_read() {
+    let (service, _log) = recorder();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_pending_events(5000)
+        // Room for one event per batch: 3000 batches, more than any fixed queue.
+        .build_with_service(service, vec!["0".into()], 200)
+        .unwrap();
+    for i in 0..3000 {
+        producer
+            .enqueue(EventData::new(format!("{i:>100}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut events = 0;
+    while let Some(o) = outcomes.next().await {
+        assert!(o.is_success());
+        events += o.events.len();
+    }
+    assert_eq!(events, 3000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_byte_budget_holds_and_unread_outcomes_count_against_it() {
+    let (service, _log) = recorder();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_pending_bytes(1000)
+        .max_wait(Duration::from_millis(1))
+        .build_with_service(service, vec!["0".into()], 1 << 20)
+        .unwrap();
+    producer
+        .enqueue(EventData::new(vec![b'a'; 600]))
+        .await
+        .unwrap();
+    producer
+        .enqueue(EventData::new(vec![b'b'; 600]))
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+    // 1200 bytes pending (published, outcome unread): over budget, no room.
+    let mut other = producer.clone();
+    let mut third = Box::pin(async move { other.enqueue(EventData::new("c")).await });
+    assert!(futures_util::poll!(&mut third).is_pending());
+    // Reading the outcome hands the bytes back and lets the third event in.
+    let first = outcomes.next().await.unwrap();
+    assert_eq!(first.events.len(), 2);
+    third.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_the_sink_twice_is_fine() {
+    use futures_util::SinkExt;
+    let (service, _log) = recorder();
+    let (mut producer, _outcomes) = Producer::builder()
+        .build_with_service(service, vec!["0".into()], 1 << 20)
+        .unwrap();
+    producer.send(EventData::new("x")).await.unwrap();
+    SinkExt::close(&mut producer).await.unwrap();
+    SinkExt::close(&mut producer).await.unwrap();
+    let err = producer.send(EventData::new("late")).await.unwrap_err();
+    assert!(err.error().is_closed());
+}

@@ -237,6 +237,11 @@ impl Task {
                     message,
                     reply,
                 } => {
+                    // A caller that gave up (its try timed out) reported the batch as
+                    // failed already: sending it now would publish it behind its back.
+                    if reply.is_closed() {
+                        continue;
+                    }
                     let result = self.send(&partition, *message).await;
                     let _ = reply.send(result);
                 }
@@ -453,7 +458,10 @@ async fn put_token(cbs: &mut rpc::Rpc, endpoint: &Endpoint) -> Result<tokio::tim
         .duration_since(SystemTime::now())
         .unwrap_or_default();
     let lead = Duration::from_secs(360).min(remaining / 2);
-    Ok(tokio::time::Instant::now() + remaining.saturating_sub(lead))
+    // Never sooner than a second from now, so a token that is (nearly) expired cannot
+    // make the refresh spin.
+    let delay = remaining.saturating_sub(lead).max(Duration::from_secs(1));
+    Ok(tokio::time::Instant::now() + delay)
 }
 
 fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error> {

@@ -1,5 +1,5 @@
 //! The driver: one task that owns the open batches, dispatches them through the tower
-//! stack, and reports outcomes.
+//! stack, and queues outcomes.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
@@ -24,7 +24,9 @@ use crate::EventData;
 pub(crate) type Stack = BoxCloneService<Batch, Batch, SendFailure>;
 
 /// What the producer handles send to the driver, in one FIFO channel so that a flush
-/// or close sees every event sent before it.
+/// or close sees every event sent before it. Every command holds a slot: events a
+/// capacity permit (given back when their outcome is handed out), control commands a
+/// control permit (given back when the driver takes them).
 #[derive(Debug)]
 pub(crate) enum Command {
     Event {
@@ -38,10 +40,13 @@ pub(crate) enum Command {
         event: EventData,
         error: Error,
     },
-    Flush(oneshot::Sender<()>),
+    Flush {
+        done: oneshot::Sender<()>,
+        _slot: OwnedSemaphorePermit,
+    },
     Close {
         abandon: bool,
-        done: oneshot::Sender<()>,
+        _slot: OwnedSemaphorePermit,
     },
 }
 
@@ -76,9 +81,12 @@ pub(crate) struct Driver {
     pub(crate) max_wait: Duration,
     pub(crate) concurrency: usize,
     /// At this many pending events no more can come in, so waiting for `max_wait`
-    /// would only idle: open batches are published at once.
+    /// would only idle: batches that can be sent now are published at once.
     pub(crate) max_pending_events: usize,
     pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Set once everything is reported and the connection is closed; dropped (which
+    /// the handles also notice) if the driver dies.
+    pub(crate) finished: watch::Sender<bool>,
 }
 
 struct State {
@@ -88,6 +96,13 @@ struct State {
     next_seq: u64,
     /// Events received and not yet reported.
     pending: usize,
+}
+
+/// The far future, for deadlines past what `Instant` can hold.
+fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl Driver {
@@ -101,12 +116,10 @@ impl Driver {
             next_seq: 0,
             pending: 0,
         };
-        let mut closing: Option<(bool, oneshot::Sender<()>)> = None;
+        let mut closing = false;
         loop {
-            if let Some((_, _)) = &closing {
-                if state.pending == 0 && state.in_flight.is_empty() {
-                    break;
-                }
+            if closing && state.pending == 0 && state.in_flight.is_empty() {
+                break;
             }
             let deadline = state
                 .partitions
@@ -114,43 +127,40 @@ impl Driver {
                 .filter_map(|p| p.open.as_ref().map(|o| o.deadline))
                 .min();
             tokio::select! {
-                command = self.commands.recv(), if closing.is_none() => match command {
-                    Some(Command::Close { abandon, done }) => {
+                command = self.commands.recv(), if !closing => match command {
+                    Some(Command::Close { abandon, .. }) => {
                         self.commands.close();
                         // Everything sent before the close is still in the channel.
                         while let Ok(c) = self.commands.try_recv() {
-                            self.handle(&mut state, c).await;
+                            if !matches!(c, Command::Close { .. }) {
+                                self.handle(&mut state, c).await;
+                            }
                         }
                         if abandon {
                             self.abandon_all(&mut state).await;
                         } else {
-                            self.seal_all(&mut state);
+                            seal_all(&mut state);
                         }
-                        closing = Some((abandon, done));
+                        closing = true;
                     }
                     Some(c) => self.handle(&mut state, c).await,
                     None => {
                         // Every handle is gone without a close: publish what is pending.
-                        self.seal_all(&mut state);
-                        let (done, _) = oneshot::channel();
-                        closing = Some((false, done));
+                        seal_all(&mut state);
+                        closing = true;
                     }
                 },
                 Some((partition, seqs, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
                     state.partitions[partition].in_flight -= 1;
-                    let outcome = match result {
-                        Ok(batch) => BatchOutcome {
-                            partition: batch.partition().to_owned(),
-                            size_in_bytes: batch.size_in_bytes(),
-                            events: batch.into_events(),
-                            result: Ok(()),
-                        },
-                        Err(SendFailure { error, batch }) => BatchOutcome {
-                            partition: batch.partition().to_owned(),
-                            size_in_bytes: batch.size_in_bytes(),
-                            events: batch.into_events(),
-                            result: Err(error),
-                        },
+                    let (batch, result) = match result {
+                        Ok(batch) => (batch, Ok(())),
+                        Err(SendFailure { error, batch }) => (batch, Err(error)),
+                    };
+                    let outcome = BatchOutcome {
+                        partition: self.shared.partition_id(partition),
+                        size_in_bytes: batch.size_in_bytes(),
+                        events: batch.into_events(),
+                        result,
                     };
                     self.report(&mut state, outcome, &seqs, Some(partition)).await;
                     self.dispatch(&mut state, partition);
@@ -165,7 +175,7 @@ impl Driver {
                     }
                 }
             }
-            if closing.is_some() {
+            if closing {
                 for i in 0..state.partitions.len() {
                     self.dispatch(&mut state, i);
                 }
@@ -174,9 +184,7 @@ impl Driver {
         if let Some(close) = self.on_close.take() {
             close.await;
         }
-        if let Some((_, done)) = closing {
-            let _ = done.send(());
-        }
+        self.finished.send_replace(true);
     }
 
     async fn handle(&mut self, state: &mut State, command: Command) {
@@ -205,7 +213,7 @@ impl Driver {
                 let open = p.open.get_or_insert_with(|| Open {
                     batch: Batch::new(self.shared.partition_id(partition)),
                     seqs: Vec::new(),
-                    deadline: Instant::now() + self.max_wait,
+                    deadline: deadline_after(self.max_wait),
                 });
                 open.batch.push(event, encoded);
                 open.seqs.push(seq);
@@ -213,8 +221,13 @@ impl Driver {
                     seal(p);
                 }
                 if state.pending >= self.max_pending_events {
-                    self.seal_all(state);
+                    // No room for more events: publish what can go now instead of
+                    // waiting out max_wait. Partitions busy sending keep filling.
                     for i in 0..state.partitions.len() {
+                        let p = &mut state.partitions[i];
+                        if p.in_flight < self.concurrency && p.ready.is_empty() {
+                            seal(p);
+                        }
                         self.dispatch(state, i);
                     }
                 } else {
@@ -237,8 +250,8 @@ impl Driver {
                 };
                 self.report(state, outcome, &[seq], None).await;
             }
-            Command::Flush(done) => {
-                self.seal_all(state);
+            Command::Flush { done, .. } => {
+                seal_all(state);
                 for i in 0..state.partitions.len() {
                     self.dispatch(state, i);
                 }
@@ -252,16 +265,7 @@ impl Driver {
                     });
                 }
             }
-            Command::Close { done, .. } => {
-                // Only reached for a second close while draining; it completes with the first.
-                let _ = done.send(());
-            }
-        }
-    }
-
-    fn seal_all(&self, state: &mut State) {
-        for p in &mut state.partitions {
-            seal(p);
+            Command::Close { .. } => unreachable!("close is handled by the loop"),
         }
     }
 
@@ -295,7 +299,8 @@ impl Driver {
         }
     }
 
-    /// Reports an outcome, releases the events' capacity and advances flush barriers.
+    /// Queues an outcome and advances flush barriers. The events' capacity comes back
+    /// when the outcome is handed out (or at once if nobody reads outcomes).
     async fn report(
         &mut self,
         state: &mut State,
@@ -303,12 +308,23 @@ impl Driver {
         seqs: &[u64],
         partition: Option<usize>,
     ) {
-        let count = outcome.events.len();
-        let bytes: usize = outcome.events.iter().map(|e| e.body().len()).sum();
+        // Count by what went in, whatever a user layer handed back.
+        let count = seqs.len();
         state.pending -= count;
-        // A dropped `Outcomes` stream means the application ignores outcomes.
-        let _ = self.outcomes.send(outcome).await;
-        self.shared.release(partition, count, bytes);
+        self.shared.settled(partition, count);
+        match self.outcomes.try_send(outcome) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(outcome)) => {
+                self.shared.release(count, body_bytes(&outcome));
+            }
+            // Cannot happen: every queued outcome holds at least one capacity slot and
+            // the queue has room for all of them. Waiting is still correct.
+            Err(mpsc::error::TrySendError::Full(outcome)) => {
+                if let Err(e) = self.outcomes.send(outcome).await {
+                    self.shared.release(count, body_bytes(&e.0));
+                }
+            }
+        }
         let mut i = 0;
         while i < state.barriers.len() {
             let b = &mut state.barriers[i];
@@ -322,8 +338,18 @@ impl Driver {
     }
 }
 
+pub(crate) fn body_bytes(outcome: &BatchOutcome) -> usize {
+    outcome.events.iter().map(|e| e.body().len()).sum()
+}
+
 fn seal(p: &mut PartitionState) {
     if let Some(open) = p.open.take() {
         p.ready.push_back((open.batch, open.seqs));
+    }
+}
+
+fn seal_all(state: &mut State) {
+    for p in &mut state.partitions {
+        seal(p);
     }
 }

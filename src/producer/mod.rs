@@ -49,7 +49,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_sink::Sink;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service};
@@ -66,6 +66,12 @@ use crate::error::{Error, Kind};
 use crate::{EventData, PartitionProperties, Routing};
 use driver::{Command, Driver, Stack};
 use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
+
+/// A close in progress, as `poll_close` drives it.
+type ClosingFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// Command-channel slots for flush and close, beside one per pending event.
+const CONTROL_SLOTS: usize = 64;
 
 /// The most partitions an Event Hub can have.
 const MAX_PARTITIONS: usize = 1024;
@@ -89,6 +95,10 @@ pub(crate) struct Shared {
     keyless: Mutex<Keyless>,
     max_batch_bytes: usize,
     closed: AtomicBool,
+    /// Slots in the command channel for flush and close commands.
+    control: Arc<Semaphore>,
+    /// Becomes true when the driver has reported everything and closed the connection.
+    finished: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -138,14 +148,32 @@ impl Shared {
         self.ids().get(index).cloned().unwrap_or_default()
     }
 
-    /// Gives back the capacity of events that got their outcome.
-    pub(crate) fn release(&self, partition: Option<usize>, count: usize, bytes: usize) {
+    /// Events of `partition` got their outcome.
+    pub(crate) fn settled(&self, partition: Option<usize>, count: usize) {
         if let Some(p) = partition.and_then(|i| self.pending_per_partition.get(i)) {
             p.fetch_sub(count, Ordering::Relaxed);
         }
+    }
+
+    /// Gives back the capacity of events whose outcome was handed out (or dropped).
+    pub(crate) fn release(&self, count: usize, bytes: usize) {
         self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.bytes_freed.notify_waiters();
         self.events.add_permits(count);
+    }
+
+    /// Resolves once the byte budget has room.
+    async fn bytes_available(self: Arc<Self>) {
+        loop {
+            let freed = self.bytes_freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a release in between is not missed.
+            freed.as_mut().enable();
+            if self.pending_bytes.load(Ordering::Relaxed) < self.max_pending_bytes {
+                return;
+            }
+            freed.await;
+        }
     }
 }
 
@@ -161,7 +189,8 @@ pub struct Producer {
     permits: PollSemaphore,
     reserved: bool,
     bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
-    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    closing: Option<ClosingFuture>,
+    close_done: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -183,6 +212,7 @@ impl Clone for Producer {
             reserved: false,
             bytes_wait: None,
             closing: None,
+            close_done: false,
         }
     }
 }
@@ -199,7 +229,7 @@ impl Drop for Producer {
 #[derive(Debug)]
 pub struct EnqueueError {
     error: Error,
-    event: Box<EventData>,
+    event: Option<Box<EventData>>,
 }
 
 impl EnqueueError {
@@ -208,9 +238,17 @@ impl EnqueueError {
         &self.error
     }
 
-    /// The event, back.
-    pub fn into_event(self) -> EventData {
-        *self.event
+    /// The event, back (`None` when no event was involved, as for a failed
+    /// `poll_ready`).
+    pub fn into_event(self) -> Option<EventData> {
+        self.event.map(|e| *e)
+    }
+
+    fn new(error: Error, event: EventData) -> Self {
+        Self {
+            error,
+            event: Some(Box::new(event)),
+        }
     }
 }
 
@@ -271,6 +309,17 @@ impl Producer {
         }
     }
 
+    /// Reads the hub's partition ids now and applies a grown count (the producer also
+    /// does this every `partition_refresh_interval`); returns the ids in use.
+    pub async fn refresh_partitions(&self) -> Result<Vec<String>, Error> {
+        let amqp = self.amqp.as_ref().ok_or_else(|| {
+            Error::config("a producer over a custom service has no management connection")
+        })?;
+        let properties = amqp.properties().await?;
+        self.shared.refresh_ids(properties.partition_ids);
+        Ok(self.partition_ids())
+    }
+
     /// The hub's partition ids.
     pub fn partition_ids(&self) -> Vec<String> {
         self.shared.ids().to_vec()
@@ -280,10 +329,7 @@ impl Producer {
     /// (handing the event back); every accepted event gets an outcome.
     pub async fn enqueue(&mut self, event: EventData) -> Result<(), EnqueueError> {
         if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
-            return Err(EnqueueError {
-                error,
-                event: Box::new(event),
-            });
+            return Err(EnqueueError::new(error, event));
         }
         self.accept(event)
     }
@@ -303,9 +349,16 @@ impl Producer {
     /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
     /// their later events do not delay it.
     pub async fn flush(&self) -> Result<(), Error> {
+        let slot = self
+            .shared
+            .control
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::closed())?;
         let (done, wait) = oneshot::channel();
         self.commands
-            .send(Command::Flush(done))
+            .send(Command::Flush { done, _slot: slot })
             .await
             .map_err(|_| Error::closed())?;
         wait.await.map_err(|_| Error::closed())
@@ -326,17 +379,23 @@ impl Producer {
 
     async fn shutdown(&mut self, abandon: bool) -> Result<(), Error> {
         self.shared.closed.store(true, Ordering::SeqCst);
-        let (done, wait) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Close { abandon, done })
-            .await
-            .is_err()
-        {
-            return Ok(()); // Already closed by another handle.
+        // A failed send means another handle's close got there first; either way the
+        // producer is done once the driver says so.
+        if let Ok(slot) = self.shared.control.clone().acquire_owned().await {
+            let _ = self
+                .commands
+                .send(Command::Close {
+                    abandon,
+                    _slot: slot,
+                })
+                .await;
         }
-        let _ = wait.await;
-        Ok(())
+        let mut finished = self.shared.finished.clone();
+        finished
+            .wait_for(|done| *done)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::connection("the producer's driver stopped unexpectedly"))
     }
 
     fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -352,11 +411,14 @@ impl Producer {
                 None => return Poll::Ready(Err(Error::closed())),
             }
         }
-        while self.shared.pending_bytes.load(Ordering::Relaxed) >= self.shared.max_pending_bytes {
+        if self.shared.pending_bytes.load(Ordering::Relaxed) >= self.shared.max_pending_bytes {
             let shared = self.shared.clone();
-            let wait = self.bytes_wait.get_or_insert_with(|| {
-                ReusableBoxFuture::new(async move { shared.bytes_freed.notified().await })
-            });
+            match &mut self.bytes_wait {
+                Some(wait) => wait.set(shared.bytes_available()),
+                None => self.bytes_wait = Some(ReusableBoxFuture::new(shared.bytes_available())),
+            }
+        }
+        if let Some(wait) = self.bytes_wait.as_mut() {
             ready!(wait.poll(cx));
             self.bytes_wait = None;
         }
@@ -366,10 +428,10 @@ impl Producer {
     /// Routes, encodes and hands the event to the driver; needs a reserved slot.
     fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
         if !self.reserved {
-            return Err(EnqueueError {
-                error: Error::config("poll_ready must succeed before start_send"),
-                event: Box::new(event),
-            });
+            return Err(EnqueueError::new(
+                Error::config("poll_ready must succeed before start_send"),
+                event,
+            ));
         }
         let ids = self.shared.ids();
         let encoded = codec::encode(&event);
@@ -447,44 +509,52 @@ impl Producer {
                     Command::Refused { event, .. } => event,
                     _ => unreachable!("only events are sent here"),
                 };
-                Err(EnqueueError {
-                    error: Error::closed(),
-                    event: Box::new(event),
-                })
+                Err(EnqueueError::new(Error::closed(), event))
             }
         }
     }
 }
 
+/// A failed `start_send` hands the event back in the [`EnqueueError`].
 impl Sink<EventData> for Producer {
-    type Error = Error;
+    type Error = EnqueueError;
 
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
         self.poll_reserve(cx)
+            .map_err(|error| EnqueueError { error, event: None })
     }
 
-    fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), Error> {
-        self.accept(event).map_err(|e| e.error)
+    fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), EnqueueError> {
+        self.accept(event)
     }
 
     /// A hand-off: accepted events are already with the producer, so this is ready at
     /// once and `forward` of a sparse stream still builds dense batches. Use
     /// [`Producer::flush`] to publish now and wait for outcomes.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), EnqueueError>> {
         Poll::Ready(Ok(()))
     }
 
     /// Publishes everything and waits for every outcome, like [`Producer::close`].
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
+        if self.close_done {
+            return Poll::Ready(Ok(()));
+        }
         if self.closing.is_none() {
             let mut handle = self.clone();
-            self.closing = Some(Box::pin(async move {
-                let _ = handle.shutdown(false).await;
-            }));
+            self.closing = Some(Box::pin(async move { handle.shutdown(false).await }));
         }
         let closing = self.closing.as_mut().expect("set above");
-        ready!(closing.as_mut().poll(cx));
-        Poll::Ready(Ok(()))
+        let result = ready!(closing.as_mut().poll(cx));
+        self.closing = None;
+        self.close_done = true;
+        Poll::Ready(result.map_err(|error| EnqueueError { error, event: None }))
     }
 }
 
@@ -525,7 +595,6 @@ pub struct ProducerBuilder {
     try_timeout: Duration,
     identifier: Option<String>,
     layers: Vec<LayerFn>,
-    outcome_queue: usize,
     partitioner: Arc<dyn Partitioner>,
     sticky: bool,
     partition_refresh: Duration,
@@ -563,7 +632,6 @@ impl Default for ProducerBuilder {
             try_timeout: Duration::from_secs(60),
             identifier: None,
             layers: Vec::new(),
-            outcome_queue: 1024,
             partitioner: Arc::new(ServiceHash),
             sticky: false,
             partition_refresh: Duration::from_secs(30),
@@ -664,8 +732,10 @@ impl ProducerBuilder {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if self.max_pending_events == 0 {
-            return Err(Error::config("max_pending_events must be at least 1"));
+        if !(1..=1 << 24).contains(&self.max_pending_events) {
+            return Err(Error::config(
+                "max_pending_events must be between 1 and 16,777,216",
+            ));
         }
         if self.max_pending_bytes == 0 {
             return Err(Error::config("max_pending_bytes must be at least 1"));
@@ -761,6 +831,9 @@ impl ProducerBuilder {
         if partition_ids.is_empty() {
             return Err(Error::config("at least one partition id is needed"));
         }
+        if max_batch_bytes == 0 {
+            return Err(Error::config("max_batch_bytes must be positive"));
+        }
         Ok(self.start(
             BoxCloneService::new(service),
             partition_ids,
@@ -781,6 +854,7 @@ impl ProducerBuilder {
             .into_iter()
             .fold(base, |stack, layer| layer(stack));
         let events = Arc::new(Semaphore::new(self.max_pending_events));
+        let (finished_tx, finished) = watch::channel(false);
         let shared = Arc::new(Shared {
             // Room for the most partitions a hub can have, so a refreshed partition
             // list never needs new counters.
@@ -800,11 +874,14 @@ impl ProducerBuilder {
             }),
             max_batch_bytes,
             closed: AtomicBool::new(false),
+            control: Arc::new(Semaphore::new(CONTROL_SLOTS)),
+            finished,
         });
         // Room for every permitted event plus control commands: an event holding a
         // permit never finds the channel full.
-        let (commands, rx) = mpsc::channel(self.max_pending_events + 64);
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.outcome_queue);
+        let (commands, rx) = mpsc::channel(self.max_pending_events + CONTROL_SLOTS);
+        // Every queued outcome holds at least one event's capacity, so this never fills.
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + CONTROL_SLOTS);
         tokio::spawn(
             Driver {
                 commands: rx,
@@ -816,9 +893,11 @@ impl ProducerBuilder {
                 concurrency: self.max_concurrent_sends_per_partition,
                 max_pending_events: self.max_pending_events,
                 on_close,
+                finished: finished_tx,
             }
             .run(),
         );
+        let shared_for_outcomes = shared.clone();
         let producer = Producer {
             shared,
             amqp: None,
@@ -827,7 +906,8 @@ impl ProducerBuilder {
             reserved: false,
             bytes_wait: None,
             closing: None,
+            close_done: false,
         };
-        (producer, Outcomes::new(outcomes_rx))
+        (producer, Outcomes::new(outcomes_rx, shared_for_outcomes))
     }
 }

@@ -1,11 +1,13 @@
 //! What happened to each batch.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
+use super::Shared;
 use crate::{Error, EventData};
 
 /// The outcome of one batch: every event the producer accepted appears in exactly one.
@@ -39,16 +41,19 @@ impl BatchOutcome {
 ///
 /// # Backpressure
 ///
-/// Outcomes wait in a bounded queue. A producer whose outcomes are not read stops
-/// taking events once that queue is full; drop the stream to ignore outcomes.
+/// An event keeps its place in the producer's capacity until its outcome is handed
+/// out here, so outcomes waiting to be read count against `max_pending_events` and
+/// `max_pending_bytes`: a producer whose outcomes are not read stops taking events.
+/// Closing never waits for outcomes to be read. Drop the stream to ignore outcomes.
 #[derive(Debug)]
 pub struct Outcomes {
     rx: mpsc::Receiver<BatchOutcome>,
+    shared: Arc<Shared>,
 }
 
 impl Outcomes {
-    pub(crate) fn new(rx: mpsc::Receiver<BatchOutcome>) -> Self {
-        Self { rx }
+    pub(crate) fn new(rx: mpsc::Receiver<BatchOutcome>, shared: Arc<Shared>) -> Self {
+        Self { rx, shared }
     }
 }
 
@@ -56,6 +61,22 @@ impl Stream for Outcomes {
     type Item = BatchOutcome;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BatchOutcome>> {
-        self.rx.poll_recv(cx)
+        let next = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(outcome)) = &next {
+            self.shared
+                .release(outcome.events.len(), super::driver::body_bytes(outcome));
+        }
+        next
+    }
+}
+
+impl Drop for Outcomes {
+    fn drop(&mut self) {
+        // Outcomes nobody will read give their capacity back now.
+        self.rx.close();
+        while let Ok(outcome) = self.rx.try_recv() {
+            self.shared
+                .release(outcome.events.len(), super::driver::body_bytes(&outcome));
+        }
     }
 }
