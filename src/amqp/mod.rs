@@ -314,6 +314,7 @@ impl Task {
             .hostname(e.host.as_str())
             .sasl_profile(SaslProfile::Anonymous)
             .max_frame_size(65536u32)
+            .properties(client_properties())
             // The service speaks TLS from the first byte (no AMQP TLS header first).
             .alt_tls_establishment(e.url.starts_with("amqps:"))
             .open(e.url.as_str())
@@ -420,6 +421,29 @@ impl Task {
         }
         Ok(reply)
     }
+}
+
+/// The open frame's properties, as the SDKs send them (reference §1.4).
+fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let version = env!("CARGO_PKG_VERSION");
+    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
+    for (k, v) in [
+        ("product", "streaming-producer".to_owned()),
+        ("version", version.to_owned()),
+        ("platform", std::env::consts::OS.to_owned()),
+        (
+            "user-agent",
+            format!(
+                "streaming-producer/{version} ({}; {})",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+        ),
+    ] {
+        fields.insert(Symbol::from(k), Value::String(v));
+    }
+    fields
 }
 
 /// Puts a token for the hub on `$cbs`; returns when to refresh it.
