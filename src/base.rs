@@ -36,6 +36,16 @@ impl std::fmt::Display for SendFailure {
     }
 }
 
+impl streaming_producer_layers::retry::Retryable<Batch> for SendFailure {
+    fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
+    }
+
+    fn into_request(self) -> Result<Batch, Self> {
+        Ok(self.batch)
+    }
+}
+
 impl std::error::Error for SendFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)

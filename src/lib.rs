@@ -81,6 +81,8 @@ pub use credential::{
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Producer, ProducerBuilder};
+pub use streaming_producer_layers::retry::RetryPolicy;
+pub use streaming_producer_layers::route::Partitioner;
 
 /// A partition's state, as `$management` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -261,3 +261,24 @@ async fn closing_the_sink_twice_is_fine() {
     let err = producer.send(EventData::new("late")).await.unwrap_err();
     assert!(err.error().is_closed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn user_layers_see_every_batch() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (service, log) = recorder();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let (mut producer, _outcomes) = Producer::builder()
+        .layer(tower::util::MapRequestLayer::new(move |batch: Batch| {
+            counter.fetch_add(batch.len(), Ordering::SeqCst);
+            batch
+        }))
+        .build_with_service(service, vec!["0".into(), "1".into()], 1 << 20)
+        .unwrap();
+    for i in 0..10 {
+        producer.enqueue(EventData::new(format!("l{i}"))).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 10);
+    assert_eq!(log.lock().unwrap().iter().map(|r| r.2).sum::<usize>(), 10);
+}

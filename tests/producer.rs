@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault, FaultKind};
 use futures_util::{FutureExt, StreamExt};
-use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer};
+use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
 use streaming_producer_layers::partition_key::partition_index;
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
@@ -316,11 +316,25 @@ async fn malformed_connection_strings_and_bad_keys_fail_the_build_with_typed_err
     assert!(e.to_string().contains("could not be found"), "{e}");
 }
 
+async fn producer_without_retries(emulator: &EmulatorHandle) -> (Producer, Outcomes) {
+    Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .await
+        .unwrap()
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default().with_initial_delay(Duration::from_millis(10))
+}
+
 #[tokio::test]
 async fn a_dropped_connection_fails_the_batch_retryably_and_the_next_one_reconnects() {
     let emulator = emulator(1).await;
     emulator.add_fault("drop-connection,count=1".parse().unwrap());
-    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    let (mut producer, mut outcomes) = producer_without_retries(&emulator).await;
     producer.enqueue(EventData::new("ambiguous")).await.unwrap();
     let first = outcomes.next().await.unwrap();
     let error = first.result.unwrap_err();
@@ -402,7 +416,7 @@ async fn tokens_are_refreshed_before_they_expire() {
 async fn a_detached_link_is_attached_again() {
     let emulator = emulator(1).await;
     emulator.add_fault("detach,count=1".parse().unwrap());
-    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
+    let (mut producer, mut outcomes) = producer_without_retries(&emulator).await;
     producer.enqueue(EventData::new("detached")).await.unwrap();
     let first = outcomes.next().await.unwrap();
     let error = first.result.unwrap_err();
@@ -486,4 +500,65 @@ async fn a_grown_partition_count_is_picked_up_and_keys_hash_over_it() {
     let results = outcomes_for(&mut outcomes, 2).await;
     assert!(results.iter().all(BatchOutcome::is_success));
     assert_eq!(bodies(&emulator, "3"), ["seven", "new"]);
+}
+
+#[tokio::test]
+async fn throttled_batches_are_retried_and_stored_once() {
+    let emulator = emulator(1).await;
+    emulator.add_fault("throttle,count=2".parse().unwrap());
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .retry_policy(quick_retries())
+        .build()
+        .await
+        .unwrap();
+    producer.enqueue(EventData::new("busy")).await.unwrap();
+    producer.enqueue(EventData::new("then fine")).await.unwrap();
+    let results = outcomes_for(&mut outcomes, 2).await;
+    assert!(results.iter().all(BatchOutcome::is_success), "{results:?}");
+    // Order holds across the retries.
+    assert_eq!(bodies(&emulator, "0").concat(), "busythen fine");
+}
+
+#[tokio::test]
+async fn an_ambiguous_failure_is_retried_at_least_once() {
+    let emulator = emulator(1).await;
+    // Stored, then the connection drops before the acknowledgement.
+    emulator.add_fault("drop-connection,count=1".parse().unwrap());
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .retry_policy(quick_retries())
+        .build()
+        .await
+        .unwrap();
+    producer.enqueue(EventData::new("maybe")).await.unwrap();
+    assert!(outcomes.next().await.unwrap().is_success());
+    // Without idempotent publishing the retry stores it again: at least once.
+    assert_eq!(bodies(&emulator, "0"), ["maybe", "maybe"]);
+}
+
+#[tokio::test]
+async fn permanent_rejections_are_not_retried() {
+    let emulator = emulator(1).await;
+    emulator.add_fault(
+        "reject,condition=amqp:unauthorized-access,count=1"
+            .parse()
+            .unwrap(),
+    );
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .retry_policy(quick_retries())
+        .build()
+        .await
+        .unwrap();
+    producer.enqueue(EventData::new("denied")).await.unwrap();
+    let o = outcomes.next().await.unwrap();
+    assert_eq!(
+        o.result.unwrap_err().condition(),
+        Some("amqp:unauthorized-access")
+    );
+    assert!(bodies(&emulator, "0").is_empty());
 }

@@ -8,5 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod partition_key;
+pub mod retry;
 pub mod route;
 pub mod sas;
