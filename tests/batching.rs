@@ -276,7 +276,10 @@ async fn user_layers_see_every_batch() {
         .build_with_service(service, vec!["0".into(), "1".into()], 1 << 20)
         .unwrap();
     for i in 0..10 {
-        producer.enqueue(EventData::new(format!("l{i}"))).await.unwrap();
+        producer
+            .enqueue(EventData::new(format!("l{i}")))
+            .await
+            .unwrap();
     }
     producer.flush().await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 10);

@@ -7,6 +7,7 @@
 //! hash and shared access signatures.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod partition_key;
 pub mod retry;
 pub mod route;

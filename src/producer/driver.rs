@@ -14,6 +14,8 @@ use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::ServiceExt;
 
+use streaming_producer_layers::batch::{Batcher, Sealed};
+
 use super::outcome::BatchOutcome;
 use super::Shared;
 use crate::base::SendFailure;
@@ -50,15 +52,11 @@ pub(crate) enum Command {
     },
 }
 
-struct Open {
-    batch: Batch,
-    seqs: Vec<u64>,
-    deadline: Instant,
-}
+/// An event in an open batch: the event, its encoding, its number (for flush barriers).
+type Item = (EventData, Bytes, u64);
 
 #[derive(Default)]
 struct PartitionState {
-    open: Option<Open>,
     ready: VecDeque<(Batch, Vec<u64>)>,
     in_flight: usize,
 }
@@ -90,6 +88,8 @@ pub(crate) struct Driver {
 }
 
 struct State {
+    /// The open batches: size-or-time batching per partition (layers/batch).
+    batcher: Batcher<Item>,
     partitions: Vec<PartitionState>,
     in_flight: FuturesUnordered<InFlight>,
     barriers: Vec<Barrier>,
@@ -98,16 +98,10 @@ struct State {
     pending: usize,
 }
 
-/// The far future, for deadlines past what `Instant` can hold.
-fn deadline_after(wait: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(wait)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 impl Driver {
     pub(crate) async fn run(mut self) {
         let mut state = State {
+            batcher: Batcher::new(self.max_batch_bytes, self.max_wait),
             partitions: (0..self.shared.partition_count())
                 .map(|_| PartitionState::default())
                 .collect(),
@@ -121,11 +115,7 @@ impl Driver {
             if closing && state.pending == 0 && state.in_flight.is_empty() {
                 break;
             }
-            let deadline = state
-                .partitions
-                .iter()
-                .filter_map(|p| p.open.as_ref().map(|o| o.deadline))
-                .min();
+            let deadline = state.batcher.next_deadline();
             tokio::select! {
                 command = self.commands.recv(), if !closing => match command {
                     Some(Command::Close { abandon, .. }) => {
@@ -139,14 +129,14 @@ impl Driver {
                         if abandon {
                             self.abandon_all(&mut state).await;
                         } else {
-                            seal_all(&mut state);
+                            self.seal_all(&mut state);
                         }
                         closing = true;
                     }
                     Some(c) => self.handle(&mut state, c).await,
                     None => {
                         // Every handle is gone without a close: publish what is pending.
-                        seal_all(&mut state);
+                        self.seal_all(&mut state);
                         closing = true;
                     }
                 },
@@ -166,12 +156,10 @@ impl Driver {
                     self.dispatch(&mut state, partition);
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    let now = Instant::now();
-                    for i in 0..state.partitions.len() {
-                        if state.partitions[i].open.as_ref().is_some_and(|o| o.deadline <= now) {
-                            seal(&mut state.partitions[i]);
-                            self.dispatch(&mut state, i);
-                        }
+                    for sealed in state.batcher.seal_expired(Instant::now()) {
+                        let key = sealed.key;
+                        self.to_ready(&mut state, sealed);
+                        self.dispatch(&mut state, key);
                     }
                 }
             }
@@ -198,39 +186,31 @@ impl Driver {
                 state.next_seq += 1;
                 state.pending += 1;
                 let cost = Batch::cost(&encoded);
-                if partition >= state.partitions.len() {
+                for sealed in
                     state
-                        .partitions
-                        .resize_with(partition + 1, PartitionState::default);
-                }
-                let p = &mut state.partitions[partition];
-                if p.open
-                    .as_ref()
-                    .is_some_and(|o| o.batch.size_in_bytes() + cost > self.max_batch_bytes)
+                        .batcher
+                        .push(partition, (event, encoded, seq), cost, Instant::now())
                 {
-                    seal(p);
-                }
-                let open = p.open.get_or_insert_with(|| Open {
-                    batch: Batch::new(self.shared.partition_id(partition)),
-                    seqs: Vec::new(),
-                    deadline: deadline_after(self.max_wait),
-                });
-                open.batch.push(event, encoded);
-                open.seqs.push(seq);
-                if open.batch.size_in_bytes() >= self.max_batch_bytes {
-                    seal(p);
+                    self.to_ready(state, sealed);
                 }
                 if state.pending >= self.max_pending_events {
                     // No room for more events: publish what can go now instead of
                     // waiting out max_wait. Partitions busy sending keep filling.
-                    for i in 0..state.partitions.len() {
-                        let p = &mut state.partitions[i];
-                        if p.in_flight < self.concurrency && p.ready.is_empty() {
-                            seal(p);
+                    for i in 0..state.partitions.len().max(partition + 1) {
+                        let idle = state
+                            .partitions
+                            .get(i)
+                            .is_none_or(|p| p.in_flight < self.concurrency && p.ready.is_empty());
+                        if idle {
+                            if let Some(sealed) = state.batcher.seal(i) {
+                                self.to_ready(state, sealed);
+                            }
                         }
-                        self.dispatch(state, i);
+                        if i < state.partitions.len() {
+                            self.dispatch(state, i);
+                        }
                     }
-                } else {
+                } else if partition < state.partitions.len() {
                     self.dispatch(state, partition);
                 }
             }
@@ -251,7 +231,7 @@ impl Driver {
                 self.report(state, outcome, &[seq], None).await;
             }
             Command::Flush { done, .. } => {
-                seal_all(state);
+                self.seal_all(state);
                 for i in 0..state.partitions.len() {
                     self.dispatch(state, i);
                 }
@@ -270,8 +250,8 @@ impl Driver {
     }
 
     async fn abandon_all(&mut self, state: &mut State) {
+        self.seal_all(state);
         for i in 0..state.partitions.len() {
-            seal(&mut state.partitions[i]);
             while let Some((batch, seqs)) = state.partitions[i].ready.pop_front() {
                 let outcome = BatchOutcome {
                     partition: batch.partition().to_owned(),
@@ -281,6 +261,28 @@ impl Driver {
                 };
                 self.report(state, outcome, &seqs, Some(i)).await;
             }
+        }
+    }
+
+    /// Moves a sealed batch to its partition's queue of batches ready to send.
+    fn to_ready(&self, state: &mut State, sealed: Sealed<Item>) {
+        if sealed.key >= state.partitions.len() {
+            state
+                .partitions
+                .resize_with(sealed.key + 1, PartitionState::default);
+        }
+        let mut batch = Batch::new(self.shared.partition_id(sealed.key));
+        let mut seqs = Vec::with_capacity(sealed.items.len());
+        for (event, encoded, seq) in sealed.items {
+            batch.push(event, encoded);
+            seqs.push(seq);
+        }
+        state.partitions[sealed.key].ready.push_back((batch, seqs));
+    }
+
+    fn seal_all(&self, state: &mut State) {
+        for sealed in state.batcher.seal_all() {
+            self.to_ready(state, sealed);
         }
     }
 
@@ -340,16 +342,4 @@ impl Driver {
 
 pub(crate) fn body_bytes(outcome: &BatchOutcome) -> usize {
     outcome.events.iter().map(|e| e.body().len()).sum()
-}
-
-fn seal(p: &mut PartitionState) {
-    if let Some(open) = p.open.take() {
-        p.ready.push_back((open.batch, open.seqs));
-    }
-}
-
-fn seal_all(state: &mut State) {
-    for p in &mut state.partitions {
-        seal(p);
-    }
 }
