@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+mod demo;
 mod send;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,10 @@ enum Command {
     /// Progress goes to stderr, and a summary at the end; the exit status is 0 only if
     /// every line was published.
     Send(send::SendArgs),
+    /// Run the whole job in one process: an embedded emulator, generated events
+    /// streamed through the producer, a live progress bar, and a summary checked against
+    /// what the hub stored.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +73,7 @@ fn parse_hub(s: &str) -> Result<HubConfig, String> {
     Ok(HubConfig::new(name, count))
 }
 
-fn parse_fault(s: &str) -> Result<Fault, String> {
+pub(crate) fn parse_fault(s: &str) -> Result<Fault, String> {
     s.parse::<Fault>().map_err(|e| e.to_string())
 }
 
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Emulator(args) => run_emulator(args).await,
             Command::Send(args) => send::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     })
 }

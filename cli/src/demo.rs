@@ -1,0 +1,235 @@
+//! `hubcat demo`: the whole job in one process — an emulator, generated events streamed
+//! through the producer, a live progress bar, and a summary checked against what the
+//! hub stored.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use streaming_producer::{EventData, Producer, PropertyValue};
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// How many events to publish.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Body size of each event, in bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Partitions of the embedded emulator's hub.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Route by this many distinct partition keys (0: no keys, round-robin).
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
+    /// Publish at most this many events per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How many events may be pending.
+    #[arg(long, default_value_t = 100_000)]
+    max_pending: usize,
+    /// How long the oldest event of a batch may wait, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    max_wait_ms: u64,
+    /// A fault for the embedded emulator (same grammar as `hubcat emulator --fault`).
+    #[arg(long = "fault", value_name = "SPEC", value_parser = crate::parse_fault)]
+    faults: Vec<eventhubs_emulator::Fault>,
+    /// Publish to a real hub instead of the embedded emulator.
+    #[arg(long, env = "EVENTHUBS_CONNECTION_STRING", hide_env_values = true)]
+    connection_string: Option<String>,
+    /// The hub, with --connection-string (if it has no EntityPath).
+    #[arg(long)]
+    hub: Option<String>,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub(crate) async fn run(args: DemoArgs) -> ExitCode {
+    if args.size == 0 || args.count == 0 {
+        eprintln!("hubcat demo: --count and --size must be positive");
+        return ExitCode::FAILURE;
+    }
+    let mut emulator: Option<eventhubs_emulator::EmulatorHandle> = None;
+    let (connection_string, hub) = match &args.connection_string {
+        Some(cs) => (cs.clone(), args.hub.clone()),
+        None => {
+            let mut builder = eventhubs_emulator::Emulator::builder().hub_config(
+                eventhubs_emulator::HubConfig::new("demo", args.partitions)
+                    .retention(eventhubs_emulator::Retention::Bytes(64 << 20)),
+            );
+            for fault in &args.faults {
+                builder = builder.fault(fault.clone());
+            }
+            match builder.start().await {
+                Ok(e) => {
+                    let cs = e.connection_string();
+                    emulator = Some(e);
+                    (cs, Some("demo".to_owned()))
+                }
+                Err(e) => {
+                    eprintln!("hubcat demo: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let mut builder = Producer::builder()
+        .connection_string(&connection_string)
+        .max_pending_events(args.max_pending.max(1))
+        .max_pending_bytes((args.max_pending.max(1) * args.size).max(1 << 20))
+        .max_wait(Duration::from_millis(args.max_wait_ms));
+    if let Some(hub) = hub {
+        builder = builder.hub(hub);
+    }
+    let (mut producer, mut outcomes) = match builder.build().await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("hubcat demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let max_batch = producer.max_batch_bytes();
+    let partitions = producer.partition_ids();
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.count)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    // Enqueue times, indexed by event number, for enqueue-to-outcome latency.
+    let started = Instant::now();
+    let enqueued_at: Arc<Vec<AtomicU64>> =
+        Arc::new((0..args.count).map(|_| AtomicU64::new(0)).collect());
+    let reader = {
+        let enqueued_at = enqueued_at.clone();
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed, mut batches, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+            let mut latencies = Vec::new();
+            let mut first_error = None;
+            while let Some(outcome) = outcomes.next().await {
+                let now = started.elapsed();
+                for event in &outcome.events {
+                    if let Some((_, PropertyValue::Long(n))) = event.properties().first() {
+                        let at = enqueued_at[*n as usize].load(Ordering::Relaxed);
+                        latencies.push(now.saturating_sub(Duration::from_micros(at)));
+                    }
+                }
+                match &outcome.result {
+                    Ok(()) => {
+                        ok += outcome.events.len() as u64;
+                        batches += 1;
+                        bytes += outcome.size_in_bytes as u64;
+                    }
+                    Err(e) => {
+                        failed += outcome.events.len() as u64;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                bar.inc(outcome.events.len() as u64);
+            }
+            (ok, failed, batches, bytes, latencies, first_error)
+        })
+    };
+
+    let body = bytes::Bytes::from(vec![b'.'; args.size]);
+    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    for n in 0..args.count {
+        if let Some(pace) = pace {
+            let due = started + pace.mul_f64(n as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let mut event = EventData::new(body.clone()).with_property("n", n as i64);
+        if args.keys > 0 {
+            event = event.with_partition_key(format!("key-{}", n % args.keys));
+        }
+        enqueued_at[n as usize].store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if let Err(e) = producer.enqueue(event).await {
+            eprintln!("hubcat demo: {}", e.error());
+            break;
+        }
+    }
+    if let Err(e) = producer.close().await {
+        eprintln!("hubcat demo: closing failed: {e}");
+    }
+    let (ok, failed, batches, bytes, mut latencies, first_error) = match reader.await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hubcat demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let fill = if batches > 0 {
+        100.0 * bytes as f64 / (batches as f64 * max_batch as f64)
+    } else {
+        0.0
+    };
+    println!("hubcat demo summary");
+    println!("  events published      {ok} of {}", args.count);
+    println!("  failures              {failed}");
+    println!(
+        "  events/s              {:.0}",
+        ok as f64 / elapsed.max(1e-9)
+    );
+    println!("  batches               {batches}");
+    println!("  mean batch fill       {fill:.1}% of {max_batch} bytes");
+    println!(
+        "  latency p50 / p99     {:.1} ms / {:.1} ms (enqueue to outcome)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    if let Some(e) = &first_error {
+        println!("  first error           {e}");
+    }
+    let mut read_back_ok = true;
+    if let Some(emulator) = emulator {
+        println!("  per partition (read back from the emulator):");
+        let mut stored_total = 0u64;
+        for id in &partitions {
+            let stored = emulator
+                .partition_info("demo", id)
+                .map(|i| (i.last_sequence_number + 1) as u64)
+                .unwrap_or(0);
+            stored_total += stored;
+            println!("    partition {id:>4}        {stored}");
+        }
+        read_back_ok = stored_total == ok;
+        println!(
+            "  read back             {stored_total} stored, {}",
+            if read_back_ok {
+                "equal to what was published"
+            } else {
+                "NOT equal to what was published"
+            }
+        );
+        emulator.shutdown().await;
+    }
+    if failed == 0 && ok == args.count && read_back_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,61 @@
+//! `hubcat demo`: the main job, end to end, with its read-back check.
+
+use std::process::Command;
+
+fn demo(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hubcat"))
+        .arg("demo")
+        .arg("--quiet")
+        .args(args)
+        .env_remove("EVENTHUBS_CONNECTION_STRING")
+        .output()
+        .expect("run hubcat demo");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_demo_publishes_everything_and_reads_the_same_count_back() {
+    let (ok, out) = demo(&["--count", "20000", "--keys", "50", "--partitions", "3"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("events published      20000 of 20000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("read back             20000 stored, equal"),
+        "{out}"
+    );
+    assert!(out.contains("latency p50 / p99"), "{out}");
+    assert_eq!(out.matches("    partition ").count(), 3, "{out}");
+}
+
+#[test]
+fn throttling_faults_are_absorbed_by_retries() {
+    let (ok, out) = demo(&[
+        "--count",
+        "5000",
+        "--fault",
+        "throttle,every=3",
+        "--max-wait-ms",
+        "5",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("failures              0"), "{out}");
+    assert!(
+        out.contains("read back             5000 stored, equal"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let (ok, out) = demo(&["--count", "0"]);
+    assert!(!ok);
+    assert!(out.contains("must be positive"), "{out}");
+    let (ok, out) = demo(&["--fault", "nonsense"]);
+    assert!(!ok);
+    assert!(out.contains("unknown kind"), "{out}");
+}
