@@ -1,0 +1,53 @@
+//! Activity sign-ups: every sign-up for an activity is keyed by the activity, so all of
+//! them land on one partition, in order, where a consumer can count seats without
+//! coordinating with other partitions.
+//!
+//! `cargo run --example activity_signups`
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use streaming_producer::{EventData, Producer};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, _emulator) = common::connect("signups", 4).await;
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&connection_string)
+        .max_wait(Duration::from_millis(20))
+        .build()
+        .await?;
+
+    let activities = ["climbing", "pottery", "salsa", "chess", "rowing", "choir"];
+    for (i, activity) in activities.iter().cycle().take(120).enumerate() {
+        producer
+            .enqueue(
+                EventData::new(format!("member {i} signs up for {activity}"))
+                    .with_partition_key(*activity),
+            )
+            .await?;
+    }
+    producer.close().await?;
+
+    let mut partitions_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    while let Some(outcome) = outcomes.next().await {
+        outcome.result?;
+        for event in &outcome.events {
+            let text = String::from_utf8_lossy(event.body()).into_owned();
+            let activity = text.rsplit(' ').next().unwrap_or_default().to_owned();
+            partitions_of
+                .entry(activity)
+                .or_default()
+                .insert(outcome.partition.clone());
+        }
+    }
+    for (activity, partitions) in &partitions_of {
+        println!("{activity:>9}: partition {partitions:?}");
+        assert_eq!(partitions.len(), 1, "one activity, one partition");
+    }
+    Ok(())
+}
