@@ -136,6 +136,32 @@ fn to_wire(batch: &Batch) -> crate::amqp::Wire {
 }
 
 async fn publish(amqp: Amqp, try_timeout: Duration, batch: Batch) -> Result<Batch, SendFailure> {
+    use tracing::Instrument as _;
+    // One span per try, named and tagged after the OpenTelemetry messaging conventions.
+    let span = tracing::info_span!(
+        "eventhubs.publish",
+        otel.kind = "producer",
+        messaging.system = "eventhubs",
+        messaging.operation.name = "send",
+        messaging.destination.partition.id = %batch.partition(),
+        messaging.batch.message_count = batch.len() as u64,
+        messaging.batch.size_bytes = batch.size_in_bytes() as u64,
+        error.type = tracing::field::Empty,
+    );
+    let result = try_publish(amqp, try_timeout, batch)
+        .instrument(span.clone())
+        .await;
+    if let Err(failure) = &result {
+        span.record("error.type", failure.error.to_string());
+    }
+    result
+}
+
+async fn try_publish(
+    amqp: Amqp,
+    try_timeout: Duration,
+    batch: Batch,
+) -> Result<Batch, SendFailure> {
     let attempt = async {
         let (settlement, generation) = amqp.send(batch.partition(), to_wire(&batch)).await?;
         tokio::select! {
