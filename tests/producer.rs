@@ -316,14 +316,18 @@ async fn malformed_connection_strings_and_bad_keys_fail_the_build_with_typed_err
     assert!(e.to_string().contains("could not be found"), "{e}");
 }
 
-async fn producer_without_retries(emulator: &EmulatorHandle) -> (Producer, Outcomes) {
+async fn producer_retrying(emulator: &EmulatorHandle, policy: RetryPolicy) -> (Producer, Outcomes) {
     Producer::builder()
         .connection_string(&emulator.connection_string_for("eh1"))
         .max_wait(Duration::from_millis(1))
-        .retry_policy(RetryPolicy::none())
+        .retry_policy(policy)
         .build()
         .await
         .unwrap()
+}
+
+async fn producer_without_retries(emulator: &EmulatorHandle) -> (Producer, Outcomes) {
+    producer_retrying(emulator, RetryPolicy::none()).await
 }
 
 fn quick_retries() -> RetryPolicy {
@@ -506,13 +510,7 @@ async fn a_grown_partition_count_is_picked_up_and_keys_hash_over_it() {
 async fn throttled_batches_are_retried_and_stored_once() {
     let emulator = emulator(1).await;
     emulator.add_fault("throttle,count=2".parse().unwrap());
-    let (mut producer, mut outcomes) = Producer::builder()
-        .connection_string(&emulator.connection_string_for("eh1"))
-        .max_wait(Duration::from_millis(1))
-        .retry_policy(quick_retries())
-        .build()
-        .await
-        .unwrap();
+    let (mut producer, mut outcomes) = producer_retrying(&emulator, quick_retries()).await;
     producer.enqueue(EventData::new("busy")).await.unwrap();
     producer.enqueue(EventData::new("then fine")).await.unwrap();
     let results = outcomes_for(&mut outcomes, 2).await;
@@ -526,13 +524,7 @@ async fn an_ambiguous_failure_is_retried_at_least_once() {
     let emulator = emulator(1).await;
     // Stored, then the connection drops before the acknowledgement.
     emulator.add_fault("drop-connection,count=1".parse().unwrap());
-    let (mut producer, mut outcomes) = Producer::builder()
-        .connection_string(&emulator.connection_string_for("eh1"))
-        .max_wait(Duration::from_millis(1))
-        .retry_policy(quick_retries())
-        .build()
-        .await
-        .unwrap();
+    let (mut producer, mut outcomes) = producer_retrying(&emulator, quick_retries()).await;
     producer.enqueue(EventData::new("maybe")).await.unwrap();
     assert!(outcomes.next().await.unwrap().is_success());
     // Without idempotent publishing the retry stores it again: at least once.
@@ -547,13 +539,7 @@ async fn permanent_rejections_are_not_retried() {
             .parse()
             .unwrap(),
     );
-    let (mut producer, mut outcomes) = Producer::builder()
-        .connection_string(&emulator.connection_string_for("eh1"))
-        .max_wait(Duration::from_millis(1))
-        .retry_policy(quick_retries())
-        .build()
-        .await
-        .unwrap();
+    let (mut producer, mut outcomes) = producer_retrying(&emulator, quick_retries()).await;
     producer.enqueue(EventData::new("denied")).await.unwrap();
     let o = outcomes.next().await.unwrap();
     assert_eq!(
@@ -561,65 +547,4 @@ async fn permanent_rejections_are_not_retried() {
         Some("amqp:unauthorized-access")
     );
     assert!(bodies(&emulator, "0").is_empty());
-}
-
-/// Records the names and fields of closed spans.
-#[derive(Clone, Default)]
-struct SpanLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl<S> tracing_subscriber::Layer<S> for SpanLog
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={v:?}", f.name()));
-            }
-        }
-        let mut fields = Fields(attrs.metadata().name().to_owned());
-        attrs.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-}
-
-#[tokio::test]
-async fn each_publish_try_gets_a_span_with_messaging_attributes() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let log = SpanLog::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
-    let emulator = emulator(1).await;
-    let (mut producer, mut outcomes) = producer(&emulator, 1).await;
-    for i in 0..3 {
-        producer
-            .enqueue(EventData::new(format!("s{i}")))
-            .await
-            .unwrap();
-    }
-    producer.flush().await.unwrap();
-    let _ = outcomes_for(&mut outcomes, 3).await;
-    let spans = log.0.lock().unwrap().clone();
-    let publishes: Vec<&String> = spans
-        .iter()
-        .filter(|s| s.starts_with("eventhubs.publish"))
-        .collect();
-    assert!(!publishes.is_empty(), "{spans:?}");
-    let first = publishes[0];
-    assert!(first.contains("messaging.system=\"eventhubs\""), "{first}");
-    assert!(
-        first.contains("messaging.destination.partition.id=0"),
-        "{first}"
-    );
-    let counted: u64 = publishes
-        .iter()
-        .filter_map(|s| s.split("messaging.batch.message_count=").nth(1))
-        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(counted, 3);
 }
