@@ -101,5 +101,10 @@ pub struct PartitionProperties {
     pub is_empty: bool,
 }
 
+/// The README's code, compiled as doctests so that its quick start stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
