@@ -75,13 +75,9 @@ async fn publisher(
     connection.close().await.unwrap();
 }
 
-async fn run(emulator: &EmulatorHandle, body_size: usize, events: usize) -> (f64, Duration, usize) {
-    let (batch, per_batch) = full_batch(
-        body_size,
-        eventhubs_emulator::DEFAULT_MAX_MESSAGE_SIZE as usize,
-    );
-    let batches = events.div_ceil(per_batch * PARTITIONS);
-    let before: i64 = (0..PARTITIONS)
+/// Events stored so far over all partitions.
+fn stored_total(emulator: &EmulatorHandle) -> i64 {
+    (0..PARTITIONS)
         .map(|p| {
             emulator
                 .partition_info("eh1", &p.to_string())
@@ -89,7 +85,16 @@ async fn run(emulator: &EmulatorHandle, body_size: usize, events: usize) -> (f64
                 .last_sequence_number
                 + 1
         })
-        .sum();
+        .sum()
+}
+
+async fn run(emulator: &EmulatorHandle, body_size: usize, events: usize) -> (f64, Duration, usize) {
+    let (batch, per_batch) = full_batch(
+        body_size,
+        eventhubs_emulator::DEFAULT_MAX_MESSAGE_SIZE as usize,
+    );
+    let batches = events.div_ceil(per_batch * PARTITIONS);
+    let before: i64 = stored_total(emulator);
     let start = Instant::now();
     let tasks: Vec<_> = (0..PARTITIONS)
         .map(|p| tokio::spawn(publisher(emulator.addr(), p, batch.clone(), batches)))
@@ -98,15 +103,7 @@ async fn run(emulator: &EmulatorHandle, body_size: usize, events: usize) -> (f64
         t.await.unwrap();
     }
     let elapsed = start.elapsed();
-    let after: i64 = (0..PARTITIONS)
-        .map(|p| {
-            emulator
-                .partition_info("eh1", &p.to_string())
-                .unwrap()
-                .last_sequence_number
-                + 1
-        })
-        .sum();
+    let after: i64 = stored_total(emulator);
     let stored = (after - before) as usize;
     assert_eq!(
         stored,

@@ -8,6 +8,16 @@ use common::*;
 use eventhubs_emulator::{Emulator, Fault, FaultKind};
 use fe2o3_amqp::types::messaging::Outcome;
 
+/// An emulator with hub `eh1` (one partition) and this fault from the start.
+async fn with_fault(spec: &str) -> eventhubs_emulator::EmulatorHandle {
+    Emulator::builder()
+        .hub("eh1", 1)
+        .fault(spec.parse().unwrap())
+        .start()
+        .await
+        .unwrap()
+}
+
 fn condition(outcome: &Outcome) -> Option<String> {
     match outcome {
         Outcome::Rejected(r) => r.error.as_ref().map(error_condition),
@@ -121,12 +131,7 @@ async fn probabilistic_rejections_are_repeatable_for_a_seed() {
 // open timeouts while the test waits on sockets. The test itself never sleeps.
 #[tokio::test]
 async fn delay_stores_first_and_settles_later() {
-    let emulator = Emulator::builder()
-        .hub("eh1", 1)
-        .fault("delay,ms=40".parse().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let emulator = with_fault("delay,ms=40").await;
     let mut client = TestClient::authorized(&emulator).await;
     let mut sender = client.sender("eh1").await;
     let started = tokio::time::Instant::now();
@@ -141,12 +146,7 @@ async fn delay_stores_first_and_settles_later() {
 
 #[tokio::test]
 async fn a_stalled_transfer_is_never_settled_nor_stored() {
-    let emulator = Emulator::builder()
-        .hub("eh1", 1)
-        .fault("stall,count=1".parse().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let emulator = with_fault("stall,count=1").await;
     let mut client = TestClient::authorized(&emulator).await;
     let mut sender = client.sender("eh1/Partitions/0").await;
     let mut stalled = Box::pin(sender.send_batchable(event("stuck", None)).await.unwrap());
@@ -168,16 +168,7 @@ async fn a_stalled_transfer_is_never_settled_nor_stored() {
 
 #[tokio::test]
 async fn detach_closes_the_link_with_the_condition() {
-    let emulator = Emulator::builder()
-        .hub("eh1", 1)
-        .fault(
-            "detach,condition=amqp:link:detach-forced,every=2"
-                .parse()
-                .unwrap(),
-        )
-        .start()
-        .await
-        .unwrap();
+    let emulator = with_fault("detach,condition=amqp:link:detach-forced,every=2").await;
     let mut client = TestClient::authorized(&emulator).await;
     let mut sender = client.sender("eh1").await;
     assert!(sender.send(event("one", None)).await.unwrap().is_accepted());
@@ -188,12 +179,7 @@ async fn detach_closes_the_link_with_the_condition() {
 
 #[tokio::test]
 async fn drop_connection_stores_the_events_then_drops_before_settling() {
-    let emulator = Emulator::builder()
-        .hub("eh1", 1)
-        .fault("drop-connection,count=1".parse().unwrap())
-        .start()
-        .await
-        .unwrap();
+    let emulator = with_fault("drop-connection,count=1").await;
     let mut client = TestClient::authorized(&emulator).await;
     let mut sender = client.sender("eh1").await;
     let mut pending = Box::pin(
