@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error of the producer.
 ///

@@ -97,7 +97,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let (mut producer, mut outcomes) = match builder.build().await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("hubcat demo: {e}");
+            eprintln!("hubcat demo: {}", crate::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -165,12 +165,12 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         }
         enqueued_at[n as usize].store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = producer.enqueue(event).await {
-            eprintln!("hubcat demo: {}", e.error());
+            eprintln!("hubcat demo: {}", crate::chain(e.error()));
             break;
         }
     }
     if let Err(e) = producer.close().await {
-        eprintln!("hubcat demo: closing failed: {e}");
+        eprintln!("hubcat demo: closing failed: {}", crate::chain(&e));
     }
     let (ok, failed, batches, bytes, mut latencies, first_error) = match reader.await {
         Ok(r) => r,

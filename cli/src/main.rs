@@ -73,18 +73,37 @@ fn parse_hub(s: &str) -> Result<HubConfig, String> {
     Ok(HubConfig::new(name, count))
 }
 
+/// An error with its causes, `outer: cause: root cause`, for one line on stderr.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub(crate) fn parse_fault(s: &str) -> Result<Fault, String> {
     s.parse::<Fault>().map_err(|e| e.to_string())
 }
 
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // `RUST_LOG` takes `target=level` directives (`info`, `hubcat=debug,warn`); the
+    // `Targets` filter parses them without the regex engine `EnvFilter` would bring in.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -125,7 +125,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let (mut producer, outcomes) = match builder.build().await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("hubcat send: {e}");
+            eprintln!("hubcat send: {}", crate::chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -148,7 +148,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         match event_for(line, &args) {
             Ok(event) => {
                 if let Err(e) = producer.enqueue(event).await {
-                    eprintln!("hubcat send: {}", e.error());
+                    eprintln!("hubcat send: {}", crate::chain(e.error()));
                     break;
                 }
             }
@@ -168,7 +168,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         }
     }
     if let Err(e) = producer.close().await {
-        eprintln!("hubcat send: closing failed: {e}");
+        eprintln!("hubcat send: closing failed: {}", crate::chain(&e));
     }
     let stats = match collector.await {
         Ok(Ok(stats)) => stats,

@@ -309,19 +309,36 @@ impl Task {
 
     async fn open(&self) -> Result<Live, Error> {
         let e = &self.endpoint;
-        let mut connection = Connection::builder()
+        let cannot = |err: crate::error::BoxError| {
+            Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
+        };
+        let (tls, authority) = match e.url.split_once("://") {
+            Some(("amqps", rest)) => (true, rest),
+            Some((_, rest)) => (false, rest),
+            None => (false, e.url.as_str()),
+        };
+        let tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|err| cannot(Box::new(err)))?;
+        // Nagle would hold back the small frames (flows, CBS requests) behind big ones.
+        let _ = tcp.set_nodelay(true);
+        let builder = Connection::builder()
             .container_id(e.identifier.clone())
             .hostname(e.host.as_str())
+            .scheme("amqp")
             .sasl_profile(SaslProfile::Anonymous)
             .max_frame_size(65536u32)
-            .properties(client_properties())
-            // The service speaks TLS from the first byte (no AMQP TLS header first).
-            .alt_tls_establishment(e.url.starts_with("amqps:"))
-            .open(e.url.as_str())
-            .await
-            .map_err(|err| {
-                Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
-            })?;
+            .properties(client_properties());
+        let opened = if tls {
+            // The service speaks TLS from the first byte, with no AMQP TLS header first.
+            let stream = tls_connect(&e.host, tcp)
+                .await
+                .map_err(|err| cannot(Box::new(err)))?;
+            builder.open_with_stream(stream).await
+        } else {
+            builder.open_with_stream(tcp).await
+        };
+        let mut connection = opened.map_err(|err| cannot(Box::new(err)))?;
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
@@ -447,6 +464,33 @@ fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
 }
 
 /// Puts a token for the hub on `$cbs`; returns when to refresh it.
+
+/// A TLS client stream to `host`, verified against the Mozilla root certificates
+/// (`webpki-roots`), as the service's certificates chain to public roots.
+async fn tls_connect(
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_rustls::rustls;
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+}
 async fn put_token(cbs: &mut rpc::Rpc, endpoint: &Endpoint) -> Result<tokio::time::Instant, Error> {
     let audience = endpoint.audience();
     let token = endpoint.credential.token(&audience).await?;
