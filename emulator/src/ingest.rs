@@ -13,6 +13,7 @@ use fe2o3_amqp::types::{
     primitives::Symbol,
 };
 use serde_amqp::Value;
+use streaming_producer_layers::sequence::advance;
 
 use crate::codec::{self, BATCH_FORMAT, PRODUCER_SEQUENCE};
 use crate::server::{filler_properties, Acceptor, Conn, Shared};
@@ -180,7 +181,7 @@ fn sequence_of(messages: &[Message<Body<Value>>]) -> Result<i32, Rejection> {
                 )
             })?;
         let start = *first.get_or_insert(seq);
-        if seq != start.wrapping_add(i as i32) {
+        if seq != advance(start, i as u32) {
             return Err(Rejection::new(
                 "com.microsoft:out-of-order-sequence",
                 format!(

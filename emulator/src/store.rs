@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use bytes::Bytes;
 use fe2o3_amqp_types::messaging::{Body, Message};
 use serde_amqp::Value;
+use streaming_producer_layers::sequence::advance;
 use tokio::sync::watch;
 
 /// How much of a partition's history is kept.
@@ -194,12 +195,12 @@ impl Partition {
         events: Vec<NewEvent>,
         now_ms: i64,
     ) -> Result<IdempotentAppend, crate::Rejection> {
-        let count = events.len() as i32;
+        let count = events.len() as u32;
         {
             let mut log = self.lock();
             let state = log.producers.entry(producer_id).or_insert(ProducerState {
                 epoch,
-                last_sequence: first_sequence.wrapping_sub(1),
+                last_sequence: advance(first_sequence, u32::MAX >> 1),
                 last_batch_first: None,
             });
             if epoch < state.epoch {
@@ -211,8 +212,8 @@ impl Partition {
                     ),
                 ));
             }
-            let expected = state.last_sequence.wrapping_add(1);
-            let last = first_sequence.wrapping_add(count - 1);
+            let expected = advance(state.last_sequence, 1);
+            let last = advance(first_sequence, count - 1);
             if first_sequence != expected {
                 if state.last_batch_first == Some(first_sequence) && last == state.last_sequence {
                     // The retry of the last batch: acknowledged, stored once.

@@ -463,8 +463,6 @@ fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
     fields
 }
 
-/// Puts a token for the hub on `$cbs`; returns when to refresh it.
-
 /// A TLS client stream to `host`, verified against the Mozilla root certificates
 /// (`webpki-roots`), as the service's certificates chain to public roots.
 async fn tls_connect(
@@ -491,6 +489,8 @@ async fn tls_connect(
         .connect(name, tcp)
         .await
 }
+
+/// Puts a token for the hub on `$cbs`; returns when to refresh it.
 async fn put_token(cbs: &mut rpc::Rpc, endpoint: &Endpoint) -> Result<tokio::time::Instant, Error> {
     let audience = endpoint.audience();
     let token = endpoint.credential.token(&audience).await?;
