@@ -13,8 +13,9 @@ use fe2o3_amqp::Sendable;
 
 use crate::amqp::Amqp;
 use crate::batch::Batch;
-use crate::codec::BATCH_FORMAT;
+use crate::codec::{self, Stamp, BATCH_FORMAT};
 use crate::error::{Error, Kind};
+use streaming_producer_layers::sequence::advance;
 
 /// A failed publish: the error, and the batch handed back.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String 
     }
 }
 
-fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
+pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
     let condition = condition_name(&e.condition);
     let description = e.description.clone().unwrap_or_default();
     Error::new(if detached {
@@ -115,10 +116,19 @@ pub(crate) fn send_error(err: SendError) -> Error {
 }
 
 fn to_wire(batch: &Batch) -> crate::amqp::Wire {
+    let stamp = batch.stamp();
     let sections: Vec<Data> = batch
         .encoded()
         .iter()
-        .map(|e| Data(Binary::from(e.to_vec())))
+        .enumerate()
+        .map(|(i, e)| {
+            let mut bytes = e.to_vec();
+            if let Some(first) = stamp {
+                let sequence = advance(first.sequence, i as u32);
+                codec::stamp(&mut bytes, Stamp { sequence, ..first });
+            }
+            Data(Binary::from(bytes))
+        })
         .collect();
     let message = Message {
         header: None,

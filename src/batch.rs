@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::section_size;
+use crate::codec::{section_size, Stamp};
 use crate::event::EventData;
 
 /// Events for one partition, with their AMQP encodings, ready to be published as one
@@ -16,6 +16,8 @@ pub struct Batch {
     events: Vec<EventData>,
     encoded: Vec<Bytes>,
     size: usize,
+    /// With idempotent publishing: the first event's numbers; the others follow.
+    stamp: Option<Stamp>,
 }
 
 impl Batch {
@@ -71,5 +73,20 @@ impl Batch {
 
     pub(crate) fn encoded(&self) -> &[Bytes] {
         &self.encoded
+    }
+
+    /// With idempotent retries: the producer sequence number of the first event; the
+    /// others follow it, one each (wrapping from `i32::MAX` to 0). Set once the batch
+    /// is numbered for publishing, and kept across retries.
+    pub fn starting_sequence_number(&self) -> Option<i32> {
+        self.stamp.map(|s| s.sequence)
+    }
+
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        self.stamp
+    }
+
+    pub(crate) fn set_stamp(&mut self, stamp: Option<Stamp>) {
+        self.stamp = stamp;
     }
 }

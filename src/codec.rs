@@ -82,18 +82,56 @@ fn value(out: &mut BytesMut, v: &PropertyValue) {
     }
 }
 
+const PRODUCER_SEQUENCE: &[u8] = b"com.microsoft:producer-sequence-number";
+const PRODUCER_ID: &[u8] = b"com.microsoft:producer-id";
+const PRODUCER_EPOCH: &[u8] = b"com.microsoft:producer-epoch";
+
+/// The idempotent annotations an event of an idempotent producer carries (reference
+/// §5): its sequence number (`int`), the producer group id (`long`) and the owner
+/// level (`short`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) sequence: i32,
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+}
+
 /// Encodes an event as a complete AMQP message: message-annotations (the partition
-/// key), properties (message id, correlation id, content type), application
-/// properties, and the body as one `data` section.
-pub(crate) fn encode(event: &EventData) -> Bytes {
+/// key, and with `idempotent` room for the idempotent annotations), properties
+/// (message id, correlation id, content type), application properties, and the body
+/// as one `data` section.
+///
+/// The idempotent annotations come first, with fixed-width values, so that
+/// [`stamp`] can write the real numbers in place when the batch is sent.
+pub(crate) fn encode(event: &EventData, idempotent: bool) -> Bytes {
     let body = event.body();
     let mut out = BytesMut::with_capacity(body.len() + 64);
     let mut scratch = BytesMut::new();
-    if let Routing::PartitionKey(key) = event.routing() {
+    let key = match event.routing() {
+        Routing::PartitionKey(key) => Some(key),
+        _ => None,
+    };
+    if idempotent || key.is_some() {
+        let mut count = 0;
+        if idempotent {
+            symbol(&mut scratch, PRODUCER_SEQUENCE);
+            scratch.put_u8(0x71);
+            scratch.put_i32(0);
+            symbol(&mut scratch, PRODUCER_ID);
+            scratch.put_u8(0x81);
+            scratch.put_i64(0);
+            symbol(&mut scratch, PRODUCER_EPOCH);
+            scratch.put_u8(0x61);
+            scratch.put_i16(0);
+            count += 6;
+        }
+        if let Some(key) = key {
+            symbol(&mut scratch, PARTITION_KEY);
+            string(&mut scratch, key);
+            count += 2;
+        }
         described(&mut out, 0x72);
-        symbol(&mut scratch, PARTITION_KEY);
-        string(&mut scratch, key);
-        compound(&mut out, 0xc1, 0xd1, 2, &scratch);
+        compound(&mut out, 0xc1, 0xd1, count, &scratch);
         scratch.clear();
     }
     let (message_id, correlation_id, content_type) = (
@@ -142,6 +180,23 @@ pub(crate) fn encode(event: &EventData) -> Bytes {
     out.freeze()
 }
 
+/// Writes `stamp` into an event encoded by [`encode`] with `idempotent`.
+pub(crate) fn stamp(encoded: &mut [u8], stamp: Stamp) {
+    // Descriptor (3 bytes), then the map's constructor, size and count: 1 + 1 + 1
+    // bytes for map8, 1 + 4 + 4 for map32.
+    let mut at = 3 + if encoded[3] == 0xc1 { 3 } else { 9 };
+    let mut field = |name: &[u8], value: &[u8]| {
+        debug_assert_eq!(&encoded[at + 2..at + 2 + name.len()], name);
+        // symbol8 header, the name, the value's constructor byte.
+        at += 2 + name.len() + 1;
+        encoded[at..at + value.len()].copy_from_slice(value);
+        at += value.len();
+    };
+    field(PRODUCER_SEQUENCE, &stamp.sequence.to_be_bytes());
+    field(PRODUCER_ID, &stamp.producer_id.to_be_bytes());
+    field(PRODUCER_EPOCH, &stamp.epoch.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +206,10 @@ mod tests {
     use fe2o3_amqp::types::primitives::SimpleValue;
     use serde_amqp::{read::SliceReader, Value};
 
+    fn encode_plain(event: &EventData) -> Bytes {
+        encode(event, false)
+    }
+
     fn decode(bytes: &[u8]) -> Message<Body<Value>> {
         <Body<Value> as DecodeIntoMessage>::decode_message_from_reader(SliceReader::new(bytes))
             .expect("a valid AMQP message")
@@ -158,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_plain_event_is_one_data_section() {
-        let bytes = encode(&EventData::new("hello"));
+        let bytes = encode_plain(&EventData::new("hello"));
         assert_eq!(&bytes[..], b"\x00\x53\x75\xa0\x05hello");
         let m = decode(&bytes);
         assert!(m.message_annotations.is_none() && m.properties.is_none());
@@ -178,7 +237,7 @@ mod tests {
             .with_property("d", 1.5f64)
             .with_property("t", PropertyValue::Timestamp(1_700_000_000_000))
             .with_property("x", PropertyValue::Binary(Bytes::from_static(b"\x01\x02")));
-        let m = decode(&encode(&event));
+        let m = decode(&encode_plain(&event));
         let key = m
             .message_annotations
             .as_ref()
@@ -210,12 +269,12 @@ mod tests {
 
     #[test]
     fn only_a_correlation_id_or_content_type_still_encodes() {
-        let m = decode(&encode(&EventData::new("x").with_correlation_id("c")));
+        let m = decode(&encode_plain(&EventData::new("x").with_correlation_id("c")));
         assert_eq!(
             m.properties.unwrap().correlation_id,
             Some(MessageId::String("c".into()))
         );
-        let m = decode(&encode(&EventData::new("x").with_content_type("t")));
+        let m = decode(&encode_plain(&EventData::new("x").with_content_type("t")));
         assert_eq!(
             m.properties.unwrap().content_type.map(|s| s.to_string()),
             Some("t".into())
@@ -228,7 +287,7 @@ mod tests {
         for i in 0..200 {
             event = event.with_property(format!("key-{i}"), "a value that takes some room");
         }
-        let m = decode(&encode(&event));
+        let m = decode(&encode_plain(&event));
         assert_eq!(m.application_properties.unwrap().0.len(), 200);
     }
 
@@ -239,6 +298,58 @@ mod tests {
         for len in [0usize, 1, 250, 254, 255, 256, 70_000] {
             let wire = serde_amqp::to_vec(&Data(Binary::from(vec![0u8; len]))).unwrap();
             assert_eq!(wire.len(), section_size(len), "len {len}");
+        }
+    }
+
+    fn annotation(m: &Message<Body<Value>>, name: &str) -> Option<Value> {
+        m.message_annotations
+            .as_ref()?
+            .0
+            .get(&OwnedKey::Symbol(name.into()))
+            .cloned()
+    }
+
+    #[test]
+    fn stamped_idempotent_annotations_decode_with_their_amqp_types() {
+        let stamp_of = |sequence| Stamp {
+            sequence,
+            producer_id: 0x0102_0304_0506_0708,
+            epoch: 7,
+        };
+        for event in [
+            EventData::new("plain"),
+            EventData::new(vec![1u8; 300]).with_partition_key("k"),
+            // A key long enough to push the annotations map past 255 bytes (map32).
+            EventData::new("long key").with_partition_key("k".repeat(300)),
+        ] {
+            let unstamped = encode(&event, true);
+            assert_eq!(unstamped.len(), encode(&event, true).len());
+            let mut bytes = unstamped.to_vec();
+            stamp(&mut bytes, stamp_of(i32::MAX));
+            assert_eq!(bytes.len(), unstamped.len(), "stamping never resizes");
+            let m = decode(&bytes);
+            assert_eq!(
+                annotation(&m, "com.microsoft:producer-sequence-number"),
+                Some(Value::Int(i32::MAX))
+            );
+            assert_eq!(
+                annotation(&m, "com.microsoft:producer-id"),
+                Some(Value::Long(0x0102_0304_0506_0708))
+            );
+            assert_eq!(
+                annotation(&m, "com.microsoft:producer-epoch"),
+                Some(Value::Short(7))
+            );
+            if let Routing::PartitionKey(key) = event.routing() {
+                assert_eq!(
+                    annotation(&m, "x-opt-partition-key"),
+                    Some(Value::String(key.clone()))
+                );
+            }
+            match m.body {
+                Body::Data(d) => assert_eq!(d[0].0.as_slice(), event.body()),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

@@ -70,6 +70,7 @@ mod connection_string;
 mod credential;
 mod error;
 mod event;
+mod idempotent;
 mod producer;
 
 pub use base::{AmqpSend, SendFailure};

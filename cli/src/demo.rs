@@ -35,6 +35,10 @@ pub(crate) struct DemoArgs {
     /// How long the oldest event of a batch may wait, in milliseconds.
     #[arg(long, default_value_t = 250)]
     max_wait_ms: u64,
+    /// Idempotent retries: a batch retried after a lost acknowledgement is stored
+    /// once (try it with `--fault drop-connection,every=20`).
+    #[arg(long)]
+    idempotent: bool,
     /// A fault for the embedded emulator (same grammar as `hubcat emulator --fault`).
     #[arg(long = "fault", value_name = "SPEC", value_parser = crate::parse_fault)]
     faults: Vec<eventhubs_emulator::Fault>,
@@ -90,7 +94,8 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         .connection_string(&connection_string)
         .max_pending_events(args.max_pending.max(1))
         .max_pending_bytes((args.max_pending.max(1) * args.size).max(1 << 20))
-        .max_wait(Duration::from_millis(args.max_wait_ms));
+        .max_wait(Duration::from_millis(args.max_wait_ms))
+        .idempotent_retries(args.idempotent);
     if let Some(hub) = hub {
         builder = builder.hub(hub);
     }
@@ -188,6 +193,14 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         0.0
     };
     println!("hubcat demo summary");
+    println!(
+        "  publishing            {}",
+        if args.idempotent {
+            "idempotent (retries are stored once)"
+        } else {
+            "at least once (a retry after a lost acknowledgement may store twice)"
+        }
+    );
     println!("  events published      {ok} of {}", args.count);
     println!("  failures              {failed}");
     println!(

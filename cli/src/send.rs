@@ -78,6 +78,7 @@ async fn collect(
         events,
         size_in_bytes,
         result,
+        ..
     }) = outcomes.next().await
     {
         match result {

@@ -51,6 +51,32 @@ fn throttling_faults_are_absorbed_by_retries() {
 }
 
 #[test]
+fn idempotent_publishing_stores_each_event_once_despite_lost_acknowledgements() {
+    // Every 4th transfer is stored and then the connection drops before the
+    // acknowledgement, so every such batch is retried.
+    let args = [
+        "--count",
+        "2000",
+        "--max-pending",
+        "250",
+        "--fault",
+        "drop-connection,every=4",
+    ];
+    let (ok, out) = demo(&[&args[..], &["--idempotent"]].concat());
+    assert!(ok, "{out}");
+    assert!(out.contains("publishing            idempotent"), "{out}");
+    assert!(
+        out.contains("read back             2000 stored, equal"),
+        "{out}"
+    );
+    // The same run without idempotence stores the retried batches twice, and the
+    // demo says so and fails.
+    let (ok, out) = demo(&args);
+    assert!(!ok, "{out}");
+    assert!(out.contains("NOT equal to what was published"), "{out}");
+}
+
+#[test]
 fn bad_arguments_are_refused() {
     let (ok, out) = demo(&["--count", "0"]);
     assert!(!ok);

@@ -21,7 +21,11 @@ type Msg = Message<Body<Value>>;
 
 /// Where replies go: server-side sender links whose source is `$cbs` or `$management`.
 #[derive(Debug, Default)]
-pub(crate) struct ReplyRoutes(Mutex<Vec<Route>>);
+pub(crate) struct ReplyRoutes {
+    routes: Mutex<Vec<Route>>,
+    /// Signalled when a reply link is added.
+    added: tokio::sync::Notify,
+}
 
 #[derive(Debug)]
 struct Route {
@@ -59,7 +63,7 @@ impl ReplyRoutes {
             }
             let _ = sender.close().await;
         });
-        let mut routes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         // A re-attached link name replaces the old route (the Rust SDK re-uses names).
         routes.retain(|r| !(r.tx.is_closed() || (r.name == name && r.session == session)));
         routes.push(Route {
@@ -69,10 +73,12 @@ impl ReplyRoutes {
             target,
             tx,
         });
+        drop(routes);
+        self.added.notify_waiters();
     }
 
     pub(crate) fn remove_session(&self, session: u64) {
-        self.0
+        self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|r| r.session != session);
@@ -81,7 +87,7 @@ impl ReplyRoutes {
     /// Routing rule of reference §2.1: reply-to matches a link name or target address;
     /// otherwise the link of the same session whose source is the node.
     fn find(&self, reply_to: Option<&str>, node: &Node, session: u64) -> Option<mpsc::Sender<Msg>> {
-        let routes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let open = || routes.iter().rev().filter(|r| !r.tx.is_closed());
         reply_to
             .and_then(|to| open().find(|r| r.name == to || r.target.as_deref() == Some(to)))
@@ -89,7 +95,33 @@ impl ReplyRoutes {
             .or_else(|| open().find(|r| &r.node == node))
             .map(|r| r.tx.clone())
     }
+
+    /// [`find`](Self::find), waiting a little for the reply link: a client may send
+    /// its first request as soon as its reply link's attach is answered, and the
+    /// request can be read before the link is registered here.
+    async fn find_or_wait(
+        &self,
+        reply_to: Option<&str>,
+        node: &Node,
+        session: u64,
+    ) -> Option<mpsc::Sender<Msg>> {
+        let deadline = tokio::time::Instant::now() + REPLY_LINK_WAIT;
+        loop {
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if let Some(tx) = self.find(reply_to, node, session) {
+                return Some(tx);
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
+            }
+        }
+    }
 }
+
+/// How long a request waits for its reply link to be registered.
+const REPLY_LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const REQUEST_MAX_BYTES: u64 = 256 * 1024;
 
@@ -138,7 +170,11 @@ pub(crate) async fn serve_requests(
             _ => management(&request, &conn),
         };
         let response = with_correlation(response, &request);
-        match conn.replies.find(reply_to.as_deref(), &node, session) {
+        match conn
+            .replies
+            .find_or_wait(reply_to.as_deref(), &node, session)
+            .await
+        {
             Some(tx) => {
                 let _ = tx.send(response).await;
             }

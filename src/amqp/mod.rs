@@ -43,6 +43,8 @@ pub(crate) struct Endpoint {
     pub(crate) identifier: String,
     /// Bound on connecting, attaching and each management call.
     pub(crate) timeout: Duration,
+    /// Attach partition links as an idempotent producer (reference §5).
+    pub(crate) idempotent: bool,
 }
 
 impl Endpoint {
@@ -56,6 +58,21 @@ impl Endpoint {
 pub(crate) struct HubProperties {
     pub(crate) partition_ids: Vec<String>,
 }
+
+/// An idempotent producer's state on one partition, as the service reported it when
+/// the link was attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerState {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    /// The sequence number of the last event the service stored for this producer.
+    pub(crate) last_sequence: i32,
+}
+
+const IDEMPOTENT_PRODUCER: &str = "com.microsoft:idempotent-producer";
+const PRODUCER_ID: &str = "com.microsoft:producer-id";
+const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
+const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
 
 /// A send in progress: its settlement, and the connection generation it went out on.
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
@@ -80,6 +97,11 @@ enum Command {
         partition: String,
         reply: oneshot::Sender<Result<PartitionProperties, Error>>,
     },
+    ProducerState {
+        partition: String,
+        fresh: bool,
+        reply: oneshot::Sender<Result<ProducerState, Error>>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -100,6 +122,7 @@ impl std::fmt::Debug for Command {
             Command::MaxMessageSize { .. } => "MaxMessageSize",
             Command::Properties { .. } => "Properties",
             Command::PartitionProperties { .. } => "PartitionProperties",
+            Command::ProducerState { .. } => "ProducerState",
             Command::Close { .. } => "Close",
         })
     }
@@ -114,6 +137,7 @@ impl Amqp {
             Task {
                 endpoint,
                 live: None,
+                identities: HashMap::new(),
                 generation: 0,
                 lost: lost_tx,
             }
@@ -171,6 +195,22 @@ impl Amqp {
         .await?
     }
 
+    /// An idempotent producer's state on `partition`, attaching its link if needed.
+    /// `fresh` attaches the link again first, so the state is what the service holds
+    /// now (after a failed send, whether the service stored it).
+    pub(crate) async fn producer_state(
+        &self,
+        partition: &str,
+        fresh: bool,
+    ) -> Result<ProducerState, Error> {
+        self.ask(|reply| Command::ProducerState {
+            partition: partition.to_owned(),
+            fresh,
+            reply,
+        })
+        .await?
+    }
+
     /// Closes the connection and ends the task.
     pub(crate) async fn close(&self) {
         let _ = self.ask(|reply| Command::Close { reply }).await;
@@ -189,12 +229,17 @@ struct Live {
     cbs: rpc::Rpc,
     management: Option<rpc::Rpc>,
     senders: HashMap<String, Sender>,
+    /// Idempotent producer state from each partition link's attach.
+    producer_states: HashMap<String, ProducerState>,
     refresh_at: tokio::time::Instant,
 }
 
 struct Task {
     endpoint: Endpoint,
     live: Option<Live>,
+    /// Idempotent producer group id and epoch per partition, kept across reconnects
+    /// so that the service recognises this producer when a link is attached again.
+    identities: HashMap<String, (i64, i16)>,
     generation: u64,
     lost: watch::Sender<u64>,
 }
@@ -261,6 +306,14 @@ impl Task {
                         .read(Some(partition))
                         .await
                         .and_then(|r| parse_partition_properties(&r));
+                    let _ = reply.send(result);
+                }
+                Command::ProducerState {
+                    partition,
+                    fresh,
+                    reply,
+                } => {
+                    let result = self.producer_state(&partition, fresh).await;
                     let _ = reply.send(result);
                 }
                 Command::Close { reply } => {
@@ -349,6 +402,7 @@ impl Task {
             cbs,
             management: None,
             senders: HashMap::new(),
+            producer_states: HashMap::new(),
             refresh_at: tokio::time::Instant::now(),
         };
         live.refresh_at = put_token(&mut live.cbs, e).await?;
@@ -367,22 +421,71 @@ impl Task {
         let address = format!("{}/Partitions/{partition}", self.endpoint.hub);
         let timeout = self.endpoint.timeout;
         let identifier = self.endpoint.identifier.clone();
+        let idempotent = self.endpoint.idempotent;
+        let identity = self.identities.get(partition).copied();
+        let mut learned = None;
         let live = self.connect().await?;
         if !live.senders.contains_key(partition) {
-            let attach = Sender::builder()
+            let mut builder = Sender::builder()
                 .name(format!("{identifier}-{partition}"))
-                .target(address.as_str())
-                .attach(&mut live.session);
+                .target(address.as_str());
+            if idempotent {
+                builder = builder
+                    .add_desired_capabilities(IDEMPOTENT_PRODUCER)
+                    .properties(idempotent_properties(identity));
+            }
+            let attach = builder.attach(&mut live.session);
             let sender = tokio::time::timeout(timeout, attach)
                 .await
                 .map_err(|_| Error::new(Kind::Timeout))?
-                .map_err(|err| {
-                    Error::connection(format!("cannot attach a sender to {address}"))
-                        .with_source(err)
+                .map_err(|err| match &err {
+                    fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
+                        crate::base::from_amqp_error(e, true).with_source(err)
+                    }
+                    _ => Error::connection(format!("cannot attach a sender to {address}"))
+                        .with_source(err),
                 })?;
+            if idempotent {
+                let state = sender.properties(|p| producer_state_of(p.as_ref()));
+                let Some(state) = state else {
+                    let _ = sender.close().await;
+                    return Err(Error::config(format!(
+                        "the service did not grant idempotent publishing on partition \
+                         {partition}: its attach reply has no producer state"
+                    )));
+                };
+                learned = Some((state.producer_id, state.epoch));
+                live.producer_states.insert(partition.to_owned(), state);
+            }
             live.senders.insert(partition.to_owned(), sender);
         }
+        if let Some(identity) = learned {
+            self.identities.insert(partition.to_owned(), identity);
+        }
+        let live = self.live.as_mut().expect("connected above");
         Ok(live.senders.get_mut(partition).expect("attached above"))
+    }
+
+    async fn producer_state(
+        &mut self,
+        partition: &str,
+        fresh: bool,
+    ) -> Result<ProducerState, Error> {
+        if !self.endpoint.idempotent {
+            return Err(Error::config("the producer is not idempotent"));
+        }
+        if fresh {
+            let old = self
+                .live
+                .as_mut()
+                .and_then(|live| live.senders.remove(partition));
+            if let Some(sender) = old {
+                let _ = tokio::time::timeout(self.endpoint.timeout, sender.close()).await;
+            }
+        }
+        self.sender(partition).await?;
+        let live = self.live.as_ref().expect("connected by sender()");
+        Ok(live.producer_states[partition])
     }
 
     async fn send(&mut self, partition: &str, message: Wire) -> Result<(Settlement, u64), Error> {
@@ -438,6 +541,49 @@ impl Task {
         }
         Ok(reply)
     }
+}
+
+/// The idempotent link properties: the producer group id and epoch once known (null
+/// the first time, so the service assigns them) and always a null sequence number,
+/// so the reply carries the last sequence number the service stored.
+fn idempotent_properties(identity: Option<(i64, i16)>) -> fe2o3_amqp::types::definitions::Fields {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
+    let (id, epoch) = match identity {
+        Some((id, epoch)) => (Value::Long(id), Value::Short(epoch)),
+        None => (Value::Null, Value::Null),
+    };
+    fields.insert(Symbol::from(PRODUCER_ID), id);
+    fields.insert(Symbol::from(PRODUCER_EPOCH), epoch);
+    fields.insert(Symbol::from(PRODUCER_SEQUENCE), Value::Null);
+    fields
+}
+
+/// Reads the producer state from the attach reply's properties (which fe2o3 merges
+/// over the ones sent); `None` if the service filled in none.
+fn producer_state_of(
+    properties: Option<&fe2o3_amqp::types::definitions::Fields>,
+) -> Option<ProducerState> {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let properties = properties?;
+    let integer = |name: &str| -> Option<i64> {
+        match properties.get(&Symbol::from(name))? {
+            Value::Long(v) => Some(*v),
+            Value::Int(v) => Some(i64::from(*v)),
+            Value::Short(v) => Some(i64::from(*v)),
+            Value::Byte(v) => Some(i64::from(*v)),
+            Value::Ulong(v) => i64::try_from(*v).ok(),
+            Value::Uint(v) => Some(i64::from(*v)),
+            Value::Ushort(v) => Some(i64::from(*v)),
+            Value::Ubyte(v) => Some(i64::from(*v)),
+            _ => None,
+        }
+    };
+    Some(ProducerState {
+        producer_id: integer(PRODUCER_ID)?,
+        epoch: i16::try_from(integer(PRODUCER_EPOCH)?).ok()?,
+        last_sequence: i32::try_from(integer(PRODUCER_SEQUENCE)?).ok()?,
+    })
 }
 
 /// The open frame's properties, as the SDKs send them (reference §1.4).

@@ -149,6 +149,7 @@ impl Driver {
                     let outcome = BatchOutcome {
                         partition: self.shared.partition_id(partition),
                         size_in_bytes: batch.size_in_bytes(),
+                        starting_sequence_number: batch.starting_sequence_number(),
                         events: batch.into_events(),
                         result,
                     };
@@ -226,6 +227,7 @@ impl Driver {
                     partition,
                     events: vec![event],
                     size_in_bytes: 0,
+                    starting_sequence_number: None,
                     result: Err(error),
                 };
                 self.report(state, outcome, &[seq], None).await;
@@ -256,6 +258,7 @@ impl Driver {
                 let outcome = BatchOutcome {
                     partition: batch.partition().to_owned(),
                     size_in_bytes: batch.size_in_bytes(),
+                    starting_sequence_number: None,
                     events: batch.into_events(),
                     result: Err(Error::new(Kind::Abandoned)),
                 };

@@ -12,6 +12,7 @@ use crate::{Error, EventData};
 
 /// The outcome of one batch: every event the producer accepted appears in exactly one.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BatchOutcome {
     /// The partition the events were for (for an unknown partition id, that id).
     pub partition: String,
@@ -20,6 +21,9 @@ pub struct BatchOutcome {
     /// Size of the batched message in encoded bytes (0 for an event refused alone
     /// before batching).
     pub size_in_bytes: usize,
+    /// With idempotent retries, the producer sequence number of the first event
+    /// (the others follow it); `None` otherwise, or if the batch was never numbered.
+    pub starting_sequence_number: Option<i32>,
     /// `Ok` if the service accepted the batch; otherwise why not. Events handed back by
     /// an abandoning close carry an error for which [`Error::is_abandoned`] is true.
     pub result: Result<(), Error>,
