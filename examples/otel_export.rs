@@ -1,9 +1,9 @@
 //! OpenTelemetry export: the producer's `tracing` spans (one per publish try, tagged
-//! with the messaging conventions) go to OpenTelemetry through `tracing-opentelemetry`;
-//! this example prints them with the stdout exporter. Swap in an OTLP exporter for a
-//! collector.
+//! with the messaging conventions) go to OpenTelemetry through `tracing-opentelemetry`.
 //!
-//! `cargo run --example otel_export`
+//! `cargo run --example otel_export` prints them with the stdout exporter.
+//! `cargo run --example otel_export --features otlp` sends them over OTLP/HTTP to a
+//! collector at `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -16,11 +16,33 @@ use streaming_producer::{EventData, Producer};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+type Provider = opentelemetry_sdk::trace::SdkTracerProvider;
+
+#[cfg(not(feature = "otlp"))]
+fn provider() -> Result<Provider, Box<dyn std::error::Error>> {
+    Ok(Provider::builder()
+        .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
+        .build())
+}
+
+#[cfg(feature = "otlp")]
+fn provider() -> Result<Provider, Box<dyn std::error::Error>> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    // The standard variable names the collector's base address; traces go to /v1/traces.
+    if let Ok(base) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        builder = builder.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+    }
+    // The batch processor exports from its own thread, where the blocking HTTP client
+    // may block.
+    Ok(Provider::builder()
+        .with_batch_exporter(builder.build()?)
+        .build())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
-        .build();
+    let provider = provider()?;
     let tracer = provider.tracer("otel_export example");
     tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
