@@ -72,6 +72,8 @@ mod error;
 mod event;
 mod idempotent;
 mod producer;
+#[cfg(feature = "opentelemetry")]
+mod trace_context;
 
 pub use base::{AmqpSend, SendFailure};
 pub use batch::Batch;

@@ -437,6 +437,8 @@ impl Producer {
                 event,
             ));
         }
+        #[cfg(feature = "opentelemetry")]
+        let event = crate::trace_context::stamp(event);
         let ids = self.shared.ids();
         let encoded = codec::encode(&event, self.shared.idempotent);
         let cost = Batch::cost(&encoded);
