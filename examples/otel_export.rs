@@ -1,9 +1,13 @@
-//! OpenTelemetry export: the producer's `tracing` spans (one per publish try, tagged
-//! with the messaging conventions) go to OpenTelemetry through `tracing-opentelemetry`.
+//! OpenTelemetry export. The producer's `tracing` spans (one per publish try, tagged
+//! with the messaging conventions) go to OpenTelemetry through `tracing-opentelemetry`;
+//! with the `opentelemetry` feature the producer also records metrics (events sent and
+//! try durations per partition, pending events) and stamps each event enqueued inside
+//! a span with that span's `traceparent`, so consumers continue the trace.
 //!
-//! `cargo run --example otel_export` prints them with the stdout exporter.
-//! `cargo run --example otel_export --features otlp` sends them over OTLP/HTTP to a
-//! collector at `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`).
+//! `cargo run --example otel_export` prints spans and metrics with the stdout
+//! exporters. `cargo run --example otel_export --features otlp` sends them over
+//! OTLP/HTTP to a collector at `OTEL_EXPORTER_OTLP_ENDPOINT` (default
+//! `http://localhost:4318`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -12,40 +16,61 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use streaming_producer::{EventData, Producer};
+use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-type Provider = opentelemetry_sdk::trace::SdkTracerProvider;
+type Providers = (SdkTracerProvider, SdkMeterProvider);
 
 #[cfg(not(feature = "otlp"))]
-fn provider() -> Result<Provider, Box<dyn std::error::Error>> {
-    Ok(Provider::builder()
+fn providers() -> Result<Providers, Box<dyn std::error::Error>> {
+    let traces = SdkTracerProvider::builder()
         .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
-        .build())
+        .build();
+    let metrics = SdkMeterProvider::builder()
+        .with_periodic_exporter(opentelemetry_stdout::MetricExporter::default())
+        .build();
+    Ok((traces, metrics))
 }
 
 #[cfg(feature = "otlp")]
-fn provider() -> Result<Provider, Box<dyn std::error::Error>> {
+fn providers() -> Result<Providers, Box<dyn std::error::Error>> {
     use opentelemetry_otlp::WithExportConfig as _;
-    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
-    // The standard variable names the collector's base address; traces go to /v1/traces.
-    if let Ok(base) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        builder = builder.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
-    }
-    // The batch processor exports from its own thread, where the blocking HTTP client
-    // may block.
-    Ok(Provider::builder()
-        .with_batch_exporter(builder.build()?)
-        .build())
+    // The standard variable names the collector's base address.
+    let base = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .unwrap_or_else(|_| "http://localhost:4318".to_owned());
+    let base = base.trim_end_matches('/');
+    let spans = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/traces"))
+        .build()?;
+    let metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/metrics"))
+        .build()?;
+    // Batch and periodic export run on their own threads, where the blocking HTTP
+    // client may block.
+    Ok((
+        SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .build(),
+        SdkMeterProvider::builder()
+            .with_periodic_exporter(metrics)
+            .build(),
+    ))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let provider = provider()?;
-    let tracer = provider.tracer("otel_export example");
+    let (traces, metrics) = providers()?;
+    // Set before the producer is built: it takes its instruments from the global
+    // meter provider.
+    opentelemetry::global::set_meter_provider(metrics.clone());
     tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(tracing_opentelemetry::layer().with_tracer(traces.tracer("otel_export example")))
         .init();
 
     let (connection_string, _emulator) = common::connect("traced", 2).await;
@@ -54,19 +79,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_wait(Duration::from_millis(10))
         .build()
         .await?;
-    for i in 0..50 {
-        producer
-            .enqueue(EventData::new(format!("traced event {i}")))
-            .await?;
+    // Events enqueued while handling a request carry the request's trace context.
+    async {
+        for i in 0..50 {
+            producer
+                .enqueue(EventData::new(format!("traced event {i}")))
+                .await?;
+        }
+        Ok::<_, streaming_producer::EnqueueError>(())
     }
+    .instrument(tracing::info_span!("handle request"))
+    .await?;
     producer.close().await?;
     let mut batches = 0;
     while let Some(outcome) = outcomes.next().await {
         outcome.result?;
         batches += 1;
     }
-    provider.force_flush()?;
-    provider.shutdown()?;
-    println!("exported one span per published batch: {batches} batches");
+    traces.force_flush()?;
+    metrics.force_flush()?;
+    traces.shutdown()?;
+    metrics.shutdown()?;
+    println!("exported one publish span per batch ({batches} batches) and the producer's metrics");
     Ok(())
 }

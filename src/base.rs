@@ -62,11 +62,20 @@ impl std::error::Error for SendFailure {
 pub struct AmqpSend {
     amqp: Amqp,
     try_timeout: Duration,
+    #[cfg(feature = "opentelemetry")]
+    metrics: std::sync::Arc<crate::metrics::PublishMetrics>,
 }
 
 impl AmqpSend {
-    pub(crate) fn new(amqp: Amqp, try_timeout: Duration) -> Self {
-        Self { amqp, try_timeout }
+    pub(crate) fn new(amqp: Amqp, try_timeout: Duration, hub: &str) -> Self {
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = hub;
+        Self {
+            amqp,
+            try_timeout,
+            #[cfg(feature = "opentelemetry")]
+            metrics: crate::metrics::PublishMetrics::new(hub),
+        }
     }
 }
 
@@ -145,8 +154,17 @@ fn to_wire(batch: &Batch) -> crate::amqp::Wire {
         .build()
 }
 
-async fn publish(amqp: Amqp, try_timeout: Duration, batch: Batch) -> Result<Batch, SendFailure> {
+async fn publish(send: AmqpSend, batch: Batch) -> Result<Batch, SendFailure> {
     use tracing::Instrument as _;
+    let AmqpSend {
+        amqp, try_timeout, ..
+    } = send.clone();
+    #[cfg(feature = "opentelemetry")]
+    let (started, partition, events) = (
+        std::time::Instant::now(),
+        batch.partition().to_owned(),
+        batch.len(),
+    );
     // One span per try, named and tagged after the OpenTelemetry messaging conventions.
     let span = tracing::info_span!(
         "eventhubs.publish",
@@ -164,6 +182,13 @@ async fn publish(amqp: Amqp, try_timeout: Duration, batch: Batch) -> Result<Batc
     if let Err(failure) = &result {
         span.record("error.type", failure.error.to_string());
     }
+    #[cfg(feature = "opentelemetry")]
+    send.metrics.record(
+        &partition,
+        events,
+        started.elapsed(),
+        result.as_ref().err().map(|f| &f.error),
+    );
     result
 }
 
@@ -214,6 +239,6 @@ impl tower::Service<Batch> for AmqpSend {
     }
 
     fn call(&mut self, batch: Batch) -> Self::Future {
-        Box::pin(publish(self.amqp.clone(), self.try_timeout, batch))
+        Box::pin(publish(self.clone(), batch))
     }
 }

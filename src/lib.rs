@@ -71,6 +71,8 @@ mod credential;
 mod error;
 mod event;
 mod idempotent;
+#[cfg(feature = "opentelemetry")]
+mod metrics;
 mod producer;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;

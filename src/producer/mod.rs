@@ -116,6 +116,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    fn total_pending(&self) -> usize {
+        self.pending_per_partition
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn ids(&self) -> Arc<[String]> {
         self.partition_ids
             .read()
@@ -195,6 +202,9 @@ pub struct Producer {
     bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
     closing: Option<ClosingFuture>,
     close_done: bool,
+    /// Reports `total_pending` while the producer lives.
+    #[cfg(feature = "opentelemetry")]
+    _pending_gauge: Option<opentelemetry::metrics::ObservableGauge<u64>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -217,6 +227,8 @@ impl Clone for Producer {
             bytes_wait: None,
             closing: None,
             close_done: false,
+            #[cfg(feature = "opentelemetry")]
+            _pending_gauge: self._pending_gauge.clone(),
         }
     }
 }
@@ -277,11 +289,7 @@ impl Producer {
 
     /// Events accepted and without an outcome yet, in total.
     pub fn total_pending(&self) -> usize {
-        self.shared
-            .pending_per_partition
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .sum()
+        self.shared.total_pending()
     }
 
     /// Events accepted and without an outcome yet, for one partition id.
@@ -821,6 +829,7 @@ impl ProducerBuilder {
             .identifier
             .clone()
             .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
+        let hub_name = hub.clone();
         let amqp = Amqp::spawn(Endpoint {
             url: cs.amqp_url(),
             host: cs.host().to_owned(),
@@ -842,7 +851,7 @@ impl ProducerBuilder {
                 return Err(e);
             }
         };
-        let base = BoxCloneService::new(AmqpSend::new(amqp.clone(), self.try_timeout));
+        let base = BoxCloneService::new(AmqpSend::new(amqp.clone(), self.try_timeout, &hub_name));
         let closer = amqp.clone();
         let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(async move { closer.close().await });
@@ -861,6 +870,14 @@ impl ProducerBuilder {
             refresh,
         ));
         producer.amqp = Some(amqp);
+        #[cfg(feature = "opentelemetry")]
+        {
+            producer._pending_gauge = Some(crate::metrics::pending_gauge(
+                &hub_name,
+                Arc::downgrade(&producer.shared),
+                Shared::total_pending,
+            ));
+        }
         Ok((producer, outcomes))
     }
 
@@ -972,6 +989,8 @@ impl ProducerBuilder {
             bytes_wait: None,
             closing: None,
             close_done: false,
+            #[cfg(feature = "opentelemetry")]
+            _pending_gauge: None,
         };
         (producer, Outcomes::new(outcomes_rx, shared_for_outcomes))
     }

@@ -28,4 +28,7 @@ touch "$work/received"
 check "POST /v1/traces application/x-protobuf" "spans posted to /v1/traces as protobuf"
 check "eventhubs.publish" "the publish span arrived"
 check "messaging.destination.partition.id" "with the messaging attributes"
+check "POST /v1/metrics application/x-protobuf" "metrics posted to /v1/metrics as protobuf"
+check "messaging.client.sent.messages" "the sent-messages counter arrived"
+check "eventhubs.producer.pending_events" "the pending-events gauge arrived"
 exit $fail
