@@ -8,9 +8,15 @@
 //! whether the service stored it is unknown (a lost acknowledgement looks like any
 //! other failure), so the layer attaches the partition's link again and reads the
 //! service's own last sequence number: if it is the batch's last, the batch was
-//! stored and is reported as published; otherwise it was not, and the next batch
-//! continues from the service's number. Either way nothing is stored twice and no
-//! later batch is numbered into a gap or dropped as a duplicate.
+//! stored and is reported as published; if it is the number before the batch, it was
+//! not, and the next batch takes the same numbers. Either way nothing is stored twice
+//! and no later batch is numbered into a gap or dropped as a duplicate.
+//!
+//! Any other answer, or a refusal as out of order, means the producer's state and
+//! the service's disagree. Then the layer does what the .NET SDK does after such a
+//! desync (azure-sdk-for-net#25586): it attaches as a new producer group, which the
+//! service numbers from scratch, rather than risk its next events being taken for
+//! duplicates and dropped.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +27,7 @@ use std::task::{Context, Poll};
 use streaming_producer_layers::sequence::advance;
 use tower::Service;
 
-use crate::amqp::{Amqp, ProducerState};
+use crate::amqp::{Amqp, Attach, ProducerState};
 use crate::base::SendFailure;
 use crate::batch::Batch;
 use crate::codec::Stamp;
@@ -77,7 +83,7 @@ where
             let state = match known {
                 Some(state) => state,
                 // Not numbered yet, or unknown since a failure: ask the service.
-                None => match amqp.producer_state(&partition, false).await {
+                None => match amqp.producer_state(&partition, Attach::Current).await {
                     Ok(state) => state,
                     Err(error) => return Err(SendFailure { error, batch }),
                 },
@@ -101,34 +107,70 @@ where
                     lock(&states).insert(partition, published);
                     Ok(batch)
                 }
-                Err(failure) => match amqp.producer_state(&partition, true).await {
-                    Ok(now) => {
-                        lock(&states).insert(partition.clone(), now);
-                        let stored = now.producer_id == state.producer_id
-                            && now.last_sequence == last
-                            && last != state.last_sequence;
-                        if stored {
+                Err(failure) => {
+                    match settle(&amqp, &partition, state, last, &failure.error).await {
+                        Ok((now, stored)) => {
+                            lock(&states).insert(partition.clone(), now);
+                            if stored {
+                                tracing::debug!(
+                                    partition,
+                                    first,
+                                    last,
+                                    "the service had stored the batch despite: {}",
+                                    failure.error
+                                );
+                                Ok(failure.batch)
+                            } else {
+                                Err(failure)
+                            }
+                        }
+                        // Still unknown: the next batch asks again.
+                        Err(error) => {
                             tracing::debug!(
                                 partition,
-                                first,
-                                last,
-                                "the service had stored the batch despite the failure: {}",
-                                failure.error
+                                "reading the producer state failed: {error}"
                             );
-                            Ok(failure.batch)
-                        } else {
                             Err(failure)
                         }
                     }
-                    // Still unknown: the next batch asks again.
-                    Err(error) => {
-                        tracing::debug!(partition, "reading the producer state failed: {error}");
-                        Err(failure)
-                    }
-                },
+                }
             }
         })
     }
+}
+
+/// After a batch numbered after `before` up to `last` failed for good: the state to
+/// number the next batch from, and whether the service had stored the batch.
+async fn settle(
+    amqp: &Amqp,
+    partition: &str,
+    before: ProducerState,
+    last: i32,
+    error: &crate::Error,
+) -> Result<(ProducerState, bool), crate::Error> {
+    // A producer with a higher epoch fenced this one off: attaching again fails the
+    // same way, and so does every later batch, as it should. Out of order means the
+    // numbers are wrong: start over.
+    let desync = error.condition() == Some("com.microsoft:out-of-order-sequence");
+    if !desync {
+        let now = amqp.producer_state(partition, Attach::Again).await?;
+        if now.producer_id == before.producer_id && now.epoch == before.epoch {
+            if now.last_sequence == last {
+                return Ok((now, true));
+            }
+            if now.last_sequence == before.last_sequence {
+                return Ok((now, false));
+            }
+        }
+        tracing::warn!(
+            partition,
+            expected = before.last_sequence,
+            service = now.last_sequence,
+            "the service's producer state disagrees; starting a new producer group"
+        );
+    }
+    let fresh = amqp.producer_state(partition, Attach::NewProducer).await?;
+    Ok((fresh, false))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -74,6 +74,17 @@ const PRODUCER_ID: &str = "com.microsoft:producer-id";
 const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
 const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
 
+/// How [`Amqp::producer_state`] gets the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// From the partition link as it is (attaching it if needed).
+    Current,
+    /// From a fresh attach as the same producer: the service's state now.
+    Again,
+    /// From a fresh attach as a new producer group, which the service numbers anew.
+    NewProducer,
+}
+
 /// A send in progress: its settlement, and the connection generation it went out on.
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
 
@@ -99,7 +110,7 @@ enum Command {
     },
     ProducerState {
         partition: String,
-        fresh: bool,
+        attach: Attach,
         reply: oneshot::Sender<Result<ProducerState, Error>>,
     },
     Close {
@@ -195,17 +206,16 @@ impl Amqp {
         .await?
     }
 
-    /// An idempotent producer's state on `partition`, attaching its link if needed.
-    /// `fresh` attaches the link again first, so the state is what the service holds
-    /// now (after a failed send, whether the service stored it).
+    /// An idempotent producer's state on `partition`, attaching its link as `attach`
+    /// says.
     pub(crate) async fn producer_state(
         &self,
         partition: &str,
-        fresh: bool,
+        attach: Attach,
     ) -> Result<ProducerState, Error> {
         self.ask(|reply| Command::ProducerState {
             partition: partition.to_owned(),
-            fresh,
+            attach,
             reply,
         })
         .await?
@@ -310,10 +320,10 @@ impl Task {
                 }
                 Command::ProducerState {
                     partition,
-                    fresh,
+                    attach,
                     reply,
                 } => {
-                    let result = self.producer_state(&partition, fresh).await;
+                    let result = self.producer_state(&partition, attach).await;
                     let _ = reply.send(result);
                 }
                 Command::Close { reply } => {
@@ -469,12 +479,15 @@ impl Task {
     async fn producer_state(
         &mut self,
         partition: &str,
-        fresh: bool,
+        attach: Attach,
     ) -> Result<ProducerState, Error> {
         if !self.endpoint.idempotent {
             return Err(Error::config("the producer is not idempotent"));
         }
-        if fresh {
+        if attach == Attach::NewProducer {
+            self.identities.remove(partition);
+        }
+        if attach != Attach::Current {
             let old = self
                 .live
                 .as_mut()

@@ -719,7 +719,8 @@ impl ProducerBuilder {
     /// stored once, not twice. When a batch fails for good, the producer reads the
     /// service's last sequence number for the partition: a batch the service had
     /// stored after all is reported as published, and the next batch continues from
-    /// the service's number, so nothing is stored twice or skipped. Needs one send in
+    /// the service's number, so nothing is stored twice or skipped; if the two states
+    /// disagree, the partition starts a new producer group. Needs one send in
     /// flight per partition (the default); keyed events are routed by the producer
     /// and published on their partition's link with the key. Every event carries
     /// about 120 bytes of annotations more.
