@@ -1,6 +1,6 @@
 //! Producer throughput against the in-process emulator: events/s, CPU time per event
 //! (process-wide, emulator included), and mean batch fill, for 100-byte events over 4
-//! partitions, keyless and keyed.
+//! partitions: keyless, keyed, and with idempotent retries.
 //!
 //! `cargo bench -p streaming-producer --bench producer [-- EVENTS]`
 
@@ -18,7 +18,7 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
 }
 
-async fn run(label: &str, events: usize, keyed: bool, max_pending: usize) {
+async fn run(label: &str, events: usize, keyed: bool, max_pending: usize, idempotent: bool) {
     let emulator = Emulator::builder()
         .hub_config(HubConfig::new("eh1", 4).retention(Retention::Bytes(32 << 20)))
         .start()
@@ -28,6 +28,7 @@ async fn run(label: &str, events: usize, keyed: bool, max_pending: usize) {
         .connection_string(&emulator.connection_string_for("eh1"))
         .max_pending_events(max_pending)
         .max_pending_bytes(256 << 20)
+        .idempotent_retries(idempotent)
         .build()
         .await
         .unwrap();
@@ -79,7 +80,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        run("warm-up", 100_000, false, 100_000).await;
+        run("warm-up", 100_000, false, 100_000, false).await;
         println!(
             "{:<28} {:>9} {:>8} {:>12} {:>10} {:>8} {:>8}",
             "100-byte events, 4 partitions",
@@ -90,8 +91,9 @@ fn main() {
             "batches",
             "fill"
         );
-        run("keyless, 2500 pending", events, false, 2500).await;
-        run("keyless, 100k pending", events, false, 100_000).await;
-        run("keyed, 100k pending", events, true, 100_000).await;
+        run("keyless, 2500 pending", events, false, 2500, false).await;
+        run("keyless, 100k pending", events, false, 100_000, false).await;
+        run("keyed, 100k pending", events, true, 100_000, false).await;
+        run("keyless idempotent, 100k", events, false, 100_000, true).await;
     });
 }
