@@ -180,21 +180,39 @@ pub(crate) fn encode(event: &EventData, idempotent: bool) -> Bytes {
     out.freeze()
 }
 
-/// Writes `stamp` into an event encoded by [`encode`] with `idempotent`.
+/// Writes `stamp` into an event encoded by [`encode`] with `idempotent`. Bytes of any
+/// other shape are left as they are (the service then refuses the event for lacking
+/// its numbers) rather than overwritten blindly.
 pub(crate) fn stamp(encoded: &mut [u8], stamp: Stamp) {
     // Descriptor (3 bytes), then the map's constructor, size and count: 1 + 1 + 1
     // bytes for map8, 1 + 4 + 4 for map32.
-    let mut at = 3 + if encoded[3] == 0xc1 { 3 } else { 9 };
-    let mut field = |name: &[u8], value: &[u8]| {
-        debug_assert_eq!(&encoded[at + 2..at + 2 + name.len()], name);
-        // symbol8 header, the name, the value's constructor byte.
-        at += 2 + name.len() + 1;
-        encoded[at..at + value.len()].copy_from_slice(value);
-        at += value.len();
+    let start = match encoded.get(..4) {
+        Some([0x00, 0x53, 0x72, 0xc1]) => 6,
+        Some([0x00, 0x53, 0x72, 0xd1]) => 12,
+        _ => return,
     };
-    field(PRODUCER_SEQUENCE, &stamp.sequence.to_be_bytes());
-    field(PRODUCER_ID, &stamp.producer_id.to_be_bytes());
-    field(PRODUCER_EPOCH, &stamp.epoch.to_be_bytes());
+    let fields: [(&[u8], &[u8]); 3] = [
+        (PRODUCER_SEQUENCE, &stamp.sequence.to_be_bytes()),
+        (PRODUCER_ID, &stamp.producer_id.to_be_bytes()),
+        (PRODUCER_EPOCH, &stamp.epoch.to_be_bytes()),
+    ];
+    // Check the whole layout before writing anything: symbol8 header, the name, the
+    // value's constructor byte, the value.
+    let mut at = start;
+    let mut places = [0usize; 3];
+    for (i, (name, value)) in fields.iter().enumerate() {
+        let value_at = at + 2 + name.len() + 1;
+        if encoded.get(at + 2..at + 2 + name.len()) != Some(*name)
+            || encoded.len() < value_at + value.len()
+        {
+            return;
+        }
+        places[i] = value_at;
+        at = value_at + value.len();
+    }
+    for ((_, value), at) in fields.iter().zip(places) {
+        encoded[at..at + value.len()].copy_from_slice(value);
+    }
 }
 
 #[cfg(test)]
@@ -351,5 +369,28 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn stamping_leaves_bytes_of_another_shape_alone() {
+        let stamp_of = Stamp {
+            sequence: 5,
+            producer_id: 6,
+            epoch: 7,
+        };
+        for event in [
+            EventData::new("plain"),
+            EventData::new("k").with_partition_key("k"),
+        ] {
+            let plain = encode(&event, false);
+            let mut bytes = plain.to_vec();
+            stamp(&mut bytes, stamp_of);
+            assert_eq!(bytes, plain.to_vec());
+        }
+        let mut truncated = encode(&EventData::new("x"), true).to_vec();
+        truncated.truncate(40);
+        let before = truncated.clone();
+        stamp(&mut truncated, stamp_of);
+        assert_eq!(truncated, before);
     }
 }

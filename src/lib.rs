@@ -60,6 +60,22 @@
 //!   makes dense batches); [`Producer::flush`] publishes now and waits for the outcomes of
 //!   earlier events; [`Producer::close`] publishes everything and closes the connection;
 //!   [`Producer::close_abandon`] hands unsent events back.
+//! - **Idempotent retries** ([`ProducerBuilder::idempotent_retries`]): events are
+//!   numbered once per partition, so a retried batch is stored once; a batch whose
+//!   fate is unknown after its last try is settled from the service's own sequence
+//!   number.
+//!
+//! # Features
+//!
+//! - `opentelemetry`: stamps the current `tracing` span's W3C trace context on each
+//!   event (`traceparent`, `Diagnostic-Id`) through `tracing-opentelemetry`, and
+//!   records OpenTelemetry metrics (`messaging.client.sent.messages`,
+//!   `messaging.client.operation.duration`, `eventhubs.producer.pending_events`) from
+//!   the global meter provider as it is when the producer is built.
+//! - `otlp`: only for the `otel_export` example, which then exports over OTLP/HTTP.
+//!
+//! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
+//! with the OpenTelemetry messaging attributes.
 #![forbid(unsafe_code)]
 
 mod amqp;

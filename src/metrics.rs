@@ -7,7 +7,9 @@
 //! - `messaging.client.operation.duration` (histogram, `s`): duration of each publish
 //!   try, with `error.type` on failed tries;
 //! - `eventhubs.producer.pending_events` (gauge, `{event}`): events enqueued and
-//!   without an outcome yet, the producer's backpressure at a glance.
+//!   without an outcome yet, the producer's backpressure at a glance, per producer
+//!   (`eventhubs.producer.identifier`: give producers of one process distinct
+//!   identifiers, or their values overwrite each other).
 //!
 //! All carry `messaging.system` = `eventhubs`, `messaging.operation.name` = `send`
 //! and `messaging.destination.name` (the hub); the first two also
@@ -16,7 +18,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, ObservableGauge};
+use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
 
 /// The publish instruments, shared by every clone of the base service.
@@ -96,14 +98,20 @@ fn error_type(e: &crate::Error) -> String {
     kind.to_owned()
 }
 
-/// Registers the pending-events gauge for a producer; it reports while `pending`
-/// can still be upgraded.
+/// Registers the pending-events gauge for a producer. OpenTelemetry keeps the
+/// callback for the life of the meter provider; once the producer is gone it reports
+/// nothing.
 pub(crate) fn pending_gauge<T: Send + Sync + 'static>(
     hub: &str,
+    identifier: &str,
     shared: Weak<T>,
     pending: fn(&T) -> usize,
-) -> ObservableGauge<u64> {
-    let attributes = common(hub);
+) {
+    let mut attributes = common(hub).to_vec();
+    attributes.push(KeyValue::new(
+        "eventhubs.producer.identifier",
+        identifier.to_owned(),
+    ));
     meter()
         .u64_observable_gauge("eventhubs.producer.pending_events")
         .with_unit("{event}")
@@ -113,5 +121,5 @@ pub(crate) fn pending_gauge<T: Send + Sync + 'static>(
                 observer.observe(pending(&shared) as u64, &attributes);
             }
         })
-        .build()
+        .build();
 }

@@ -195,7 +195,7 @@ async fn a_rejected_batch_fails_and_leaves_no_gap_in_the_numbers() {
 }
 
 #[tokio::test]
-async fn throttled_batches_keep_their_numbers_and_order_across_retries() {
+async fn throttled_batches_are_stored_in_order_with_consecutive_numbers() {
     let emulator = emulator(1).await;
     emulator.add_fault("throttle,every=3,count=4".parse().unwrap());
     let (mut producer, mut outcomes) = idempotent_producer(&emulator, quick_retries()).await;

@@ -65,6 +65,7 @@ fn idempotent_publishing_stores_each_event_once_despite_lost_acknowledgements() 
     let (ok, out) = demo(&[&args[..], &["--idempotent"]].concat());
     assert!(ok, "{out}");
     assert!(out.contains("publishing            idempotent"), "{out}");
+    assert!(out.contains("failures              0"), "{out}");
     assert!(
         out.contains("read back             2000 stored, equal"),
         "{out}"

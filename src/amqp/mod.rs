@@ -458,7 +458,7 @@ impl Task {
             if idempotent {
                 let state = sender.properties(|p| producer_state_of(p.as_ref()));
                 let Some(state) = state else {
-                    let _ = sender.close().await;
+                    let _ = tokio::time::timeout(timeout, sender.close()).await;
                     return Err(Error::config(format!(
                         "the service did not grant idempotent publishing on partition \
                          {partition}: its attach reply has no producer state"
@@ -497,8 +497,10 @@ impl Task {
             }
         }
         self.sender(partition).await?;
-        let live = self.live.as_ref().expect("connected by sender()");
-        Ok(live.producer_states[partition])
+        self.live
+            .as_ref()
+            .and_then(|live| live.producer_states.get(partition).copied())
+            .ok_or_else(|| Error::connection("the partition link has no producer state"))
     }
 
     async fn send(&mut self, partition: &str, message: Wire) -> Result<(Settlement, u64), Error> {

@@ -202,9 +202,6 @@ pub struct Producer {
     bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
     closing: Option<ClosingFuture>,
     close_done: bool,
-    /// Reports `total_pending` while the producer lives.
-    #[cfg(feature = "opentelemetry")]
-    _pending_gauge: Option<opentelemetry::metrics::ObservableGauge<u64>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -227,8 +224,6 @@ impl Clone for Producer {
             bytes_wait: None,
             closing: None,
             close_done: false,
-            #[cfg(feature = "opentelemetry")]
-            _pending_gauge: self._pending_gauge.clone(),
         }
     }
 }
@@ -830,6 +825,8 @@ impl ProducerBuilder {
             .identifier
             .clone()
             .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
+        #[cfg(feature = "opentelemetry")]
+        let identifier_for_metrics = identifier.clone();
         let hub_name = hub.clone();
         let amqp = Amqp::spawn(Endpoint {
             url: cs.amqp_url(),
@@ -872,13 +869,12 @@ impl ProducerBuilder {
         ));
         producer.amqp = Some(amqp);
         #[cfg(feature = "opentelemetry")]
-        {
-            producer._pending_gauge = Some(crate::metrics::pending_gauge(
-                &hub_name,
-                Arc::downgrade(&producer.shared),
-                Shared::total_pending,
-            ));
-        }
+        crate::metrics::pending_gauge(
+            &hub_name,
+            &identifier_for_metrics,
+            Arc::downgrade(&producer.shared),
+            Shared::total_pending,
+        );
         Ok((producer, outcomes))
     }
 
@@ -931,9 +927,14 @@ impl ProducerBuilder {
             .layers
             .into_iter()
             .fold(base, |stack, layer| layer(stack));
-        let mut stack = BoxCloneService::new(RetryLayer::new(self.retry).layer(stack));
+        let mut stack = BoxCloneService::new(RetryLayer::new(self.retry.clone()).layer(stack));
         if let Some(amqp) = idempotency {
-            stack = BoxCloneService::new(Idempotent::new(stack, amqp));
+            stack = BoxCloneService::new(Idempotent::new(
+                stack,
+                amqp,
+                self.retry.clone(),
+                self.try_timeout,
+            ));
         }
         let events = Arc::new(Semaphore::new(self.max_pending_events));
         let (finished_tx, finished) = watch::channel(false);
@@ -990,8 +991,6 @@ impl ProducerBuilder {
             bytes_wait: None,
             closing: None,
             close_done: false,
-            #[cfg(feature = "opentelemetry")]
-            _pending_gauge: None,
         };
         (producer, Outcomes::new(outcomes_rx, shared_for_outcomes))
     }
