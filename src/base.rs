@@ -157,8 +157,11 @@ fn to_wire(batch: &Batch) -> crate::amqp::Wire {
 async fn publish(send: AmqpSend, batch: Batch) -> Result<Batch, SendFailure> {
     use tracing::Instrument as _;
     let AmqpSend {
-        amqp, try_timeout, ..
-    } = send.clone();
+        amqp,
+        try_timeout,
+        #[cfg(feature = "opentelemetry")]
+        metrics,
+    } = send;
     #[cfg(feature = "opentelemetry")]
     let (started, partition, events) = (
         std::time::Instant::now(),
@@ -183,7 +186,7 @@ async fn publish(send: AmqpSend, batch: Batch) -> Result<Batch, SendFailure> {
         span.record("error.type", failure.error.to_string());
     }
     #[cfg(feature = "opentelemetry")]
-    send.metrics.record(
+    metrics.record(
         &partition,
         events,
         started.elapsed(),

@@ -78,6 +78,18 @@ fn bodies(emulator: &EmulatorHandle, partition: &str) -> Vec<String> {
         .collect()
 }
 
+/// Body and sequence number of each stored event.
+fn numbered(emulator: &EmulatorHandle, partition: &str) -> Vec<(String, i32)> {
+    stored(emulator, partition)
+        .into_iter()
+        .map(|e| (e.0, e.1))
+        .collect()
+}
+
+fn pairs(expected: &[(&str, i32)]) -> Vec<(String, i32)> {
+    expected.iter().map(|(b, n)| (b.to_string(), *n)).collect()
+}
+
 async fn next(outcomes: &mut Outcomes) -> BatchOutcome {
     tokio::time::timeout(Duration::from_secs(20), outcomes.next())
         .await
@@ -152,13 +164,9 @@ async fn a_batch_stored_before_its_final_failure_is_reported_published() {
     assert_eq!(o.starting_sequence_number, Some(1));
     producer.enqueue(EventData::new("next")).await.unwrap();
     assert!(next(&mut outcomes).await.is_success());
-    let events = stored(&emulator, "0");
     assert_eq!(
-        events
-            .iter()
-            .map(|e| (e.0.as_str(), e.1))
-            .collect::<Vec<_>>(),
-        [("stored", 1), ("next", 2)]
+        numbered(&emulator, "0"),
+        pairs(&[("stored", 1), ("next", 2)])
     );
 }
 
@@ -184,14 +192,7 @@ async fn a_rejected_batch_fails_and_leaves_no_gap_in_the_numbers() {
         let o = next(&mut outcomes).await;
         assert!(o.is_success(), "{:?}", o.result);
     }
-    let events = stored(&emulator, "0");
-    assert_eq!(
-        events
-            .iter()
-            .map(|e| (e.0.as_str(), e.1))
-            .collect::<Vec<_>>(),
-        [("a", 1), ("b", 2)]
-    );
+    assert_eq!(numbered(&emulator, "0"), pairs(&[("a", 1), ("b", 2)]));
 }
 
 #[tokio::test]
