@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{section_size, Stamp};
+use crate::codec::{self, section_size, Stamp};
 use crate::event::EventData;
 
 /// Events for one partition, with their AMQP encodings, ready to be published as one
@@ -59,6 +59,38 @@ impl Batch {
         self.size
     }
 
+    /// Encodes `event` (its key, if it has one, as `x-opt-partition-key`) and adds it
+    /// if the batched message then weighs at most `max_size_in_bytes` (a link's
+    /// `max-message-size`); otherwise hands it back and leaves the batch as it was.
+    ///
+    /// For a batch service of your own, or to publish a batch through
+    /// [`AmqpSend`](crate::AmqpSend) yourself. The producer fills its batches this way.
+    ///
+    /// ```
+    /// use streaming_producer::{Batch, EventData};
+    ///
+    /// let mut batch = Batch::new("0");
+    /// assert!(batch.try_push(EventData::new("small"), 1024).is_ok());
+    /// let refused = batch.try_push(EventData::new(vec![0u8; 2000]), 1024);
+    /// assert_eq!(refused.unwrap_err().body().len(), 2000);
+    /// assert_eq!(batch.len(), 1);
+    /// assert!(batch.size_in_bytes() <= 1024);
+    /// ```
+    // The refused event comes back by value, as `TrySendError<T>` does in tokio.
+    #[allow(clippy::result_large_err)]
+    pub fn try_push(
+        &mut self,
+        event: EventData,
+        max_size_in_bytes: usize,
+    ) -> Result<(), EventData> {
+        let encoded = codec::encode(&event, false);
+        if self.size + Self::cost(&encoded) > max_size_in_bytes {
+            return Err(event);
+        }
+        self.push(event, encoded);
+        Ok(())
+    }
+
     /// The bytes `encoded` would add.
     pub(crate) fn cost(encoded: &Bytes) -> usize {
         section_size(encoded.len())
@@ -88,5 +120,63 @@ impl Batch {
 
     pub(crate) fn set_stamp(&mut self, stamp: Option<Stamp>) {
         self.stamp = stamp;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fe2o3_amqp::types::messaging::message::__private::Serializable;
+    use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message};
+    use fe2o3_amqp::types::primitives::Binary;
+
+    /// The batched message as fe2o3 writes it: one data section per encoded event.
+    fn wire_len(batch: &Batch) -> usize {
+        let sections: Vec<Data> = batch
+            .encoded()
+            .iter()
+            .map(|e| Data(Binary::from(e.to_vec())))
+            .collect();
+        let message = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: None,
+            application_properties: None,
+            body: AmqpBatch::from(sections),
+            footer: None,
+        };
+        serde_amqp::to_vec(&Serializable(message)).unwrap().len()
+    }
+
+    #[test]
+    fn try_push_fills_up_to_the_limit_weighing_the_message_as_it_is_written() {
+        let max = 4096;
+        let mut batch = Batch::new("0");
+        let mut refused = None;
+        for i in 0..1000 {
+            let event = EventData::new(vec![b'x'; 37 + i % 300])
+                .with_partition_key(format!("key-{i}"))
+                .with_property("n", i as i64);
+            if let Err(e) = batch.try_push(event, max) {
+                refused = Some(e);
+                break;
+            }
+            assert_eq!(
+                batch.size_in_bytes(),
+                wire_len(&batch),
+                "after {} events",
+                i + 1
+            );
+        }
+        let refused = refused.expect("a 4 KiB batch cannot take 1000 events");
+        assert!(batch.size_in_bytes() <= max);
+        let before = (batch.len(), batch.size_in_bytes());
+        assert!(batch.try_push(refused, max).is_err(), "still does not fit");
+        assert_eq!(
+            (batch.len(), batch.size_in_bytes()),
+            before,
+            "a refusal changes nothing"
+        );
     }
 }

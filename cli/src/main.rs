@@ -8,7 +8,7 @@ mod demo;
 mod send;
 
 use clap::{Args, Parser, Subcommand};
-use eventhubs_emulator::{Emulator, Fault, HubConfig};
+use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubcat", version, about)]
@@ -58,6 +58,9 @@ struct EmulatorArgs {
     /// A fault to inject, e.g. `reject,condition=amqp:internal-error,every=10`; repeatable.
     #[arg(long = "fault", value_name = "SPEC", value_parser = parse_fault)]
     faults: Vec<Fault>,
+    /// Encoded bytes kept per partition; older events are dropped (default 256 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    retention_bytes: Option<u64>,
 }
 
 fn parse_hub(s: &str) -> Result<HubConfig, String> {
@@ -132,7 +135,10 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
     } else {
         args.hubs
     };
-    for hub in hubs {
+    for mut hub in hubs {
+        if let Some(bytes) = args.retention_bytes {
+            hub = hub.retention(Retention::Bytes(bytes as usize));
+        }
         builder = builder.hub_config(hub);
     }
     for fault in args.faults {

@@ -85,20 +85,38 @@ impl ReplyRoutes {
     }
 
     /// Routing rule of reference §2.1: reply-to matches a link name or target address;
-    /// otherwise the link of the same session whose source is the node.
-    fn find(&self, reply_to: Option<&str>, node: &Node, session: u64) -> Option<mpsc::Sender<Msg>> {
+    /// otherwise the link whose source is the node. A link on the request's own
+    /// session comes first; with `any_session`, another session's link will do.
+    ///
+    /// Clients re-use reply addresses: the Rust SDK opens a session with a `$cbs` link
+    /// pair named and addressed alike for every token it puts. An earlier session's
+    /// reply link may still be open when the next request arrives, before its own
+    /// reply link is registered; a reply sent there is lost, and the client waits for
+    /// it for good.
+    fn find(
+        &self,
+        reply_to: Option<&str>,
+        node: &Node,
+        session: u64,
+        any_session: bool,
+    ) -> Option<mpsc::Sender<Msg>> {
         let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let open = || routes.iter().rev().filter(|r| !r.tx.is_closed());
+        let open = || {
+            routes
+                .iter()
+                .rev()
+                .filter(|r| !r.tx.is_closed() && (any_session || r.session == session))
+        };
         reply_to
             .and_then(|to| open().find(|r| r.name == to || r.target.as_deref() == Some(to)))
-            .or_else(|| open().find(|r| &r.node == node && r.session == session))
             .or_else(|| open().find(|r| &r.node == node))
             .map(|r| r.tx.clone())
     }
 
-    /// [`find`](Self::find), waiting a little for the reply link: a client may send
-    /// its first request as soon as its reply link's attach is answered, and the
-    /// request can be read before the link is registered here.
+    /// [`find`](Self::find) on the request's session, waiting a little for the reply
+    /// link: a client may send its first request as soon as its reply link's attach
+    /// is answered, and the request can be read before the link is registered here.
+    /// Only when none comes is a link of another session used.
     async fn find_or_wait(
         &self,
         reply_to: Option<&str>,
@@ -110,11 +128,11 @@ impl ReplyRoutes {
             let added = self.added.notified();
             tokio::pin!(added);
             added.as_mut().enable();
-            if let Some(tx) = self.find(reply_to, node, session) {
+            if let Some(tx) = self.find(reply_to, node, session, false) {
                 return Some(tx);
             }
             if tokio::time::timeout_at(deadline, added).await.is_err() {
-                return None;
+                return self.find(reply_to, node, session, true);
             }
         }
     }

@@ -236,3 +236,73 @@ async fn a_grown_hub_reports_and_routes_over_its_new_partitions() {
         ["on the new partition", "seven"]
     );
 }
+
+/// The Rust SDK's way: a new session with a `$cbs` link pair named and addressed as
+/// before for every token, while an earlier session's reply link may still be open.
+/// Its request can be read before its own reply link is registered; the reply must
+/// still reach the request's session, not the earlier one (where it was lost and the
+/// client waited for good).
+#[tokio::test]
+async fn a_reply_goes_to_the_requests_session_when_another_has_a_link_of_the_same_name() {
+    use fe2o3_amqp::types::messaging::{ApplicationProperties, Message, MessageId, Properties};
+    use std::time::Duration;
+    let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
+    let mut client = TestClient::connect(&emulator).await;
+    let mut earlier = fe2o3_amqp::Receiver::builder()
+        .name("rust_amqp_cbs-mgmt-receiver")
+        .source("$cbs")
+        .target("rust_amqp_cbs")
+        .attach(&mut client.session)
+        .await
+        .unwrap();
+
+    let mut session = fe2o3_amqp::Session::begin(&mut client.connection)
+        .await
+        .unwrap();
+    let mut tx = fe2o3_amqp::Sender::attach(&mut session, "rust_amqp_cbs-mgmt-sender", "$cbs")
+        .await
+        .unwrap();
+    let token = emulator.sas_token("sb://x/eh1", 60);
+    let mut request: Msg = Message::builder()
+        .application_properties(
+            ApplicationProperties::builder()
+                .insert("operation", "put-token")
+                .insert("type", "servicebus.windows.net:sastoken")
+                .insert("name", "sb://x/eh1")
+                .build(),
+        )
+        .body(Body::Value(AmqpValue(Value::String(token))))
+        .build();
+    let id = MessageId::String("second-session".into());
+    request.properties = Some(Properties {
+        message_id: Some(id.clone()),
+        reply_to: Some("rust_amqp_cbs".into()),
+        ..Default::default()
+    });
+    // The request is settled before the reply link exists: the emulator holds the reply.
+    assert!(tx.send(request).await.unwrap().is_accepted());
+    let mut rx = fe2o3_amqp::Receiver::builder()
+        .name("rust_amqp_cbs-mgmt-receiver")
+        .source("$cbs")
+        .target("rust_amqp_cbs")
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), rx.recv::<Body<Value>>())
+        .await
+        .expect("the reply reaches the request's own session")
+        .unwrap()
+        .into_message();
+    let correlation = reply
+        .properties
+        .as_ref()
+        .and_then(|p| p.correlation_id.clone());
+    assert_eq!((correlation, status_of(&reply).0), (Some(id), 202));
+    // Nothing went to the earlier session's link.
+    let stray =
+        tokio::time::timeout(Duration::from_millis(200), earlier.recv::<Body<Value>>()).await;
+    assert!(
+        stray.is_err(),
+        "a reply reached the earlier session: {stray:?}"
+    );
+}

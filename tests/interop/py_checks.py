@@ -625,10 +625,30 @@ def c_hubcat_send_readback():
     expect(missing == 0, f"{missing} of {count} lines missing")
 
 
+def c_rust_sdk_readback():
+    """Microsoft's Rust SDK (tests/interop/rust) appended every event it reported sent
+    to RS_SENT (hub, body, partition id, key); Microsoft's Python consumer reads each
+    hub back: every event exactly once, on its partition (by id, or the service hash
+    of its key), with its key, and nothing else of the Rust runs'."""
+    hubs = set()
+    with open(os.environ["RS_SENT"], encoding="utf-8") as f:
+        for line in f:
+            hub, body, partition, key = line.rstrip("\n").split("\t")
+            hubs.add(hub)
+            if key and not partition:
+                partition = partition_for_key(key, 4)
+            SENT[hub][body] = (partition or None, key or None)
+    expect(hubs, "the Rust SDK check reported nothing sent")
+    for hub in sorted(hubs):
+        verify_readback(hub, "rs-", timeout=60.0)
+
+
 def main():
     sys.stderr.write(f"[py] run id {RUN_ID}\n")
     if os.environ.get("HUBCAT_SEND_HUB"):
         check("py.receive.hubcat_send_keyed_lines", c_hubcat_send_readback, 180)
+    if os.environ.get("RS_SENT"):
+        check("py.receive.rust_sdk_events_exactly_once", c_rust_sdk_readback, 200)
     check("py.lookup3.selftest", c_lookup3_selftest, 10)
     check("py.get_eventhub_properties", c_eventhub_properties, 30)
     check("py.get_partition_properties", c_partition_properties, 30)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Runs Microsoft's Event Hubs SDKs (Python azure-eventhub, JS @azure/event-hubs)
-# against `hubcat emulator`. See README.md.
+# Runs Microsoft's Event Hubs SDKs (Python azure-eventhub, JS @azure/event-hubs,
+# Rust azure_messaging_eventhubs) against `hubcat emulator`. See README.md.
 #
 #   HUBCAT=target/debug/hubcat tests/interop/run.sh
 #
 # Env:
 #   HUBCAT          emulator binary (default target/release/hubcat; a relative
 #                   path is taken relative to the repository root)
-#   INTEROP_ONLY    "py" or "js" to run one SDK only (default: both)
+#   INTEROP_ONLY    "py", "js" or "rs" to run one SDK only (default: all three;
+#                   "rs" still runs the Python consumer that reads its events back)
+#   RS_RUNS         how many times the Rust SDK check runs in a row (default 20)
 #   INTEROP_SKIP    comma-separated check names to skip (counted as skipped)
 #
 # The last line printed is always `N passed, M failed`. Exit status is non-zero
@@ -94,8 +96,10 @@ install_node() {
 ONLY="${INTEROP_ONLY:-}"
 RUN_PY=1
 RUN_JS=1
-[[ "$ONLY" == "js" ]] && RUN_PY=0
-[[ "$ONLY" == "py" ]] && RUN_JS=0
+RUN_RS=1
+[[ "$ONLY" == "js" ]] && RUN_PY=0 && RUN_RS=0
+[[ "$ONLY" == "py" ]] && RUN_JS=0 && RUN_RS=0
+[[ "$ONLY" == "rs" ]] && RUN_JS=0
 if [[ $RUN_PY == 1 ]] && ! install_python; then
   harness_fail "install.python" "pip install azure-eventhub==$PY_VERSION failed"
   RUN_PY=0
@@ -103,6 +107,17 @@ fi
 if [[ $RUN_JS == 1 ]] && ! install_node; then
   harness_fail "install.node" "npm ci failed"
   RUN_JS=0
+fi
+# The Rust SDK check builds in the comparison harness's workspace (benches/compare),
+# apart from the main one, so that `cargo test --workspace` never compiles the SDK.
+RS_BIN="$ROOT/benches/compare/target/release/rust-sdk-interop"
+install_rust() {
+  echo "building the Rust SDK check (azure_messaging_eventhubs 0.16.0)" >&2
+  cargo build --quiet --release --manifest-path "$ROOT/benches/compare/Cargo.toml" -p rust-sdk-interop >&2
+}
+if [[ $RUN_RS == 1 ]] && ! install_rust; then
+  harness_fail "install.rust" "cargo build of tests/interop/rust failed"
+  RUN_RS=0
 fi
 
 # ---------------------------------------------------------------------------
@@ -113,7 +128,7 @@ HUBCAT="${HUBCAT:-target/release/hubcat}"
 MAX_MESSAGE_SIZE=262144 # not the 1 MiB default, so the checks see the flag took effect
 KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took effect
 KEY="interop-$RANDOM$RANDOM-key"
-HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4)
+HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
 
 start_emulator() {
   local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
@@ -207,6 +222,36 @@ else
   harness_fail "hubcat.send.keyed_json_lines" "$(tail -n 6 "$WORK/hubcat_send.stderr" | tr '\n' ' ')"
 fi
 sed -n '/summary/,$p' "$WORK/hubcat_send.stderr" >&2
+
+# Microsoft's Rust SDK, RS_RUNS times in a row, each run bounded by a timeout: a run
+# once hung for good under load (see README.md). The first run's checks count one by
+# one; every run must pass them all, and none may hang.
+RS_RUNS="${RS_RUNS:-20}"
+if [[ $RUN_RS == 1 ]]; then
+  export RS_SENT="$WORK/rs_sent.tsv"
+  : >"$RS_SENT"
+  rs_bad=()
+  for i in $(seq 1 "$RS_RUNS"); do
+    out="$WORK/rs_checks.$i.stdout" err="$WORK/rs_checks.$i.stderr" rc=0
+    RS_TAG="$RUN_ID-$i" timeout --kill-after=5 90 "$RS_BIN" >"$out" 2>"$err" || rc=$?
+    if [[ $i == 1 ]]; then
+      grep -E '^(PASS|FAIL) ' "$out" || true
+      PASSED=$((PASSED + $(grep -c '^PASS ' "$out" || true)))
+      FAILED=$((FAILED + $(grep -c '^FAIL ' "$out" || true)))
+    fi
+    if [[ $rc -ne 0 ]]; then
+      rs_bad+=("run $i: exit $rc$([[ $rc -eq 124 || $rc -eq 137 ]] && echo ' (killed after 90 s)')")
+    elif grep -q '^FAIL ' "$out" || ! grep -q '^PASS ' "$out"; then
+      rs_bad+=("run $i: $(grep -m1 '^FAIL ' "$out" || echo 'no check ran')")
+    fi
+  done
+  if [[ ${#rs_bad[@]} -eq 0 ]]; then
+    echo "PASS rs.repeat.${RS_RUNS}_runs_in_a_row_none_hanging"
+    PASSED=$((PASSED + 1))
+  else
+    harness_fail "rs.repeat.${RS_RUNS}_runs_in_a_row_none_hanging" "${#rs_bad[*]} bad: ${rs_bad[*]} (see tests/interop/.work/rs_checks.N.stderr)"
+  fi
+fi
 
 cd "$HERE"
 if [[ $RUN_PY == 1 ]]; then

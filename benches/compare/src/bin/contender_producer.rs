@@ -1,0 +1,78 @@
+//! This producer as a contender: every event through `Producer::enqueue`, every
+//! outcome read from the `Outcomes` stream.
+
+use std::time::Instant;
+
+use compare::{Settings, SharedReport, Window};
+use futures_util::StreamExt;
+use streaming_producer::{EventData, Producer};
+
+#[tokio::main]
+async fn main() {
+    let s = Settings::from_args().unwrap_or_else(|e| compare::usage(e));
+    let (mut producer, mut outcomes) = match Producer::builder()
+        .connection_string(&s.connection_string)
+        .hub(s.hub.clone())
+        .max_pending_events(s.pending)
+        // The event bound is the one under test: the byte budget never binds first.
+        .max_pending_bytes((64 << 20).max(s.pending * (s.size + 512)))
+        .max_wait(s.max_wait)
+        .build()
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("contender_producer: {e}");
+            std::process::exit(1);
+        }
+    };
+    let epoch = Instant::now();
+    let paced = s.rate > 0;
+    let report = SharedReport::default();
+    let reader_report = report.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(outcome) = outcomes.next().await {
+            let now = epoch.elapsed().as_nanos() as u64;
+            let mut r = reader_report.lock().unwrap();
+            r.batches += 1;
+            let n = outcome.events.len() as u64;
+            match &outcome.result {
+                Ok(()) => r.succeeded += n,
+                Err(e) => {
+                    r.failed += n;
+                    r.first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+            if paced {
+                for event in &outcome.events {
+                    if let Some(at) = compare::handed_over_at(event.body()) {
+                        r.latencies_ns.push(now.saturating_sub(at));
+                    }
+                }
+            }
+        }
+    });
+    let keys = compare::keys();
+    let window = Window::start();
+    let run = async {
+        let paced_from = tokio::time::Instant::now();
+        for i in 0..s.events {
+            compare::pace(paced_from, s.rate, i).await;
+            let mut event = EventData::new(compare::body(i, s.size, epoch));
+            if s.keyed {
+                event = event.with_partition_key(compare::key(&keys, i));
+            }
+            if let Err(e) = producer.enqueue(event).await {
+                eprintln!("contender_producer: enqueue failed: {}", e.error());
+                std::process::exit(1);
+            }
+        }
+        if let Err(e) = producer.close().await {
+            eprintln!("contender_producer: close failed: {e}");
+        }
+        reader.await.expect("the outcome reader panicked");
+    };
+    let timed_out = tokio::time::timeout(s.deadline, run).await.is_err();
+    compare::finish(&report, &window, &s, timed_out);
+    std::process::exit(0);
+}

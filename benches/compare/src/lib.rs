@@ -1,0 +1,276 @@
+//! What the contenders of the comparison share: their command line, the events they
+//! send, and what they measure about themselves.
+//!
+//! Each contender is a process of its own. It connects, then measures a window that
+//! starts just before its first event is handed over and ends when the last outcome
+//! is in: wall time, its own CPU time and peak RSS (from `/proc/self`), batches, and,
+//! when paced, each event's time from hand-over to outcome. It prints one
+//! `RESULT key=value ...` line on stdout, which the runner (`src/bin/compare.rs`) parses.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The settings of one contender run; every contender takes the same flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The emulator's connection string (no `EntityPath`).
+    pub connection_string: String,
+    /// The hub to publish to.
+    pub hub: String,
+    /// Events to publish.
+    pub events: u64,
+    /// Body size in bytes (at least 16: an index and a timestamp lead every body).
+    pub size: usize,
+    /// The hub's partition count.
+    pub partitions: u32,
+    /// Whether events carry a partition key (1,000 distinct keys).
+    pub keyed: bool,
+    /// Pending events the producer may hold (the SDK: divided among the partitions).
+    pub pending: usize,
+    /// The longest an event waits in an unfilled batch.
+    pub max_wait: Duration,
+    /// Events per second to pace the hand-over at; 0 for as fast as the producer takes them.
+    pub rate: u64,
+    /// How long the window may last; a run still going then reports what it has.
+    pub deadline: Duration,
+}
+
+impl Settings {
+    /// Reads `--name value` pairs from the process arguments.
+    pub fn from_args() -> Result<Self, String> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(name) = it.next() {
+            let name = name
+                .strip_prefix("--")
+                .ok_or_else(|| format!("expected --name, got {name}"))?;
+            if name == "keyed" {
+                map.insert("keyed".to_string(), "true".to_string());
+                continue;
+            }
+            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            map.insert(name.to_string(), value.clone());
+        }
+        fn take<T: std::str::FromStr>(
+            map: &HashMap<String, String>,
+            name: &str,
+            default: Option<T>,
+        ) -> Result<T, String> {
+            match map.get(name) {
+                Some(v) => v.parse().map_err(|_| format!("--{name}: bad value {v}")),
+                None => default.ok_or_else(|| format!("--{name} is required")),
+            }
+        }
+        let settings = Settings {
+            connection_string: take(&map, "connection-string", None)?,
+            hub: take(&map, "hub", None)?,
+            events: take(&map, "events", None)?,
+            size: take(&map, "size", Some(100))?,
+            partitions: take(&map, "partitions", None)?,
+            keyed: map.contains_key("keyed"),
+            pending: take(&map, "pending", Some(6000))?,
+            max_wait: Duration::from_millis(take(&map, "max-wait-ms", Some(250))?),
+            rate: take(&map, "rate", Some(0))?,
+            deadline: Duration::from_secs(take(&map, "deadline-secs", Some(600))?),
+        };
+        if settings.size < 16 {
+            return Err("--size must be at least 16".into());
+        }
+        if settings.partitions == 0 || settings.events == 0 || settings.pending == 0 {
+            return Err("--partitions, --events and --pending must be positive".into());
+        }
+        Ok(settings)
+    }
+
+    /// The emulator's `host:port`, from the connection string's endpoint.
+    pub fn host_port(&self) -> Result<String, String> {
+        self.connection_string
+            .split(';')
+            .find_map(|part| part.strip_prefix("Endpoint=sb://"))
+            .map(|endpoint| endpoint.trim_end_matches('/').to_string())
+            .ok_or_else(|| "no Endpoint=sb://… in the connection string".to_string())
+    }
+
+    /// The value of `name` in the connection string.
+    pub fn connection_string_part(&self, name: &str) -> Option<String> {
+        self.connection_string.split(';').find_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+}
+
+/// The partition key of event `i`: 1,000 distinct keys, in turn.
+pub fn key(keys: &[String], i: u64) -> &str {
+    &keys[(i % keys.len() as u64) as usize]
+}
+
+/// The 1,000 partition keys, made once so that no contender pays for formatting them.
+pub fn keys() -> Vec<String> {
+    (0..1000).map(|k| format!("device-{k}")).collect()
+}
+
+/// A body of `size` bytes: the event's index and the nanoseconds since `epoch` at
+/// which it is handed over, then filler.
+pub fn body(i: u64, size: usize, epoch: Instant) -> Vec<u8> {
+    let mut body = vec![b'x'; size];
+    body[..8].copy_from_slice(&i.to_le_bytes());
+    let nanos = epoch.elapsed().as_nanos() as u64;
+    body[8..16].copy_from_slice(&nanos.to_le_bytes());
+    body
+}
+
+/// The hand-over time written into a body by [`body`], as nanoseconds since the epoch.
+pub fn handed_over_at(body: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(body.get(8..16)?.try_into().ok()?))
+}
+
+/// The CPU time this process has used (user and system), from `/proc/self/stat`.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    // Linux reports them in USER_HZ, which is 100 on every architecture it supports.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// The peak resident set size of this process in KiB (`VmHWM` in `/proc/self/status`).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The measured window of a run: started just before the first event is handed over.
+#[derive(Debug)]
+pub struct Window {
+    started: Instant,
+    cpu: Duration,
+}
+
+impl Window {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        Self {
+            cpu: cpu_time(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Ends the window: the elapsed wall time and this process's CPU time within it.
+    pub fn finish(&self) -> (Duration, Duration) {
+        (self.started.elapsed(), cpu_time().saturating_sub(self.cpu))
+    }
+}
+
+/// Hands events over at `rate` per second (when `rate` > 0): waits until event `i` is due.
+pub async fn pace(start: tokio::time::Instant, rate: u64, i: u64) {
+    if let Some(nanos) = (i * 1_000_000_000).checked_div(rate) {
+        tokio::time::sleep_until(start + Duration::from_nanos(nanos)).await;
+    }
+}
+
+/// What a contender reports about its run.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Events handed over.
+    pub events: u64,
+    /// Events reported stored.
+    pub succeeded: u64,
+    /// Events reported failed (or never reported, when the run timed out).
+    pub failed: u64,
+    /// Batches reported (succeeded or failed).
+    pub batches: u64,
+    /// Wall time of the window.
+    pub elapsed: Duration,
+    /// This process's CPU time within the window.
+    pub cpu: Duration,
+    /// Peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+    /// Enqueue-to-outcome latencies in nanoseconds (paced runs only).
+    pub latencies_ns: Vec<u64>,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+    /// Whether the deadline ended the run before every outcome was in.
+    pub timed_out: bool,
+}
+
+/// A report that handlers and tasks add to while the run goes on.
+pub type SharedReport = Arc<Mutex<Report>>;
+
+/// Ends a run: the window's figures and peak RSS added to what was reported so far,
+/// printed as the `RESULT` line.
+pub fn finish(report: &SharedReport, window: &Window, settings: &Settings, timed_out: bool) {
+    let (elapsed, cpu) = window.finish();
+    let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.elapsed = elapsed;
+    report.cpu = cpu;
+    report.events = settings.events;
+    report.timed_out = timed_out;
+    report.peak_rss_kib = peak_rss_kib();
+    println!("{report}");
+}
+
+impl Report {
+    /// The `q`-quantile of the latencies, in milliseconds.
+    pub fn latency_ms(&mut self, q: f64) -> Option<f64> {
+        if self.latencies_ns.is_empty() {
+            return None;
+        }
+        self.latencies_ns.sort_unstable();
+        let i = ((self.latencies_ns.len() as f64 - 1.0) * q).round() as usize;
+        Some(self.latencies_ns[i] as f64 / 1e6)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut me = self.clone();
+        write!(
+            f,
+            "RESULT events={} succeeded={} failed={} batches={} secs={:.4} cpu_secs={:.3} rss_kib={}",
+            self.events,
+            self.succeeded,
+            self.failed,
+            self.batches,
+            self.elapsed.as_secs_f64(),
+            self.cpu.as_secs_f64(),
+            self.peak_rss_kib,
+        )?;
+        if let (Some(p50), Some(p99)) = (me.latency_ms(0.5), me.latency_ms(0.99)) {
+            write!(f, " p50_ms={p50:.2} p99_ms={p99:.2}")?;
+        }
+        if self.timed_out {
+            write!(f, " timed_out=1")?;
+        }
+        if let Some(e) = &self.first_error {
+            write!(f, " error={:?}", e.replace(' ', "_"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints the usage error and exits with status 2.
+pub fn usage(error: String) -> ! {
+    eprintln!("{error}");
+    eprintln!(
+        "usage: --connection-string CS --hub NAME --events N --partitions P \
+         [--size B] [--keyed] [--pending N] [--max-wait-ms MS] [--rate EVENTS_PER_S] \
+         [--deadline-secs S]"
+    );
+    std::process::exit(2)
+}
