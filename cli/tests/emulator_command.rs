@@ -64,7 +64,7 @@ fn prints_exactly_the_connection_string_and_stops_on_sigterm() {
 
 #[test]
 fn bad_flags_fail_with_a_message_naming_the_problem() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["emulator", "--hub", "nocount"], "NAME:PARTITIONS"),
         (&["emulator", "--hub", "eh1:lots"], "not a number"),
         (
@@ -73,6 +73,7 @@ fn bad_flags_fail_with_a_message_naming_the_problem() {
         ),
         (&["emulator", "--fault", "explode"], "unknown kind"),
         (&["emulator", "--fault", "delay,ms=soon"], "not a number"),
+        (&["emulator", "--retention-bytes", "0"], "--retention-bytes"),
     ];
     for (args, needle) in cases {
         let out = hubcat().args(args).output().expect("run hubcat");
@@ -93,4 +94,54 @@ fn a_port_in_use_is_reported() {
         .expect("run hubcat");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot bind"));
+}
+
+#[tokio::test]
+async fn retention_bytes_keeps_only_the_newest_events() {
+    use futures_util::StreamExt;
+    let mut child = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "a:1"])
+        .args(["--retention-bytes", "4096"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hubcat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let (mut producer, mut outcomes) = streaming_producer::Producer::builder()
+        .connection_string(line.trim())
+        .hub("a")
+        .build()
+        .await
+        .expect("a producer on the emulator");
+    for i in 0..200u32 {
+        let body = format!("{i:0>100}");
+        producer
+            .enqueue(streaming_producer::EventData::new(body))
+            .await
+            .expect("accepted");
+    }
+    producer.flush().await.expect("flushed");
+    let properties = producer
+        .partition_properties("0")
+        .await
+        .expect("properties");
+    producer.close().await.expect("closed");
+    let mut stored = 0;
+    while let Some(o) = outcomes.next().await {
+        assert!(o.is_success(), "{:?}", o.result);
+        stored += o.events.len();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(stored, 200);
+    assert_eq!(properties.last_enqueued_sequence_number, 199);
+    let kept = properties.last_enqueued_sequence_number - properties.begin_sequence_number + 1;
+    // Each stored event takes more than its 100-byte body.
+    assert!(
+        (1..=40).contains(&kept),
+        "kept {kept} events of 200 in 4096 bytes"
+    );
 }

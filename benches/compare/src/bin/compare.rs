@@ -479,9 +479,14 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
                 )
                 .unwrap();
             }
-            let failed: u64 = runs.iter().map(|r| r.failed).sum();
-            if failed > 0 {
-                write!(cell, "; {failed} events failed").unwrap();
+            let failed = median(runs.iter().map(|r| r.failed as f64).collect());
+            if failed > 0.0 {
+                write!(
+                    cell,
+                    "; {failed:.0} of {} events failed (median of the rounds)",
+                    w.events
+                )
+                .unwrap();
                 if let Some(e) = runs.iter().find_map(|r| r.error.as_ref()) {
                     write!(cell, " ({e})").unwrap();
                 }
@@ -626,7 +631,7 @@ fn main() -> ExitCode {
                 match run_contender(&bin_dir, c, &w, &emulator.connection_string, deadline, &log) {
                     Ok(run) => {
                         eprintln!(
-                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {:.2} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch{}{}",
+                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {:.2} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch{}{}{}",
                             c.hub(),
                             run.rate(),
                             run.cpu_us_per_event(),
@@ -634,6 +639,7 @@ fn main() -> ExitCode {
                             run.events_per_batch(),
                             run.p99_ms.map_or(String::new(), |p| format!("  p50 {:.1} ms p99 {p:.1} ms", run.p50_ms.unwrap_or(f64::NAN))),
                             if run.timed_out { "  STALLED" } else { "" },
+                            if run.failed > 0 { format!("  {} failed", run.failed) } else { String::new() },
                         );
                         if run.succeeded != run.events {
                             problems.push(format!(
