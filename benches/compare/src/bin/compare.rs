@@ -236,8 +236,10 @@ fn workloads(smoke: bool) -> Vec<Workload> {
     }
     for partitions in [4, 32, 1024] {
         for keyed in [false, true] {
-            let events = if partitions == 1024 { 100_000 } else { 250_000 };
-            all.push(w(1024, partitions, keyed, 6000, events));
+            for pending in [6000, 100_000] {
+                let events = if partitions == 1024 { 100_000 } else { 250_000 };
+                all.push(w(1024, partitions, keyed, pending, events));
+            }
         }
     }
     all.push(latency(20_000));
