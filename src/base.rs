@@ -124,7 +124,7 @@ pub(crate) fn send_error(err: SendError) -> Error {
     }
 }
 
-fn to_wire(batch: &Batch) -> crate::amqp::Wire {
+pub(crate) fn to_wire(batch: &Batch) -> crate::amqp::Wire {
     let stamp = batch.stamp();
     let sections: Vec<Data> = batch
         .encoded()

@@ -127,26 +127,13 @@ impl Batch {
 mod tests {
     use super::*;
     use fe2o3_amqp::types::messaging::message::__private::Serializable;
-    use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message};
-    use fe2o3_amqp::types::primitives::Binary;
 
-    /// The batched message as fe2o3 writes it: one data section per encoded event.
+    /// The batched message exactly as the base service hands it to fe2o3.
     fn wire_len(batch: &Batch) -> usize {
-        let sections: Vec<Data> = batch
-            .encoded()
-            .iter()
-            .map(|e| Data(Binary::from(e.to_vec())))
-            .collect();
-        let message = Message {
-            header: None,
-            delivery_annotations: None,
-            message_annotations: None,
-            properties: None,
-            application_properties: None,
-            body: AmqpBatch::from(sections),
-            footer: None,
-        };
-        serde_amqp::to_vec(&Serializable(message)).unwrap().len()
+        let wire = crate::base::to_wire(batch);
+        serde_amqp::to_vec(&Serializable(wire.message))
+            .unwrap()
+            .len()
     }
 
     #[test]

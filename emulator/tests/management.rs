@@ -138,25 +138,14 @@ async fn unknown_hub_partition_and_bad_token_get_error_statuses() {
     );
 }
 
-async fn put_token_raw(
+/// A put-token request for hub `eh1` with a valid token, with `message_id` and
+/// `reply_to` set.
+fn put_token_request(
     emulator: &eventhubs_emulator::EmulatorHandle,
-    receiver_name: &str,
-    receiver_target: Option<&str>,
     reply_to: Option<&str>,
     message_id: fe2o3_amqp::types::messaging::MessageId,
-) -> (fe2o3_amqp::types::messaging::MessageId, i32) {
+) -> Msg {
     use fe2o3_amqp::types::messaging::{ApplicationProperties, Message, Properties};
-    let mut client = TestClient::connect(emulator).await;
-    let mut tx = fe2o3_amqp::Sender::attach(&mut client.session, "req", "$cbs")
-        .await
-        .unwrap();
-    let mut builder = fe2o3_amqp::Receiver::builder()
-        .name(receiver_name)
-        .source("$cbs");
-    if let Some(t) = receiver_target {
-        builder = builder.target(t);
-    }
-    let mut rx = builder.attach(&mut client.session).await.unwrap();
     let token = emulator.sas_token("sb://x/eh1", 60);
     let mut request: Msg = Message::builder()
         .application_properties(
@@ -173,6 +162,28 @@ async fn put_token_raw(
         reply_to: reply_to.map(str::to_owned),
         ..Default::default()
     });
+    request
+}
+
+async fn put_token_raw(
+    emulator: &eventhubs_emulator::EmulatorHandle,
+    receiver_name: &str,
+    receiver_target: Option<&str>,
+    reply_to: Option<&str>,
+    message_id: fe2o3_amqp::types::messaging::MessageId,
+) -> (fe2o3_amqp::types::messaging::MessageId, i32) {
+    let mut client = TestClient::connect(emulator).await;
+    let mut tx = fe2o3_amqp::Sender::attach(&mut client.session, "req", "$cbs")
+        .await
+        .unwrap();
+    let mut builder = fe2o3_amqp::Receiver::builder()
+        .name(receiver_name)
+        .source("$cbs");
+    if let Some(t) = receiver_target {
+        builder = builder.target(t);
+    }
+    let mut rx = builder.attach(&mut client.session).await.unwrap();
+    let request = put_token_request(emulator, reply_to, message_id);
     assert!(tx.send(request).await.unwrap().is_accepted());
     let reply = rx.recv::<Body<Value>>().await.unwrap().into_message();
     let correlation = reply
@@ -244,7 +255,7 @@ async fn a_grown_hub_reports_and_routes_over_its_new_partitions() {
 /// client waited for good).
 #[tokio::test]
 async fn a_reply_goes_to_the_requests_session_when_another_has_a_link_of_the_same_name() {
-    use fe2o3_amqp::types::messaging::{ApplicationProperties, Message, MessageId, Properties};
+    use fe2o3_amqp::types::messaging::MessageId;
     use std::time::Duration;
     let emulator = Emulator::builder().hub("eh1", 1).start().await.unwrap();
     let mut client = TestClient::connect(&emulator).await;
@@ -262,23 +273,8 @@ async fn a_reply_goes_to_the_requests_session_when_another_has_a_link_of_the_sam
     let mut tx = fe2o3_amqp::Sender::attach(&mut session, "rust_amqp_cbs-mgmt-sender", "$cbs")
         .await
         .unwrap();
-    let token = emulator.sas_token("sb://x/eh1", 60);
-    let mut request: Msg = Message::builder()
-        .application_properties(
-            ApplicationProperties::builder()
-                .insert("operation", "put-token")
-                .insert("type", "servicebus.windows.net:sastoken")
-                .insert("name", "sb://x/eh1")
-                .build(),
-        )
-        .body(Body::Value(AmqpValue(Value::String(token))))
-        .build();
     let id = MessageId::String("second-session".into());
-    request.properties = Some(Properties {
-        message_id: Some(id.clone()),
-        reply_to: Some("rust_amqp_cbs".into()),
-        ..Default::default()
-    });
+    let request = put_token_request(&emulator, Some("rust_amqp_cbs"), id.clone());
     // The request is settled before the reply link exists: the emulator holds the reply.
     assert!(tx.send(request).await.unwrap().is_accepted());
     let mut rx = fe2o3_amqp::Receiver::builder()
