@@ -240,7 +240,9 @@ if [[ $RUN_RS == 1 ]]; then
       FAILED=$((FAILED + $(grep -c '^FAIL ' "$out" || true)))
     fi
     if [[ $rc -ne 0 ]]; then
-      rs_bad+=("run $i: exit $rc$([[ $rc -eq 124 || $rc -eq 137 ]] && echo ' (killed after 90 s)')")
+      why="exit status $rc"
+      [[ $rc -eq 124 || $rc -eq 137 ]] && why="killed after 90 s"
+      rs_bad+=("run $i: $why")
     elif grep -q '^FAIL ' "$out" || ! grep -q '^PASS ' "$out"; then
       rs_bad+=("run $i: $(grep -m1 '^FAIL ' "$out" || echo 'no check ran')")
     fi
