@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
@@ -33,16 +33,80 @@ pub(crate) struct SendArgs {
     /// Write the events that failed here, one per line.
     #[arg(long, value_name = "FILE")]
     failed_out: Option<PathBuf>,
+    /// Refuse lines that are not UTF-8 (counted as failures) instead of publishing
+    /// their bytes as they are.
+    #[arg(long)]
+    strict_utf8: bool,
+    /// The longest line accepted, in bytes; a longer one is counted as a failure.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_line_bytes: u64,
 }
 
-/// What a line becomes.
-fn event_for(line: String, args: &SendArgs) -> Result<EventData, (String, String)> {
-    let mut event = EventData::new(line.clone().into_bytes());
-    if let Some(p) = &args.partition {
-        event = event.with_partition_id(p.clone());
+/// One line of input.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// Its bytes, without the line end (`\n` or `\r\n`).
+    Bytes(Vec<u8>),
+    /// A line longer than the limit: how many bytes it had. Only the limit's worth is
+    /// ever held in memory.
+    TooLong(u64),
+}
+
+/// Reads the next line, holding at most `max` bytes of it; `None` at the end of input.
+/// A last line without a line end counts.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    let (mut line, mut total, mut too_long) = (Vec::new(), 0u64, false);
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            if total == 0 && line.is_empty() {
+                return Ok(None);
+            }
+            break;
+        }
+        let end = available.iter().position(|b| *b == b'\n');
+        let chunk = &available[..end.unwrap_or(available.len())];
+        total += chunk.len() as u64;
+        if !too_long {
+            if line.len() + chunk.len() > max + 1 {
+                // One byte over the limit is allowed for a `\r` before the `\n`.
+                too_long = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(end.is_some());
+        reader.consume(used);
+        if end.is_some() {
+            break;
+        }
     }
-    if let Some(field) = &args.key_field {
-        let key = match serde_json::from_str::<serde_json::Value>(&line) {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+        total -= 1;
+    }
+    if too_long || total > max as u64 {
+        return Ok(Some(Line::TooLong(total)));
+    }
+    Ok(Some(Line::Bytes(line)))
+}
+
+/// What a line becomes: an event whose body is the line's bytes, or the line handed
+/// back with why it was refused.
+fn event_for(line: Vec<u8>, args: &SendArgs) -> Result<EventData, (Vec<u8>, String)> {
+    if args.strict_utf8 {
+        if let Err(e) = std::str::from_utf8(&line) {
+            return Err((line, format!("not UTF-8 ({e})")));
+        }
+    }
+    let key = match &args.key_field {
+        None => None,
+        Some(field) => Some(match serde_json::from_slice::<serde_json::Value>(&line) {
             Ok(serde_json::Value::Object(map)) => match map.get(field) {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -54,7 +118,13 @@ fn event_for(line: String, args: &SendArgs) -> Result<EventData, (String, String
             },
             Ok(_) => return Err((line, "not a JSON object".into())),
             Err(e) => return Err((line, format!("not JSON: {e}"))),
-        };
+        }),
+    };
+    let mut event = EventData::new(line);
+    if let Some(p) = &args.partition {
+        event = event.with_partition_id(p.clone());
+    }
+    if let Some(key) = key {
         event = event.with_partition_key(key);
     }
     Ok(event)
@@ -106,6 +176,8 @@ async fn collect(
 }
 
 pub(crate) async fn run(args: SendArgs) -> ExitCode {
+    // From here on SIGINT and SIGTERM stop the reading, and what was read is published.
+    let mut stop = std::pin::pin!(crate::stop_signal());
     let mut builder = Producer::builder()
         .connection_string(&args.connection_string)
         .max_wait(Duration::from_millis(args.max_wait_ms))
@@ -133,19 +205,43 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let max_batch = producer.max_batch_bytes();
     let collector = tokio::spawn(collect(outcomes, failed_out));
     let started = Instant::now();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let (mut read, mut unparsed) = (0u64, Vec::new());
+    let mut input = BufReader::new(tokio::io::stdin());
+    let max_line = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
+    let (mut read, mut unparsed, mut too_long) = (0u64, Vec::new(), 0u64);
+    let mut read_failed = false;
+    let mut interrupted = None;
     let mut last_progress = Instant::now();
+    eprintln!("hubcat send: connected; reading lines from stdin");
     loop {
-        let line = match lines.next_line().await {
+        let line = tokio::select! {
+            biased;
+            signal = &mut stop => {
+                interrupted = Some(signal);
+                break;
+            }
+            line = next_line(&mut input, max_line) => line,
+        };
+        let line = match line {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e) => {
-                eprintln!("hubcat send: reading stdin failed: {e}");
+                eprintln!("hubcat send: reading stdin failed after {read} lines: {e}");
+                read_failed = true;
                 break;
             }
         };
         read += 1;
+        let line = match line {
+            Line::Bytes(bytes) => bytes,
+            Line::TooLong(len) => {
+                eprintln!(
+                    "hubcat send: line {read} has {len} bytes, more than --max-line-bytes \
+                     {max_line}; not published (counted as a failure)"
+                );
+                too_long += 1;
+                continue;
+            }
+        };
         match event_for(line, &args) {
             Ok(event) => {
                 if let Err(e) = producer.enqueue(event).await {
@@ -168,6 +264,11 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             );
         }
     }
+    if let Some(signal) = interrupted {
+        eprintln!(
+            "hubcat send: {signal}: stopped reading after {read} lines; publishing what was read"
+        );
+    }
     if let Err(e) = producer.close().await {
         eprintln!("hubcat send: closing failed: {}", crate::chain(&e));
     }
@@ -187,14 +288,19 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             let appended = std::fs::OpenOptions::new()
                 .append(true)
                 .open(path)
-                .and_then(|mut f| unparsed.iter().try_for_each(|l| writeln!(f, "{l}")));
+                .and_then(|mut f| {
+                    unparsed.iter().try_for_each(|l| {
+                        f.write_all(l)?;
+                        f.write_all(b"\n")
+                    })
+                });
             if let Err(e) = appended {
                 eprintln!("hubcat send: writing {} failed: {e}", path.display());
             }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let failures = stats.events_failed + unparsed.len() as u64;
+    let failures = stats.events_failed + unparsed.len() as u64 + too_long;
     let fill = if stats.batches > 0 {
         100.0 * stats.batch_bytes as f64 / (stats.batches as f64 * max_batch as f64)
     } else {
@@ -209,10 +315,13 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         stats.events_ok as f64 / elapsed.max(1e-9)
     );
     eprintln!(
-        "  failures         {failures} ({} unparsable lines)",
+        "  failures         {failures} ({} unparsable lines, {too_long} too long)",
         unparsed.len()
     );
-    if failures == 0 && stats.events_ok == read {
+    if read_failed {
+        eprintln!("  input            not read to the end (see above)");
+    }
+    if failures == 0 && !read_failed && stats.events_ok == read {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -233,15 +342,17 @@ mod tests {
             max_wait_ms: 250,
             max_pending: 10,
             failed_out: None,
+            strict_utf8: false,
+            max_line_bytes: 1 << 20,
         }
     }
 
     #[test]
     fn the_key_field_of_a_json_line_becomes_the_partition_key() {
         let a = args(Some("user"), None);
-        let e = event_for(r#"{"user":"u1","n":1}"#.into(), &a).unwrap();
+        let e = event_for(br#"{"user":"u1","n":1}"#.to_vec(), &a).unwrap();
         assert_eq!(e.routing(), &Routing::PartitionKey("u1".into()));
-        let e = event_for(r#"{"user":42}"#.into(), &a).unwrap();
+        let e = event_for(br#"{"user":42}"#.to_vec(), &a).unwrap();
         assert_eq!(e.routing(), &Routing::PartitionKey("42".into()));
         assert_eq!(e.body().as_ref(), br#"{"user":42}"#);
     }
@@ -255,15 +366,63 @@ mod tests {
             (r#"{"other":1}"#, "no field 'user'"),
             (r#"{"user":{"a":1}}"#, "not a string or number"),
         ] {
-            let (back, reason) = event_for(line.into(), &a).unwrap_err();
-            assert_eq!(back, line);
+            let (back, reason) = event_for(line.as_bytes().to_vec(), &a).unwrap_err();
+            assert_eq!(back, line.as_bytes());
             assert!(reason.contains(why), "{line}: {reason}");
         }
     }
 
     #[test]
     fn a_partition_flag_routes_every_line_there() {
-        let e = event_for("plain".into(), &args(None, Some("3"))).unwrap();
+        let e = event_for(b"plain".to_vec(), &args(None, Some("3"))).unwrap();
         assert_eq!(e.routing(), &Routing::PartitionId("3".into()));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_published_as_bytes_or_refused_when_strict() {
+        let bytes = b"caf\xe9 \xff".to_vec();
+        let e = event_for(bytes.clone(), &args(None, None)).unwrap();
+        assert_eq!(e.body().as_ref(), bytes.as_slice());
+        let strict = SendArgs {
+            strict_utf8: true,
+            ..args(None, None)
+        };
+        let (back, why) = event_for(bytes.clone(), &strict).unwrap_err();
+        assert_eq!(back, bytes);
+        assert!(why.contains("not UTF-8"), "{why}");
+    }
+
+    async fn lines_of(input: &[u8], max: usize, chunk: usize) -> Vec<Line> {
+        // A reader that hands out `chunk` bytes at a time, so lines span reads.
+        let mut reader = BufReader::with_capacity(chunk, input);
+        let mut out = Vec::new();
+        while let Some(line) = next_line(&mut reader, max).await.unwrap() {
+            out.push(line);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_keep_their_bytes_and_long_ones_are_measured_not_held() {
+        let input = b"one\r\n\ntw\xffo\n0123456789abcdef\nlast";
+        for chunk in [1, 3, 64] {
+            assert_eq!(
+                lines_of(input, 8, chunk).await,
+                [
+                    Line::Bytes(b"one".to_vec()),
+                    Line::Bytes(Vec::new()),
+                    Line::Bytes(b"tw\xffo".to_vec()),
+                    Line::TooLong(16),
+                    Line::Bytes(b"last".to_vec()),
+                ],
+                "chunk {chunk}"
+            );
+        }
+        assert_eq!(
+            lines_of(b"12345678\r\n", 8, 4).await,
+            [Line::Bytes(b"12345678".to_vec())]
+        );
+        assert_eq!(lines_of(b"123456789\n", 8, 4).await, [Line::TooLong(9)]);
+        assert!(lines_of(b"", 8, 4).await.is_empty());
     }
 }

@@ -38,7 +38,7 @@ impl Drop for Emulator {
     }
 }
 
-fn send(args: &[&str], env_cs: Option<&str>, input: &str) -> (bool, String) {
+fn send(args: &[&str], env_cs: Option<&str>, input: impl AsRef<[u8]>) -> (bool, String) {
     let mut cmd = hubcat();
     cmd.arg("send").args(args);
     if let Some(cs) = env_cs {
@@ -54,7 +54,7 @@ fn send(args: &[&str], env_cs: Option<&str>, input: &str) -> (bool, String) {
         .stdin
         .take()
         .unwrap()
-        .write_all(input.as_bytes())
+        .write_all(input.as_ref())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     (
@@ -72,7 +72,7 @@ fn every_line_is_sent_and_summarised() {
     let (ok, stderr) = send(
         &["--hub", "eh1", "--key-field", "id", "--max-wait-ms", "5"],
         Some(&emulator.connection_string),
-        &input,
+        input,
     );
     assert!(ok, "{stderr}");
     assert!(stderr.contains("events sent      1000"), "{stderr}");
@@ -128,4 +128,113 @@ fn a_bad_connection_string_is_reported() {
     );
     assert!(!ok);
     assert!(stderr.contains("invalid connection string"), "{stderr}");
+}
+
+#[test]
+fn lines_that_are_not_utf8_are_published_as_bytes_or_refused_with_strict_utf8() {
+    let emulator = Emulator::start();
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        if i == 500 {
+            input.extend_from_slice(b"caf\xe9 \xff\xfe\n");
+        } else {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+    }
+    let cs = emulator.connection_string.as_str();
+    let (ok, stderr) = send(&["--hub", "eh1"], Some(cs), &input);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("events sent      1000"), "{stderr}");
+
+    let failed = std::env::temp_dir().join(format!("hubcat-strict-{}.txt", std::process::id()));
+    let args = [
+        "--hub",
+        "eh1",
+        "--strict-utf8",
+        "--failed-out",
+        failed.to_str().unwrap(),
+    ];
+    let (ok, stderr) = send(&args, Some(cs), &input);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("events sent      999"), "{stderr}");
+    assert!(
+        stderr.contains("failures         1 (1 unparsable"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&failed).unwrap(), b"caf\xe9 \xff\xfe\n");
+    let _ = std::fs::remove_file(failed);
+}
+
+#[test]
+fn a_line_over_the_limit_fails_the_run_without_dropping_the_others() {
+    let emulator = Emulator::start();
+    let input = format!("short\n{}\nalso short\n", "x".repeat(1000));
+    let args = ["--hub", "eh1", "--max-line-bytes", "100"];
+    let (ok, stderr) = send(&args, Some(&emulator.connection_string), input);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("line 2 has 1000 bytes, more than --max-line-bytes 100"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("events sent      2"), "{stderr}");
+    assert!(stderr.contains("1 too long"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_reading_publishes_what_was_read_and_prints_the_summary() {
+    let emulator = Emulator::start();
+    let mut child = hubcat()
+        .args([
+            "send",
+            "--hub",
+            "eh1",
+            "--connection-string",
+            &emulator.connection_string,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn send");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Ready: connected, signal handlers in place, reading.
+    while !seen.contains("reading lines from stdin") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    for i in 0..10 {
+        writeln!(stdin, "event {i}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    drop(stdin);
+    let read: u64 = rest
+        .split("stopped reading after ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop message: {rest}"));
+    assert!(rest.contains("SIGTERM"), "{rest}");
+    assert!(
+        rest.contains(&format!("events sent      {read}\n")),
+        "{rest}"
+    );
+    assert!(rest.contains("failures         0"), "{rest}");
+    assert!(
+        exit.success(),
+        "everything read was published: {exit:?}\n{rest}"
+    );
 }
