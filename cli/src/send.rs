@@ -72,7 +72,7 @@ async fn next_line<R: AsyncBufRead + Unpin>(
         let chunk = &available[..end.unwrap_or(available.len())];
         total += chunk.len() as u64;
         if !too_long {
-            if line.len() + chunk.len() > max + 1 {
+            if line.len() + chunk.len() > max.saturating_add(1) {
                 // One byte over the limit is allowed for a `\r` before the `\n`.
                 too_long = true;
                 line = Vec::new();
