@@ -115,13 +115,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Emulator(args) => run_emulator(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
-    })
+    });
+    // Do not wait for blocking work left behind: a read of stdin that `hubcat send`
+    // stopped on a signal stays blocked until its writer closes the pipe.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run_emulator(args: EmulatorArgs) -> ExitCode {
