@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::event::{EventData, PropertyValue, Routing};
 
 /// Message-format code of a batched message: the body is N `data` sections, each a
-/// complete encoded message (reference §4.3).
+/// complete encoded message.
 pub(crate) const BATCH_FORMAT: u32 = 0x8001_3700;
 
 const PARTITION_KEY: &[u8] = b"x-opt-partition-key";
@@ -86,9 +86,8 @@ const PRODUCER_SEQUENCE: &[u8] = b"com.microsoft:producer-sequence-number";
 const PRODUCER_ID: &[u8] = b"com.microsoft:producer-id";
 const PRODUCER_EPOCH: &[u8] = b"com.microsoft:producer-epoch";
 
-/// The idempotent annotations an event of an idempotent producer carries (reference
-/// §5): its sequence number (`int`), the producer group id (`long`) and the owner
-/// level (`short`).
+/// The idempotent annotations an event of an idempotent producer carries: its sequence
+/// number (`int`), the producer group id (`long`) and the owner level (`short`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) sequence: i32,

@@ -1,4 +1,4 @@
-//! Event Hubs connection strings (reference §1.2).
+//! Event Hubs connection strings.
 
 use std::fmt;
 use std::str::FromStr;

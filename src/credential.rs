@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn signing_matches_the_golden_vector() {
-        // Reference §2.5 (the Rust SDK's `sign_sas_matches_reference_vector`).
+        // The golden vector (the Rust SDK's `sign_sas_matches_reference_vector`).
         let credential = SharedKeyCredential::new("RootManageSharedAccessKey", "mykey");
         let token = credential.sign(
             "amqps://example.servicebus.windows.net/myhub",

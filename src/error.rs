@@ -50,7 +50,7 @@ pub(crate) enum Kind {
     Abandoned,
 }
 
-/// Conditions after which the same send may succeed (reference §6.2, aligned with
+/// Conditions after which the same send may succeed (aligned with
 /// the .NET and Rust SDKs' choices).
 const RETRYABLE_CONDITIONS: &[&str] = &[
     "com.microsoft:server-busy",

@@ -1,6 +1,7 @@
 //! Idempotent retries: numbers each batch once, outside the retry layer, so every
 //! retry resends the same producer sequence numbers and the service stores the batch
-//! once (reference §5, DESIGN.md contract 7).
+//! once, as the service's idempotent publishing expects (the .NET and JS SDKs'
+//! `EnableIdempotentRetries`).
 //!
 //! The state of each partition is the producer group id and epoch the service gave
 //! the link, and the last sequence number known to be stored. A batch gets the next

@@ -3,7 +3,7 @@
 //! At enqueue, the OpenTelemetry context of the current `tracing` span (as
 //! `tracing-opentelemetry` keeps it) is written into the event's application
 //! properties as `traceparent` and `Diagnostic-Id`, the names the Python SDK writes
-//! and the .NET and JS SDKs read (reference §4.7). A consumer continues the trace from
+//! and the .NET and JS SDKs read. A consumer continues the trace from
 //! there. Events that already carry either property are left alone.
 
 use opentelemetry::trace::TraceContextExt as _;

@@ -1,4 +1,4 @@
-//! Link addresses: the three shapes the SDKs use, normalised (reference §4.1).
+//! Link addresses: the three shapes the SDKs use, normalised.
 
 /// What a link address points at.
 #[derive(Debug, Clone, PartialEq, Eq)]

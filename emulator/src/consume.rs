@@ -1,4 +1,4 @@
-//! Links on which clients read a partition through a consumer group (reference §8).
+//! Links on which clients read a partition through a consumer group.
 
 use std::sync::Arc;
 

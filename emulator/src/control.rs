@@ -1,4 +1,4 @@
-//! `$cbs` (put-token) and `$management` (READ) request/response nodes (reference §2, §3).
+//! `$cbs` (put-token) and `$management` (READ) request/response nodes.
 
 use std::sync::Mutex;
 
@@ -84,7 +84,7 @@ impl ReplyRoutes {
             .retain(|r| r.session != session);
     }
 
-    /// Routing rule of reference §2.1: reply-to matches a link name or target address;
+    /// Routing rule: reply-to matches a link name or target address;
     /// otherwise the link whose source is the node. A link on the request's own
     /// session comes first; with `any_session`, another session's link will do.
     ///
@@ -346,7 +346,7 @@ fn s(v: &str) -> Value {
     Value::String(v.to_owned())
 }
 
-/// The service's timestamp for "never" (0001-01-01), which SDKs map to "not set" (§3.3).
+/// The service's timestamp for "never" (0001-01-01), which SDKs map to "not set".
 const NO_TIME_MS: i64 = -62_135_596_800_000;
 
 fn management(request: &Msg, conn: &Conn) -> Msg {

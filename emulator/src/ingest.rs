@@ -1,4 +1,4 @@
-//! Links on which clients publish: to the gateway or to one partition (reference §4, §5).
+//! Links on which clients publish: to the gateway or to one partition.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -137,7 +137,7 @@ impl IngestPlan {
             // fe2o3 enforces this hard limit by detaching; the wire layer announces
             // the configured one and `run` rejects what lies between (crate::wire).
             .max_message_size(crate::wire::hard_limit(shared.max_message_size))
-            // pyamqp asks for `second` but only acts on settled dispositions (§4.1).
+            // pyamqp asks for `second` but only acts on settled dispositions.
             .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
             .fallback_receiver_settle_mode(ReceiverSettleMode::First);
         if let Some(i) = self.idempotent {

@@ -5,17 +5,17 @@
 //! `hubcat` CLI run on it with no Azure account, and its [fault scripts](Fault) are how
 //! a producer's reliability is proven.
 //!
-//! What it speaks (the numbers refer to `shared/reference/protocol.md`):
+//! What it speaks:
 //!
-//! - SASL `MSSBCBS`, `ANONYMOUS` and `PLAIN` (§1.3); `$cbs` put-token with SAS signatures
-//!   checked and expiry enforced (§2), JWTs only when [configured](EmulatorBuilder::accept_jwt);
+//! - SASL `MSSBCBS`, `ANONYMOUS` and `PLAIN`; `$cbs` put-token with SAS signatures
+//!   checked and expiry enforced, JWTs only when [configured](EmulatorBuilder::accept_jwt);
 //! - `$management` READ of hub and partition properties with the exact AMQP types the
-//!   SDKs insist on (§3);
+//!   SDKs insist on;
 //! - sender links to the hub (gateway) and to `hub/Partitions/<id>` in all three address
-//!   shapes (§4.1), batched messages (§4.3), partition-key routing with the service's
-//!   hash (§7), idempotent producers (§5);
+//!   shapes, batched messages, partition-key routing with the service's
+//!   hash, idempotent producers;
 //! - receiver links `hub/ConsumerGroups/<cg>/Partitions/<id>` with selector filters on
-//!   offset, sequence number and enqueued time (§8).
+//!   offset, sequence number and enqueued time.
 //!
 //! # Example
 //!

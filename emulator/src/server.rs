@@ -109,7 +109,7 @@ impl Conn {
     }
 }
 
-/// The mechanisms an Event Hubs client may ask for (reference §1.3).
+/// The mechanisms an Event Hubs client may ask for.
 #[derive(Debug, Clone)]
 struct Sasl {
     key_name: String,

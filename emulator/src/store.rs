@@ -87,7 +87,7 @@ pub struct PartitionInfo {
     pub retained: usize,
 }
 
-/// State of an idempotent producer group on one partition (reference §5).
+/// State of an idempotent producer group on one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerState {
     pub(crate) epoch: i16,
@@ -186,7 +186,7 @@ impl Partition {
         self.tail.send_replace(next);
     }
 
-    /// Idempotent append: checks the producer's sequence numbers first (reference §5).
+    /// Idempotent append: checks the producer's sequence numbers first.
     pub(crate) fn append_idempotent(
         &self,
         producer_id: i64,

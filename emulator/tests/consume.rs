@@ -1,4 +1,4 @@
-//! Reading partitions through consumer groups (reference §8).
+//! Reading partitions through consumer groups.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Idempotent producers (reference §5).
+//! Idempotent producers.
 
 mod common;
 

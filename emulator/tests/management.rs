@@ -1,4 +1,4 @@
-//! `$management` READ: keys and AMQP types the SDKs insist on (reference §3).
+//! `$management` READ: keys and AMQP types the SDKs insist on.
 
 mod common;
 

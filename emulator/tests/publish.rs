@@ -1,4 +1,4 @@
-//! Publishing: addresses, batches, routing, size limits and entity errors (reference §4, §7).
+//! Publishing: addresses, batches, routing, size limits and entity errors.
 
 mod common;
 

@@ -5,7 +5,7 @@
 //! results into a signed 16-bit value and takes `|h % n|` with a truncating
 //! remainder. The algorithm and the test vectors come from the .NET SDK's
 //! `PartitionResolver` ("a direct port of the Event Hubs service code") and the
-//! JS SDK's `mapPartitionKeyToId` tests; see `shared/reference/protocol.md` §7.
+//! JS SDK's `mapPartitionKeyToId` tests.
 //!
 //! ```
 //! use streaming_producer_layers::partition_key::{hash16, partition_index};
@@ -113,8 +113,7 @@ fn lookup3_hashlittle2(data: &[u8]) -> (u32, u32) {
 mod tests {
     use super::*;
 
-    /// Key → signed 16-bit hash, shared by the .NET, Java, Python and Rust SDK test suites
-    /// (protocol reference §7).
+    /// Key → signed 16-bit hash, shared by the .NET, Java, Python and Rust SDK test suites.
     const HASH_VECTORS: &[(&str, i16)] = &[
         ("7", -15263),
         ("131", 30562),
@@ -157,7 +156,7 @@ mod tests {
 
     #[test]
     fn negative_hashes_use_truncating_remainder() {
-        // Derived from the SDK-tested hashes with the C# formula (reference §7).
+        // Derived from the SDK-tested hashes with the C# formula.
         assert_eq!(partition_index("7", 4), 3);
         assert_eq!(partition_index("7", 8), 7);
         assert_eq!(partition_index("131", 4), 2);

@@ -1,6 +1,6 @@
 //! Shared access signatures: signing (for tests and tools) and verification.
 //!
-//! Token shape (reference §2.5):
+//! Token shape:
 //! `SharedAccessSignature sr=<enc(resource)>&sig=<enc(base64(hmac))>&se=<unix s>&skn=<enc(name)>`,
 //! where the HMAC-SHA256 key is the UTF-8 bytes of the shared access key and the signed
 //! string is the *encoded* resource exactly as it appears in `sr`, a newline, and `se`.
@@ -173,8 +173,8 @@ mod tests {
 
     #[test]
     fn signing_matches_the_rust_sdk_golden_vector() {
-        // azure_messaging_eventhubs sas_credential.rs `sign_sas_matches_reference_vector`
-        // (reference §2.5); the resource is
+        // azure_messaging_eventhubs sas_credential.rs `sign_sas_matches_reference_vector`;
+        // the resource is
         // encoded with lower-case hex, the signature with upper-case hex.
         let token = sign(
             RESOURCE,
@@ -192,8 +192,8 @@ mod tests {
 
     #[test]
     fn upper_case_encoded_tokens_verify_against_their_literal_resource() {
-        // The same inputs with .NET/Python/JS style encoding give another signature
-        // (reference §2.5), and it must verify too.
+        // The same inputs with .NET/Python/JS style encoding give another signature,
+        // and it must verify too.
         let token = "SharedAccessSignature sr=amqps%3A%2F%2Fexample.servicebus.windows.net%2Fmyhub\
                      &sig=J40b3ojd%2BBRX%2B48odOoGfLt96aldvIJV7hL%2F2R%2F6a28%3D&se=1700000000\
                      &skn=RootManageSharedAccessKey";

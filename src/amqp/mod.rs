@@ -43,7 +43,7 @@ pub(crate) struct Endpoint {
     pub(crate) identifier: String,
     /// Bound on connecting, attaching and each management call.
     pub(crate) timeout: Duration,
-    /// Attach partition links as an idempotent producer (reference §5).
+    /// Attach partition links as an idempotent producer.
     pub(crate) idempotent: bool,
 }
 
@@ -610,7 +610,7 @@ fn producer_state_of(
     })
 }
 
-/// The open frame's properties, as the SDKs send them (reference §1.4).
+/// The open frame's properties, as the SDKs send them.
 fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
     use fe2o3_amqp::types::primitives::Symbol;
     let version = env!("CARGO_PKG_VERSION");
@@ -787,7 +787,7 @@ fn parse_partition_properties(reply: &Reply) -> Result<PartitionProperties, Erro
         _ => return Err(bad("partition")),
     };
     let last_enqueued_time = match get("last_enqueued_time_utc") {
-        // The service's "never" is 0001-01-01 (reference §3.3).
+        // The service's "never" is 0001-01-01.
         Some(Value::Timestamp(t)) if t.milliseconds() > -62_135_596_800_000 => {
             let ms = t.milliseconds();
             Some(if ms >= 0 {

@@ -1,5 +1,5 @@
-//! Request/response over a pair of links, as `$cbs` and `$management` expect
-//! (reference §2.1): requests carry a message-id and reply-to, the reply's
+//! Request/response over a pair of links, as `$cbs` and `$management` expect:
+//! requests carry a message-id and reply-to, the reply's
 //! correlation-id echoes the message-id.
 
 use std::time::Duration;

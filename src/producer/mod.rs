@@ -922,7 +922,7 @@ impl ProducerBuilder {
         idempotency: Option<Amqp>,
     ) -> (Producer, Outcomes) {
         // Idempotency wraps Retry, which wraps the user's layers, which wrap the base
-        // service (DESIGN.md): a retry resends the batch as it was numbered.
+        // service: a retry resends the batch as it was numbered.
         let stack = self
             .layers
             .into_iter()

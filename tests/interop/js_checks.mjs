@@ -57,7 +57,7 @@ function withKey(cs, replace) {
 // ---------------------------------------------------------------------------
 // Partition-key hashing as the service does it: Jenkins lookup3 hashlittle2
 // (seeds 0/0), hash16 = (short)(h1 ^ h2), partition = |hash16 % n|.
-// Written from shared/reference/protocol.md §7.
+// Written from the .NET SDK's PartitionResolver and its test vectors.
 // ---------------------------------------------------------------------------
 
 const rot = (x, k) => ((x << k) | (x >>> (32 - k))) >>> 0;

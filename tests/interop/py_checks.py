@@ -37,7 +37,7 @@ from azure.eventhub._pyamqp import _transport as pyamqp_transport
 # back with setsockopt. On loopback the write-back of TCP_MAXSEG sometimes
 # fails with `[Errno 22] Invalid argument` (EINVAL), which aborts the
 # connection attempt before a single AMQP byte is sent; a plain-socket script
-# reproduces it without any server (see shared/reference/emulator-spike.md).
+# reproduces it without any server.
 # We replace that method with one that does the same thing but ignores EINVAL
 # per option, so the checks below do not depend on SDK retries to get past it.
 # ---------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def with_key(cs, **replace):
 # Partition-key hashing, as the Event Hubs service does it (Jenkins lookup3
 # `hashlittle2`, seeds 0/0; hash16 = low 16 bits of (h1 ^ h2) as a signed
 # short; partition = |hash16| % n with C#-style truncating remainder).
-# Written from shared/reference/protocol.md §7 (NOT from the Python SDK's own
+# Written from the .NET SDK's PartitionResolver and its test vectors (NOT from the Python SDK's own
 # resolver, which uses Python's floor modulo and differs for negative hashes).
 # ---------------------------------------------------------------------------
 
