@@ -18,6 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connection_string(&connection_string)
         // Batches would wait a long time on their own...
         .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200))
         .build()
         .await?;
 

@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use fe2o3_amqp::link::SendError;
 use fe2o3_amqp::types::definitions;
 use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message, Outcome};
@@ -44,6 +46,10 @@ impl streaming_producer_layers::retry::Retryable<Batch> for SendFailure {
 
     fn into_request(self) -> Result<Batch, Self> {
         Ok(self.batch)
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.batch.deadline()
     }
 }
 
@@ -195,13 +201,42 @@ async fn publish(send: AmqpSend, batch: Batch) -> Result<Batch, SendFailure> {
     result
 }
 
+/// One try. Handing the batch to the link waits for the connection (shared by every
+/// partition, reconnecting with backoff) and for link credit, up to the batch's
+/// deadline: nothing has reached the service yet, so that wait is not a try. From the
+/// transfer on, the try is bounded by `try_timeout` and the deadline, and a failure
+/// without a verdict from the service marks the batch as maybe stored.
 async fn try_publish(
     amqp: Amqp,
     try_timeout: Duration,
-    batch: Batch,
+    mut batch: Batch,
 ) -> Result<Batch, SendFailure> {
-    let attempt = async {
-        let (settlement, generation) = amqp.send(batch.partition(), to_wire(&batch)).await?;
+    let deadline = batch.deadline();
+    let expired = || deadline.is_some_and(|d| d <= Instant::now());
+    if expired() {
+        return Err(SendFailure {
+            error: Error::delivery_timeout(),
+            batch,
+        });
+    }
+    let handed = until(deadline, amqp.send(batch.partition(), to_wire(&batch))).await;
+    let (settlement, generation) = match handed {
+        Some(Ok(sent)) => sent,
+        Some(Err(error)) => return Err(SendFailure { error, batch }),
+        // The connection task gives up a send whose caller is gone, so nothing was
+        // transferred (short of the deadline passing within the hand-over itself).
+        None => {
+            let error = amqp
+                .why_disconnected()
+                .map_or_else(Error::delivery_timeout, |why| {
+                    Error::delivery_timeout().with_source(why)
+                });
+            return Err(SendFailure { error, batch });
+        }
+    };
+    let try_deadline = Instant::now() + try_timeout;
+    let limit = deadline.map_or(try_deadline, |d| d.min(try_deadline));
+    let verdict = tokio::time::timeout_at(limit, async {
         tokio::select! {
             outcome = settlement => match outcome {
                 Ok(Outcome::Accepted(_)) => Ok(()),
@@ -217,18 +252,33 @@ async fn try_publish(
                 Ok(Outcome::Modified(_)) => Err(Error::new(Kind::NotAccepted("modified"))),
                 #[allow(unreachable_patterns)]
                 Ok(_) => Err(Error::new(Kind::NotAccepted("did not accept"))),
-                Err(e) => Err(send_error(e)),
+                // The link or session ended with the delivery unsettled.
+                Err(e) => Err(send_error(e).into_ambiguous()),
             },
-            _ = amqp.lost(generation) => Err(Error::connection("the connection was lost before the batch was settled")),
+            _ = amqp.lost(generation) => Err(Error::connection(
+                "the connection was lost before the batch was settled",
+            )
+            .into_ambiguous()),
         }
+    })
+    .await;
+    let error = match verdict {
+        Ok(Ok(())) => return Ok(batch),
+        Ok(Err(error)) => error,
+        Err(_) if expired() => Error::delivery_timeout().into_ambiguous(),
+        Err(_) => Error::new(Kind::Timeout).into_ambiguous(),
     };
-    match tokio::time::timeout(try_timeout, attempt).await {
-        Ok(Ok(())) => Ok(batch),
-        Ok(Err(error)) => Err(SendFailure { error, batch }),
-        Err(_) => Err(SendFailure {
-            error: Error::new(Kind::Timeout),
-            batch,
-        }),
+    if error.is_ambiguous() {
+        batch.set_maybe_stored();
+    }
+    Err(SendFailure { error, batch })
+}
+
+/// Runs `work` until `deadline` (forever without one); `None` if the deadline came first.
+async fn until<F: Future>(deadline: Option<Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -18,6 +18,10 @@ pub struct Batch {
     size: usize,
     /// With idempotent publishing: the first event's numbers; the others follow.
     stamp: Option<Stamp>,
+    /// When its events' delivery timeout runs out (from the oldest event's acceptance).
+    deadline: Option<tokio::time::Instant>,
+    /// A try reached the service (or may have) and brought back no verdict.
+    maybe_stored: bool,
 }
 
 impl Batch {
@@ -112,6 +116,28 @@ impl Batch {
     /// is numbered for publishing, and kept across retries.
     pub fn starting_sequence_number(&self) -> Option<i32> {
         self.stamp.map(|s| s.sequence)
+    }
+
+    /// When the delivery timeout of the batch's oldest event runs out: no try starts
+    /// after it and a try in progress is cut short by it. `None` for no limit.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
+    }
+
+    /// Sets the deadline (see [`deadline`](Self::deadline)).
+    pub fn set_deadline(&mut self, deadline: Option<tokio::time::Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Whether a try of this batch reached the service, or may have, without a
+    /// verdict coming back (a lost connection, a try timed out after the transfer):
+    /// the service may hold the batch even if it is finally reported failed.
+    pub fn may_have_been_stored(&self) -> bool {
+        self.maybe_stored
+    }
+
+    pub(crate) fn set_maybe_stored(&mut self) {
+        self.maybe_stored = true;
     }
 
     pub(crate) fn stamp(&self) -> Option<Stamp> {

@@ -12,6 +12,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Error {
     kind: Kind,
     source: Option<BoxError>,
+    /// The batch may have been stored although this error says it failed.
+    ambiguous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub(crate) enum Kind {
     },
     /// The operation did not finish in time.
     Timeout,
+    /// The events waited their whole delivery timeout without being published.
+    DeliveryTimeout,
     /// The producer is closed (or closing) and takes no more events.
     Closed,
     /// The event names a partition the hub does not have.
@@ -67,7 +71,21 @@ const RETRYABLE_CONDITIONS: &[&str] = &[
 
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
-        Self { kind, source: None }
+        Self {
+            kind,
+            source: None,
+            ambiguous: false,
+        }
+    }
+
+    /// Marks the error as one after which the batch may have been stored.
+    pub(crate) fn into_ambiguous(mut self) -> Self {
+        self.ambiguous = true;
+        self
+    }
+
+    pub(crate) fn delivery_timeout() -> Self {
+        Self::new(Kind::DeliveryTimeout)
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
@@ -108,8 +126,19 @@ impl Error {
             | Kind::Closed
             | Kind::UnknownPartition(_)
             | Kind::TooLarge { .. }
+            | Kind::DeliveryTimeout
             | Kind::Abandoned => false,
         }
+    }
+
+    /// Whether the batch may have been stored although it is reported failed: its
+    /// transfer reached the service (or may have) and no verdict came back, as when
+    /// the connection drops or a try times out while the service holds the batch.
+    /// Any other failed outcome was certainly not stored. With idempotent retries
+    /// such a batch is retried with its numbers until acknowledged, so this is only
+    /// seen once its delivery timeout passed or the service refused the retry.
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous
     }
 
     /// The connection string is malformed.
@@ -132,9 +161,10 @@ impl Error {
         matches!(self.kind, Kind::Closed)
     }
 
-    /// The operation timed out.
+    /// The operation timed out: one try, or the whole delivery timeout
+    /// ([`ProducerBuilder::delivery_timeout`](crate::ProducerBuilder::delivery_timeout)).
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Timeout)
+        matches!(self.kind, Kind::Timeout | Kind::DeliveryTimeout)
     }
 
     /// The event names a partition the hub does not have.
@@ -166,6 +196,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind);
+        if self.ambiguous {
+            d.field("ambiguous", &true);
+        }
         if let Some(source) = &self.source {
             d.field("source", source);
         }
@@ -175,7 +208,17 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        self.kind.fmt(f)?;
+        if self.ambiguous {
+            f.write_str(" (the batch may have been stored)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Kind::ConnectionString(why) => write!(f, "invalid connection string: {why}"),
             Kind::Config(why) => write!(f, "invalid configuration: {why}"),
             Kind::Auth(why) => write!(f, "authorization failed: {why}"),
@@ -193,6 +236,7 @@ impl fmt::Display for Error {
                 description,
             } => write!(f, "the link was detached ({condition}): {description}"),
             Kind::Timeout => f.write_str("the operation timed out"),
+            Kind::DeliveryTimeout => f.write_str("not published within the delivery timeout"),
             Kind::Closed => f.write_str("the producer is closed"),
             Kind::UnknownPartition(id) => write!(f, "the hub has no partition '{id}'"),
             Kind::TooLarge { size, max } => write!(

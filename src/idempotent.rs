@@ -4,25 +4,28 @@
 //! `EnableIdempotentRetries`).
 //!
 //! The state of each partition is the producer group id and epoch the service gave
-//! the link, and the last sequence number known to be stored. A batch gets the next
-//! numbers; when it succeeds they become the last stored. When it fails for good,
-//! whether the service stored it is unknown (a lost acknowledgement looks like any
-//! other failure), so the layer attaches the partition's link again and reads the
-//! service's own last sequence number: if it is the batch's last, the batch was
-//! stored and is reported as published; if it is the number before the batch (and
-//! the service did not refuse the numbers as out of order), it was not, and the next
-//! batch takes the same numbers. Either way nothing is stored twice
-//! and no later batch is numbered into a gap or dropped as a duplicate.
+//! the link, and the last sequence number known to be stored; a batch gets the next
+//! numbers. The rules keep numbers and events together:
 //!
-//! Any other answer means the producer's state and the service's disagree. Then the layer does what the .NET SDK does after such a
-//! desync (azure-sdk-for-net#25586): it attaches as a new producer group, which the
-//! service numbers from scratch, rather than risk its next events being taken for
-//! duplicates and dropped.
-
+//! - A batch that succeeds moves the partition's numbers on.
+//! - A batch that certainly was not stored (every try was refused, released or never
+//!   reached the service) gives its numbers back: the next batch takes them, so the
+//!   service sees no gap.
+//! - A batch whose fate is unknown (a try reached the service and no verdict came
+//!   back) keeps its numbers and is tried again with them, past the retry policy's
+//!   count, until the service acknowledges it (a stored batch is acknowledged again
+//!   as a duplicate) or its deadline passes. Only the service can settle its fate,
+//!   and a state read right after the failure proves nothing: the service may still
+//!   store a transfer it already received. If the deadline passes, the batch is
+//!   reported failed and maybe stored, and the partition starts a new producer group
+//!   (which the service numbers anew) before it sends anything else, so the old
+//!   numbers never go to other events.
+//! - A refusal as out of order means the service lost the producer's state (it was
+//!   restarted, say): the partition starts a new producer group and the batch is
+//!   tried again under it, once.
 //!
-//! Reading the state is bounded by the try timeout and retried as sends are. If it
-//! still fails (the service stays unreachable), the batch is reported failed, though
-//! it may have been stored, and the next batch reads the state afresh first.
+//! Reading the state (attaching the link) is bounded by the try timeout and by the
+//! batch's deadline, and retried as sends are.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,7 +36,8 @@ use std::time::Duration;
 
 use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::sequence::advance;
-use tower::Service;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
 
 use crate::amqp::{Amqp, Attach, ProducerState};
 use crate::base::SendFailure;
@@ -41,14 +45,17 @@ use crate::batch::Batch;
 use crate::codec::Stamp;
 use crate::error::{Error, Kind};
 
-/// What the layer knows of a partition.
+/// What the layer knows of a partition (absent: nothing yet, read the link's state).
 #[derive(Debug, Clone, Copy)]
 enum Known {
-    /// The service's state, the next batch follows it.
+    /// The state the next batch follows.
     State(ProducerState),
-    /// Unknown since a failure: attach again to read it.
-    Stale,
+    /// A batch's fate is unknown (or a call was cut short): start a new producer
+    /// group before anything else is sent.
+    NewGroup,
 }
+
+const OUT_OF_ORDER: &str = "com.microsoft:out-of-order-sequence";
 
 /// Numbers batches for idempotent publishing; see the module docs.
 #[derive(Clone)]
@@ -68,19 +75,36 @@ struct StateReader {
 }
 
 impl StateReader {
-    async fn read(&self, partition: &str, attach: Attach) -> Result<ProducerState, Error> {
+    /// Reads the state, each read bounded by the try timeout, retried as sends are,
+    /// and all of it bounded by `deadline`.
+    async fn read(
+        &self,
+        partition: &str,
+        attach: Attach,
+        deadline: Option<Instant>,
+    ) -> Result<ProducerState, Error> {
         let mut retry = 0;
         loop {
-            let result = tokio::time::timeout(
-                self.try_timeout,
-                self.amqp.producer_state(partition, attach),
-            )
-            .await
-            .unwrap_or_else(|_| Err(Error::new(Kind::Timeout)));
+            let limit = Instant::now() + self.try_timeout;
+            let limit = deadline.map_or(limit, |d| d.min(limit));
+            let result =
+                tokio::time::timeout_at(limit, self.amqp.producer_state(partition, attach))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(if deadline.is_some_and(|d| d <= Instant::now()) {
+                            Error::delivery_timeout()
+                        } else {
+                            Error::new(Kind::Timeout)
+                        })
+                    });
             match result {
                 Err(e) if e.is_retryable() && retry < self.policy.max_retries() => {
                     // Jitter is not needed for a read that only this producer makes.
-                    tokio::time::sleep(self.policy.delay(retry, 0.5)).await;
+                    let delay = self.policy.delay(retry, 0.5);
+                    if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
                     retry += 1;
                 }
                 other => return other,
@@ -122,105 +146,130 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut batch: Batch) -> Self::Future {
-        // The ready inner service goes with this call; a clone takes its place.
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        // The ready inner service serves the first try; a clone takes its place.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let reader = self.reader.clone();
         let states = self.states.clone();
-        Box::pin(async move {
-            let partition = batch.partition().to_owned();
-            // Unknown from here until this batch's fate is known.
-            let known = lock(&states).insert(partition.clone(), Known::Stale);
-            let state = match known {
-                Some(Known::State(state)) => state,
-                // The link attached for the first batch reports the service's state.
-                None => match reader.read(&partition, Attach::Current).await {
-                    Ok(state) => state,
-                    Err(error) => return Err(SendFailure { error, batch }),
-                },
-                Some(Known::Stale) => match reader.read(&partition, Attach::Again).await {
-                    Ok(state) => state,
-                    Err(error) => return Err(SendFailure { error, batch }),
-                },
-            };
-            let count = batch.len() as u32;
-            let first = advance(state.last_sequence, 1);
-            let last = advance(state.last_sequence, count);
-            batch.set_stamp(Some(Stamp {
-                sequence: first,
-                producer_id: state.producer_id,
-                epoch: state.epoch,
-            }));
-            match inner.call(batch).await {
-                Ok(batch) => {
-                    let published = ProducerState {
-                        last_sequence: last,
-                        ..state
-                    };
-                    lock(&states).insert(partition, Known::State(published));
-                    Ok(batch)
-                }
-                Err(failure) => {
-                    match settle(&reader, &partition, state, last, &failure.error).await {
-                        Ok((now, stored)) => {
-                            lock(&states).insert(partition.clone(), Known::State(now));
-                            if stored {
-                                tracing::debug!(
-                                    partition,
-                                    first,
-                                    last,
-                                    "the service had stored the batch despite: {}",
-                                    failure.error
-                                );
-                                Ok(failure.batch)
-                            } else {
-                                Err(failure)
-                            }
-                        }
-                        // Still unknown (the entry stays stale): the next batch reads again.
-                        Err(error) => {
-                            tracing::debug!(
-                                partition,
-                                "reading the producer state failed: {error}"
-                            );
-                            Err(failure)
-                        }
-                    }
-                }
-            }
-        })
+        Box::pin(publish(inner, reader, states, batch))
     }
 }
 
-/// After a batch numbered after `before` up to `last` failed for good: the state to
-/// number the next batch from, and whether the service had stored the batch.
-async fn settle(
-    reader: &StateReader,
-    partition: &str,
-    before: ProducerState,
-    last: i32,
-    error: &Error,
-) -> Result<(ProducerState, bool), Error> {
-    // A producer with a higher epoch fenced this one off: attaching again fails the
-    // same way, and so does every later batch, as it should.
-    let now = reader.read(partition, Attach::Again).await?;
-    let same = now.producer_id == before.producer_id && now.epoch == before.epoch;
-    if same && now.last_sequence == last {
-        return Ok((now, true));
+async fn publish<S>(
+    mut inner: S,
+    reader: StateReader,
+    states: Arc<Mutex<HashMap<String, Known>>>,
+    mut batch: Batch,
+) -> Result<Batch, SendFailure>
+where
+    S: Service<Batch, Response = Batch, Error = SendFailure>,
+{
+    let partition = batch.partition().to_owned();
+    let deadline = batch.deadline();
+    // Until this batch's fate is known, a batch after it (should this call be cut
+    // short) starts a new producer group.
+    let known = lock(&states).insert(partition.clone(), Known::NewGroup);
+    let attach = match known {
+        Some(Known::State(_)) => None,
+        // The link attached for the first batch reports the service's state.
+        None => Some(Attach::Current),
+        Some(Known::NewGroup) => Some(Attach::NewProducer),
+    };
+    let mut state = match (known, attach) {
+        (Some(Known::State(state)), _) => state,
+        (_, Some(attach)) => match reader.read(&partition, attach, deadline).await {
+            Ok(state) => state,
+            Err(error) => {
+                // Nothing was sent: what was known still holds.
+                let mut states = lock(&states);
+                match known {
+                    Some(k) => states.insert(partition, k),
+                    None => states.remove(&partition),
+                };
+                return Err(SendFailure { error, batch });
+            }
+        },
+        (_, None) => unreachable!("an attach is chosen whenever no state is known"),
+    };
+    let mut first_try = true;
+    let mut renumbered = false;
+    let mut again = 0;
+    loop {
+        let first = advance(state.last_sequence, 1);
+        batch.set_stamp(Some(Stamp {
+            sequence: first,
+            producer_id: state.producer_id,
+            epoch: state.epoch,
+        }));
+        let result = if std::mem::take(&mut first_try) {
+            inner.call(batch).await
+        } else {
+            match inner.ready().await {
+                Ok(ready) => ready.call(batch).await,
+                Err(e) => Err(SendFailure {
+                    error: e.error,
+                    batch,
+                }),
+            }
+        };
+        let failure = match result {
+            Ok(batch) => {
+                let published = ProducerState {
+                    last_sequence: advance(state.last_sequence, batch.len() as u32),
+                    ..state
+                };
+                lock(&states).insert(partition, Known::State(published));
+                return Ok(batch);
+            }
+            Err(failure) => failure,
+        };
+        if failure.error.condition() == Some(OUT_OF_ORDER) && !renumbered {
+            // The service does not know this producer's numbers (it lost its state):
+            // a new group, and the batch once more under it.
+            renumbered = true;
+            tracing::warn!(
+                partition,
+                "the service refused the numbers as out of order; starting a new producer group"
+            );
+            match reader.read(&partition, Attach::NewProducer, deadline).await {
+                Ok(fresh) => {
+                    state = fresh;
+                    batch = failure.batch;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::debug!(partition, "starting a new producer group failed: {error}");
+                    return Err(failure);
+                }
+            }
+        }
+        if failure.batch.may_have_been_stored() {
+            // Its numbers stay with it until the service answers or time runs out.
+            let delay = reader.policy.delay(again, 0.5);
+            let in_time = match deadline {
+                Some(d) => Instant::now() + delay < d,
+                None => again < reader.policy.max_retries(),
+            };
+            if failure.error.is_retryable() && in_time {
+                tracing::debug!(
+                    partition,
+                    first,
+                    "the batch's fate is unknown ({}); trying again with its numbers",
+                    failure.error
+                );
+                tokio::time::sleep(delay).await;
+                again += 1;
+                batch = failure.batch;
+                continue;
+            }
+            // The entry stays NewGroup: these numbers are never given to other events.
+            return Err(failure);
+        }
+        // Certainly not stored: the next batch takes the same numbers.
+        lock(&states).insert(partition, Known::State(state));
+        return Err(failure);
     }
-    let refused_numbers = error.condition() == Some("com.microsoft:out-of-order-sequence");
-    if same && now.last_sequence == before.last_sequence && !refused_numbers {
-        return Ok((now, false));
-    }
-    tracing::warn!(
-        partition,
-        expected = before.last_sequence,
-        service = now.last_sequence,
-        "the service's producer state disagrees; starting a new producer group"
-    );
-    let fresh = reader.read(partition, Attach::NewProducer).await?;
-    Ok((fresh, false))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

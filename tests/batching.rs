@@ -91,6 +91,7 @@ async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
     let limit = 64 * 1024;
     let (mut producer, _outcomes) = Producer::builder()
         .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200))
         .max_pending_events(10_000)
         .build_with_service(service, vec!["0".into()], limit)
         .unwrap();
@@ -120,6 +121,7 @@ async fn sticky_routing_fills_one_partition_before_the_next() {
     let (service, log) = recorder();
     let (mut producer, _outcomes) = Producer::builder()
         .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200))
         .sticky_routing(true)
         .build_with_service(service, vec!["0".into(), "1".into(), "2".into()], 10_000)
         .unwrap();

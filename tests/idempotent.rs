@@ -243,32 +243,36 @@ async fn keyed_events_are_numbered_on_their_hashed_partition() {
 }
 
 #[tokio::test]
-async fn a_refusal_as_out_of_order_starts_a_new_producer_group() {
+async fn a_refusal_as_out_of_order_costs_a_new_producer_group_not_the_events() {
     let emulator = emulator(1).await;
-    let (mut producer, mut outcomes) = idempotent_producer(&emulator, quick_retries()).await;
+    let (mut producer, mut outcomes) = idempotent_producer(&emulator, RetryPolicy::none()).await;
     producer.enqueue(EventData::new("first")).await.unwrap();
     assert!(next(&mut outcomes).await.is_success());
-    // The service says the numbers are wrong: the state can no longer be trusted.
+    // The service says the numbers are wrong (as after it lost its state): the batch
+    // is tried again under a new producer group, even with no retries configured.
     emulator.add_fault(
         "reject,condition=com.microsoft:out-of-order-sequence,count=1"
             .parse()
             .unwrap(),
     );
-    producer.enqueue(EventData::new("refused")).await.unwrap();
+    producer
+        .enqueue(EventData::new("refused once"))
+        .await
+        .unwrap();
     let o = next(&mut outcomes).await;
-    assert_eq!(
-        o.result.unwrap_err().condition(),
-        Some("com.microsoft:out-of-order-sequence")
-    );
+    assert!(o.is_success(), "{:?}", o.result);
+    assert_eq!(o.starting_sequence_number, Some(1));
     producer.enqueue(EventData::new("after")).await.unwrap();
     let o = next(&mut outcomes).await;
     assert!(o.is_success(), "{:?}", o.result);
     let events = stored(&emulator, "0");
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 3);
     assert_eq!((events[0].0.as_str(), events[0].1), ("first", 1));
     // A new group, numbered from the start.
-    assert_eq!((events[1].0.as_str(), events[1].1), ("after", 1));
+    assert_eq!((events[1].0.as_str(), events[1].1), ("refused once", 1));
+    assert_eq!((events[2].0.as_str(), events[2].1), ("after", 2));
     assert_ne!(events[0].2, events[1].2);
+    assert_eq!(events[1].2, events[2].2);
 }
 
 #[tokio::test]

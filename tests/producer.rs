@@ -20,6 +20,8 @@ async fn producer(emulator: &EmulatorHandle, max_wait_ms: u64) -> (Producer, Out
         .connection_string(&emulator.connection_string_for("eh1"))
         .max_wait(Duration::from_millis(max_wait_ms))
         .try_timeout(Duration::from_secs(10))
+        // Tests that wait on flush or close set max_wait out of reach.
+        .delivery_timeout(Duration::from_millis(max_wait_ms) + Duration::from_secs(120))
         .build()
         .await
         .unwrap()
@@ -343,6 +345,9 @@ async fn a_dropped_connection_fails_the_batch_retryably_and_the_next_one_reconne
     let first = outcomes.next().await.unwrap();
     let error = first.result.unwrap_err();
     assert!(error.is_retryable(), "{error}");
+    // Stored, yet reported failed: the error must say that it may have been.
+    assert!(error.is_ambiguous(), "{error}");
+    assert!(error.to_string().contains("may have been stored"), "{error}");
     producer.enqueue(EventData::new("after")).await.unwrap();
     let second = outcomes.next().await.unwrap();
     assert!(second.is_success(), "{:?}", second.result);
@@ -542,9 +547,9 @@ async fn permanent_rejections_are_not_retried() {
     let (mut producer, mut outcomes) = producer_retrying(&emulator, quick_retries()).await;
     producer.enqueue(EventData::new("denied")).await.unwrap();
     let o = outcomes.next().await.unwrap();
-    assert_eq!(
-        o.result.unwrap_err().condition(),
-        Some("amqp:unauthorized-access")
-    );
+    let error = o.result.unwrap_err();
+    assert_eq!(error.condition(), Some("amqp:unauthorized-access"));
+    // A refusal is a verdict: certainly not stored.
+    assert!(!error.is_ambiguous(), "{error}");
     assert!(bodies(&emulator, "0").is_empty());
 }

@@ -299,6 +299,11 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 return;
             }
         };
+        // A transfer read from the buffers of a connection that was dropped meanwhile
+        // (by a fault on another link) is forgotten, as the service forgets it.
+        if conn.is_dropped() {
+            return;
+        }
         if !conn.authorized() {
             let _ = receiver
                 .close_with_error(conn.unauthorized().to_error())
@@ -356,6 +361,12 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 .collect()
         };
         let store = |events: Vec<NewEvent>| -> Result<(), Rejection> {
+            if conn.is_dropped() {
+                return Err(Rejection::new(
+                    "amqp:connection:forced",
+                    "The connection was dropped.",
+                ));
+            }
             match plan.idempotent {
                 None => {
                     partition.append(events, now);
@@ -414,9 +425,12 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
             Settle::Release => receiver.release(info).await.is_err(),
             Settle::DelayThenAccept(d) => {
                 let disposer = receiver.disposer();
+                let conn = conn.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    let _ = disposer.accept(info).await;
+                    if !conn.is_dropped() {
+                        let _ = disposer.accept(info).await;
+                    }
                 });
                 false
             }

@@ -95,6 +95,12 @@ impl Conn {
         };
     }
 
+    /// Whether the connection was dropped: like the service, the emulator then stores
+    /// and settles nothing more that came in on it.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
     /// Drops the TCP connection at once, with no AMQP close.
     pub(crate) fn drop_connection(&self) {
         self.dropped.store(true, Ordering::SeqCst);

@@ -33,12 +33,15 @@ pub struct Sealed<T> {
     pub items: Vec<T>,
     /// The sum of their weights.
     pub weight: usize,
+    /// When its first item arrived.
+    pub opened: Instant,
 }
 
 #[derive(Debug)]
 struct Open<T> {
     items: Vec<T>,
     weight: usize,
+    opened: Instant,
     deadline: Instant,
 }
 
@@ -85,6 +88,7 @@ impl<T> Batcher<T> {
         let open = self.open[key].get_or_insert_with(|| Open {
             items: Vec::new(),
             weight: 0,
+            opened: now,
             deadline,
         });
         open.items.push(item);
@@ -102,6 +106,7 @@ impl<T> Batcher<T> {
             key,
             items: open.items,
             weight: open.weight,
+            opened: open.opened,
         })
     }
 
@@ -166,7 +171,8 @@ mod tests {
             [Sealed {
                 key: 3,
                 items: vec!['a', 'b'],
-                weight: 10
+                weight: 10,
+                opened: now,
             }]
         );
         assert!(!b.is_open(3));

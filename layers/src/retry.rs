@@ -28,6 +28,12 @@ pub trait Retryable<Request>: Sized {
 
     /// The request, to try again; `Err(self)` if the error does not carry it.
     fn into_request(self) -> Result<Request, Self>;
+
+    /// When the request stops being worth trying: no retry starts at or after it.
+    /// `None` (the default) for no limit.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// How often and how patiently to retry: exponential backoff with jitter.
@@ -121,7 +127,9 @@ impl<S> Layer<S> for RetryLayer {
     }
 }
 
-/// Retries requests whose error is [`Retryable`], sleeping between tries.
+/// Retries requests whose error is [`Retryable`], sleeping between tries, until the
+/// retries are used up or the next try could only start at or after the request's
+/// [deadline](Retryable::deadline).
 ///
 /// One request is tried to the end (success, a permanent error, or retries used up)
 /// before its response resolves, so a caller that waits for each response before the
@@ -201,11 +209,18 @@ where
                     Err(e) if e.is_retryable() => e,
                     Err(e) => return Err(e),
                 };
+                let delay = policy.delay(retry, sample(&seed));
+                if error
+                    .deadline()
+                    .is_some_and(|d| tokio::time::Instant::now() + delay >= d)
+                {
+                    return Err(error);
+                }
                 let request = match error.into_request() {
                     Ok(r) => r,
                     Err(e) => return Err(e),
                 };
-                tokio::time::sleep(policy.delay(retry, sample(&seed))).await;
+                tokio::time::sleep(delay).await;
                 retry += 1;
                 result = match again.ready().await {
                     Ok(service) => service.call(request).await,
@@ -309,6 +324,52 @@ mod tests {
             }
         );
         assert_eq!(calls.lock().unwrap().len(), 3);
+    }
+
+    #[derive(Debug)]
+    struct Late(tokio::time::Instant);
+
+    impl Retryable<u32> for Late {
+        fn is_retryable(&self) -> bool {
+            true
+        }
+
+        fn into_request(self) -> Result<u32, Self> {
+            Ok(1)
+        }
+
+        fn deadline(&self) -> Option<tokio::time::Instant> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_at_or_after_the_deadline() {
+        let start = tokio::time::Instant::now();
+        // Tries at 0, 0.8 s and 2.4 s fit before 3 s; the next would start at 5.6 s.
+        let deadline = start + Duration::from_secs(3);
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c = calls.clone();
+        let service = tower::service_fn(move |_: u32| {
+            c.lock().unwrap().push(tokio::time::Instant::now() - start);
+            async move { Err::<u32, _>(Late(deadline)) }
+        });
+        let policy = RetryPolicy::default().with_jitter(0.0).with_max_retries(10);
+        let e = Retry::new(service, policy).oneshot(1).await.unwrap_err();
+        assert_eq!(e.0, deadline);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                Duration::ZERO,
+                Duration::from_millis(800),
+                Duration::from_millis(2400)
+            ]
+        );
+        // It gives up as soon as it knows, without sleeping towards the deadline.
+        assert_eq!(
+            tokio::time::Instant::now() - start,
+            Duration::from_millis(2400)
+        );
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(crate) struct Endpoint {
     pub(crate) timeout: Duration,
     /// Attach partition links as an idempotent producer.
     pub(crate) idempotent: bool,
+    /// Backoff between failed connection attempts.
+    pub(crate) reconnect: streaming_producer_layers::retry::RetryPolicy,
 }
 
 impl Endpoint {
@@ -79,8 +81,6 @@ const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
 pub(crate) enum Attach {
     /// From the partition link as it is (attaching it if needed).
     Current,
-    /// From a fresh attach as the same producer: the service's state now.
-    Again,
     /// From a fresh attach as a new producer group, which the service numbers anew.
     NewProducer,
 }
@@ -124,6 +124,7 @@ pub(crate) struct Amqp {
     commands: mpsc::Sender<Command>,
     /// The generation of the last connection that was lost (0: none yet).
     lost: watch::Receiver<u64>,
+    why: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -144,6 +145,7 @@ impl Amqp {
     pub(crate) fn spawn(endpoint: Endpoint) -> Self {
         let (commands, rx) = mpsc::channel(64);
         let (lost_tx, lost) = watch::channel(0);
+        let why = Arc::default();
         tokio::spawn(
             Task {
                 endpoint,
@@ -151,10 +153,17 @@ impl Amqp {
                 identities: HashMap::new(),
                 generation: 0,
                 lost: lost_tx,
+                parked: Default::default(),
+                backoff: None,
+                why: Arc::clone(&why),
             }
             .run(rx),
         );
-        Self { commands, lost }
+        Self {
+            commands,
+            lost,
+            why,
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
@@ -226,6 +235,11 @@ impl Amqp {
         let _ = self.ask(|reply| Command::Close { reply }).await;
     }
 
+    /// Why the last connection attempt failed, while the producer is disconnected.
+    pub(crate) fn why_disconnected(&self) -> Option<String> {
+        self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Resolves when the connection of `generation` is lost.
     pub(crate) async fn lost(&self, generation: u64) {
         let mut lost = self.lost.clone();
@@ -252,6 +266,11 @@ struct Task {
     identities: HashMap<String, (i64, i16)>,
     generation: u64,
     lost: watch::Sender<u64>,
+    /// Commands waiting for a reconnect, in arrival order.
+    parked: std::collections::VecDeque<Command>,
+    backoff: Option<Backoff>,
+    /// Why the last connection attempt failed, while the producer is disconnected.
+    why: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn status_error(reply: &Reply, what: &str) -> Error {
@@ -264,10 +283,48 @@ fn status_error(reply: &Reply, what: &str) -> Error {
     }
 }
 
+impl Command {
+    /// Commands that wait for the connection while it cannot be made (their callers
+    /// bound the wait by their delivery deadline) rather than fail at once.
+    fn waits_for_connection(&self) -> bool {
+        matches!(self, Command::Send { .. } | Command::ProducerState { .. })
+    }
+
+    /// Whether the caller stopped waiting for the reply.
+    fn abandoned(&self) -> bool {
+        match self {
+            Command::Send { reply, .. } => reply.is_closed(),
+            Command::ProducerState { reply, .. } => reply.is_closed(),
+            _ => false,
+        }
+    }
+
+    fn fail(self, error: Error) {
+        match self {
+            Command::Send { reply, .. } => drop(reply.send(Err(error))),
+            Command::MaxMessageSize { reply, .. } => drop(reply.send(Err(error))),
+            Command::Properties { reply } => drop(reply.send(Err(error))),
+            Command::PartitionProperties { reply, .. } => drop(reply.send(Err(error))),
+            Command::ProducerState { reply, .. } => drop(reply.send(Err(error))),
+            Command::Close { reply } => drop(reply.send(())),
+        }
+    }
+}
+
+/// Failed connection attempts in a row, and when the next may be made.
+struct Backoff {
+    failures: u32,
+    next_at: tokio::time::Instant,
+}
+
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
             let refresh_at = self.live.as_ref().map(|l| l.refresh_at);
+            let retry_at = match (&self.backoff, self.parked.is_empty()) {
+                (Some(b), false) => Some(b.next_at),
+                _ => None,
+            };
             let command = match self.live.as_mut() {
                 Some(live) => tokio::select! {
                     c = commands.recv() => c,
@@ -283,57 +340,144 @@ impl Task {
                         continue;
                     }
                 },
-                None => commands.recv().await,
+                None => match retry_at {
+                    Some(at) => tokio::select! {
+                        c = commands.recv() => c,
+                        _ = tokio::time::sleep_until(at) => {
+                            self.reconnect_parked().await;
+                            continue;
+                        }
+                    },
+                    None => commands.recv().await,
+                },
             };
             let Some(command) = command else { break };
-            match command {
-                Command::Send {
-                    partition,
-                    message,
-                    reply,
-                } => {
-                    // A caller that gave up (its try timed out) reported the batch as
-                    // failed already: sending it now would publish it behind its back.
-                    if reply.is_closed() {
+            if let Command::Close { reply } = command {
+                for parked in self.parked.drain(..) {
+                    parked.fail(Error::closed());
+                }
+                self.shutdown().await;
+                let _ = reply.send(());
+                return;
+            }
+            if self.live.is_none() {
+                if command.abandoned() {
+                    continue;
+                }
+                let waiting = self
+                    .backoff
+                    .as_ref()
+                    .is_some_and(|b| b.next_at > tokio::time::Instant::now());
+                if command.waits_for_connection() {
+                    // In line behind the others, so a partition's sends keep their order.
+                    if waiting || !self.parked.is_empty() {
+                        self.parked.push_back(command);
                         continue;
                     }
-                    let result = self.send(&partition, *message).await;
-                    let _ = reply.send(result);
+                    match self.connect().await {
+                        Ok(_) => {}
+                        Err(e) if e.is_retryable() => {
+                            self.parked.push_back(command);
+                            continue;
+                        }
+                        Err(e) => {
+                            command.fail(e);
+                            continue;
+                        }
+                    }
+                } else if waiting {
+                    // Management reads fail at once rather than wait for a reconnect.
+                    let why = self.why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    command.fail(Error::connection(why.unwrap_or_default()));
+                    continue;
                 }
-                Command::MaxMessageSize { partition, reply } => {
-                    let result = self.sender(&partition).await.map(|s| {
-                        s.max_message_size()
-                            .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE)
-                    });
-                    let _ = reply.send(result);
+            }
+            self.handle(command).await;
+        }
+        for parked in self.parked.drain(..) {
+            parked.fail(Error::closed());
+        }
+        self.shutdown().await;
+    }
+
+    /// One connection attempt for every command waiting for it; on success they are
+    /// served in the order they came.
+    async fn reconnect_parked(&mut self) {
+        self.parked.retain(|c| !c.abandoned());
+        if self.parked.is_empty() {
+            return;
+        }
+        match self.connect().await {
+            Ok(_) => {
+                while let Some(command) = self.parked.pop_front() {
+                    self.handle(command).await;
                 }
-                Command::Properties { reply } => {
-                    let result = self.read(None).await.and_then(|r| parse_hub_properties(&r));
-                    let _ = reply.send(result);
-                }
-                Command::PartitionProperties { partition, reply } => {
-                    let result = self
-                        .read(Some(partition))
-                        .await
-                        .and_then(|r| parse_partition_properties(&r));
-                    let _ = reply.send(result);
-                }
-                Command::ProducerState {
-                    partition,
-                    attach,
-                    reply,
-                } => {
-                    let result = self.producer_state(&partition, attach).await;
-                    let _ = reply.send(result);
-                }
-                Command::Close { reply } => {
-                    self.shutdown().await;
-                    let _ = reply.send(());
-                    return;
+            }
+            // The backoff grew; they wait for the next attempt.
+            Err(e) if e.is_retryable() => {}
+            Err(e) => {
+                let message = e.to_string();
+                let mut first = Some(e);
+                for parked in self.parked.drain(..) {
+                    let error = first
+                        .take()
+                        .unwrap_or_else(|| Error::connection(message.clone()));
+                    parked.fail(error);
                 }
             }
         }
-        self.shutdown().await;
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send {
+                partition,
+                message,
+                mut reply,
+            } => {
+                // A caller that gave up (its deadline passed) reported the batch as
+                // failed already: sending it now would publish it behind its back.
+                if reply.is_closed() {
+                    return;
+                }
+                if let Some(result) = self.send(&partition, *message, &mut reply).await {
+                    let _ = reply.send(result);
+                }
+            }
+            Command::MaxMessageSize { partition, reply } => {
+                let result = self.sender(&partition).await.map(|s| {
+                    s.max_message_size()
+                        .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE)
+                });
+                let _ = reply.send(result);
+            }
+            Command::Properties { reply } => {
+                let result = self.read(None).await.and_then(|r| parse_hub_properties(&r));
+                let _ = reply.send(result);
+            }
+            Command::PartitionProperties { partition, reply } => {
+                let result = self
+                    .read(Some(partition))
+                    .await
+                    .and_then(|r| parse_partition_properties(&r));
+                let _ = reply.send(result);
+            }
+            Command::ProducerState {
+                partition,
+                attach,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    return;
+                }
+                let result = self.producer_state(&partition, attach).await;
+                let _ = reply.send(result);
+            }
+            Command::Close { reply } => {
+                self.shutdown().await;
+                let _ = reply.send(());
+            }
+        }
     }
 
     fn connection_lost(&mut self) {
@@ -343,29 +487,56 @@ impl Task {
         }
     }
 
+    /// Closes links, session and connection, politely but within a bound: a service
+    /// that stopped answering must not hold up the producer's close.
     async fn shutdown(&mut self) {
         if let Some(mut live) = self.live.take() {
-            for (_, sender) in live.senders.drain() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), sender.close()).await;
+            let polite = async {
+                let senders = live.senders.drain().map(|(_, sender)| sender.close());
+                futures_util::future::join_all(senders).await;
+                live.cbs.close().await;
+                if let Some(m) = live.management.take() {
+                    m.close().await;
+                }
+                let _ = live.session.end().await;
+                let _ = live.connection.close().await;
+            };
+            if tokio::time::timeout(SHUTDOWN_LIMIT, polite).await.is_err() {
+                tracing::debug!("the service did not answer the close in time");
             }
-            live.cbs.close().await;
-            if let Some(m) = live.management.take() {
-                m.close().await;
-            }
-            let _ = live.session.end().await;
-            let _ = live.connection.close().await;
             self.lost.send_replace(self.generation);
         }
     }
 
+    /// Connects if not connected. A failure is remembered: commands that wait for the
+    /// connection make the next attempt only after a backoff that grows with each
+    /// failure in a row (the producer's retry policy), so an unreachable service gets
+    /// one attempt at a time, not one per partition and batch.
     async fn connect(&mut self) -> Result<&mut Live, Error> {
         if self.live.is_none() {
             let timeout = self.endpoint.timeout;
-            let live = tokio::time::timeout(timeout, self.open())
+            let opened = tokio::time::timeout(timeout, self.open())
                 .await
-                .map_err(|_| Error::new(Kind::Timeout))??;
-            self.generation += 1;
-            self.live = Some(live);
+                .unwrap_or_else(|_| Err(Error::new(Kind::Timeout)));
+            match opened {
+                Ok(live) => {
+                    self.generation += 1;
+                    self.live = Some(live);
+                    self.backoff = None;
+                    *self.why.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                Err(e) => {
+                    let failures = self.backoff.as_ref().map_or(0, |b| b.failures) + 1;
+                    let delay = self.endpoint.reconnect.delay(failures - 1, 0.5);
+                    tracing::debug!(failures, ?delay, "cannot connect: {e}");
+                    self.backoff = Some(Backoff {
+                        failures,
+                        next_at: tokio::time::Instant::now() + delay,
+                    });
+                    *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    return Err(e);
+                }
+            }
         }
         Ok(self.live.as_mut().expect("just connected"))
     }
@@ -503,22 +674,36 @@ impl Task {
             .ok_or_else(|| Error::connection("the partition link has no producer state"))
     }
 
-    async fn send(&mut self, partition: &str, message: Wire) -> Result<(Settlement, u64), Error> {
+    /// Transfers `message` on the partition's link; `None` if the caller went away
+    /// while the link waited for credit (then nothing was transferred).
+    async fn send(
+        &mut self,
+        partition: &str,
+        message: Wire,
+        reply: &mut oneshot::Sender<Result<(Settlement, u64), Error>>,
+    ) -> Option<Result<(Settlement, u64), Error>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let timeout = self.endpoint.timeout;
-            let sender = self.sender(partition).await?;
-            let Some(sent) = send_when_credit(sender, &message, timeout).await else {
-                // No credit for a whole try: nothing was transferred. A fresh link on
-                // the next try gets credit anew.
-                if let Some(live) = self.live.as_mut() {
-                    live.senders.remove(partition);
+            let sender = match self.sender(partition).await {
+                Ok(sender) => sender,
+                Err(e) => return Some(Err(e)),
+            };
+            let sent = match send_when_credit(sender, &message, timeout, reply).await {
+                Credit::Sent(sent) => sent,
+                Credit::CallerGone => return None,
+                Credit::TimedOut => {
+                    // No credit for a whole try: nothing was transferred. A fresh link
+                    // on the next try gets credit anew.
+                    if let Some(live) = self.live.as_mut() {
+                        live.senders.remove(partition);
+                    }
+                    return Some(Err(Error::new(Kind::Timeout)));
                 }
-                return Err(Error::new(Kind::Timeout));
             };
             match sent {
-                Ok(settlement) => return Ok((settlement, self.generation)),
+                Ok(settlement) => return Some(Ok((settlement, self.generation))),
                 Err(err) => {
                     // The link is unusable (detached by the service, or its session
                     // ended): forget it. Nothing was transferred, so one more try on a
@@ -529,7 +714,7 @@ impl Task {
                     let link_gone =
                         matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
                     if !link_gone || attempt > 1 {
-                        return Err(crate::base::send_error(err));
+                        return Some(Err(crate::base::send_error(err)));
                     }
                 }
             }
@@ -665,8 +850,21 @@ async fn tls_connect(
 /// room on the session) gives that one credit up.
 const CREDIT_RECHECK: Duration = Duration::from_secs(1);
 
-/// Hands `message` to the link once it has credit, waiting at most `limit`; `None` if
-/// no credit came in that time (then nothing was transferred).
+/// The longest a close waits for the service to answer.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// How a wait for link credit ended.
+enum Credit {
+    /// The transfer was handed to the session (or the link failed).
+    Sent(Result<Settlement, SendError>),
+    /// No credit came within the limit; nothing was transferred.
+    TimedOut,
+    /// The caller stopped waiting; nothing was transferred.
+    CallerGone,
+}
+
+/// Hands `message` to the link once it has credit, waiting at most `limit` and only
+/// while the caller still waits for the `reply`.
 ///
 /// fe2o3 0.18 wakes a send waiting for credit with `Notify::notify_waiters`, which
 /// keeps no permit: credit that arrives between the send's check and its wait (the
@@ -676,20 +874,28 @@ const CREDIT_RECHECK: Duration = Duration::from_secs(1);
 /// Cancelling a send is safe in fe2o3 (a link has one sender, and a transfer not yet
 /// handed to the session is forgotten), so the send is started again every
 /// [`CREDIT_RECHECK`], which looks at the credit afresh.
-async fn send_when_credit(
+async fn send_when_credit<T>(
     sender: &mut Sender,
     message: &Wire,
     limit: Duration,
-) -> Option<Result<Settlement, SendError>> {
+    reply: &mut oneshot::Sender<T>,
+) -> Credit {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let wait =
             CREDIT_RECHECK.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        if let Ok(sent) = tokio::time::timeout(wait, sender.send_batchable_ref(message)).await {
-            return Some(sent);
+        tokio::select! {
+            // A transfer that went out is reported even if the caller left meanwhile.
+            biased;
+            sent = tokio::time::timeout(wait, sender.send_batchable_ref(message)) => {
+                if let Ok(sent) = sent {
+                    return Credit::Sent(sent);
+                }
+            }
+            _ = reply.closed() => return Credit::CallerGone,
         }
         if tokio::time::Instant::now() >= deadline {
-            return None;
+            return Credit::TimedOut;
         }
     }
 }

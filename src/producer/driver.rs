@@ -77,6 +77,8 @@ pub(crate) struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_wait: Duration,
+    /// From an event's acceptance to its outcome, at most.
+    pub(crate) delivery_timeout: Duration,
     pub(crate) concurrency: usize,
     /// At this many pending events no more can come in, so waiting for `max_wait`
     /// would only idle: batches that can be sent now are published at once.
@@ -96,6 +98,8 @@ struct State {
     next_seq: u64,
     /// Events received and not yet reported.
     pending: usize,
+    /// The earliest deadline of a batch waiting in a ready queue, if any.
+    next_expiry: Option<Instant>,
 }
 
 impl Driver {
@@ -109,6 +113,7 @@ impl Driver {
             barriers: Vec::new(),
             next_seq: 0,
             pending: 0,
+            next_expiry: None,
         };
         let mut closing = false;
         loop {
@@ -144,6 +149,11 @@ impl Driver {
                     state.partitions[partition].in_flight -= 1;
                     let (batch, result) = match result {
                         Ok(batch) => (batch, Ok(())),
+                        // A try that reached the service without a verdict makes the
+                        // whole outcome ambiguous, whatever a later try said.
+                        Err(SendFailure { error, batch }) if batch.may_have_been_stored() => {
+                            (batch, Err(error.into_ambiguous()))
+                        }
                         Err(SendFailure { error, batch }) => (batch, Err(error)),
                     };
                     let outcome = BatchOutcome {
@@ -155,6 +165,9 @@ impl Driver {
                     };
                     self.report(&mut state, outcome, &seqs, Some(partition)).await;
                     self.dispatch(&mut state, partition);
+                }
+                _ = tokio::time::sleep_until(state.next_expiry.unwrap_or_else(Instant::now)), if state.next_expiry.is_some() => {
+                    self.expire(&mut state).await;
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     for sealed in state.batcher.seal_expired(Instant::now()) {
@@ -267,6 +280,37 @@ impl Driver {
         }
     }
 
+    /// Fails the batches still waiting to be sent whose delivery timeout has passed.
+    async fn expire(&mut self, state: &mut State) {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for i in 0..state.partitions.len() {
+            let mut expired = Vec::new();
+            let ready = &mut state.partitions[i].ready;
+            // Batches are queued oldest first, so the expired ones lead.
+            while ready
+                .front()
+                .is_some_and(|(b, _)| b.deadline().is_some_and(|d| d <= now))
+            {
+                expired.extend(ready.pop_front());
+            }
+            if let Some(d) = ready.front().and_then(|(b, _)| b.deadline()) {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+            for (batch, seqs) in expired {
+                let outcome = BatchOutcome {
+                    partition: batch.partition().to_owned(),
+                    size_in_bytes: batch.size_in_bytes(),
+                    starting_sequence_number: None,
+                    events: batch.into_events(),
+                    result: Err(Error::delivery_timeout()),
+                };
+                self.report(state, outcome, &seqs, Some(i)).await;
+            }
+        }
+        state.next_expiry = next;
+    }
+
     /// Moves a sealed batch to its partition's queue of batches ready to send.
     fn to_ready(&self, state: &mut State, sealed: Sealed<Item>) {
         if sealed.key >= state.partitions.len() {
@@ -274,7 +318,13 @@ impl Driver {
                 .partitions
                 .resize_with(sealed.key + 1, PartitionState::default);
         }
+        let deadline = sealed
+            .opened
+            .checked_add(self.delivery_timeout)
+            .unwrap_or_else(|| sealed.opened + Duration::from_secs(100 * 365 * 24 * 3600));
+        state.next_expiry = Some(state.next_expiry.map_or(deadline, |n| n.min(deadline)));
         let mut batch = Batch::new(self.shared.partition_id(sealed.key));
+        batch.set_deadline(Some(deadline));
         let mut seqs = Vec::with_capacity(sealed.items.len());
         for (event, encoded, seq) in sealed.items {
             batch.push(event, encoded);

@@ -277,7 +277,8 @@ impl std::error::Error for EnqueueError {
 
 impl Producer {
     /// A builder with the defaults: `max_wait` 250 ms, 2500 pending events, 64 MiB of
-    /// pending bodies, one send in flight per partition, 60 s per try.
+    /// pending bodies, one send in flight per partition, 60 s per try, 2 minutes from
+    /// acceptance to outcome.
     pub fn builder() -> ProducerBuilder {
         ProducerBuilder::default()
     }
@@ -602,6 +603,7 @@ pub struct ProducerBuilder {
     max_pending_bytes: usize,
     max_concurrent_sends_per_partition: usize,
     try_timeout: Duration,
+    delivery_timeout: Duration,
     identifier: Option<String>,
     layers: Vec<LayerFn>,
     partitioner: Arc<dyn Partitioner>,
@@ -623,6 +625,7 @@ impl std::fmt::Debug for ProducerBuilder {
                 &self.max_concurrent_sends_per_partition,
             )
             .field("try_timeout", &self.try_timeout)
+            .field("delivery_timeout", &self.delivery_timeout)
             .field("identifier", &self.identifier)
             .field("layers", &self.layers.len())
             .field("sticky", &self.sticky)
@@ -643,6 +646,7 @@ impl Default for ProducerBuilder {
             max_pending_bytes: 64 << 20,
             max_concurrent_sends_per_partition: 1,
             try_timeout: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(120),
             identifier: None,
             layers: Vec::new(),
             partitioner: Arc::new(ServiceHash),
@@ -724,9 +728,39 @@ impl ProducerBuilder {
         self
     }
 
-    /// Bound on one try to publish a batch (and on connecting).
+    /// Bound on one try to publish a batch, from its transfer to the service's
+    /// verdict (and on each connection attempt and link attach); default 60 s. A try
+    /// that times out is retried like any transient failure.
     pub fn try_timeout(mut self, timeout: Duration) -> Self {
         self.try_timeout = timeout;
+        self
+    }
+
+    /// The longest time from an event's acceptance to its outcome (Kafka's
+    /// `delivery.timeout.ms`), default 2 minutes like Kafka's. It counts everything: the
+    /// wait in an open batch (at most `max_wait`), waiting to be sent, waiting for the
+    /// connection while it cannot be re-established, every try (each also bounded by
+    /// `try_timeout`), and the backoff between them. No retry starts after it; a try in
+    /// progress is cut short by it; events still waiting fail at it with an error for
+    /// which [`Error::is_timeout`] is true. So [`Producer::close`] returns within it
+    /// (plus a few seconds to close the connection) even when the service is gone for
+    /// good. It must be longer than `max_wait`, or no event could ever be published.
+    ///
+    /// With idempotent retries, a batch whose fate is unknown is retried with its
+    /// numbers until this deadline, whatever the retry policy's count.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streaming_producer::Producer;
+    ///
+    /// let builder = Producer::builder()
+    ///     .max_wait(Duration::from_millis(100))
+    ///     .try_timeout(Duration::from_secs(10))
+    ///     .delivery_timeout(Duration::from_secs(30));
+    /// # let _ = builder;
+    /// ```
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
         self
     }
 
@@ -789,6 +823,13 @@ impl ProducerBuilder {
         if self.try_timeout.is_zero() {
             return Err(Error::config("try_timeout must be positive"));
         }
+        if self.delivery_timeout <= self.max_wait {
+            return Err(Error::config(format!(
+                "delivery_timeout ({:?}) must be longer than max_wait ({:?}): an event may \
+                 wait max_wait in its batch before it is even sent",
+                self.delivery_timeout, self.max_wait
+            )));
+        }
         if self.idempotent && self.max_concurrent_sends_per_partition > 1 {
             return Err(Error::config(
                 "idempotent_retries needs max_concurrent_sends_per_partition = 1: \
@@ -836,6 +877,7 @@ impl ProducerBuilder {
             identifier,
             timeout: self.try_timeout,
             idempotent: self.idempotent,
+            reconnect: self.retry.clone(),
         });
         let started = async {
             let properties = amqp.properties().await?;
@@ -974,6 +1016,7 @@ impl ProducerBuilder {
                 shared: shared.clone(),
                 max_batch_bytes,
                 max_wait: self.max_wait,
+                delivery_timeout: self.delivery_timeout,
                 concurrency: self.max_concurrent_sends_per_partition,
                 max_pending_events: self.max_pending_events,
                 on_close,
