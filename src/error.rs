@@ -114,6 +114,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match &self.kind {
             Kind::Connection(_) | Kind::Timeout | Kind::NotAccepted(_) => true,
+            // A link closed for want of a valid token: the next try attaches again with
+            // a fresh one, and a token the service refuses then fails as `Auth`.
+            Kind::Detached { condition, .. } if condition == "amqp:unauthorized-access" => true,
             Kind::Rejected { condition, .. } | Kind::Detached { condition, .. } => {
                 RETRYABLE_CONDITIONS.contains(&condition.as_str())
             }

@@ -347,7 +347,10 @@ async fn a_dropped_connection_fails_the_batch_retryably_and_the_next_one_reconne
     assert!(error.is_retryable(), "{error}");
     // Stored, yet reported failed: the error must say that it may have been.
     assert!(error.is_ambiguous(), "{error}");
-    assert!(error.to_string().contains("may have been stored"), "{error}");
+    assert!(
+        error.to_string().contains("may have been stored"),
+        "{error}"
+    );
     producer.enqueue(EventData::new("after")).await.unwrap();
     let second = outcomes.next().await.unwrap();
     assert!(second.is_success(), "{:?}", second.result);

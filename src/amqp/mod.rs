@@ -71,6 +71,7 @@ pub(crate) struct ProducerState {
     pub(crate) last_sequence: i32,
 }
 
+const UNAUTHORIZED: &str = "amqp:unauthorized-access";
 const IDEMPOTENT_PRODUCER: &str = "com.microsoft:idempotent-producer";
 const PRODUCER_ID: &str = "com.microsoft:producer-id";
 const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
@@ -598,7 +599,26 @@ impl Task {
         Ok(())
     }
 
+    /// The partition's sender link, attached if needed. An attach refused as
+    /// unauthorized (the token expired early by the service's clock, say) puts a
+    /// fresh token and tries once more.
     async fn sender(&mut self, partition: &str) -> Result<&mut Sender, Error> {
+        if let Err(e) = self.attach_sender(partition).await {
+            if e.condition() != Some(UNAUTHORIZED) {
+                return Err(e);
+            }
+            tracing::debug!(
+                partition,
+                "attach refused as unauthorized; putting a fresh token"
+            );
+            self.refresh_token().await?;
+            self.attach_sender(partition).await?;
+        }
+        let live = self.live.as_mut().expect("connected by the attach");
+        Ok(live.senders.get_mut(partition).expect("attached above"))
+    }
+
+    async fn attach_sender(&mut self, partition: &str) -> Result<(), Error> {
         let address = format!("{}/Partitions/{partition}", self.endpoint.hub);
         let timeout = self.endpoint.timeout;
         let identifier = self.endpoint.identifier.clone();
@@ -643,8 +663,7 @@ impl Task {
         if let Some(identity) = learned {
             self.identities.insert(partition.to_owned(), identity);
         }
-        let live = self.live.as_mut().expect("connected above");
-        Ok(live.senders.get_mut(partition).expect("attached above"))
+        Ok(())
     }
 
     async fn producer_state(
@@ -683,6 +702,7 @@ impl Task {
         reply: &mut oneshot::Sender<Result<(Settlement, u64), Error>>,
     ) -> Option<Result<(Settlement, u64), Error>> {
         let mut attempt = 0;
+        let mut reauthorized = false;
         loop {
             attempt += 1;
             let timeout = self.endpoint.timeout;
@@ -713,8 +733,22 @@ impl Task {
                     }
                     let link_gone =
                         matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
+                    let error = crate::base::send_error(err);
+                    if link_gone && error.condition() == Some(UNAUTHORIZED) && !reauthorized {
+                        // Closed for want of a valid token (it expired early by the
+                        // service's clock, say): put a fresh one, then attach again.
+                        tracing::debug!(
+                            partition,
+                            "link closed as unauthorized; putting a fresh token"
+                        );
+                        reauthorized = true;
+                        if let Err(e) = self.refresh_token().await {
+                            return Some(Err(e));
+                        }
+                        continue;
+                    }
                     if !link_gone || attempt > 1 {
-                        return Some(Err(crate::base::send_error(err)));
+                        return Some(Err(error));
                     }
                 }
             }
