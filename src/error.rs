@@ -50,7 +50,7 @@ pub(crate) enum Kind {
     TooLarge { size: usize, max: usize },
     /// A `$management` request failed with this status.
     Management { status: i32, description: String },
-    /// The event was handed back by an abandoning close.
+    /// The event was handed back unsent (close_abandon, clear_partition).
     Abandoned,
 }
 
@@ -181,7 +181,8 @@ impl Error {
             || self.condition() == Some("amqp:link:message-size-exceeded")
     }
 
-    /// The event was handed back by an abandoning close.
+    /// The event was handed back unsent, by [`Producer::close_abandon`](crate::Producer::close_abandon)
+    /// or [`Producer::clear_partition`](crate::Producer::clear_partition).
     pub fn is_abandoned(&self) -> bool {
         matches!(self.kind, Kind::Abandoned)
     }
@@ -253,7 +254,7 @@ impl fmt::Display for Kind {
                 f,
                 "management request failed with status {status}: {description}"
             ),
-            Kind::Abandoned => f.write_str("the event was abandoned by close"),
+            Kind::Abandoned => f.write_str("the event was abandoned before it was sent"),
         }
     }
 }

@@ -101,7 +101,7 @@ pub use credential::{
 };
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
-pub use producer::{BatchOutcome, EnqueueError, Outcomes, Producer, ProducerBuilder};
+pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::route::Partitioner;
 

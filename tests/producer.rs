@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault, FaultKind};
 use futures_util::{FutureExt, StreamExt};
-use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
+use streaming_producer::{BatchOutcome, EventData, Outcomes, Partition, Producer, RetryPolicy};
 use streaming_producer_layers::partition_key::partition_index;
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
@@ -198,6 +198,84 @@ async fn close_abandon_hands_unsent_events_back() {
     expected.sort();
     assert_eq!(returned, expected);
     assert!(bodies(&emulator, "0").is_empty() && bodies(&emulator, "1").is_empty());
+}
+
+#[tokio::test]
+async fn one_partition_is_flushed_by_id_or_by_key_and_the_others_keep_batching() {
+    let emulator = emulator(4).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    let keyed = partition_index("user-7", 4).to_string();
+    let other = if keyed == "0" { "1" } else { "0" };
+    for i in 0..5 {
+        producer
+            .enqueue(EventData::new(format!("k{i}")).with_partition_key("user-7"))
+            .await
+            .unwrap();
+        producer
+            .enqueue(EventData::new(format!("o{i}")).with_partition_id(other))
+            .await
+            .unwrap();
+    }
+    producer
+        .flush_partition(Partition::key("user-7"))
+        .await
+        .unwrap();
+    // The keyed partition is done when flush_partition returns; the other still waits.
+    assert_eq!(producer.pending(&keyed), 0);
+    assert_eq!(producer.pending(other), 5);
+    assert_eq!(bodies(&emulator, &keyed), ["k0", "k1", "k2", "k3", "k4"]);
+    assert!(bodies(&emulator, other).is_empty());
+    let o = outcomes.next().now_or_never().flatten().expect("queued");
+    assert!(o.is_success() && o.partition == keyed);
+    producer
+        .flush_partition(Partition::id(other))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&emulator, other).len(), 5);
+    assert_eq!(producer.total_pending(), 0);
+    let unknown = producer
+        .flush_partition(Partition::id("9"))
+        .await
+        .unwrap_err();
+    assert!(unknown.is_unknown_partition(), "{unknown}");
+}
+
+#[tokio::test]
+async fn clearing_a_partition_hands_its_unsent_events_back_as_abandoned() {
+    let emulator = emulator(2).await;
+    let (mut producer, mut outcomes) = producer(&emulator, 3_600_000).await;
+    for i in 0..6 {
+        producer
+            .enqueue(EventData::new(format!("c{i}")).with_partition_id((i % 2).to_string()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        producer.clear_partition(Partition::id("1")).await.unwrap(),
+        3
+    );
+    let o = outcomes.next().await.unwrap();
+    assert!(o.is_abandoned());
+    assert_eq!(o.partition, "1");
+    let bodies_back: Vec<_> = o.events.iter().map(|e| e.body().to_vec()).collect();
+    assert_eq!(
+        bodies_back,
+        [b"c1".to_vec(), b"c3".to_vec(), b"c5".to_vec()]
+    );
+    assert_eq!(producer.pending("1"), 0);
+    assert_eq!(producer.pending("0"), 3);
+    // Nothing left to clear; the partition still takes events.
+    assert_eq!(
+        producer.clear_partition(Partition::id("1")).await.unwrap(),
+        0
+    );
+    producer
+        .enqueue(EventData::new("after").with_partition_id("1"))
+        .await
+        .unwrap();
+    producer.close().await.unwrap();
+    assert_eq!(bodies(&emulator, "1"), ["after"]);
+    assert_eq!(bodies(&emulator, "0"), ["c0", "c2", "c4"]);
 }
 
 #[tokio::test]

@@ -30,6 +30,11 @@ pub(crate) struct SendArgs {
     /// How many events may be pending at once.
     #[arg(long, default_value_t = 2500)]
     max_pending: usize,
+    /// The longest an event may take from being read to being published (retries and
+    /// reconnects included); events still unpublished then count as failures. E.g.
+    /// `30s`, `2m`, `500ms`; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    delivery_timeout: Duration,
     /// Write the events that failed here, one per line.
     #[arg(long, value_name = "FILE")]
     failed_out: Option<PathBuf>,
@@ -41,6 +46,30 @@ pub(crate) struct SendArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_line_bytes: u64,
+}
+
+/// A duration as `250ms`, `30s`, `2m` or `1h`; a bare number is seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 2m or 500ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "'{other}' in '{text}' is not a unit (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
 }
 
 /// One line of input.
@@ -181,7 +210,8 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let mut builder = Producer::builder()
         .connection_string(&args.connection_string)
         .max_wait(Duration::from_millis(args.max_wait_ms))
-        .max_pending_events(args.max_pending.max(1));
+        .max_pending_events(args.max_pending.max(1))
+        .delivery_timeout(args.delivery_timeout);
     if let Some(hub) = &args.hub {
         builder = builder.hub(hub.clone());
     }
@@ -341,6 +371,7 @@ mod tests {
             partition: partition.map(str::to_owned),
             max_wait_ms: 250,
             max_pending: 10,
+            delivery_timeout: Duration::from_secs(120),
             failed_out: None,
             strict_utf8: false,
             max_line_bytes: 1 << 20,
@@ -400,6 +431,18 @@ mod tests {
             out.push(line);
         }
         out
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_are_seconds() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("1e400").is_err());
     }
 
     #[tokio::test]

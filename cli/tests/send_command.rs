@@ -14,8 +14,13 @@ struct Emulator {
 
 impl Emulator {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let mut child = hubcat()
             .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "eh1:4"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -237,4 +242,30 @@ fn sigterm_stops_reading_publishes_what_was_read_and_prints_the_summary() {
         exit.success(),
         "everything read was published: {exit:?}\n{rest}"
     );
+}
+
+#[test]
+fn events_that_cannot_be_published_fail_at_the_delivery_timeout() {
+    // Every transfer goes unanswered: only the delivery timeout ends the run.
+    let emulator = Emulator::start_with(&["--fault", "stall"]);
+    let cs = format!("{};EntityPath=eh1", emulator.connection_string);
+    let lines: String = (0..200).map(|i| format!("line {i}\n")).collect();
+    let started = std::time::Instant::now();
+    let (ok, stderr) = send(
+        &["--delivery-timeout", "2s", "--max-wait-ms", "10"],
+        Some(&cs),
+        lines,
+    );
+    let elapsed = started.elapsed();
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("failures         200"), "{stderr}");
+    assert!(stderr.contains("delivery timeout"), "{stderr}");
+    // Two seconds of waiting, plus start-up and the connection's close.
+    assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
+    let (ok, stderr) = send(&["--delivery-timeout", "5ms"], Some(&cs), "x\n");
+    assert!(!ok);
+    assert!(stderr.contains("delivery_timeout"), "{stderr}");
+    let (ok, stderr) = send(&["--delivery-timeout", "soon"], Some(&cs), "x\n");
+    assert!(!ok);
+    assert!(stderr.contains("soon"), "{stderr}");
 }

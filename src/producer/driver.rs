@@ -46,6 +46,18 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
         _slot: OwnedSemaphorePermit,
     },
+    /// Publishes one partition's open batch and reports when its earlier events are done.
+    FlushPartition {
+        partition: usize,
+        done: oneshot::Sender<()>,
+        _slot: OwnedSemaphorePermit,
+    },
+    /// Hands back one partition's events not yet sent, as abandoned; reports how many.
+    ClearPartition {
+        partition: usize,
+        done: oneshot::Sender<usize>,
+        _slot: OwnedSemaphorePermit,
+    },
     Close {
         abandon: bool,
         _slot: OwnedSemaphorePermit,
@@ -59,9 +71,13 @@ type Item = (EventData, Bytes, u64);
 struct PartitionState {
     ready: VecDeque<(Batch, Vec<u64>)>,
     in_flight: usize,
+    /// Events of this partition received and not yet reported.
+    pending: usize,
 }
 
 struct Barrier {
+    /// Only events of this partition count (all partitions if `None`).
+    partition: Option<usize>,
     /// Events numbered below this were sent before the flush.
     before: u64,
     remaining: usize,
@@ -199,6 +215,8 @@ impl Driver {
                 let seq = state.next_seq;
                 state.next_seq += 1;
                 state.pending += 1;
+                grow(state, partition);
+                state.partitions[partition].pending += 1;
                 let cost = Batch::cost(&encoded);
                 for sealed in
                     state
@@ -254,11 +272,42 @@ impl Driver {
                     let _ = done.send(());
                 } else {
                     state.barriers.push(Barrier {
+                        partition: None,
                         before: state.next_seq,
                         remaining: state.pending,
                         done,
                     });
                 }
+            }
+            Command::FlushPartition {
+                partition, done, ..
+            } => {
+                grow(state, partition);
+                if let Some(sealed) = state.batcher.seal(partition) {
+                    self.to_ready(state, sealed);
+                }
+                self.dispatch(state, partition);
+                let remaining = state.partitions[partition].pending;
+                if remaining == 0 {
+                    let _ = done.send(());
+                } else {
+                    state.barriers.push(Barrier {
+                        partition: Some(partition),
+                        before: state.next_seq,
+                        remaining,
+                        done,
+                    });
+                }
+            }
+            Command::ClearPartition {
+                partition, done, ..
+            } => {
+                grow(state, partition);
+                if let Some(sealed) = state.batcher.seal(partition) {
+                    self.to_ready(state, sealed);
+                }
+                let cleared = self.abandon_ready(state, partition).await;
+                let _ = done.send(cleared);
             }
             Command::Close { .. } => unreachable!("close is handled by the loop"),
         }
@@ -267,17 +316,26 @@ impl Driver {
     async fn abandon_all(&mut self, state: &mut State) {
         self.seal_all(state);
         for i in 0..state.partitions.len() {
-            while let Some((batch, seqs)) = state.partitions[i].ready.pop_front() {
-                let outcome = BatchOutcome {
-                    partition: batch.partition().to_owned(),
-                    size_in_bytes: batch.size_in_bytes(),
-                    starting_sequence_number: None,
-                    events: batch.into_events(),
-                    result: Err(Error::new(Kind::Abandoned)),
-                };
-                self.report(state, outcome, &seqs, Some(i)).await;
-            }
+            self.abandon_ready(state, i).await;
         }
+    }
+
+    /// Hands back the batches of `partition` waiting to be sent, as abandoned; returns
+    /// how many events they held.
+    async fn abandon_ready(&mut self, state: &mut State, partition: usize) -> usize {
+        let mut abandoned = 0;
+        while let Some((batch, seqs)) = state.partitions[partition].ready.pop_front() {
+            abandoned += seqs.len();
+            let outcome = BatchOutcome {
+                partition: batch.partition().to_owned(),
+                size_in_bytes: batch.size_in_bytes(),
+                starting_sequence_number: None,
+                events: batch.into_events(),
+                result: Err(Error::new(Kind::Abandoned)),
+            };
+            self.report(state, outcome, &seqs, Some(partition)).await;
+        }
+        abandoned
     }
 
     /// Fails the batches still waiting to be sent whose delivery timeout has passed.
@@ -313,11 +371,7 @@ impl Driver {
 
     /// Moves a sealed batch to its partition's queue of batches ready to send.
     fn to_ready(&self, state: &mut State, sealed: Sealed<Item>) {
-        if sealed.key >= state.partitions.len() {
-            state
-                .partitions
-                .resize_with(sealed.key + 1, PartitionState::default);
-        }
+        grow(state, sealed.key);
         let deadline = sealed
             .opened
             .checked_add(self.delivery_timeout)
@@ -366,6 +420,9 @@ impl Driver {
         // Count by what went in, whatever a user layer handed back.
         let count = seqs.len();
         state.pending -= count;
+        if let Some(p) = partition.and_then(|p| state.partitions.get_mut(p)) {
+            p.pending -= count;
+        }
         self.shared.settled(partition, count);
         match self.outcomes.try_send(outcome) {
             Ok(()) => {}
@@ -383,13 +440,24 @@ impl Driver {
         let mut i = 0;
         while i < state.barriers.len() {
             let b = &mut state.barriers[i];
-            b.remaining -= seqs.iter().filter(|s| **s < b.before).count();
+            if b.partition.is_none() || b.partition == partition {
+                b.remaining -= seqs.iter().filter(|s| **s < b.before).count();
+            }
             if b.remaining == 0 {
                 let _ = state.barriers.swap_remove(i).done.send(());
             } else {
                 i += 1;
             }
         }
+    }
+}
+
+/// Makes room for partition `index` (the hub may have grown).
+fn grow(state: &mut State, index: usize) {
+    if index >= state.partitions.len() {
+        state
+            .partitions
+            .resize_with(index + 1, PartitionState::default);
     }
 }
 

@@ -188,6 +188,28 @@ impl Shared {
     }
 }
 
+/// A partition, named by its id or by a partition key (the partition the key is
+/// routed to, as for an event with that key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partition {
+    /// A partition id, e.g. `"0"`.
+    Id(String),
+    /// A partition key.
+    Key(String),
+}
+
+impl Partition {
+    /// The partition with this id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self::Id(id.into())
+    }
+
+    /// The partition this key is routed to.
+    pub fn key(key: impl Into<String>) -> Self {
+        Self::Key(key.into())
+    }
+}
+
 /// The producer: forward events into it as a [`Sink`], or call
 /// [`enqueue`](Producer::enqueue). Build one with [`Producer::builder`].
 ///
@@ -357,6 +379,83 @@ impl Producer {
     /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
     /// their later events do not delay it.
     pub async fn flush(&self) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        self.control(|slot| Command::Flush { done, _slot: slot })
+            .await?;
+        wait.await.map_err(|_| Error::closed())
+    }
+
+    /// Publishes the open batch of one partition now and resolves once every event
+    /// accepted for that partition before the call has its outcome queued. Other
+    /// partitions keep batching as usual.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emulator = eventhubs_emulator::Emulator::builder().hub("eh1", 4).start().await?;
+    /// use std::time::Duration;
+    /// use streaming_producer::{EventData, Partition, Producer};
+    ///
+    /// let (mut producer, _outcomes) = Producer::builder()
+    ///     .connection_string(&emulator.connection_string_for("eh1"))
+    ///     .max_wait(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// producer.enqueue(EventData::new("now").with_partition_key("user-1")).await?;
+    /// producer.enqueue(EventData::new("later").with_partition_id("0")).await?;
+    /// producer.flush_partition(Partition::key("user-1")).await?;
+    /// assert_eq!(producer.pending("0"), 1);
+    /// # producer.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_partition(&self, partition: Partition) -> Result<(), Error> {
+        let partition = self.resolve(&partition)?;
+        let (done, wait) = oneshot::channel();
+        self.control(|slot| Command::FlushPartition {
+            partition,
+            done,
+            _slot: slot,
+        })
+        .await?;
+        wait.await.map_err(|_| Error::closed())
+    }
+
+    /// Hands back the events of one partition that are not yet being sent (its open
+    /// batch and batches waiting their turn) in outcomes marked abandoned
+    /// ([`BatchOutcome::is_abandoned`]); returns how many. A send already in flight
+    /// finishes. The producer stays open, and the partition takes new events.
+    pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
+        let partition = self.resolve(&partition)?;
+        let (done, wait) = oneshot::channel();
+        self.control(|slot| Command::ClearPartition {
+            partition,
+            done,
+            _slot: slot,
+        })
+        .await?;
+        wait.await.map_err(|_| Error::closed())
+    }
+
+    /// The index of a partition named by id or key.
+    fn resolve(&self, partition: &Partition) -> Result<usize, Error> {
+        let ids = self.shared.ids();
+        match partition {
+            Partition::Id(id) => ids
+                .iter()
+                .position(|p| p == id)
+                .ok_or_else(|| Error::new(Kind::UnknownPartition(id.clone()))),
+            Partition::Key(key) => {
+                Ok(self.shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
+            }
+        }
+    }
+
+    /// Sends a control command (flush, clear) through the event channel, so that it
+    /// comes after every event sent before it.
+    async fn control(
+        &self,
+        make: impl FnOnce(tokio::sync::OwnedSemaphorePermit) -> Command,
+    ) -> Result<(), Error> {
         let slot = self
             .shared
             .control
@@ -364,12 +463,10 @@ impl Producer {
             .acquire_owned()
             .await
             .map_err(|_| Error::closed())?;
-        let (done, wait) = oneshot::channel();
         self.commands
-            .send(Command::Flush { done, _slot: slot })
+            .send(make(slot))
             .await
-            .map_err(|_| Error::closed())?;
-        wait.await.map_err(|_| Error::closed())
+            .map_err(|_| Error::closed())
     }
 
     /// Publishes everything pending, waits for every outcome, then closes the
@@ -704,9 +801,13 @@ impl ProducerBuilder {
 
     /// How failed batches are retried: only retryable errors
     /// ([`Error::is_retryable`]), with exponential backoff; the default is 3 retries
-    /// from 0.8 s, doubling, at most 60 s apart. With one send in flight per partition,
-    /// retries keep the partition's order. A retried send whose first try was stored
-    /// after all (a lost acknowledgement) is stored twice: delivery is at least once.
+    /// from 0.8 s, doubling, at most 60 s apart, and none after the delivery timeout.
+    /// With one send in flight per partition, retries keep the partition's order. A
+    /// retried send whose first try was stored after all (a lost acknowledgement) is
+    /// stored twice: delivery is at least once (see
+    /// [`idempotent_retries`](Self::idempotent_retries)). The same backoff spaces the
+    /// attempts to reconnect while the service cannot be reached: one attempt at a
+    /// time for all partitions, and waiting for the connection is not a try.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -715,14 +816,18 @@ impl ProducerBuilder {
     /// Idempotent retries (default off): each partition's events are numbered
     /// (`com.microsoft:producer-sequence-number`, with a producer group id and epoch
     /// the service assigns), so a batch retried after a lost acknowledgement is
-    /// stored once, not twice. When a batch fails for good, the producer reads the
-    /// service's last sequence number for the partition: a batch the service had
-    /// stored after all is reported as published, and the next batch continues from
-    /// the service's number, so nothing is stored twice or skipped; if the two states
-    /// disagree, the partition starts a new producer group. Needs one send in
-    /// flight per partition (the default); keyed events are routed by the producer
-    /// and published on their partition's link with the key. Every event carries
-    /// about 120 bytes of annotations more.
+    /// stored once, not twice. A batch whose fate is unknown (its transfer reached
+    /// the service and no verdict came back) is retried with the same numbers until
+    /// the service acknowledges it or its [delivery
+    /// timeout](Self::delivery_timeout) passes, whatever the retry policy's count;
+    /// numbers never go to other events meanwhile. If the deadline passes, the batch
+    /// is reported failed with [`Error::is_ambiguous`] and the partition starts a new
+    /// producer group before it sends anything else. A refusal as out of order (the
+    /// service lost its state, say after a restart) costs a new producer group and
+    /// one more try, not the events. Needs one send in flight per partition (the
+    /// default); keyed events are routed by the producer and published on their
+    /// partition's link with the key. Every event carries about 120 bytes of
+    /// annotations more.
     pub fn idempotent_retries(mut self, enabled: bool) -> Self {
         self.idempotent = enabled;
         self

@@ -24,8 +24,9 @@ pub struct BatchOutcome {
     /// With idempotent retries, the producer sequence number of the first event
     /// (the others follow it); `None` otherwise, or if the batch was never numbered.
     pub starting_sequence_number: Option<i32>,
-    /// `Ok` if the service accepted the batch; otherwise why not. Events handed back by
-    /// an abandoning close carry an error for which [`Error::is_abandoned`] is true.
+    /// `Ok` if the service accepted the batch; otherwise why not. Events handed back
+    /// unsent carry an error for which [`Error::is_abandoned`] is true; an error for
+    /// which [`Error::is_ambiguous`] is true means the batch may have been stored.
     pub result: Result<(), Error>,
 }
 
@@ -35,7 +36,8 @@ impl BatchOutcome {
         self.result.is_ok()
     }
 
-    /// Whether the events were handed back unsent by an abandoning close.
+    /// Whether the events were handed back unsent (by an abandoning close or by
+    /// clearing their partition).
     pub fn is_abandoned(&self) -> bool {
         matches!(&self.result, Err(e) if e.is_abandoned())
     }
