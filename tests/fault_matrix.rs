@@ -230,6 +230,26 @@ fn check(
     t
 }
 
+/// The distinct errors of failed outcomes, most frequent first.
+fn errors(outcomes: &[BatchOutcome]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for o in outcomes {
+        if let Err(e) = &o.result {
+            let text = e.to_string();
+            match counts.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, n)) => *n += o.events.len(),
+                None => counts.push((text, o.events.len())),
+            }
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts
+        .iter()
+        .map(|(t, n)| format!("{n} × {t}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn row(case: &str, setup: &Setup, t: &Tally, close: Duration) {
     println!(
         "| {case} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
@@ -260,6 +280,9 @@ async fn matrix_case(name: &str, fault: &str, idempotent: bool, retries: bool) {
     let outcomes = collector.await.unwrap();
     let t = check(&setup, &outcomes, &[stored(&emulator)], true, &[4]);
     row(name, &setup, &t, close);
+    if t.failed > 0 {
+        println!("  failures: {}", errors(&outcomes));
+    }
     if retries && !fault.starts_with("stall") && !fault.starts_with("delay") {
         // Every fault here is transient and fires on some transfers only.
         assert!(
@@ -548,7 +571,7 @@ async fn a_slow_outcome_reader_keeps_memory_bounded() {
 /// The scenario that once lost events: idempotent, no retries, the connection dropped
 /// on every third transfer, 50,000 keyed events. Every event reported published must
 /// be stored exactly once. `RUNS=20 cargo test --release --test fault_matrix
-/// -- --ignored --nocapture` repeats it.
+/// -- --ignored --nocapture` repeats it (`EVENTS=N` changes the count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: 50,000 events per run"]
 async fn idempotent_without_retries_under_dropped_connections_repeatedly() {
@@ -556,9 +579,13 @@ async fn idempotent_without_retries_under_dropped_connections_repeatedly() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50_000);
     for run in 0..runs {
         let setup = Setup {
-            events: 50_000,
+            events,
             max_pending: 2500,
             try_timeout: Duration::from_secs(5),
             delivery_timeout: Duration::from_secs(120),
@@ -580,6 +607,9 @@ async fn idempotent_without_retries_under_dropped_connections_repeatedly() {
             &t,
             elapsed,
         );
+        if t.failed > 0 {
+            println!("  failures: {}", errors(&outcomes));
+        }
         assert_eq!(t.duplicates, 0);
     }
 }

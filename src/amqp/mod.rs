@@ -323,8 +323,9 @@ impl Task {
         loop {
             let refresh_at = self.live.as_ref().map(|l| l.refresh_at);
             let retry_at = match (&self.backoff, self.parked.is_empty()) {
+                (_, true) => None,
                 (Some(b), false) => Some(b.next_at),
-                _ => None,
+                (None, false) => Some(tokio::time::Instant::now()),
             };
             let command = match self.live.as_mut() {
                 Some(live) => tokio::select! {
@@ -410,7 +411,11 @@ impl Task {
         }
         match self.connect().await {
             Ok(_) => {
-                while let Some(command) = self.parked.pop_front() {
+                // Should the connection fail again meanwhile, the rest wait on.
+                while self.live.is_some() {
+                    let Some(command) = self.parked.pop_front() else {
+                        break;
+                    };
                     self.handle(command).await;
                 }
             }
@@ -441,8 +446,17 @@ impl Task {
                 if reply.is_closed() {
                     return;
                 }
-                if let Some(result) = self.send(&partition, *message, &mut reply).await {
-                    let _ = reply.send(result);
+                match self.send(&partition, &message, &mut reply).await {
+                    Some(Err(_)) if self.found_connection_closed() => {
+                        // Nothing was transferred: the send waits for the reconnect.
+                        self.parked.push_front(Command::Send {
+                            partition,
+                            message,
+                            reply,
+                        });
+                    }
+                    Some(result) => drop(reply.send(result)),
+                    None => {}
                 }
             }
             Command::MaxMessageSize { partition, reply } => {
@@ -471,14 +485,35 @@ impl Task {
                 if reply.is_closed() {
                     return;
                 }
-                let result = self.producer_state(&partition, attach).await;
-                let _ = reply.send(result);
+                match self.producer_state(&partition, attach).await {
+                    Err(_) if self.found_connection_closed() => {
+                        self.parked.push_front(Command::ProducerState {
+                            partition,
+                            attach,
+                            reply,
+                        });
+                    }
+                    result => drop(reply.send(result)),
+                }
             }
             Command::Close { reply } => {
                 self.shutdown().await;
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Whether the connection turned out to be closed (the task had not seen it yet);
+    /// if so it is forgotten, and the next command connects again.
+    fn found_connection_closed(&mut self) -> bool {
+        let closed = self
+            .live
+            .as_ref()
+            .is_some_and(|live| live.connection.is_closed());
+        if closed {
+            self.connection_lost();
+        }
+        closed
     }
 
     fn connection_lost(&mut self) {
@@ -698,7 +733,7 @@ impl Task {
     async fn send(
         &mut self,
         partition: &str,
-        message: Wire,
+        message: &Wire,
         reply: &mut oneshot::Sender<Result<(Settlement, u64), Error>>,
     ) -> Option<Result<(Settlement, u64), Error>> {
         let mut attempt = 0;
@@ -710,7 +745,7 @@ impl Task {
                 Ok(sender) => sender,
                 Err(e) => return Some(Err(e)),
             };
-            let sent = match send_when_credit(sender, &message, timeout, reply).await {
+            let sent = match send_when_credit(sender, message, timeout, reply).await {
                 Credit::Sent(sent) => sent,
                 Credit::CallerGone => return None,
                 Credit::TimedOut => {
