@@ -242,7 +242,7 @@ fn errors(outcomes: &[BatchOutcome]) -> String {
             }
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
         .iter()
         .map(|(t, n)| format!("{n} × {t}"))
