@@ -107,6 +107,19 @@ impl Batch {
         self.encoded.push(encoded);
     }
 
+    /// Moves the events of `later` (for the same partition, not yet numbered) behind
+    /// this batch's; the deadline stays the earlier one.
+    pub(crate) fn append(&mut self, later: Batch) {
+        debug_assert!(self.stamp.is_none() && later.stamp.is_none());
+        self.size += later.size;
+        self.events.extend(later.events);
+        self.encoded.extend(later.encoded);
+        self.deadline = match (self.deadline, later.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     pub(crate) fn encoded(&self) -> &[Bytes] {
         &self.encoded
     }

@@ -156,18 +156,17 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The handlers go in before the connection string goes out: whoever reads it may
+    // signal at once.
+    let stop = stop_signal();
     println!("{}", emulator.connection_string());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %emulator.addr(), "emulator ready");
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     emulator.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    stop_signal().await;
 }
 
 /// A future that resolves at SIGINT or SIGTERM (Ctrl-C elsewhere) with the signal's

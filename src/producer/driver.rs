@@ -397,9 +397,20 @@ impl Driver {
     fn dispatch(&self, state: &mut State, partition: usize) {
         let p = &mut state.partitions[partition];
         while p.in_flight < self.concurrency {
-            let Some((batch, seqs)) = p.ready.pop_front() else {
+            let Some((mut batch, mut seqs)) = p.ready.pop_front() else {
                 break;
             };
+            // Batches sealed by max_wait while the partition was busy (a slow or
+            // failing send) go out together while they fit, so a partition that fell
+            // behind catches up with full batches, not a queue of small ones.
+            while let Some((next, _)) = p.ready.front() {
+                if batch.size_in_bytes() + next.size_in_bytes() > self.max_batch_bytes {
+                    break;
+                }
+                let (next, more) = p.ready.pop_front().expect("looked at above");
+                batch.append(next);
+                seqs.extend(more);
+            }
             p.in_flight += 1;
             let stack = self.stack.clone();
             state.in_flight.push(Box::pin(async move {
