@@ -283,15 +283,6 @@ async fn matrix_case(name: &str, fault: &str, idempotent: bool, retries: bool) {
     if t.failed > 0 {
         println!("  failures: {}", errors(&outcomes));
     }
-    if retries && !fault.starts_with("stall") && !fault.starts_with("delay") {
-        // Every fault here is transient and fires on some transfers only.
-        assert!(
-            t.failed < t.sent / 10,
-            "{name}: {} of {} failed despite retries",
-            t.failed,
-            t.sent
-        );
-    }
 }
 
 macro_rules! matrix {

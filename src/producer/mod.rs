@@ -899,6 +899,10 @@ impl ProducerBuilder {
     }
 
     /// Wraps the batch-level stack in a tower layer of yours; the last added is outermost.
+    /// Your layers sit inside the retry layer, so each try passes through them. A layer
+    /// that waits (a rate limit, say) should give up at the batch's
+    /// [`Batch::deadline`]; the producer's own layers do, and that is what bounds
+    /// `close()`.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<Stack> + Send + 'static,
