@@ -282,10 +282,7 @@ impl Driver {
             Command::FlushPartition {
                 partition, done, ..
             } => {
-                grow(state, partition);
-                if let Some(sealed) = state.batcher.seal(partition) {
-                    self.to_ready(state, sealed);
-                }
+                self.seal_partition(state, partition);
                 self.dispatch(state, partition);
                 let remaining = state.partitions[partition].pending;
                 if remaining == 0 {
@@ -302,10 +299,7 @@ impl Driver {
             Command::ClearPartition {
                 partition, done, ..
             } => {
-                grow(state, partition);
-                if let Some(sealed) = state.batcher.seal(partition) {
-                    self.to_ready(state, sealed);
-                }
+                self.seal_partition(state, partition);
                 let cleared = self.abandon_ready(state, partition).await;
                 let _ = done.send(cleared);
             }
@@ -385,6 +379,14 @@ impl Driver {
             seqs.push(seq);
         }
         state.partitions[sealed.key].ready.push_back((batch, seqs));
+    }
+
+    /// Seals the open batch of `partition`, if any, into its ready queue.
+    fn seal_partition(&self, state: &mut State, partition: usize) {
+        grow(state, partition);
+        if let Some(sealed) = state.batcher.seal(partition) {
+            self.to_ready(state, sealed);
+        }
     }
 
     fn seal_all(&self, state: &mut State) {
