@@ -634,3 +634,35 @@ async fn permanent_rejections_are_not_retried() {
     assert!(!error.is_ambiguous(), "{error}");
     assert!(bodies(&emulator, "0").is_empty());
 }
+
+#[tokio::test]
+async fn batches_filled_to_the_last_byte_are_accepted() {
+    // Tiny events fill a batch to within a few bytes of the link's 1 MiB; the service
+    // (here the emulator) must weigh it as it is written and take it.
+    let emulator = emulator(1).await;
+    let (mut producer, outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_secs(60))
+        .max_pending_events(120_000)
+        .build()
+        .await
+        .unwrap();
+    let collector = tokio::spawn(outcomes.collect::<Vec<_>>());
+    for i in 0..120_000u32 {
+        let body = [(i % 251) as u8; 5];
+        producer
+            .enqueue(EventData::new(body.to_vec()))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let results = collector.await.unwrap();
+    assert!(
+        results.iter().all(BatchOutcome::is_success),
+        "{:?}",
+        results.iter().find(|o| !o.is_success()).map(|o| &o.result)
+    );
+    let fullest = results.iter().map(|o| o.size_in_bytes).max().unwrap();
+    assert!(fullest > producer.max_batch_bytes() - 16, "{fullest}");
+    assert_eq!(emulator.events("eh1", "0").unwrap().len(), 120_000);
+}

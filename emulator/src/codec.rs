@@ -72,14 +72,18 @@ pub(crate) fn data_message_size(
     let body = std::mem::replace(&mut message.body, Body::Empty);
     let rest = encode_message(message).map(|v| v.len());
     message.body = body;
+    // An empty body is written as something (an `amqp-value` of null): take it off.
+    let empty: Message<Body<Value>> = Message::builder().body(Body::Empty).build();
+    let empty_body = encode_message(&empty)?.len();
     let sections: usize = match &message.body {
         Body::Data(d) => d
             .iter()
-            .map(|s| 3 + if s.0.len() <= 255 { 2 } else { 5 } + s.0.len())
+            // serde_amqp writes `vbin8` only up to 254 bytes.
+            .map(|s| 3 + if s.0.len() < 255 { 2 } else { 5 } + s.0.len())
             .sum(),
         _ => 0,
     };
-    Ok(rest? + sections)
+    Ok(rest? - empty_body + sections)
 }
 
 /// Whether `bytes` can be the start of an AMQP message: a described section
@@ -99,5 +103,30 @@ pub(crate) fn body_bytes(body: &Body<Value>) -> Vec<u8> {
             other => format!("{other:?}").into_bytes(),
         },
         Body::Sequence(_) | Body::Empty => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fe2o3_amqp_types::messaging::Data;
+    use serde_amqp::primitives::Binary;
+
+    #[test]
+    fn a_data_message_is_weighed_as_it_is_encoded() {
+        for lens in [vec![5usize; 3], vec![254, 255, 256], vec![0, 1000, 70_000]] {
+            let sections: Vec<Data> = lens
+                .iter()
+                .map(|n| Data(Binary::from(vec![7u8; *n])))
+                .collect();
+            let mut message: Message<Body<Value>> =
+                Message::builder().body(Body::Data(sections.into())).build();
+            let encoded = encode_message(&message).unwrap().len();
+            assert_eq!(
+                data_message_size(&mut message).unwrap(),
+                encoded,
+                "{lens:?}"
+            );
+        }
     }
 }
