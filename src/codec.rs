@@ -8,18 +8,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::event::{EventData, PropertyValue, Routing};
 
-/// Message-format code of a batched message: the body is N `data` sections, each a
-/// complete encoded message.
-pub(crate) const BATCH_FORMAT: u32 = 0x8001_3700;
+use streaming_producer_layers::protocol as names;
+pub(crate) use streaming_producer_layers::protocol::{
+    data_section_size as section_size, BATCH_FORMAT,
+};
 
-const PARTITION_KEY: &[u8] = b"x-opt-partition-key";
-
-/// Bytes one event of `len` encoded bytes adds to a batch: a `data` section holding it
-/// (3 bytes of descriptor, then `vbin8` or `vbin32`). The sections are written by
-/// serde_amqp, which uses `vbin8` only up to 254 bytes.
-pub(crate) fn section_size(len: usize) -> usize {
-    3 + if len < 255 { 2 } else { 5 } + len
-}
+const PARTITION_KEY: &[u8] = names::PARTITION_KEY.as_bytes();
 
 fn described(out: &mut BytesMut, code: u8) {
     out.put_slice(&[0x00, 0x53, code]);
@@ -82,9 +76,9 @@ fn value(out: &mut BytesMut, v: &PropertyValue) {
     }
 }
 
-const PRODUCER_SEQUENCE: &[u8] = b"com.microsoft:producer-sequence-number";
-const PRODUCER_ID: &[u8] = b"com.microsoft:producer-id";
-const PRODUCER_EPOCH: &[u8] = b"com.microsoft:producer-epoch";
+const PRODUCER_SEQUENCE: &[u8] = names::PRODUCER_SEQUENCE.as_bytes();
+const PRODUCER_ID: &[u8] = names::PRODUCER_ID.as_bytes();
+const PRODUCER_EPOCH: &[u8] = names::PRODUCER_EPOCH.as_bytes();
 
 /// The idempotent annotations an event of an idempotent producer carries: its sequence
 /// number (`int`), the producer group id (`long`) and the owner level (`short`).
@@ -346,17 +340,14 @@ mod tests {
             assert_eq!(bytes.len(), unstamped.len(), "stamping never resizes");
             let m = decode(&bytes);
             assert_eq!(
-                annotation(&m, "com.microsoft:producer-sequence-number"),
+                annotation(&m, names::PRODUCER_SEQUENCE),
                 Some(Value::Int(i32::MAX))
             );
             assert_eq!(
-                annotation(&m, "com.microsoft:producer-id"),
+                annotation(&m, names::PRODUCER_ID),
                 Some(Value::Long(0x0102_0304_0506_0708))
             );
-            assert_eq!(
-                annotation(&m, "com.microsoft:producer-epoch"),
-                Some(Value::Short(7))
-            );
+            assert_eq!(annotation(&m, names::PRODUCER_EPOCH), Some(Value::Short(7)));
             if let Routing::PartitionKey(key) = event.routing() {
                 assert_eq!(
                     annotation(&m, "x-opt-partition-key"),

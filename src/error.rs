@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use streaming_producer_layers::protocol;
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error of the producer.
@@ -116,7 +118,7 @@ impl Error {
             Kind::Connection(_) | Kind::Timeout | Kind::NotAccepted(_) => true,
             // A link closed for want of a valid token: the next try attaches again with
             // a fresh one, and a token the service refuses then fails as `Auth`.
-            Kind::Detached { condition, .. } if condition == "amqp:unauthorized-access" => true,
+            Kind::Detached { condition, .. } if condition == protocol::UNAUTHORIZED_ACCESS => true,
             Kind::Rejected { condition, .. } | Kind::Detached { condition, .. } => {
                 RETRYABLE_CONDITIONS.contains(&condition.as_str())
             }

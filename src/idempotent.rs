@@ -55,7 +55,7 @@ enum Known {
     NewGroup,
 }
 
-const OUT_OF_ORDER: &str = "com.microsoft:out-of-order-sequence";
+use streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
 
 /// Numbers batches for idempotent publishing; see the module docs.
 #[derive(Clone)]

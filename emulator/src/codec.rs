@@ -5,14 +5,9 @@ use fe2o3_amqp_types::messaging::{
 };
 use serde_amqp::{primitives::Symbol, read::SliceReader, Value};
 
-/// Message-format code of a batch: the body is N `data` sections, each a whole message.
-pub(crate) const BATCH_FORMAT: u32 = 0x8001_3700;
-
-pub(crate) const PARTITION_KEY: &str = "x-opt-partition-key";
-pub(crate) const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
-pub(crate) const OFFSET: &str = "x-opt-offset";
-pub(crate) const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
-pub(crate) const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
+pub(crate) use streaming_producer_layers::protocol::{
+    BATCH_FORMAT, ENQUEUED_TIME, OFFSET, PARTITION_KEY, PRODUCER_SEQUENCE, SEQUENCE_NUMBER,
+};
 
 /// Decodes one complete AMQP message; a message without a body section is allowed.
 pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message<Body<Value>>, serde_amqp::Error> {
@@ -78,8 +73,7 @@ pub(crate) fn data_message_size(
     let sections: usize = match &message.body {
         Body::Data(d) => d
             .iter()
-            // serde_amqp writes `vbin8` only up to 254 bytes.
-            .map(|s| 3 + if s.0.len() < 255 { 2 } else { 5 } + s.0.len())
+            .map(|s| streaming_producer_layers::protocol::data_section_size(s.0.len()))
             .sum(),
         _ => 0,
     };

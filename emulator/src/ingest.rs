@@ -21,9 +21,9 @@ use crate::store::{Hub, IdempotentAppend, NewEvent};
 use crate::{FaultKind, Rejection};
 use streaming_producer_layers::partition_key::partition_index;
 
-const IDEMPOTENT: &str = "com.microsoft:idempotent-producer";
-const PRODUCER_ID: &str = "com.microsoft:producer-id";
-const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
+use streaming_producer_layers::protocol::{
+    IDEMPOTENT_PRODUCER as IDEMPOTENT, PRODUCER_EPOCH, PRODUCER_ID,
+};
 
 /// An accepted publishing link, before it is attached.
 #[derive(Debug)]
@@ -183,7 +183,7 @@ fn sequence_of(messages: &[Message<Body<Value>>]) -> Result<i32, Rejection> {
         let start = *first.get_or_insert(seq);
         if seq != advance(start, i as u32) {
             return Err(Rejection::new(
-                "com.microsoft:out-of-order-sequence",
+                streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE,
                 format!(
                     "The sequence numbers in the batch are not consecutive: {seq} at position {i} after {start}."
                 ),
@@ -398,7 +398,7 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 description.unwrap_or_else(|| format!("Injected fault: {condition}.")),
             )),
             Some(FaultKind::Throttle) => Settle::Reject(Rejection::new(
-                "com.microsoft:server-busy",
+                streaming_producer_layers::protocol::SERVER_BUSY,
                 "The request was terminated because the namespace is being throttled (injected fault).",
             )),
             Some(FaultKind::Release) => Settle::Release,

@@ -109,7 +109,7 @@ impl Conn {
 
     pub(crate) fn unauthorized(&self) -> Rejection {
         Rejection::new(
-            "amqp:unauthorized-access",
+            streaming_producer_layers::protocol::UNAUTHORIZED_ACCESS,
             "Unauthorized access. A valid token must be put on $cbs before a link is attached, and it must not have expired.",
         )
     }

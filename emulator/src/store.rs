@@ -205,7 +205,7 @@ impl Partition {
             });
             if epoch < state.epoch {
                 return Err(crate::Rejection::new(
-                    "com.microsoft:producer-epoch-stolen",
+                    streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
                     format!(
                         "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
                         state.epoch
@@ -230,7 +230,7 @@ impl Partition {
                     )
                 };
                 return Err(crate::Rejection::new(
-                    "com.microsoft:out-of-order-sequence",
+                    streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE,
                     why,
                 ));
             }
@@ -258,7 +258,7 @@ impl Partition {
                 let epoch = epoch.unwrap_or(state.epoch);
                 if epoch < state.epoch {
                     return Err(crate::Rejection::new(
-                        "com.microsoft:producer-epoch-stolen",
+                        streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
                         format!(
                             "A producer with a higher epoch {} already exists for producer group {producer_id}.",
                             state.epoch

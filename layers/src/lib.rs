@@ -1,14 +1,12 @@
-//! Protocol-agnostic building blocks for the streaming producer: tower middleware
-//! (routing, batching, concurrency limits, idempotency, retry, tracing) and the
-//! pure algorithms they rely on.
-//!
-//! This crate never depends on an AMQP implementation. It also holds the service
-//! algorithms that the producer and the emulator share: the partition-key hash,
-//! shared access signatures and idempotent producer sequence numbers.
+//! Building blocks of the streaming producer that need no AMQP implementation: the
+//! retry layer, size-or-time batching, partitioners, and what the producer and the
+//! emulator share of the service: the partition-key hash, shared access signatures,
+//! idempotent producer sequence numbers, and the protocol's names and sizes.
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod partition_key;
+pub mod protocol;
 pub mod retry;
 pub mod route;
 pub mod sas;

@@ -71,11 +71,10 @@ pub(crate) struct ProducerState {
     pub(crate) last_sequence: i32,
 }
 
-const UNAUTHORIZED: &str = "amqp:unauthorized-access";
-const IDEMPOTENT_PRODUCER: &str = "com.microsoft:idempotent-producer";
-const PRODUCER_ID: &str = "com.microsoft:producer-id";
-const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
-const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
+use streaming_producer_layers::protocol::{
+    IDEMPOTENT_PRODUCER, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE,
+    UNAUTHORIZED_ACCESS as UNAUTHORIZED,
+};
 
 /// How [`Amqp::producer_state`] gets the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,52 @@
+//! Names and numbers of the Event Hubs AMQP protocol that the producer and the
+//! emulator both speak, defined once.
+//!
+//! The annotation, property and capability names are those the Azure SDKs send and
+//! read; the message format is the service's batched-message format.
+//!
+//! ```
+//! use streaming_producer_layers::protocol::data_section_size;
+//!
+//! // A 100-byte event costs a `data` section of 3 + 2 + 100 bytes in a batch;
+//! // from 255 bytes on the binary needs a 4-byte length.
+//! assert_eq!(data_section_size(100), 105);
+//! assert_eq!(data_section_size(255), 263);
+//! ```
+
+/// Message-format code of a batched message: the body is N `data` sections, each a
+/// complete encoded message (one event).
+pub const BATCH_FORMAT: u32 = 0x8001_3700;
+
+/// Message annotation: the partition key of an event.
+pub const PARTITION_KEY: &str = "x-opt-partition-key";
+/// Message annotation set by the service: the event's sequence number in its partition.
+pub const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
+/// Message annotation set by the service: the event's offset.
+pub const OFFSET: &str = "x-opt-offset";
+/// Message annotation set by the service: when the event was stored.
+pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
+
+/// Link capability asking for idempotent publishing.
+pub const IDEMPOTENT_PRODUCER: &str = "com.microsoft:idempotent-producer";
+/// Link property and message annotation: the idempotent producer group id.
+pub const PRODUCER_ID: &str = "com.microsoft:producer-id";
+/// Link property and message annotation: the producer group's epoch.
+pub const PRODUCER_EPOCH: &str = "com.microsoft:producer-epoch";
+/// Link property and message annotation: the producer sequence number.
+pub const PRODUCER_SEQUENCE: &str = "com.microsoft:producer-sequence-number";
+
+/// Error condition: an idempotent batch's numbers do not follow the last stored ones.
+pub const OUT_OF_ORDER_SEQUENCE: &str = "com.microsoft:out-of-order-sequence";
+/// Error condition: a producer with a higher epoch took over the producer group.
+pub const PRODUCER_EPOCH_STOLEN: &str = "com.microsoft:producer-epoch-stolen";
+/// Error condition: the namespace is throttled.
+pub const SERVER_BUSY: &str = "com.microsoft:server-busy";
+/// Error condition: no valid token for the entity.
+pub const UNAUTHORIZED_ACCESS: &str = "amqp:unauthorized-access";
+
+/// Bytes an event of `len` encoded bytes takes in a batched message: a `data` section
+/// holding it (a 3-byte descriptor, then `vbin8` with a 1-byte length or `vbin32` with
+/// a 4-byte one). serde_amqp, which fe2o3 uses, writes `vbin8` only up to 254 bytes.
+pub fn data_section_size(len: usize) -> usize {
+    3 + if len < 255 { 2 } else { 5 } + len
+}
