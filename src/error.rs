@@ -11,7 +11,27 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Inspect it with the `is_*` predicates; [`is_retryable`](Error::is_retryable) says
 /// whether trying the same operation again may succeed. `Display` describes this
 /// level only; the cause, if any, is in [`source`](std::error::Error::source).
+///
+/// A transport or a layer of yours makes one with [`Error::transport`], or converts
+/// any boxed error with `From<BoxError>`, which recovers this producer's own errors
+/// and takes tower's `Elapsed` (from `TimeoutLayer`) as a retryable timeout:
+///
+/// ```
+/// use streaming_producer::Error;
+///
+/// let e = Error::transport(true, "the socket closed");
+/// assert!(e.is_retryable() && !e.is_ambiguous());
+/// let boxed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+/// assert!(Error::from(boxed).is_timeout());
+/// let back: tower::BoxError = Box::new(Error::transport(false, "refused").into_ambiguous());
+/// assert!(Error::from(back).is_ambiguous());
+/// ```
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+/// Boxed, so that a `Result<_, Error>` stays one pointer wide.
+struct Inner {
     kind: Kind,
     source: Option<BoxError>,
     /// The batch may have been stored although this error says it failed.
@@ -54,6 +74,8 @@ pub(crate) enum Kind {
     Management { status: i32, description: String },
     /// The event was handed back unsent (close_abandon, clear_partition).
     Abandoned,
+    /// A transport's or layer's own failure.
+    Transport { retryable: bool },
 }
 
 /// Conditions after which the same send may succeed (aligned with
@@ -74,15 +96,24 @@ const RETRYABLE_CONDITIONS: &[&str] = &[
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
-            kind,
-            source: None,
-            ambiguous: false,
+            inner: Box::new(Inner {
+                kind,
+                source: None,
+                ambiguous: false,
+            }),
         }
     }
 
-    /// Marks the error as one after which the batch may have been stored.
-    pub(crate) fn into_ambiguous(mut self) -> Self {
-        self.ambiguous = true;
+    /// An error of a transport or layer of yours: `retryable` says whether trying the
+    /// same batch again may succeed; `source` is the cause.
+    pub fn transport(retryable: bool, source: impl Into<BoxError>) -> Self {
+        Self::new(Kind::Transport { retryable }).with_source(source)
+    }
+
+    /// Marks the error as one after which the batch may have been stored (its transfer
+    /// reached the service and no verdict came back): see [`is_ambiguous`](Self::is_ambiguous).
+    pub fn into_ambiguous(mut self) -> Self {
+        self.inner.ambiguous = true;
         self
     }
 
@@ -91,8 +122,12 @@ impl Error {
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
+    }
+
+    fn kind(&self) -> &Kind {
+        &self.inner.kind
     }
 
     pub(crate) fn connection_string(why: impl Into<String>) -> Self {
@@ -114,7 +149,7 @@ impl Error {
     /// Whether trying again may succeed: lost connections, timeouts, throttling,
     /// transient service errors, released or modified batches.
     pub fn is_retryable(&self) -> bool {
-        match &self.kind {
+        match self.kind() {
             Kind::Connection(_) | Kind::Timeout | Kind::NotAccepted(_) => true,
             // A link closed for want of a valid token: the next try attaches again with
             // a fresh one, and a token the service refuses then fails as `Auth`.
@@ -133,6 +168,7 @@ impl Error {
             | Kind::TooLarge { .. }
             | Kind::DeliveryTimeout
             | Kind::Abandoned => false,
+            Kind::Transport { retryable } => *retryable,
         }
     }
 
@@ -143,55 +179,67 @@ impl Error {
     /// such a batch is retried with its numbers until acknowledged, so this is only
     /// seen once its delivery timeout passed or the service refused the retry.
     pub fn is_ambiguous(&self) -> bool {
-        self.ambiguous
+        self.inner.ambiguous
+    }
+
+    /// The hub, partition or entity does not exist (`amqp:not-found`, or a 404 from
+    /// `$management`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind(), Kind::Management { status: 404, .. })
+            || self.condition() == Some("amqp:not-found")
+    }
+
+    /// The connection could not be made or was lost.
+    pub fn is_connection(&self) -> bool {
+        matches!(self.kind(), Kind::Connection(_))
     }
 
     /// The connection string is malformed.
     pub fn is_connection_string(&self) -> bool {
-        matches!(self.kind, Kind::ConnectionString(_))
+        matches!(self.kind(), Kind::ConnectionString(_))
     }
 
     /// An option or argument is invalid.
     pub fn is_config(&self) -> bool {
-        matches!(self.kind, Kind::Config(_))
+        matches!(self.kind(), Kind::Config(_))
     }
 
     /// The service refused the credentials.
     pub fn is_auth(&self) -> bool {
-        matches!(self.kind, Kind::Auth(_))
+        matches!(self.kind(), Kind::Auth(_))
     }
 
     /// The producer is closed.
     pub fn is_closed(&self) -> bool {
-        matches!(self.kind, Kind::Closed)
+        matches!(self.kind(), Kind::Closed)
     }
 
     /// The operation timed out: one try, or the whole delivery timeout
     /// ([`ProducerBuilder::delivery_timeout`](crate::ProducerBuilder::delivery_timeout)).
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Timeout | Kind::DeliveryTimeout)
+        matches!(self.kind(), Kind::Timeout | Kind::DeliveryTimeout)
     }
 
     /// The event names a partition the hub does not have.
     pub fn is_unknown_partition(&self) -> bool {
-        matches!(self.kind, Kind::UnknownPartition(_))
+        matches!(self.kind(), Kind::UnknownPartition(_))
     }
 
     /// The event is larger than any batch can be.
     pub fn is_too_large(&self) -> bool {
-        matches!(self.kind, Kind::TooLarge { .. })
+        matches!(self.kind(), Kind::TooLarge { .. })
             || self.condition() == Some("amqp:link:message-size-exceeded")
     }
 
     /// The event was handed back unsent, by [`Producer::close_abandon`](crate::Producer::close_abandon)
     /// or [`Producer::clear_partition`](crate::Producer::clear_partition).
     pub fn is_abandoned(&self) -> bool {
-        matches!(self.kind, Kind::Abandoned)
+        matches!(self.kind(), Kind::Abandoned)
     }
 
     /// The AMQP error condition the service gave, if any.
     pub fn condition(&self) -> Option<&str> {
-        match &self.kind {
+        match self.kind() {
             Kind::Rejected { condition, .. } | Kind::Detached { condition, .. } => Some(condition),
             _ => None,
         }
@@ -201,11 +249,11 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind);
-        if self.ambiguous {
+        d.field("kind", self.kind());
+        if self.inner.ambiguous {
             d.field("ambiguous", &true);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
         d.finish()
@@ -214,8 +262,8 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.kind.fmt(f)?;
-        if self.ambiguous {
+        self.kind().fmt(f)?;
+        if self.inner.ambiguous {
             f.write_str(" (the batch may have been stored)")?;
         }
         Ok(())
@@ -257,15 +305,33 @@ impl fmt::Display for Kind {
                 "management request failed with status {status}: {description}"
             ),
             Kind::Abandoned => f.write_str("the event was abandoned before it was sent"),
+            Kind::Transport { .. } => f.write_str("the transport failed"),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Recovers an [`Error`] that was boxed (by a tower layer, say); tower's `Elapsed`
+/// becomes a retryable timeout; anything else a transport error that is not retryable,
+/// with the original as its source.
+impl From<BoxError> for Error {
+    fn from(error: BoxError) -> Self {
+        let error = match error.downcast::<Error>() {
+            Ok(own) => return *own,
+            Err(other) => other,
+        };
+        if error.is::<tower::timeout::error::Elapsed>() {
+            return Self::new(Kind::Timeout).with_source(error);
+        }
+        Self::new(Kind::Transport { retryable: false }).with_source(error)
     }
 }
 
@@ -304,6 +370,18 @@ mod tests {
         assert!(!Error::closed().is_retryable());
         assert!(!Error::connection_string("x").is_retryable());
         assert!(rejected("amqp:link:message-size-exceeded").is_too_large());
+    }
+
+    #[test]
+    fn boxed_errors_come_back_as_they_were() {
+        let boxed: BoxError = Box::new(rejected("amqp:not-found").into_ambiguous());
+        let e = Error::from(boxed);
+        assert!(e.is_not_found() && e.is_ambiguous(), "{e}");
+        let io: BoxError = Box::new(std::io::Error::other("disk"));
+        let e = Error::from(io);
+        assert!(!e.is_retryable());
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "disk");
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 
     #[test]
