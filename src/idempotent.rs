@@ -170,27 +170,28 @@ where
     // Until this batch's fate is known, a batch after it (should this call be cut
     // short) starts a new producer group.
     let known = lock(&states).insert(partition.clone(), Known::NewGroup);
-    let attach = match known {
-        Some(Known::State(_)) => None,
-        // The link attached for the first batch reports the service's state.
-        None => Some(Attach::Current),
-        Some(Known::NewGroup) => Some(Attach::NewProducer),
-    };
-    let mut state = match (known, attach) {
-        (Some(Known::State(state)), _) => state,
-        (_, Some(attach)) => match reader.read(&partition, attach, deadline).await {
-            Ok(state) => state,
-            Err(error) => {
-                // Nothing was sent: what was known still holds.
-                let mut states = lock(&states);
-                match known {
-                    Some(k) => states.insert(partition, k),
-                    None => states.remove(&partition),
-                };
-                return Err(SendFailure { error, batch });
+    let mut state = match known {
+        Some(Known::State(state)) => state,
+        _ => {
+            // The link attached for the first batch reports the service's state; after
+            // an unknown fate, a new producer group is started.
+            let attach = match known {
+                None => Attach::Current,
+                _ => Attach::NewProducer,
+            };
+            match reader.read(&partition, attach, deadline).await {
+                Ok(state) => state,
+                Err(error) => {
+                    // Nothing was sent: what was known still holds.
+                    let mut states = lock(&states);
+                    match known {
+                        Some(k) => states.insert(partition, k),
+                        None => states.remove(&partition),
+                    };
+                    return Err(SendFailure { error, batch });
+                }
             }
-        },
-        (_, None) => unreachable!("an attach is chosen whenever no state is known"),
+        }
     };
     let mut first_try = true;
     let mut renumbered = false;

@@ -7,6 +7,8 @@
 //! one link) overlap. The task refreshes the token before it expires, and after a lost
 //! connection it reconnects on the next request.
 
+mod management;
+mod props;
 mod rpc;
 
 use std::collections::HashMap;
@@ -29,6 +31,9 @@ use crate::error::{Error, Kind};
 use crate::PartitionProperties;
 
 pub(crate) use rpc::Reply;
+
+use management::{parse_hub_properties, parse_partition_properties, status_error};
+use props::{client_properties, idempotent_properties, producer_state_of, tls_connect};
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -72,8 +77,7 @@ pub(crate) struct ProducerState {
 }
 
 use streaming_producer_layers::protocol::{
-    IDEMPOTENT_PRODUCER, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE,
-    UNAUTHORIZED_ACCESS as UNAUTHORIZED,
+    IDEMPOTENT_PRODUCER, UNAUTHORIZED_ACCESS as UNAUTHORIZED,
 };
 
 /// How [`Amqp::producer_state`] gets the state.
@@ -271,16 +275,6 @@ struct Task {
     backoff: Option<Backoff>,
     /// Why the last connection attempt failed, while the producer is disconnected.
     why: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-fn status_error(reply: &Reply, what: &str) -> Error {
-    match reply.status {
-        401 | 403 => Error::new(Kind::Auth(format!("{what}: {}", reply.description))),
-        status => Error::new(Kind::Management {
-            status,
-            description: format!("{what}: {}", reply.description),
-        }),
-    }
 }
 
 impl Command {
@@ -820,99 +814,6 @@ impl Task {
     }
 }
 
-/// The idempotent link properties: the producer group id and epoch once known (null
-/// the first time, so the service assigns them) and always a null sequence number,
-/// so the reply carries the last sequence number the service stored.
-fn idempotent_properties(identity: Option<(i64, i16)>) -> fe2o3_amqp::types::definitions::Fields {
-    use fe2o3_amqp::types::primitives::Symbol;
-    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
-    let (id, epoch) = match identity {
-        Some((id, epoch)) => (Value::Long(id), Value::Short(epoch)),
-        None => (Value::Null, Value::Null),
-    };
-    fields.insert(Symbol::from(PRODUCER_ID), id);
-    fields.insert(Symbol::from(PRODUCER_EPOCH), epoch);
-    fields.insert(Symbol::from(PRODUCER_SEQUENCE), Value::Null);
-    fields
-}
-
-/// Reads the producer state from the attach reply's properties (which fe2o3 merges
-/// over the ones sent); `None` if the service filled in none.
-fn producer_state_of(
-    properties: Option<&fe2o3_amqp::types::definitions::Fields>,
-) -> Option<ProducerState> {
-    use fe2o3_amqp::types::primitives::Symbol;
-    let properties = properties?;
-    let integer = |name: &str| -> Option<i64> {
-        match properties.get(&Symbol::from(name))? {
-            Value::Long(v) => Some(*v),
-            Value::Int(v) => Some(i64::from(*v)),
-            Value::Short(v) => Some(i64::from(*v)),
-            Value::Byte(v) => Some(i64::from(*v)),
-            Value::Ulong(v) => i64::try_from(*v).ok(),
-            Value::Uint(v) => Some(i64::from(*v)),
-            Value::Ushort(v) => Some(i64::from(*v)),
-            Value::Ubyte(v) => Some(i64::from(*v)),
-            _ => None,
-        }
-    };
-    Some(ProducerState {
-        producer_id: integer(PRODUCER_ID)?,
-        epoch: i16::try_from(integer(PRODUCER_EPOCH)?).ok()?,
-        last_sequence: i32::try_from(integer(PRODUCER_SEQUENCE)?).ok()?,
-    })
-}
-
-/// The open frame's properties, as the SDKs send them.
-fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
-    use fe2o3_amqp::types::primitives::Symbol;
-    let version = env!("CARGO_PKG_VERSION");
-    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
-    for (k, v) in [
-        ("product", "streaming-producer".to_owned()),
-        ("version", version.to_owned()),
-        ("platform", std::env::consts::OS.to_owned()),
-        (
-            "user-agent",
-            format!(
-                "streaming-producer/{version} ({}; {})",
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            ),
-        ),
-    ] {
-        fields.insert(Symbol::from(k), Value::String(v));
-    }
-    fields
-}
-
-/// A TLS client stream to `host`, verified against the Mozilla root certificates
-/// (`webpki-roots`), as the service's certificates chain to public roots.
-async fn tls_connect(
-    host: &str,
-    tcp: tokio::net::TcpStream,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use tokio_rustls::rustls;
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
-    tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name, tcp)
-        .await
-}
-
 /// How often a send that waits for link credit looks at the credit again. Not much
 /// shorter: a send cancelled after it took its credit (while the transfer waits for
 /// room on the session) gives that one credit up.
@@ -1008,79 +909,4 @@ async fn put_token(cbs: &mut rpc::Rpc, endpoint: &Endpoint) -> Result<tokio::tim
     // make the refresh spin.
     let delay = remaining.saturating_sub(lead).max(Duration::from_secs(1));
     Ok(tokio::time::Instant::now() + delay)
-}
-
-fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error> {
-    use fe2o3_amqp::types::messaging::{AmqpValue, Body};
-    let bad = || {
-        Error::new(Kind::Management {
-            status: reply.status,
-            description: "the hub's properties have no partition_ids".into(),
-        })
-    };
-    let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
-        return Err(bad());
-    };
-    let ids = match map.get(&Value::String("partition_ids".into())) {
-        Some(Value::Array(ids)) => ids.0.clone(),
-        Some(Value::List(ids)) => ids.clone(),
-        _ => return Err(bad()),
-    };
-    let partition_ids = ids
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s),
-            _ => Err(bad()),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if partition_ids.is_empty() {
-        return Err(bad());
-    }
-    Ok(HubProperties { partition_ids })
-}
-
-fn parse_partition_properties(reply: &Reply) -> Result<PartitionProperties, Error> {
-    use fe2o3_amqp::types::messaging::{AmqpValue, Body};
-    let bad = |what: &str| {
-        Error::new(Kind::Management {
-            status: reply.status,
-            description: format!("the partition's properties have no valid {what}"),
-        })
-    };
-    let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
-        return Err(bad("body"));
-    };
-    let get = |k: &str| map.get(&Value::String(k.into()));
-    let long = |k: &str| match get(k) {
-        Some(Value::Long(v)) => Ok(*v),
-        Some(Value::Int(v)) => Ok(i64::from(*v)),
-        _ => Err(bad(k)),
-    };
-    let id = match get("partition") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(bad("partition")),
-    };
-    let last_enqueued_time = match get("last_enqueued_time_utc") {
-        // The service's "never" is 0001-01-01.
-        Some(Value::Timestamp(t)) if t.milliseconds() > -62_135_596_800_000 => {
-            let ms = t.milliseconds();
-            Some(if ms >= 0 {
-                SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64)
-            } else {
-                SystemTime::UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-            })
-        }
-        _ => None,
-    };
-    Ok(PartitionProperties {
-        id,
-        begin_sequence_number: long("begin_sequence_number")?,
-        last_enqueued_sequence_number: long("last_enqueued_sequence_number")?,
-        last_enqueued_offset: match get("last_enqueued_offset") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(bad("last_enqueued_offset")),
-        },
-        last_enqueued_time,
-        is_empty: matches!(get("is_partition_empty"), Some(Value::Bool(true))),
-    })
 }

@@ -118,15 +118,6 @@ fn start_emulator(hubcat: &PathBuf) -> Result<(Emulator, String), String> {
     Ok((Emulator(child), format!("{};EntityPath=soak", line.trim())))
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[derive(Default)]
 struct Counts {
     batches: AtomicU64,
@@ -223,7 +214,7 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("enqueue: {e}"))?;
         if i % 4096 == 0 && last_sample.elapsed() >= Duration::from_secs(1) {
             last_sample = Instant::now();
-            let rss = rss_kib("VmRSS:");
+            let rss = compare::rss_kib();
             samples.push(rss);
             let done = counts.outcomes.load(Ordering::Relaxed);
             println!(
@@ -268,7 +259,7 @@ async fn run(args: Args) -> Result<(), String> {
         get(&counts.batches),
         n as f64 / elapsed,
         median as f64 / 1024.0,
-        rss_kib("VmHWM:") as f64 / 1024.0
+        compare::peak_rss_kib() as f64 / 1024.0
     );
     let missing = seen
         .lock()

@@ -1,0 +1,104 @@
+//! What the producer puts in and reads from link and connection frames: the
+//! idempotent producer properties, the client's open properties, and TLS.
+
+use std::sync::Arc;
+
+use serde_amqp::Value;
+
+use super::ProducerState;
+use streaming_producer_layers::protocol::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE};
+
+/// The idempotent link properties: the producer group id and epoch once known (null
+/// the first time, so the service assigns them) and always a null sequence number,
+/// so the reply carries the last sequence number the service stored.
+pub(super) fn idempotent_properties(
+    identity: Option<(i64, i16)>,
+) -> fe2o3_amqp::types::definitions::Fields {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
+    let (id, epoch) = match identity {
+        Some((id, epoch)) => (Value::Long(id), Value::Short(epoch)),
+        None => (Value::Null, Value::Null),
+    };
+    fields.insert(Symbol::from(PRODUCER_ID), id);
+    fields.insert(Symbol::from(PRODUCER_EPOCH), epoch);
+    fields.insert(Symbol::from(PRODUCER_SEQUENCE), Value::Null);
+    fields
+}
+
+/// Reads the producer state from the attach reply's properties (which fe2o3 merges
+/// over the ones sent); `None` if the service filled in none.
+pub(super) fn producer_state_of(
+    properties: Option<&fe2o3_amqp::types::definitions::Fields>,
+) -> Option<ProducerState> {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let properties = properties?;
+    let integer = |name: &str| -> Option<i64> {
+        match properties.get(&Symbol::from(name))? {
+            Value::Long(v) => Some(*v),
+            Value::Int(v) => Some(i64::from(*v)),
+            Value::Short(v) => Some(i64::from(*v)),
+            Value::Byte(v) => Some(i64::from(*v)),
+            Value::Ulong(v) => i64::try_from(*v).ok(),
+            Value::Uint(v) => Some(i64::from(*v)),
+            Value::Ushort(v) => Some(i64::from(*v)),
+            Value::Ubyte(v) => Some(i64::from(*v)),
+            _ => None,
+        }
+    };
+    Some(ProducerState {
+        producer_id: integer(PRODUCER_ID)?,
+        epoch: i16::try_from(integer(PRODUCER_EPOCH)?).ok()?,
+        last_sequence: i32::try_from(integer(PRODUCER_SEQUENCE)?).ok()?,
+    })
+}
+
+/// The open frame's properties, as the SDKs send them.
+pub(super) fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
+    use fe2o3_amqp::types::primitives::Symbol;
+    let version = env!("CARGO_PKG_VERSION");
+    let mut fields = fe2o3_amqp::types::definitions::Fields::default();
+    for (k, v) in [
+        ("product", "streaming-producer".to_owned()),
+        ("version", version.to_owned()),
+        ("platform", std::env::consts::OS.to_owned()),
+        (
+            "user-agent",
+            format!(
+                "streaming-producer/{version} ({}; {})",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+        ),
+    ] {
+        fields.insert(Symbol::from(k), Value::String(v));
+    }
+    fields
+}
+
+/// A TLS client stream to `host`, verified against the Mozilla root certificates
+/// (`webpki-roots`), as the service's certificates chain to public roots.
+pub(super) async fn tls_connect(
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_rustls::rustls;
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+}
