@@ -1,5 +1,7 @@
 //! A batch: events of one partition, encoded, weighed in bytes.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 
 use crate::codec::{self, section_size, Stamp};
@@ -8,59 +10,101 @@ use crate::event::EventData;
 /// Events for one partition, with their AMQP encodings, ready to be published as one
 /// batched message.
 ///
-/// A batch is what travels through the tower stack: layers see it as the request, and
-/// services hand it back in the response or the error, so nothing is lost on failure.
+/// A batch is what travels through each partition's tower stack. Cloning it is cheap
+/// (the events sit behind an `Arc`), so a retry layer resends a clone and the producer
+/// keeps one to report the outcome with: nothing is lost whatever a layer returns.
+/// What a try learns (the sequence numbers given to it, whether it may have been
+/// stored) is shared by every clone.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     partition: String,
     events: Vec<EventData>,
     encoded: Vec<Bytes>,
     size: usize,
-    /// With idempotent publishing: the first event's numbers; the others follow.
-    stamp: Option<Stamp>,
     /// When its events' delivery timeout runs out (from the oldest event's acceptance).
     deadline: Option<tokio::time::Instant>,
+    tries: Mutex<Tries>,
+}
+
+/// What tries of the batch learned; shared by its clones.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tries {
+    /// With idempotent publishing: the first event's numbers; the others follow.
+    stamp: Option<Stamp>,
     /// A try reached the service (or may have) and brought back no verdict.
     maybe_stored: bool,
+}
+
+impl Clone for Inner {
+    fn clone(&self) -> Self {
+        Self {
+            partition: self.partition.clone(),
+            events: self.events.clone(),
+            encoded: self.encoded.clone(),
+            size: self.size,
+            deadline: self.deadline,
+            tries: Mutex::new(*lock(&self.tries)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Batch {
     /// An empty batch for `partition`.
     pub fn new(partition: impl Into<String>) -> Self {
         Self {
-            partition: partition.into(),
-            ..Self::default()
+            inner: Arc::new(Inner {
+                partition: partition.into(),
+                ..Inner::default()
+            }),
         }
+    }
+
+    /// For changes before the batch is published: a batch shared with clones is
+    /// copied first, so the clones keep what they had.
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
     }
 
     /// The partition the batch goes to.
     pub fn partition(&self) -> &str {
-        &self.partition
+        &self.inner.partition
     }
 
     /// The events, in publishing order.
     pub fn events(&self) -> &[EventData] {
-        &self.events
+        &self.inner.events
     }
 
-    /// Takes the events out.
+    /// Takes the events out (copying them if a clone of the batch is still alive).
     pub fn into_events(self) -> Vec<EventData> {
-        self.events
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.events,
+            Err(shared) => shared.events.clone(),
+        }
     }
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.inner.events.len()
     }
 
     /// Whether the batch holds no event.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.inner.events.is_empty()
     }
 
     /// Size of the batched message in encoded bytes.
     pub fn size_in_bytes(&self) -> usize {
-        self.size
+        self.inner.size
     }
 
     /// Encodes `event` (its key, if it has one, as `x-opt-partition-key`) and adds it
@@ -88,7 +132,7 @@ impl Batch {
         max_size_in_bytes: usize,
     ) -> Result<(), EventData> {
         let encoded = codec::encode(&event, false);
-        if self.size + Self::cost(&encoded) > max_size_in_bytes {
+        if self.size_in_bytes() + Self::cost(&encoded) > max_size_in_bytes {
             return Err(event);
         }
         self.push(event, encoded);
@@ -102,63 +146,70 @@ impl Batch {
 
     /// Adds an event with its encoding (the caller checked that it fits).
     pub(crate) fn push(&mut self, event: EventData, encoded: Bytes) {
-        self.size += Self::cost(&encoded);
-        self.events.push(event);
-        self.encoded.push(encoded);
+        let inner = self.inner_mut();
+        inner.size += Self::cost(&encoded);
+        inner.events.push(event);
+        inner.encoded.push(encoded);
     }
 
     /// Moves the events of `later` (for the same partition, not yet numbered) behind
     /// this batch's; the deadline stays the earlier one.
     pub(crate) fn append(&mut self, later: Batch) {
-        debug_assert!(self.stamp.is_none() && later.stamp.is_none());
-        self.size += later.size;
-        self.events.extend(later.events);
-        self.encoded.extend(later.encoded);
-        self.deadline = match (self.deadline, later.deadline) {
+        debug_assert!(self.stamp().is_none() && later.stamp().is_none());
+        let later = Arc::try_unwrap(later.inner).unwrap_or_else(|shared| (*shared).clone());
+        let inner = self.inner_mut();
+        inner.size += later.size;
+        inner.events.extend(later.events);
+        inner.encoded.extend(later.encoded);
+        inner.deadline = match (inner.deadline, later.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
 
     pub(crate) fn encoded(&self) -> &[Bytes] {
-        &self.encoded
+        &self.inner.encoded
     }
 
     /// With idempotent retries: the producer sequence number of the first event; the
     /// others follow it, one each (wrapping from `i32::MAX` to 0). Set once the batch
     /// is numbered for publishing, and kept across retries.
     pub fn starting_sequence_number(&self) -> Option<i32> {
-        self.stamp.map(|s| s.sequence)
+        self.stamp().map(|s| s.sequence)
     }
 
     /// When the delivery timeout of the batch's oldest event runs out: no try starts
     /// after it and a try in progress is cut short by it. `None` for no limit.
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.deadline
+        self.inner.deadline
     }
 
     /// Sets the deadline (see [`deadline`](Self::deadline)).
     pub fn set_deadline(&mut self, deadline: Option<tokio::time::Instant>) {
-        self.deadline = deadline;
+        self.inner_mut().deadline = deadline;
     }
 
     /// Whether a try of this batch reached the service, or may have, without a
     /// verdict coming back (a lost connection, a try timed out after the transfer):
     /// the service may hold the batch even if it is finally reported failed.
     pub fn may_have_been_stored(&self) -> bool {
-        self.maybe_stored
+        lock(&self.inner.tries).maybe_stored
     }
 
-    pub(crate) fn set_maybe_stored(&mut self) {
-        self.maybe_stored = true;
+    /// Records that a try may have reached the service without a verdict (see
+    /// [`may_have_been_stored`](Self::may_have_been_stored)); every clone sees it. A
+    /// transport of your own calls this when it loses track of a transfer.
+    pub fn mark_maybe_stored(&self) {
+        lock(&self.inner.tries).maybe_stored = true;
     }
 
     pub(crate) fn stamp(&self) -> Option<Stamp> {
-        self.stamp
+        lock(&self.inner.tries).stamp
     }
 
-    pub(crate) fn set_stamp(&mut self, stamp: Option<Stamp>) {
-        self.stamp = stamp;
+    /// Numbers the batch (idempotent publishing); every clone sees it.
+    pub(crate) fn set_stamp(&self, stamp: Option<Stamp>) {
+        lock(&self.inner.tries).stamp = stamp;
     }
 }
 
@@ -170,7 +221,7 @@ mod tests {
 
     /// The batched message exactly as the base service hands it to fe2o3.
     fn wire_len(batch: &Batch) -> usize {
-        let wire = crate::base::to_wire(batch);
+        let wire = crate::amqp::to_wire(batch);
         serde_amqp::to_vec(&Serializable(wire.message))
             .unwrap()
             .len()

@@ -319,6 +319,16 @@ impl std::error::Error for Error {
     }
 }
 
+/// Whether a boxed error (as tower layers pass them) is worth another try: the
+/// producer's own errors say so themselves, tower's `Elapsed` (a try timed out) is,
+/// anything else is not.
+pub(crate) fn is_retryable(error: &(dyn std::error::Error + 'static)) -> bool {
+    match error.downcast_ref::<Error>() {
+        Some(own) => own.is_retryable(),
+        None => error.is::<tower::timeout::error::Elapsed>(),
+    }
+}
+
 /// Recovers an [`Error`] that was boxed (by a tower layer, say); tower's `Elapsed`
 /// becomes a retryable timeout; anything else a transport error that is not retryable,
 /// with the original as its source.

@@ -7,9 +7,12 @@
 //!   it, or call [`Producer::enqueue`].
 //! - [`Outcomes`] is a stream of [`BatchOutcome`]s: every accepted event appears in
 //!   exactly one, succeeded, failed (with the [`Error`] and the events) or abandoned.
-//! - Between the two sits a tower stack over [`AmqpSend`], the base service that
-//!   publishes a [`Batch`] on an AMQP 1.0 link (fe2o3-amqp); add your own layers with
-//!   [`ProducerBuilder::layer`].
+//! - Between the two, each partition has its own tower stack of public layers
+//!   (tower's concurrency limit, retry and timeout, idempotency, tracing; see
+//!   [`stack`]) over [`AmqpSend`], the base service that publishes a [`Batch`] on an
+//!   AMQP 1.0 link (fe2o3-amqp). Add any tower layer of yours with
+//!   [`ProducerBuilder::layer`], or assemble the stack in another order with
+//!   [`ProducerBuilder::stack`].
 //!
 //! # Example
 //!
@@ -79,21 +82,19 @@
 #![forbid(unsafe_code)]
 
 mod amqp;
-mod base;
 mod batch;
 mod codec;
 mod connection_string;
 mod credential;
 mod error;
 mod event;
-mod idempotent;
 #[cfg(feature = "opentelemetry")]
 mod metrics;
 mod producer;
+pub mod stack;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;
 
-pub use base::{AmqpSend, SendFailure};
 pub use batch::Batch;
 pub use connection_string::{ConnectionString, ConnectionStringCredentials};
 pub use credential::{
@@ -102,6 +103,7 @@ pub use credential::{
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
+pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::route::Partitioner;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry::KeyValue;
 
-/// The publish instruments, shared by every clone of the base service.
+/// The publish instruments, shared by every partition's trace layer.
 #[derive(Debug)]
 pub(crate) struct PublishMetrics {
     sent: Counter<u64>,
@@ -65,7 +65,7 @@ impl PublishMetrics {
         partition: &str,
         events: usize,
         took: Duration,
-        error: Option<&crate::Error>,
+        error: Option<&(dyn std::error::Error + 'static)>,
     ) {
         let mut attributes = Vec::with_capacity(5);
         attributes.extend(common(&self.hub));
@@ -74,7 +74,13 @@ impl PublishMetrics {
             partition.to_owned(),
         ));
         if let Some(e) = error {
-            let kind = e.condition().map_or_else(|| error_type(e), str::to_owned);
+            let kind = match e.downcast_ref::<crate::Error>() {
+                Some(own) => own
+                    .condition()
+                    .map_or_else(|| error_type(own), str::to_owned),
+                None if e.is::<tower::timeout::error::Elapsed>() => "timeout".to_owned(),
+                None => "other".to_owned(),
+            };
             attributes.push(KeyValue::new("error.type", kind));
         }
         self.sent.add(events as u64, &attributes);

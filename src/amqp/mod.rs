@@ -10,6 +10,7 @@
 mod management;
 mod props;
 mod rpc;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,9 +21,9 @@ use fe2o3_amqp::link::delivery::DeliveryFut;
 use fe2o3_amqp::link::{SendError, Sender};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::messaging::{Batch, Data, Outcome};
+use fe2o3_amqp::types::messaging::Outcome;
 use fe2o3_amqp::types::primitives::SimpleValue;
-use fe2o3_amqp::{Connection, Sendable, Session};
+use fe2o3_amqp::{Connection, Session};
 use serde_amqp::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,6 +32,7 @@ use crate::error::{Error, Kind};
 use crate::PartitionProperties;
 
 pub(crate) use rpc::Reply;
+pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
 use management::{parse_hub_properties, parse_partition_properties, status_error};
 use props::{client_properties, idempotent_properties, producer_state_of, tls_connect};
@@ -91,9 +93,6 @@ pub(crate) enum Attach {
 
 /// A send in progress: its settlement, and the connection generation it went out on.
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
-
-/// A batch of pre-encoded events for one partition.
-pub(crate) type Wire = Sendable<Batch<Data>>;
 
 enum Command {
     Send {
@@ -669,7 +668,7 @@ impl Task {
                 .map_err(|_| Error::new(Kind::Timeout))?
                 .map_err(|err| match &err {
                     fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
-                        crate::base::from_amqp_error(e, true).with_source(err)
+                        wire::from_amqp_error(e, true).with_source(err)
                     }
                     _ => Error::connection(format!("cannot attach a sender to {address}"))
                         .with_source(err),
@@ -761,7 +760,7 @@ impl Task {
                     }
                     let link_gone =
                         matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
-                    let error = crate::base::send_error(err);
+                    let error = wire::send_error(err);
                     if link_gone && error.condition() == Some(UNAUTHORIZED) && !reauthorized {
                         // Closed for want of a valid token (it expired early by the
                         // service's clock, say): put a fresh one, then attach again.

@@ -8,22 +8,21 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::PollSemaphore;
-use tower::util::BoxCloneService;
-use tower::{Layer, Service};
+use tower::{BoxError, Layer, Service, ServiceExt};
 
-use super::driver::{Driver, Stack};
+use super::driver::Driver;
 use super::{Keyless, Outcomes, Producer, Shared, CONTROL_SLOTS, MAX_PARTITIONS};
 use crate::amqp::{Amqp, Endpoint};
-use crate::base::{AmqpSend, SendFailure};
 use crate::batch::Batch;
 use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
 use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
 use crate::error::Error;
-use crate::idempotent::Idempotent;
-use streaming_producer_layers::retry::{RetryLayer, RetryPolicy};
+use crate::stack::{
+    boxed, Base, BatchService, CloneBatchService, Connection, MakeStack, Settings, StackContext,
+    TraceLayer, UserLayer,
+};
+use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
-
-type LayerFn = Box<dyn FnOnce(Stack) -> Stack + Send>;
 
 /// Reads the partition ids every `period` until the producer is gone or closed.
 async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period: Duration) {
@@ -60,7 +59,8 @@ pub struct ProducerBuilder {
     try_timeout: Duration,
     delivery_timeout: Duration,
     identifier: Option<String>,
-    layers: Vec<LayerFn>,
+    layers: Vec<UserLayer>,
+    stack: Option<MakeStack>,
     partitioner: Arc<dyn Partitioner>,
     sticky: bool,
     partition_refresh: Duration,
@@ -83,6 +83,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("delivery_timeout", &self.delivery_timeout)
             .field("identifier", &self.identifier)
             .field("layers", &self.layers.len())
+            .field("stack", &self.stack.is_some())
             .field("sticky", &self.sticky)
             .field("retry", &self.retry)
             .field("idempotent", &self.idempotent)
@@ -104,6 +105,7 @@ impl Default for ProducerBuilder {
             delivery_timeout: Duration::from_secs(120),
             identifier: None,
             layers: Vec::new(),
+            stack: None,
             partitioner: Arc::new(ServiceHash),
             sticky: false,
             partition_refresh: Duration::from_secs(30),
@@ -165,7 +167,8 @@ impl ProducerBuilder {
     /// stored twice: delivery is at least once (see
     /// [`idempotent_retries`](Self::idempotent_retries)). The same backoff spaces the
     /// attempts to reconnect while the service cannot be reached: one attempt at a
-    /// time for all partitions, and waiting for the connection is not a try.
+    /// time for all partitions, whose sends wait for it within their try (bounded by
+    /// `try_timeout`) and, beyond the retries, not past the delivery timeout.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -191,9 +194,12 @@ impl ProducerBuilder {
         self
     }
 
-    /// Bound on one try to publish a batch, from its transfer to the service's
-    /// verdict (and on each connection attempt and link attach); default 60 s. A try
-    /// that times out is retried like any transient failure.
+    /// Bound on one try to publish a batch (tower's `Timeout` around each try: the
+    /// wait for the connection and for link credit, the transfer and the service's
+    /// verdict), and on each connection attempt, link attach and management call;
+    /// default 60 s. A try that times out is retried like any transient failure; if
+    /// it timed out after its transfer, the batch may have been stored
+    /// ([`Error::is_ambiguous`] if it finally fails).
     pub fn try_timeout(mut self, timeout: Duration) -> Self {
         self.try_timeout = timeout;
         self
@@ -256,20 +262,59 @@ impl ProducerBuilder {
         self
     }
 
-    /// Wraps the batch-level stack in a tower layer of yours; the last added is outermost.
-    /// Your layers sit inside the retry layer, so each try passes through them. A layer
-    /// that waits (a rate limit, say) should give up at the batch's
-    /// [`Batch::deadline`]; the producer's own layers do, and that is what bounds
-    /// `close()`.
+    /// Adds a tower layer of yours to every partition's batch stack (one instance per
+    /// partition: `layer` is called once for each); the last added is outermost. Your
+    /// layers sit inside the try timeout, the trace span and the retry layer, so each
+    /// try passes through them (see [`stack`](crate::stack) for the whole order).
+    ///
+    /// Any layer fits whose service takes a [`Batch`], answers `()` and fails with an
+    /// error that converts into [`BoxError`]; it need not be `Clone` (tower's
+    /// `RateLimit` is not): the layers are then put behind tower's `Buffer` so that
+    /// retries can clone them. The producer keeps a clone of each batch, so events are
+    /// reported whatever a layer returns, and its own errors are read back from the
+    /// boxed ones ([`Error::from`]). A layer that waits (a rate limit, say) is cut
+    /// short by `try_timeout` and, at the latest, by the batch's delivery deadline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emulator = eventhubs_emulator::Emulator::builder().hub("eh1", 2).start().await?;
+    /// # let connection_string = emulator.connection_string_for("eh1");
+    /// use std::time::Duration;
+    /// use streaming_producer::Producer;
+    ///
+    /// let (mut producer, _outcomes) = Producer::builder()
+    ///     .connection_string(&connection_string)
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(10)))
+    ///     .layer(tower::limit::RateLimitLayer::new(50, Duration::from_secs(1)))
+    ///     .build()
+    ///     .await?;
+    /// # producer.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<Stack> + Send + 'static,
-        L::Service: Service<Batch, Response = Batch, Error = SendFailure> + Clone + Send + 'static,
+        L: Layer<BatchService> + Send + Sync + 'static,
+        L::Service: Service<Batch, Response = ()> + Send + 'static,
+        <L::Service as Service<Batch>>::Error: Into<BoxError>,
         <L::Service as Service<Batch>>::Future: Send + 'static,
     {
-        self.layers.push(Box::new(move |stack| {
-            BoxCloneService::new(layer.layer(stack))
-        }));
+        self.layers
+            .push(Box::new(move |inner| boxed(layer.layer(inner))));
+        self
+    }
+
+    /// Assembles each partition's batch stack yourself: `make` is called once per
+    /// partition with a [`StackContext`] that hands out the producer's own layers
+    /// (concurrency limit, idempotency, retry, trace, timeout), the layers given to
+    /// [`layer`](Self::layer), and the base service, so you can stack them in another
+    /// order or leave some out. Without it, the producer uses
+    /// [`StackContext::default_stack`]. `examples/custom_stack.rs` shows one.
+    pub fn stack<F>(mut self, make: F) -> Self
+    where
+        F: Fn(&StackContext<'_>) -> BatchService + Send + Sync + 'static,
+    {
+        self.stack = Some(Box::new(make));
         self
     }
 
@@ -358,18 +403,17 @@ impl ProducerBuilder {
                 return Err(e);
             }
         };
-        let base = BoxCloneService::new(AmqpSend::new(amqp.clone(), self.try_timeout, &hub_name));
+        let base = Base::Amqp(Connection::new(amqp.clone()));
         let closer = amqp.clone();
         let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(async move { closer.close().await });
         let refresh = self.partition_refresh;
-        let idempotency = self.idempotent.then(|| amqp.clone());
         let (mut producer, outcomes) = self.start(
             base,
+            &hub_name,
             properties.partition_ids,
             max as usize,
             Some(on_close),
-            idempotency,
         );
         tokio::spawn(refresh_partitions(
             Arc::downgrade(&producer.shared),
@@ -388,8 +432,9 @@ impl ProducerBuilder {
     }
 
     /// Starts a producer over your own batch service instead of the AMQP connection:
-    /// for other transports, and for tests. `max_batch_bytes` plays the part of the
-    /// link's `max-message-size`.
+    /// for other transports, and for tests. Each partition's stack gets a clone of
+    /// `service` at its bottom. `max_batch_bytes` plays the part of the link's
+    /// `max-message-size`.
     pub fn build_with_service<S>(
         self,
         service: S,
@@ -397,7 +442,8 @@ impl ProducerBuilder {
         max_batch_bytes: usize,
     ) -> Result<(Producer, Outcomes), Error>
     where
-        S: Service<Batch, Response = Batch, Error = SendFailure> + Clone + Send + 'static,
+        S: Service<Batch, Response = ()> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
         self.validate()?;
@@ -413,38 +459,30 @@ impl ProducerBuilder {
                  AMQP connection of build() has",
             ));
         }
-        Ok(self.start(
-            BoxCloneService::new(service),
-            partition_ids,
-            max_batch_bytes,
-            None,
-            None,
-        ))
+        let base = Base::Custom(CloneBatchService::new(
+            service.map_err(|e: S::Error| -> BoxError { e.into() }),
+        ));
+        Ok(self.start(base, "", partition_ids, max_batch_bytes, None))
     }
 
     fn start(
         self,
-        base: Stack,
+        base: Base,
+        hub: &str,
         partition_ids: Vec<String>,
         max_batch_bytes: usize,
         on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-        idempotency: Option<Amqp>,
     ) -> (Producer, Outcomes) {
-        // Idempotency wraps Retry, which wraps the user's layers, which wrap the base
-        // service: a retry resends the batch as it was numbered.
-        let stack = self
-            .layers
-            .into_iter()
-            .fold(base, |stack, layer| layer(stack));
-        let mut stack = BoxCloneService::new(RetryLayer::new(self.retry.clone()).layer(stack));
-        if let Some(amqp) = idempotency {
-            stack = BoxCloneService::new(Idempotent::new(
-                stack,
-                amqp,
-                self.retry.clone(),
-                self.try_timeout,
-            ));
-        }
+        let stacks = Settings {
+            base,
+            retry: self.retry.clone(),
+            try_timeout: self.try_timeout,
+            concurrency: self.max_concurrent_sends_per_partition,
+            idempotent: self.idempotent,
+            layers: self.layers,
+            make: self.stack,
+            trace: TraceLayer::new(hub),
+        };
         let events = Arc::new(Semaphore::new(self.max_pending_events));
         let (finished_tx, finished) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -478,7 +516,7 @@ impl ProducerBuilder {
         tokio::spawn(
             Driver {
                 commands: rx,
-                stack,
+                stacks,
                 outcomes: outcomes_tx,
                 shared: shared.clone(),
                 max_batch_bytes,

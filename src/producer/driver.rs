@@ -1,5 +1,5 @@
-//! The driver: one task that owns the open batches, dispatches them through the tower
-//! stack, and queues outcomes.
+//! The driver: one task that owns the open batches, dispatches each to its
+//! partition's tower stack when that stack is ready, and queues outcomes.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,19 +11,16 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
-use tower::util::BoxCloneService;
-use tower::ServiceExt;
+use tower::{BoxError, Service};
 
 use streaming_producer_layers::batch::{Batcher, Sealed};
 
 use super::outcome::BatchOutcome;
 use super::Shared;
-use crate::base::SendFailure;
 use crate::batch::Batch;
 use crate::error::{Error, Kind};
+use crate::stack::{BatchService, Settings};
 use crate::EventData;
-
-pub(crate) type Stack = BoxCloneService<Batch, Batch, SendFailure>;
 
 /// What the producer handles send to the driver, in one FIFO channel so that a flush
 /// or close sees every event sent before it. Every command holds a slot: events a
@@ -73,6 +70,11 @@ struct PartitionState {
     in_flight: usize,
     /// Events of this partition received and not yet reported.
     pending: usize,
+    /// The partition's stack, made when it first publishes; `None` meanwhile and
+    /// while a readiness check holds it.
+    service: Option<BatchService>,
+    /// A readiness check of the stack is under way.
+    readying: bool,
 }
 
 struct Barrier {
@@ -84,11 +86,17 @@ struct Barrier {
     done: oneshot::Sender<()>,
 }
 
-type InFlight = Pin<Box<dyn Future<Output = (usize, Vec<u64>, Result<Batch, SendFailure>)> + Send>>;
+/// A send: the partition, the events' numbers, the batch (the driver's clone), and
+/// what the stack answered (or the delivery deadline, if it came first).
+type InFlight = Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Result<(), Error>)> + Send>>;
+
+/// A partition's stack becoming ready (or failing to).
+type Readying = Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
 
 pub(crate) struct Driver {
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) stack: Stack,
+    /// What each partition's stack is made from.
+    pub(crate) stacks: Settings,
     pub(crate) outcomes: mpsc::Sender<BatchOutcome>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) max_batch_bytes: usize,
@@ -110,6 +118,7 @@ struct State {
     batcher: Batcher<Item>,
     partitions: Vec<PartitionState>,
     in_flight: FuturesUnordered<InFlight>,
+    readying: FuturesUnordered<Readying>,
     barriers: Vec<Barrier>,
     next_seq: u64,
     /// Events received and not yet reported.
@@ -126,6 +135,7 @@ impl Driver {
                 .map(|_| PartitionState::default())
                 .collect(),
             in_flight: FuturesUnordered::new(),
+            readying: FuturesUnordered::new(),
             barriers: Vec::new(),
             next_seq: 0,
             pending: 0,
@@ -161,16 +171,16 @@ impl Driver {
                         closing = true;
                     }
                 },
-                Some((partition, seqs, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                Some((partition, service, ready)) = state.readying.next(), if !state.readying.is_empty() => {
+                    self.ready(&mut state, partition, service, ready).await;
+                }
+                Some((partition, seqs, batch, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
                     state.partitions[partition].in_flight -= 1;
-                    let (batch, result) = match result {
-                        Ok(batch) => (batch, Ok(())),
+                    let result = match result {
                         // A try that reached the service without a verdict makes the
                         // whole outcome ambiguous, whatever a later try said.
-                        Err(SendFailure { error, batch }) if batch.may_have_been_stored() => {
-                            (batch, Err(error.into_ambiguous()))
-                        }
-                        Err(SendFailure { error, batch }) => (batch, Err(error)),
+                        Err(error) if batch.may_have_been_stored() => Err(error.into_ambiguous()),
+                        other => other,
                     };
                     let outcome = BatchOutcome {
                         partition: self.shared.partition_id(partition),
@@ -395,13 +405,53 @@ impl Driver {
         }
     }
 
-    /// Starts sends for `partition` while it has ready batches and room in flight.
+    /// Asks `partition`'s stack whether it takes a batch now, if the partition has
+    /// one waiting; [`ready`](Self::ready) sends it when the stack says so. The stack
+    /// decides how many sends are in flight (tower's `ConcurrencyLimit` in the
+    /// producer's own stack).
     fn dispatch(&self, state: &mut State, partition: usize) {
         let p = &mut state.partitions[partition];
-        while p.in_flight < self.concurrency {
-            let Some((mut batch, mut seqs)) = p.ready.pop_front() else {
-                break;
-            };
+        if p.ready.is_empty() || p.readying {
+            return;
+        }
+        let mut service = match p.service.take() {
+            Some(service) => service,
+            None => self.stacks.make(&self.shared.partition_id(partition)),
+        };
+        p.readying = true;
+        state.readying.push(Box::pin(async move {
+            let ready = std::future::poll_fn(|cx| service.poll_ready(cx)).await;
+            (partition, service, ready)
+        }));
+    }
+
+    /// `partition`'s stack is ready: sends its next batch, bounded by the batch's
+    /// delivery deadline. A stack that failed is dropped (a new one is made for the
+    /// next batch) and its error fails the batch that waited for it.
+    async fn ready(
+        &mut self,
+        state: &mut State,
+        partition: usize,
+        mut service: BatchService,
+        ready: Result<(), BoxError>,
+    ) {
+        let p = &mut state.partitions[partition];
+        p.readying = false;
+        if let Err(error) = ready {
+            if let Some((batch, seqs)) = p.ready.pop_front() {
+                let outcome = BatchOutcome {
+                    partition: batch.partition().to_owned(),
+                    size_in_bytes: batch.size_in_bytes(),
+                    starting_sequence_number: None,
+                    events: batch.into_events(),
+                    result: Err(Error::from(error)),
+                };
+                self.report(state, outcome, &seqs, Some(partition)).await;
+            }
+            self.dispatch(state, partition);
+            return;
+        }
+        if let Some((mut batch, mut seqs)) = p.ready.pop_front() {
             // Batches sealed by max_wait while the partition was busy (a slow or
             // failing send) go out together while they fit, so a partition that fell
             // behind catches up with full batches, not a queue of small ones.
@@ -414,11 +464,23 @@ impl Driver {
                 seqs.extend(more);
             }
             p.in_flight += 1;
-            let stack = self.stack.clone();
+            let deadline = batch.deadline();
+            let call = service.call(batch.clone());
             state.in_flight.push(Box::pin(async move {
-                (partition, seqs, stack.oneshot(batch).await)
+                let result = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, call).await {
+                        Ok(result) => result.map_err(Error::from),
+                        Err(_) => Err(Error::delivery_timeout()),
+                    },
+                    None => call.await.map_err(Error::from),
+                };
+                (partition, seqs, batch, result)
             }));
         }
+        // Ready with nothing to send (the batch expired or was cleared meanwhile):
+        // the stack keeps its readiness for the next one.
+        p.service = Some(service);
+        self.dispatch(state, partition);
     }
 
     /// Queues an outcome and advances flush barriers. The events' capacity comes back

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures_util::StreamExt;
-use streaming_producer::{Batch, EventData, Producer, SendFailure};
+use streaming_producer::{Batch, EventData, Producer};
 use streaming_producer_layers::partition_key::{hash16, partition_index};
 
 /// Runs `iters` enqueues on a fresh producer over a service that accepts every batch.
 fn enqueue(runtime: &tokio::runtime::Runtime, iters: u64, keyed: bool) -> Duration {
     runtime.block_on(async move {
         let accept_all =
-            tower::service_fn(|batch: Batch| async move { Ok::<_, SendFailure>(batch) });
+            tower::service_fn(|_: Batch| async move { Ok::<_, std::convert::Infallible>(()) });
         let (mut producer, mut outcomes) = Producer::builder()
             .max_pending_events(100_000)
             .max_pending_bytes(256 << 20)

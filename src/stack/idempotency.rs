@@ -37,13 +37,15 @@ use std::time::Duration;
 use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::sequence::advance;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
+use tower::{BoxError, Layer};
+
+use super::Connection;
 use crate::amqp::{Amqp, Attach, ProducerState};
-use crate::base::SendFailure;
 use crate::batch::Batch;
 use crate::codec::Stamp;
-use crate::error::{Error, Kind};
+use crate::error::{is_retryable, Error, Kind};
 
 /// What the layer knows of a partition (absent: nothing yet, read the link's state).
 #[derive(Debug, Clone, Copy)]
@@ -57,9 +59,43 @@ enum Known {
 
 use streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
 
-/// Numbers batches for idempotent publishing; see the module docs.
+/// Numbers batches for idempotent publishing (the partition links must be attached
+/// as an idempotent producer, as `idempotent_retries(true)` does); see the module
+/// docs. Put it outside the retry layer, so that every retry resends the same numbers.
+#[derive(Debug, Clone)]
+pub struct IdempotencyLayer {
+    reader: StateReader,
+}
+
+impl IdempotencyLayer {
+    /// Reads the partitions' producer state over `connection`, each read bounded by
+    /// `try_timeout` and retried as `policy` says.
+    pub fn new(connection: &Connection, policy: RetryPolicy, try_timeout: Duration) -> Self {
+        Self {
+            reader: StateReader {
+                amqp: connection.amqp().clone(),
+                policy,
+                try_timeout,
+            },
+        }
+    }
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = Idempotency<S>;
+
+    fn layer(&self, inner: S) -> Idempotency<S> {
+        Idempotency {
+            inner,
+            reader: self.reader.clone(),
+            states: Arc::default(),
+        }
+    }
+}
+
+/// The service of [`IdempotencyLayer`].
 #[derive(Clone)]
-pub(crate) struct Idempotent<S> {
+pub struct Idempotency<S> {
     inner: S,
     reader: StateReader,
     /// Per partition; absent until the first batch.
@@ -113,37 +149,33 @@ impl StateReader {
     }
 }
 
-impl<S> std::fmt::Debug for Idempotent<S> {
+impl std::fmt::Debug for StateReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Idempotent").finish_non_exhaustive()
+        f.debug_struct("StateReader")
+            .field("policy", &self.policy)
+            .field("try_timeout", &self.try_timeout)
+            .finish_non_exhaustive()
     }
 }
 
-impl<S> Idempotent<S> {
-    pub(crate) fn new(inner: S, amqp: Amqp, policy: RetryPolicy, try_timeout: Duration) -> Self {
-        Self {
-            inner,
-            reader: StateReader {
-                amqp,
-                policy,
-                try_timeout,
-            },
-            states: Arc::default(),
-        }
+impl<S> std::fmt::Debug for Idempotency<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency").finish_non_exhaustive()
     }
 }
 
-impl<S> Service<Batch> for Idempotent<S>
+impl<S> Service<Batch> for Idempotency<S>
 where
-    S: Service<Batch, Response = Batch, Error = SendFailure> + Clone + Send + 'static,
+    S: Service<Batch, Response = ()> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    type Response = Batch;
-    type Error = SendFailure;
-    type Future = Pin<Box<dyn Future<Output = Result<Batch, SendFailure>> + Send>>;
+    type Response = ();
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, batch: Batch) -> Self::Future {
@@ -160,10 +192,11 @@ async fn publish<S>(
     mut inner: S,
     reader: StateReader,
     states: Arc<Mutex<HashMap<String, Known>>>,
-    mut batch: Batch,
-) -> Result<Batch, SendFailure>
+    batch: Batch,
+) -> Result<(), BoxError>
 where
-    S: Service<Batch, Response = Batch, Error = SendFailure>,
+    S: Service<Batch, Response = ()>,
+    S::Error: Into<BoxError>,
 {
     let partition = batch.partition().to_owned();
     let deadline = batch.deadline();
@@ -188,7 +221,7 @@ where
                         Some(k) => states.insert(partition, k),
                         None => states.remove(&partition),
                     };
-                    return Err(SendFailure { error, batch });
+                    return Err(error.into());
                 }
             }
         }
@@ -203,29 +236,29 @@ where
             producer_id: state.producer_id,
             epoch: state.epoch,
         }));
-        let result = if std::mem::take(&mut first_try) {
-            inner.call(batch).await
+        let result: Result<(), BoxError> = if std::mem::take(&mut first_try) {
+            inner.call(batch.clone()).await.map_err(Into::into)
         } else {
-            match inner.ready().await {
-                Ok(ready) => ready.call(batch).await,
-                Err(e) => Err(SendFailure {
-                    error: e.error,
-                    batch,
-                }),
+            let ready: Result<(), BoxError> =
+                std::future::poll_fn(|cx| inner.poll_ready(cx).map_err(Into::into)).await;
+            match ready {
+                Ok(()) => inner.call(batch.clone()).await.map_err(Into::into),
+                Err(e) => Err(e),
             }
         };
-        let failure = match result {
-            Ok(batch) => {
+        let error = match result {
+            Ok(()) => {
                 let published = ProducerState {
                     last_sequence: advance(state.last_sequence, batch.len() as u32),
                     ..state
                 };
                 lock(&states).insert(partition, Known::State(published));
-                return Ok(batch);
+                return Ok(());
             }
-            Err(failure) => failure,
+            Err(e) => e,
         };
-        if failure.error.condition() == Some(OUT_OF_ORDER) && !renumbered {
+        let condition = error.downcast_ref::<Error>().and_then(Error::condition);
+        if condition == Some(OUT_OF_ORDER) && !renumbered {
             // The service does not know this producer's numbers (it lost its state):
             // a new group, and the batch once more under it.
             renumbered = true;
@@ -236,40 +269,37 @@ where
             match reader.read(&partition, Attach::NewProducer, deadline).await {
                 Ok(fresh) => {
                     state = fresh;
-                    batch = failure.batch;
                     continue;
                 }
-                Err(error) => {
-                    tracing::debug!(partition, "starting a new producer group failed: {error}");
-                    return Err(failure);
+                Err(e) => {
+                    tracing::debug!(partition, "starting a new producer group failed: {e}");
+                    return Err(error);
                 }
             }
         }
-        if failure.batch.may_have_been_stored() {
+        if batch.may_have_been_stored() {
             // Its numbers stay with it until the service answers or time runs out.
             let delay = reader.policy.delay(again, 0.5);
             let in_time = match deadline {
                 Some(d) => Instant::now() + delay < d,
                 None => again < reader.policy.max_retries(),
             };
-            if failure.error.is_retryable() && in_time {
+            if is_retryable(error.as_ref()) && in_time {
                 tracing::debug!(
                     partition,
                     first,
-                    "the batch's fate is unknown ({}); trying again with its numbers",
-                    failure.error
+                    "the batch's fate is unknown ({error}); trying again with its numbers"
                 );
                 tokio::time::sleep(delay).await;
                 again += 1;
-                batch = failure.batch;
                 continue;
             }
             // The entry stays NewGroup: these numbers are never given to other events.
-            return Err(failure);
+            return Err(error);
         }
         // Certainly not stored: the next batch takes the same numbers.
         lock(&states).insert(partition, Known::State(state));
-        return Err(failure);
+        return Err(error);
     }
 }
 

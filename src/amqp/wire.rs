@@ -1,0 +1,94 @@
+//! Between the producer's types and fe2o3's: a batch as the message written on the
+//! wire, and the service's verdicts and link failures as [`Error`]s.
+
+use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::types::definitions;
+use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message};
+use fe2o3_amqp::types::primitives::Binary;
+use fe2o3_amqp::Sendable;
+
+use crate::batch::Batch;
+use crate::codec::{self, Stamp, BATCH_FORMAT};
+use crate::error::{Error, Kind};
+use streaming_producer_layers::sequence::advance;
+
+/// A batch of pre-encoded events for one partition.
+pub(crate) type Wire = Sendable<AmqpBatch<Data>>;
+
+/// The name of an AMQP error condition, e.g. `amqp:link:message-size-exceeded`.
+pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String {
+    match condition {
+        definitions::ErrorCondition::Custom(s) => s.as_str().to_owned(),
+        other => match serde_amqp::to_value(other) {
+            Ok(serde_amqp::Value::Symbol(s)) => s.as_str().to_owned(),
+            _ => format!("{other:?}"),
+        },
+    }
+}
+
+/// The service's error: a rejection of a delivery, or the reason a link was detached.
+pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
+    let condition = condition_name(&e.condition);
+    let description = e.description.clone().unwrap_or_default();
+    Error::new(if detached {
+        Kind::Detached {
+            condition,
+            description,
+        }
+    } else {
+        Kind::Rejected {
+            condition,
+            description,
+        }
+    })
+}
+
+/// Maps a fe2o3 send error.
+pub(crate) fn send_error(err: SendError) -> Error {
+    use fe2o3_amqp::link::{DetachError, LinkStateError};
+    match &err {
+        SendError::Detached(
+            DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e),
+        )
+        | SendError::LinkStateError(
+            LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
+        ) => from_amqp_error(e, true).with_source(err),
+        SendError::MessageSizeExceeded(m) => Error::new(Kind::TooLarge {
+            size: m.size as usize,
+            max: m.max_size as usize,
+        }),
+        _ => Error::connection("the link or connection failed").with_source(err),
+    }
+}
+
+/// The batched message (format `0x80013700`): one data section per event, each
+/// stamped with its producer sequence number when the batch is numbered.
+pub(crate) fn to_wire(batch: &Batch) -> Wire {
+    let stamp = batch.stamp();
+    let sections: Vec<Data> = batch
+        .encoded()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut bytes = e.to_vec();
+            if let Some(first) = stamp {
+                let sequence = advance(first.sequence, i as u32);
+                codec::stamp(&mut bytes, Stamp { sequence, ..first });
+            }
+            Data(Binary::from(bytes))
+        })
+        .collect();
+    let message = Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: None,
+        application_properties: None,
+        body: AmqpBatch::from(sections),
+        footer: None,
+    };
+    Sendable::builder()
+        .message(message)
+        .message_format(BATCH_FORMAT)
+        .build()
+}

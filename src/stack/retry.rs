@@ -1,0 +1,230 @@
+//! The retry policy for tower's `Retry`: which failures are worth another try, how
+//! long to wait, and when to stop.
+
+use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::retry::Policy;
+use tower::util::rng::HasherRng;
+use tower::BoxError;
+
+use crate::batch::Batch;
+use crate::error::{is_retryable, Error};
+use streaming_producer_layers::retry::RetryPolicy;
+
+/// Event Hubs' retry policy for tower's [`Retry`](tower::retry::Retry): retries the
+/// errors that say so ([`Error::is_retryable`], and tower's `Elapsed` for a try that
+/// timed out), at most [`RetryPolicy::max_retries`] times, waiting with tower's
+/// exponential backoff with jitter, and never starting a try at or after the batch's
+/// [deadline](Batch::deadline). Resends a clone of the batch (cheap: the events sit
+/// behind an `Arc`).
+///
+/// ```
+/// use std::time::Duration;
+/// use streaming_producer::stack::EventHubsRetry;
+/// use streaming_producer::RetryPolicy;
+///
+/// let layer = tower::retry::RetryLayer::new(EventHubsRetry::new(
+///     RetryPolicy::default().with_max_retries(5).with_initial_delay(Duration::from_millis(100)),
+/// ));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct EventHubsRetry {
+    policy: RetryPolicy,
+    /// Per request: tower's `Retry` clones the policy for each one.
+    retries: u32,
+    backoff: Option<ExponentialBackoff<HasherRng>>,
+}
+
+impl EventHubsRetry {
+    /// A policy retrying as `policy` says.
+    pub fn new(policy: RetryPolicy) -> Self {
+        let backoff = ExponentialBackoffMaker::new(
+            policy.initial_delay(),
+            policy.max_delay().max(policy.initial_delay()),
+            policy.jitter(),
+            HasherRng::default(),
+        )
+        .ok()
+        .map(|mut maker| maker.make_backoff());
+        Self {
+            policy,
+            retries: 0,
+            backoff,
+        }
+    }
+
+    fn next(&mut self, batch: &Batch, retryable: bool) -> Option<tokio::time::Sleep> {
+        if !retryable || self.retries >= self.policy.max_retries() {
+            return None;
+        }
+        let sleep = match &mut self.backoff {
+            Some(backoff) => backoff.next_backoff(),
+            // A zero maximum delay, which tower's backoff refuses: retry at once.
+            None => tokio::time::sleep(std::time::Duration::ZERO),
+        };
+        if batch.deadline().is_some_and(|d| sleep.deadline() >= d) {
+            return None;
+        }
+        self.retries += 1;
+        Some(sleep)
+    }
+}
+
+impl Policy<Batch, (), BoxError> for EventHubsRetry {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        batch: &mut Batch,
+        result: &mut Result<(), BoxError>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(()) => None,
+            Err(e) => self.next(batch, is_retryable(e.as_ref())),
+        }
+    }
+
+    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+        Some(batch.clone())
+    }
+}
+
+impl Policy<Batch, (), Error> for EventHubsRetry {
+    type Future = tokio::time::Sleep;
+
+    fn retry(&mut self, batch: &mut Batch, result: &mut Result<(), Error>) -> Option<Self::Future> {
+        match result {
+            Ok(()) => None,
+            Err(e) => self.next(batch, e.is_retryable()),
+        }
+    }
+
+    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+        Some(batch.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+    use tower::retry::{Retry, RetryLayer};
+    use tower::{Layer, ServiceExt};
+    use tower_test::mock;
+
+    use super::*;
+    use crate::error::Kind;
+
+    type Handle = mock::Handle<Batch, ()>;
+
+    fn retrying(policy: RetryPolicy) -> (Retry<EventHubsRetry, mock::Mock<Batch, ()>>, Handle) {
+        let (service, handle) = mock::pair::<Batch, ()>();
+        (
+            RetryLayer::new(EventHubsRetry::new(policy.with_jitter(0.0))).layer(service),
+            handle,
+        )
+    }
+
+    fn busy() -> Error {
+        Error::new(Kind::Rejected {
+            condition: "com.microsoft:server-busy".into(),
+            description: "throttled".into(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_after_doubling_delays() {
+        let (service, mut handle) = retrying(RetryPolicy::default());
+        let started = Instant::now();
+        let call = tokio::spawn(service.oneshot(Batch::new("0")));
+        let mut tried_at = Vec::new();
+        for _ in 0..3 {
+            let (_, reply) = handle.next_request().await.expect("a try");
+            tried_at.push(started.elapsed());
+            reply.send_error(busy());
+        }
+        let (_, reply) = handle.next_request().await.expect("the last try");
+        tried_at.push(started.elapsed());
+        reply.send_response(());
+        call.await.unwrap().expect("the fourth try succeeded");
+        assert_eq!(
+            tried_at,
+            [0, 800, 2400, 5600].map(Duration::from_millis).to_vec()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_failures_and_foreign_errors_are_not_retried() {
+        for error in [
+            BoxError::from(Error::new(Kind::TooLarge { size: 2, max: 1 })),
+            BoxError::from(std::io::Error::other("a layer's own failure")),
+        ] {
+            let (service, mut handle) = retrying(RetryPolicy::default());
+            let call = tokio::spawn(service.oneshot(Batch::new("0")));
+            let (_, reply) = handle.next_request().await.expect("a try");
+            reply.send_error(error);
+            assert!(call.await.unwrap().is_err());
+            assert!(handle.next_request().await.is_none(), "no second try");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_try_that_timed_out_is_retried() {
+        let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(1));
+        let call = tokio::spawn(service.oneshot(Batch::new("0")));
+        let (_, reply) = handle.next_request().await.expect("a try");
+        reply.send_error(tower::timeout::error::Elapsed::new());
+        let (_, reply) = handle.next_request().await.expect("a retry");
+        reply.send_response(());
+        call.await.unwrap().expect("retried");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_retries_run_out_the_last_error_comes_back() {
+        let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(2));
+        let call = tokio::spawn(service.oneshot(Batch::new("0")));
+        for _ in 0..3 {
+            let (_, reply) = handle.next_request().await.expect("a try");
+            reply.send_error(busy());
+        }
+        let error = Error::from(call.await.unwrap().unwrap_err());
+        assert!(error.is_retryable() && error.condition() == Some("com.microsoft:server-busy"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_try_starts_at_or_after_the_deadline() {
+        let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(10));
+        let started = Instant::now();
+        let mut batch = Batch::new("0");
+        // Tries at 0, 0.8 and 2.4 s; the next would start at 5.6 s.
+        batch.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        let call = tokio::spawn(service.oneshot(batch));
+        for _ in 0..3 {
+            let (_, reply) = handle.next_request().await.expect("a try");
+            reply.send_error(busy());
+        }
+        assert!(call.await.unwrap().is_err());
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(2400),
+            "no wait for a try it would not make"
+        );
+        assert!(handle.next_request().await.is_none(), "no fourth try");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_resend_the_same_events() {
+        let (service, mut handle) = retrying(RetryPolicy::default());
+        let mut batch = Batch::new("2");
+        batch.try_push(crate::EventData::new("x"), 1024).unwrap();
+        let call = tokio::spawn(service.oneshot(batch));
+        let (first, reply) = handle.next_request().await.expect("a try");
+        reply.send_error(busy());
+        let (second, reply) = handle.next_request().await.expect("a retry");
+        reply.send_response(());
+        call.await.unwrap().unwrap();
+        assert_eq!(first.events(), second.events());
+        assert_eq!(second.partition(), "2");
+    }
+}
