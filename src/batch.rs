@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use fe2o3_amqp::types::messaging::{Batch as Sections, Data};
+use fe2o3_amqp::types::primitives::Binary;
 
 use crate::codec::{self, section_size, Stamp};
 use crate::event::EventData;
@@ -20,11 +21,13 @@ pub struct Batch {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     partition: String,
     events: Vec<EventData>,
-    encoded: Vec<Bytes>,
+    /// Each event encoded as a whole AMQP message, as the batched message's data
+    /// sections: handed to the link as they are (behind the `Arc`), never copied.
+    sections: Arc<Sections<Data>>,
     size: usize,
     /// When its events' delivery timeout runs out (from the oldest event's acceptance).
     deadline: Option<tokio::time::Instant>,
@@ -45,7 +48,7 @@ impl Clone for Inner {
         Self {
             partition: self.partition.clone(),
             events: self.events.clone(),
-            encoded: self.encoded.clone(),
+            sections: self.sections.clone(),
             size: self.size,
             deadline: self.deadline,
             tries: Mutex::new(*lock(&self.tries)),
@@ -55,6 +58,19 @@ impl Clone for Inner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            partition: String::new(),
+            events: Vec::new(),
+            sections: Arc::new(Sections::new(Vec::new())),
+            size: 0,
+            deadline: None,
+            tries: Mutex::default(),
+        }
+    }
 }
 
 impl Batch {
@@ -140,16 +156,16 @@ impl Batch {
     }
 
     /// The bytes `encoded` would add.
-    pub(crate) fn cost(encoded: &Bytes) -> usize {
+    pub(crate) fn cost(encoded: &[u8]) -> usize {
         section_size(encoded.len())
     }
 
     /// Adds an event with its encoding (the caller checked that it fits).
-    pub(crate) fn push(&mut self, event: EventData, encoded: Bytes) {
+    pub(crate) fn push(&mut self, event: EventData, encoded: Vec<u8>) {
         let inner = self.inner_mut();
         inner.size += Self::cost(&encoded);
         inner.events.push(event);
-        inner.encoded.push(encoded);
+        Arc::make_mut(&mut inner.sections).push(Data(Binary::from(encoded)));
     }
 
     /// Moves the events of `later` (for the same partition, not yet numbered) behind
@@ -157,18 +173,20 @@ impl Batch {
     pub(crate) fn append(&mut self, later: Batch) {
         debug_assert!(self.stamp().is_none() && later.stamp().is_none());
         let later = Arc::try_unwrap(later.inner).unwrap_or_else(|shared| (*shared).clone());
+        let sections = Arc::try_unwrap(later.sections).unwrap_or_else(|shared| (*shared).clone());
         let inner = self.inner_mut();
         inner.size += later.size;
         inner.events.extend(later.events);
-        inner.encoded.extend(later.encoded);
+        Arc::make_mut(&mut inner.sections).extend(sections);
         inner.deadline = match (inner.deadline, later.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
 
-    pub(crate) fn encoded(&self) -> &[Bytes] {
-        &self.inner.encoded
+    /// The data sections, shared (not copied) with every clone and every try.
+    pub(crate) fn sections(&self) -> &Arc<Sections<Data>> {
+        &self.inner.sections
     }
 
     /// With idempotent retries: the producer sequence number of the first event; the
@@ -217,6 +235,7 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::event::PropertyValue;
+    use bytes::Bytes;
     use fe2o3_amqp::types::messaging::message::__private::Serializable;
 
     /// The batched message exactly as the base service hands it to fe2o3.

@@ -4,7 +4,7 @@
 //! producer needs the exact byte count of each event to fill batches, and it never
 //! encodes an event twice.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BufMut;
 
 use crate::event::{EventData, PropertyValue, Routing};
 
@@ -15,11 +15,11 @@ pub(crate) use streaming_producer_layers::protocol::{
 
 const PARTITION_KEY: &[u8] = names::PARTITION_KEY.as_bytes();
 
-fn described(out: &mut BytesMut, code: u8) {
+fn described(out: &mut Vec<u8>, code: u8) {
     out.put_slice(&[0x00, 0x53, code]);
 }
 
-fn variable(out: &mut BytesMut, small: u8, large: u8, bytes: &[u8]) {
+fn variable(out: &mut Vec<u8>, small: u8, large: u8, bytes: &[u8]) {
     if bytes.len() <= 255 {
         out.put_u8(small);
         out.put_u8(bytes.len() as u8);
@@ -30,16 +30,16 @@ fn variable(out: &mut BytesMut, small: u8, large: u8, bytes: &[u8]) {
     out.put_slice(bytes);
 }
 
-fn string(out: &mut BytesMut, s: &str) {
+fn string(out: &mut Vec<u8>, s: &str) {
     variable(out, 0xa1, 0xb1, s.as_bytes());
 }
 
-fn symbol(out: &mut BytesMut, s: &[u8]) {
+fn symbol(out: &mut Vec<u8>, s: &[u8]) {
     variable(out, 0xa3, 0xb3, s);
 }
 
 /// A list or map: `items` already encoded, `count` elements (2 per map entry).
-fn compound(out: &mut BytesMut, small: u8, large: u8, count: usize, items: &[u8]) {
+fn compound(out: &mut Vec<u8>, small: u8, large: u8, count: usize, items: &[u8]) {
     if items.len() < 255 && count <= 255 {
         out.put_u8(small);
         out.put_u8(items.len() as u8 + 1);
@@ -52,7 +52,7 @@ fn compound(out: &mut BytesMut, small: u8, large: u8, count: usize, items: &[u8]
     out.put_slice(items);
 }
 
-fn value(out: &mut BytesMut, v: &PropertyValue) {
+fn value(out: &mut Vec<u8>, v: &PropertyValue) {
     match v {
         PropertyValue::String(s) => string(out, s),
         PropertyValue::Long(n) => {
@@ -96,10 +96,10 @@ pub(crate) struct Stamp {
 ///
 /// The idempotent annotations come first, with fixed-width values, so that
 /// [`stamp`] can write the real numbers in place when the batch is sent.
-pub(crate) fn encode(event: &EventData, idempotent: bool) -> Bytes {
+pub(crate) fn encode(event: &EventData, idempotent: bool) -> Vec<u8> {
     let body = event.body();
-    let mut out = BytesMut::with_capacity(body.len() + 64);
-    let mut scratch = BytesMut::new();
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut scratch = Vec::new();
     let key = match event.routing() {
         Routing::PartitionKey(key) => Some(key),
         _ => None,
@@ -170,7 +170,7 @@ pub(crate) fn encode(event: &EventData, idempotent: bool) -> Bytes {
     }
     described(&mut out, 0x75);
     variable(&mut out, 0xa0, 0xb0, body);
-    out.freeze()
+    out
 }
 
 /// Writes `stamp` into an event encoded by [`encode`] with `idempotent`. Bytes of any
@@ -211,13 +211,14 @@ pub(crate) fn stamp(encoded: &mut [u8], stamp: Stamp) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use fe2o3_amqp::types::messaging::{
         annotations::OwnedKey, message::DecodeIntoMessage, Body, Message, MessageId,
     };
     use fe2o3_amqp::types::primitives::SimpleValue;
     use serde_amqp::{read::SliceReader, Value};
 
-    fn encode_plain(event: &EventData) -> Bytes {
+    fn encode_plain(event: &EventData) -> Vec<u8> {
         encode(event, false)
     }
 

@@ -12,8 +12,9 @@ use crate::codec::{self, Stamp, BATCH_FORMAT};
 use crate::error::{Error, Kind};
 use streaming_producer_layers::sequence::advance;
 
-/// A batch of pre-encoded events for one partition.
-pub(crate) type Wire = Sendable<AmqpBatch<Data>>;
+/// A batch of pre-encoded events for one partition: its data sections behind an
+/// `Arc`, shared with the batch rather than copied for each try.
+pub(crate) type Wire = Sendable<std::sync::Arc<AmqpBatch<Data>>>;
 
 /// The name of an AMQP error condition, e.g. `amqp:link:message-size-exceeded`.
 pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String {
@@ -61,30 +62,33 @@ pub(crate) fn send_error(err: SendError) -> Error {
     }
 }
 
-/// The batched message (format `0x80013700`): one data section per event, each
-/// stamped with its producer sequence number when the batch is numbered.
+/// The batched message (format `0x80013700`): one data section per event. The
+/// sections are the batch's own; only when the batch is numbered (idempotent
+/// publishing) is a copy made, each section stamped with its sequence number.
 pub(crate) fn to_wire(batch: &Batch) -> Wire {
-    let stamp = batch.stamp();
-    let sections: Vec<Data> = batch
-        .encoded()
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut bytes = e.to_vec();
-            if let Some(first) = stamp {
-                let sequence = advance(first.sequence, i as u32);
-                codec::stamp(&mut bytes, Stamp { sequence, ..first });
-            }
-            Data(Binary::from(bytes))
-        })
-        .collect();
+    let sections = match batch.stamp() {
+        None => batch.sections().clone(),
+        Some(first) => std::sync::Arc::new(
+            batch
+                .sections()
+                .iter()
+                .enumerate()
+                .map(|(i, Data(bytes))| {
+                    let mut bytes = bytes.to_vec();
+                    let sequence = advance(first.sequence, i as u32);
+                    codec::stamp(&mut bytes, Stamp { sequence, ..first });
+                    Data(Binary::from(bytes))
+                })
+                .collect(),
+        ),
+    };
     let message = Message {
         header: None,
         delivery_annotations: None,
         message_annotations: None,
         properties: None,
         application_properties: None,
-        body: AmqpBatch::from(sections),
+        body: sections,
         footer: None,
     };
     Sendable::builder()

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -31,7 +30,7 @@ pub(crate) enum Command {
     Event {
         partition: usize,
         event: EventData,
-        encoded: Bytes,
+        encoded: Vec<u8>,
     },
     /// An event that can never be published (unknown partition, too large).
     Refused {
@@ -62,7 +61,7 @@ pub(crate) enum Command {
 }
 
 /// An event in an open batch: the event, its encoding, its number (for flush barriers).
-type Item = (EventData, Bytes, u64);
+type Item = (EventData, Vec<u8>, u64);
 
 #[derive(Default)]
 struct PartitionState {
