@@ -141,11 +141,18 @@ impl Driver {
             next_expiry: None,
         };
         let mut closing = false;
+        // Two timers for the whole run, moved only when their deadline changes: a
+        // timer made anew on every turn of the loop (that is, for every event) costs a
+        // timer registration and a wake-up of the time driver each time.
+        let mut expiry_timer = Timer::new();
+        let mut batch_timer = Timer::new();
         loop {
             if closing && state.pending == 0 && state.in_flight.is_empty() {
                 break;
             }
             let deadline = state.batcher.next_deadline();
+            expiry_timer.arm(state.next_expiry);
+            batch_timer.arm(deadline);
             tokio::select! {
                 command = self.commands.recv(), if !closing => match command {
                     Some(Command::Close { abandon, .. }) => {
@@ -191,10 +198,12 @@ impl Driver {
                     self.report(&mut state, outcome, &seqs, Some(partition)).await;
                     self.dispatch(&mut state, partition);
                 }
-                _ = tokio::time::sleep_until(state.next_expiry.unwrap_or_else(Instant::now)), if state.next_expiry.is_some() => {
+                _ = expiry_timer.fired(), if state.next_expiry.is_some() => {
+                    expiry_timer.armed = None;
                     self.expire(&mut state).await;
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                _ = batch_timer.fired(), if deadline.is_some() => {
+                    batch_timer.armed = None;
                     for sealed in state.batcher.seal_expired(Instant::now()) {
                         let key = sealed.key;
                         self.to_ready(&mut state, sealed);
@@ -524,6 +533,42 @@ impl Driver {
             }
         }
     }
+}
+
+/// A timer kept for the driver's whole run and moved only when its deadline
+/// changes.
+struct Timer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(far_future())),
+            armed: None,
+        }
+    }
+
+    /// Sets the deadline (`None`: none); a no-op when it is the same.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        if self.armed != deadline {
+            self.armed = deadline;
+            self.sleep
+                .as_mut()
+                .reset(deadline.unwrap_or_else(far_future));
+        }
+    }
+
+    /// Resolves at the deadline.
+    fn fired(&mut self) -> &mut Pin<Box<tokio::time::Sleep>> {
+        &mut self.sleep
+    }
+}
+
+/// Later than any deadline the driver sets.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Makes room for partition `index` (the hub may have grown).
