@@ -1,10 +1,9 @@
 //! Building blocks of the streaming producer that need no AMQP implementation: the
-//! retry policy, size-or-time batching, partitioners, and what the producer and the
+//! retry policy, partitioners, and what the producer and the
 //! emulator share of the service: the partition-key hash, shared access signatures,
 //! idempotent producer sequence numbers, and the protocol's names and sizes.
 #![forbid(unsafe_code)]
 
-pub mod batch;
 pub mod partition_key;
 pub mod protocol;
 pub mod retry;

@@ -2,16 +2,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::PollSemaphore;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use super::driver::Driver;
-use super::{Keyless, Outcomes, Producer, Shared, CONTROL_SLOTS, MAX_PARTITIONS};
+use super::lanes::{Budget, Keyless, Shared};
+use super::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::amqp::{Amqp, Endpoint};
 use crate::batch::Batch;
 use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
@@ -483,63 +484,55 @@ impl ProducerBuilder {
             make: self.stack,
             trace: TraceLayer::new(hub),
         };
-        let events = Arc::new(Semaphore::new(self.max_pending_events));
+        let budget = Budget::new(self.max_pending_events, self.max_pending_bytes);
+        let events = budget.events.clone();
         let (finished_tx, finished) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            idempotent: self.idempotent,
-            // Room for the most partitions a hub can have, so a refreshed partition
-            // list never needs new counters.
-            pending_per_partition: (0..partition_ids.len().max(MAX_PARTITIONS))
-                .map(|_| AtomicUsize::new(0))
-                .collect(),
-            partition_ids: RwLock::new(partition_ids.into()),
-            events: events.clone(),
-            max_pending_bytes: self.max_pending_bytes,
-            pending_bytes: AtomicUsize::new(0),
-            bytes_freed: Notify::new(),
-            partitioner: self.partitioner,
-            keyless: Mutex::new(if self.sticky {
-                Keyless::Sticky(Sticky::new(max_batch_bytes))
-            } else {
-                Keyless::RoundRobin(RoundRobin::new())
-            }),
+        let keyless = if self.sticky {
+            Keyless::Sticky(Sticky::new(max_batch_bytes))
+        } else {
+            Keyless::RoundRobin(RoundRobin::new())
+        };
+        // A lane for the most partitions a hub can have, so a refreshed partition list
+        // never needs new ones.
+        let shared = Arc::new(Shared::new(
+            self.idempotent,
+            partition_ids,
+            MAX_PARTITIONS,
+            budget,
+            self.partitioner,
+            keyless,
             max_batch_bytes,
-            closed: AtomicBool::new(false),
-            control: Arc::new(Semaphore::new(CONTROL_SLOTS)),
             finished,
-        });
-        // Room for every permitted event plus control commands: an event holding a
-        // permit never finds the channel full.
-        let (commands, rx) = mpsc::channel(self.max_pending_events + CONTROL_SLOTS);
+        ));
+        // Signals are per batch (and per refused event), each bounded by the events'
+        // capacity, so an unbounded channel stays small.
+        let (signals, signals_rx) = mpsc::unbounded_channel();
         // Every queued outcome holds at least one event's capacity, so this never fills.
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + CONTROL_SLOTS);
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
         tokio::spawn(
             Driver {
-                commands: rx,
+                signals: signals_rx,
                 stacks,
                 outcomes: outcomes_tx,
                 shared: shared.clone(),
                 max_batch_bytes,
                 max_wait: self.max_wait,
                 delivery_timeout: self.delivery_timeout,
-                concurrency: self.max_concurrent_sends_per_partition,
-                max_pending_events: self.max_pending_events,
                 on_close,
                 finished: finished_tx,
             }
             .run(),
         );
-        let shared_for_outcomes = shared.clone();
         let producer = Producer {
             shared,
             amqp: None,
-            commands,
+            signals,
             permits: PollSemaphore::new(events),
-            reserved: false,
+            reserved: None,
             bytes_wait: None,
             closing: None,
             close_done: false,
         };
-        (producer, Outcomes::new(outcomes_rx, shared_for_outcomes))
+        (producer, Outcomes::new(outcomes_rx))
     }
 }

@@ -1,5 +1,7 @@
-//! The driver: one task that owns the open batches, dispatches each to its
-//! partition's tower stack when that stack is ready, and queues outcomes.
+//! The driver: one task that arms each open batch's `max_wait` deadline, queues the
+//! sealed batches per partition, dispatches each to its partition's tower stack when
+//! that stack is ready, and queues outcomes. It hears of a batch when it opens and when
+//! it is sealed, never of single events.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -8,67 +10,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::time::DelayQueue;
 use tower::{BoxError, Service};
 
-use streaming_producer_layers::batch::{Batcher, Sealed};
-
+use super::lanes::{Capacity, Sealed, Shared, Signal};
 use super::outcome::BatchOutcome;
-use super::Shared;
 use crate::batch::Batch;
 use crate::error::{Error, Kind};
 use crate::stack::{BatchService, Settings};
-use crate::EventData;
 
-/// What the producer handles send to the driver, in one FIFO channel so that a flush
-/// or close sees every event sent before it. Every command holds a slot: events a
-/// capacity permit (given back when their outcome is handed out), control commands a
-/// control permit (given back when the driver takes them).
-#[derive(Debug)]
-pub(crate) enum Command {
-    Event {
-        partition: usize,
-        event: EventData,
-        encoded: Vec<u8>,
-    },
-    /// An event that can never be published (unknown partition, too large).
-    Refused {
-        partition: String,
-        event: EventData,
-        error: Error,
-    },
-    Flush {
-        done: oneshot::Sender<()>,
-        _slot: OwnedSemaphorePermit,
-    },
-    /// Publishes one partition's open batch and reports when its earlier events are done.
-    FlushPartition {
-        partition: usize,
-        done: oneshot::Sender<()>,
-        _slot: OwnedSemaphorePermit,
-    },
-    /// Hands back one partition's events not yet sent, as abandoned; reports how many.
-    ClearPartition {
-        partition: usize,
-        done: oneshot::Sender<usize>,
-        _slot: OwnedSemaphorePermit,
-    },
-    Close {
-        abandon: bool,
-        _slot: OwnedSemaphorePermit,
-    },
+/// A sealed batch waiting for its partition's stack, numbered in the order the driver
+/// received it (for flush barriers).
+struct Ready {
+    batch: Batch,
+    number: u64,
+    capacity: Capacity,
 }
-
-/// An event in an open batch: the event, its encoding, its number (for flush barriers).
-type Item = (EventData, Vec<u8>, u64);
 
 #[derive(Default)]
 struct PartitionState {
-    ready: VecDeque<(Batch, Vec<u64>)>,
+    ready: VecDeque<Ready>,
     in_flight: usize,
-    /// Events of this partition received and not yet reported.
-    pending: usize,
+    /// Batches received and not yet reported.
+    unreported: usize,
     /// The partition's stack, made when it first publishes; `None` meanwhile and
     /// while a readiness check holds it.
     service: Option<BatchService>,
@@ -76,36 +42,41 @@ struct PartitionState {
     readying: bool,
 }
 
+impl PartitionState {
+    /// Neither sending nor about to.
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.ready.is_empty() && !self.readying
+    }
+}
+
 struct Barrier {
-    /// Only events of this partition count (all partitions if `None`).
+    /// Only batches of this partition count (all partitions if `None`).
     partition: Option<usize>,
-    /// Events numbered below this were sent before the flush.
+    /// Batches numbered below this were received before the flush.
     before: u64,
     remaining: usize,
     done: oneshot::Sender<()>,
 }
 
-/// A send: the partition, the events' numbers, the batch (the driver's clone), and
-/// what the stack answered (or the delivery deadline, if it came first).
-type InFlight = Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Result<(), Error>)> + Send>>;
+/// A send's result: the partition, the numbers of the batches it carried, the batch
+/// (the driver's clone), their capacity, and what the stack answered (or the delivery
+/// deadline, if it came first).
+type InFlight =
+    Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
 
 /// A partition's stack becoming ready (or failing to).
 type Readying = Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
 
 pub(crate) struct Driver {
-    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) signals: mpsc::UnboundedReceiver<Signal>,
     /// What each partition's stack is made from.
     pub(crate) stacks: Settings,
-    pub(crate) outcomes: mpsc::Sender<BatchOutcome>,
+    pub(crate) outcomes: mpsc::Sender<(BatchOutcome, Capacity)>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_wait: Duration,
     /// From an event's acceptance to its outcome, at most.
     pub(crate) delivery_timeout: Duration,
-    pub(crate) concurrency: usize,
-    /// At this many pending events no more can come in, so waiting for `max_wait`
-    /// would only idle: batches that can be sent now are published at once.
-    pub(crate) max_pending_events: usize,
     pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Set once everything is reported and the connection is closed; dropped (which
     /// the handles also notice) if the driver dies.
@@ -113,74 +84,74 @@ pub(crate) struct Driver {
 }
 
 struct State {
-    /// The open batches: size-or-time batching per partition (layers/batch).
-    batcher: Batcher<Item>,
     partitions: Vec<PartitionState>,
+    /// The `max_wait` deadline of each open batch: (partition, generation).
+    open: DelayQueue<(usize, u64)>,
     in_flight: FuturesUnordered<InFlight>,
     readying: FuturesUnordered<Readying>,
     barriers: Vec<Barrier>,
-    next_seq: u64,
-    /// Events received and not yet reported.
-    pending: usize,
-    /// The earliest deadline of a batch waiting in a ready queue, if any.
+    next_number: u64,
+    /// Batches received and not yet reported.
+    unreported: usize,
+    /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
     next_expiry: Option<Instant>,
 }
 
 impl Driver {
     pub(crate) async fn run(mut self) {
         let mut state = State {
-            batcher: Batcher::new(self.max_batch_bytes, self.max_wait),
             partitions: (0..self.shared.partition_count())
                 .map(|_| PartitionState::default())
                 .collect(),
+            open: DelayQueue::new(),
             in_flight: FuturesUnordered::new(),
             readying: FuturesUnordered::new(),
             barriers: Vec::new(),
-            next_seq: 0,
-            pending: 0,
+            next_number: 0,
+            unreported: 0,
             next_expiry: None,
         };
         let mut closing = false;
-        // Two timers for the whole run, moved only when their deadline changes: a
-        // timer made anew on every turn of the loop (that is, for every event) costs a
-        // timer registration and a wake-up of the time driver each time.
+        let mut handles_gone = false;
+        // One timer for the whole run, moved only when its deadline changes: a timer
+        // made anew on every turn of the loop costs a registration with the time
+        // driver (and a wake-up of it) each time.
         let mut expiry_timer = Timer::new();
-        let mut batch_timer = Timer::new();
         loop {
-            if closing && state.pending == 0 && state.in_flight.is_empty() {
+            if closing && state.unreported == 0 && state.in_flight.is_empty() {
                 break;
             }
-            let deadline = state.batcher.next_deadline();
             expiry_timer.arm(state.next_expiry);
-            batch_timer.arm(deadline);
             tokio::select! {
-                command = self.commands.recv(), if !closing => match command {
-                    Some(Command::Close { abandon, .. }) => {
-                        self.commands.close();
-                        // Everything sent before the close is still in the channel.
-                        while let Ok(c) = self.commands.try_recv() {
-                            if !matches!(c, Command::Close { .. }) {
-                                self.handle(&mut state, c).await;
-                            }
-                        }
+                signal = self.signals.recv(), if !handles_gone => match signal {
+                    Some(Signal::Close { abandon }) => {
+                        closing = true;
                         if abandon {
                             self.abandon_all(&mut state).await;
-                        } else {
-                            self.seal_all(&mut state);
                         }
-                        closing = true;
+                        self.dispatch_all(&mut state);
                     }
-                    Some(c) => self.handle(&mut state, c).await,
+                    Some(signal) => self.handle(&mut state, signal).await,
                     None => {
-                        // Every handle is gone without a close: publish what is pending.
-                        self.seal_all(&mut state);
+                        // Every handle is gone (without a close, or after one):
+                        // publish what is left in the lanes.
+                        handles_gone = true;
                         closing = true;
+                        self.sweep(&mut state);
+                        self.dispatch_all(&mut state);
                     }
                 },
+                Some(expired) = state.open.next(), if !state.open.is_empty() => {
+                    let (partition, generation) = expired.into_inner();
+                    if let Some(sealed) = self.shared.seal_if(partition, Some(generation)) {
+                        self.to_ready(&mut state, sealed);
+                        self.dispatch(&mut state, partition);
+                    }
+                }
                 Some((partition, service, ready)) = state.readying.next(), if !state.readying.is_empty() => {
                     self.ready(&mut state, partition, service, ready).await;
                 }
-                Some((partition, seqs, batch, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                Some((partition, numbers, batch, capacity, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
                     state.partitions[partition].in_flight -= 1;
                     let result = match result {
                         // A try that reached the service without a verdict makes the
@@ -195,26 +166,22 @@ impl Driver {
                         events: batch.into_events(),
                         result,
                     };
-                    self.report(&mut state, outcome, &seqs, Some(partition)).await;
+                    self.report(&mut state, outcome, capacity, &numbers, Some(partition)).await;
                     self.dispatch(&mut state, partition);
+                    self.publish_if_starved(&mut state, partition);
                 }
                 _ = expiry_timer.fired(), if state.next_expiry.is_some() => {
                     expiry_timer.armed = None;
                     self.expire(&mut state).await;
                 }
-                _ = batch_timer.fired(), if deadline.is_some() => {
-                    batch_timer.armed = None;
-                    for sealed in state.batcher.seal_expired(Instant::now()) {
-                        let key = sealed.key;
-                        self.to_ready(&mut state, sealed);
-                        self.dispatch(&mut state, key);
-                    }
-                }
             }
-            if closing {
-                for i in 0..state.partitions.len() {
-                    self.dispatch(&mut state, i);
-                }
+        }
+        // Signals sent meanwhile (an event refused as the producer closed) are
+        // answered; later sends fail, handing their event back.
+        self.signals.close();
+        while let Ok(signal) = self.signals.try_recv() {
+            if let Signal::Refused { .. } = signal {
+                self.handle(&mut state, signal).await;
             }
         }
         if let Some(close) = self.on_close.take() {
@@ -223,110 +190,115 @@ impl Driver {
         self.finished.send_replace(true);
     }
 
-    async fn handle(&mut self, state: &mut State, command: Command) {
-        match command {
-            Command::Event {
+    async fn handle(&mut self, state: &mut State, signal: Signal) {
+        match signal {
+            Signal::Opened {
                 partition,
-                event,
-                encoded,
+                generation,
+                opened,
             } => {
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.pending += 1;
                 grow(state, partition);
-                state.partitions[partition].pending += 1;
-                let cost = Batch::cost(&encoded);
-                for sealed in
-                    state
-                        .batcher
-                        .push(partition, (event, encoded, seq), cost, Instant::now())
-                {
-                    self.to_ready(state, sealed);
-                }
-                if state.pending >= self.max_pending_events {
-                    // No room for more events: publish what can go now instead of
-                    // waiting out max_wait. Partitions busy sending keep filling.
-                    for i in 0..state.partitions.len().max(partition + 1) {
-                        let idle = state
-                            .partitions
-                            .get(i)
-                            .is_none_or(|p| p.in_flight < self.concurrency && p.ready.is_empty());
-                        if idle {
-                            if let Some(sealed) = state.batcher.seal(i) {
-                                self.to_ready(state, sealed);
-                            }
-                        }
-                        if i < state.partitions.len() {
-                            self.dispatch(state, i);
-                        }
-                    }
-                } else if partition < state.partitions.len() {
-                    self.dispatch(state, partition);
-                }
+                let deadline = opened.checked_add(self.max_wait).unwrap_or_else(far_future);
+                state.open.insert_at((partition, generation), deadline);
             }
-            Command::Refused {
+            Signal::Sealed(sealed) => {
+                let partition = sealed.partition;
+                self.to_ready(state, sealed);
+                self.dispatch(state, partition);
+            }
+            Signal::Refused {
                 partition,
                 event,
                 error,
+                capacity,
             } => {
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.pending += 1;
                 let outcome = BatchOutcome {
                     partition,
-                    events: vec![event],
+                    events: vec![*event],
                     size_in_bytes: 0,
                     starting_sequence_number: None,
                     result: Err(error),
                 };
-                self.report(state, outcome, &[seq], None).await;
+                self.report(state, outcome, capacity, &[], None).await;
             }
-            Command::Flush { done, .. } => {
-                self.seal_all(state);
-                for i in 0..state.partitions.len() {
-                    self.dispatch(state, i);
-                }
-                if state.pending == 0 {
-                    let _ = done.send(());
-                } else {
-                    state.barriers.push(Barrier {
-                        partition: None,
-                        before: state.next_seq,
-                        remaining: state.pending,
-                        done,
-                    });
-                }
-            }
-            Command::FlushPartition {
-                partition, done, ..
-            } => {
-                self.seal_partition(state, partition);
-                self.dispatch(state, partition);
-                let remaining = state.partitions[partition].pending;
+            Signal::Flush { partition, done } => {
+                let remaining = match partition {
+                    Some(p) => {
+                        grow(state, p);
+                        self.dispatch(state, p);
+                        state.partitions[p].unreported
+                    }
+                    None => {
+                        self.dispatch_all(state);
+                        state.unreported
+                    }
+                };
                 if remaining == 0 {
                     let _ = done.send(());
                 } else {
                     state.barriers.push(Barrier {
-                        partition: Some(partition),
-                        before: state.next_seq,
+                        partition,
+                        before: state.next_number,
                         remaining,
                         done,
                     });
                 }
             }
-            Command::ClearPartition {
-                partition, done, ..
+            Signal::Clear {
+                partition,
+                open,
+                done,
             } => {
-                self.seal_partition(state, partition);
+                // The open batch holds the newest events: it goes behind the queue.
+                if let Some(sealed) = open {
+                    self.to_ready(state, sealed);
+                }
+                grow(state, partition);
                 let cleared = self.abandon_ready(state, partition).await;
                 let _ = done.send(cleared);
             }
-            Command::Close { .. } => unreachable!("close is handled by the loop"),
+            Signal::Starved => {
+                self.shared.fed();
+                for partition in 0..self.shared.partition_count() {
+                    self.publish_if_idle(state, partition);
+                }
+            }
+            Signal::Close { .. } => unreachable!("close is handled by the loop"),
+        }
+    }
+
+    /// After a send: with no capacity left, no more events can come, so waiting out
+    /// `max_wait` would only idle; the partition publishes its open batch now.
+    fn publish_if_starved(&self, state: &mut State, partition: usize) {
+        if self.shared.budget.events.available_permits() == 0 || self.shared.budget.bytes_full() {
+            self.publish_if_idle(state, partition);
+        }
+    }
+
+    /// Seals and sends `partition`'s open batch if the partition is not sending.
+    fn publish_if_idle(&self, state: &mut State, partition: usize) {
+        if state
+            .partitions
+            .get(partition)
+            .is_none_or(PartitionState::idle)
+        {
+            if let Some(sealed) = self.shared.seal_if(partition, None) {
+                self.to_ready(state, sealed);
+                self.dispatch(state, partition);
+            }
+        }
+    }
+
+    /// Takes every lane's open batch (no handle is left to do it).
+    fn sweep(&self, state: &mut State) {
+        for partition in 0..self.shared.lanes() {
+            if let Some(sealed) = self.shared.seal_if(partition, None) {
+                self.to_ready(state, sealed);
+            }
         }
     }
 
     async fn abandon_all(&mut self, state: &mut State) {
-        self.seal_all(state);
         for i in 0..state.partitions.len() {
             self.abandon_ready(state, i).await;
         }
@@ -336,18 +308,36 @@ impl Driver {
     /// how many events they held.
     async fn abandon_ready(&mut self, state: &mut State, partition: usize) -> usize {
         let mut abandoned = 0;
-        while let Some((batch, seqs)) = state.partitions[partition].ready.pop_front() {
-            abandoned += seqs.len();
-            let outcome = BatchOutcome {
-                partition: batch.partition().to_owned(),
-                size_in_bytes: batch.size_in_bytes(),
-                starting_sequence_number: None,
-                events: batch.into_events(),
-                result: Err(Error::new(Kind::Abandoned)),
-            };
-            self.report(state, outcome, &seqs, Some(partition)).await;
+        while let Some(ready) = state.partitions[partition].ready.pop_front() {
+            abandoned += ready.batch.len();
+            self.fail_ready(state, partition, ready, Error::new(Kind::Abandoned))
+                .await;
         }
         abandoned
+    }
+
+    async fn fail_ready(
+        &mut self,
+        state: &mut State,
+        partition: usize,
+        ready: Ready,
+        error: Error,
+    ) {
+        let outcome = BatchOutcome {
+            partition: ready.batch.partition().to_owned(),
+            size_in_bytes: ready.batch.size_in_bytes(),
+            starting_sequence_number: None,
+            events: ready.batch.into_events(),
+            result: Err(error),
+        };
+        self.report(
+            state,
+            outcome,
+            ready.capacity,
+            &[ready.number],
+            Some(partition),
+        )
+        .await;
     }
 
     /// Fails the batches still waiting to be sent whose delivery timeout has passed.
@@ -360,56 +350,50 @@ impl Driver {
             // Batches are queued oldest first, so the expired ones lead.
             while ready
                 .front()
-                .is_some_and(|(b, _)| b.deadline().is_some_and(|d| d <= now))
+                .is_some_and(|r| r.batch.deadline().is_some_and(|d| d <= now))
             {
                 expired.extend(ready.pop_front());
             }
-            if let Some(d) = ready.front().and_then(|(b, _)| b.deadline()) {
+            if let Some(d) = ready.front().and_then(|r| r.batch.deadline()) {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
-            for (batch, seqs) in expired {
-                let outcome = BatchOutcome {
-                    partition: batch.partition().to_owned(),
-                    size_in_bytes: batch.size_in_bytes(),
-                    starting_sequence_number: None,
-                    events: batch.into_events(),
-                    result: Err(Error::delivery_timeout()),
-                };
-                self.report(state, outcome, &seqs, Some(i)).await;
+            for ready in expired {
+                self.fail_ready(state, i, ready, Error::delivery_timeout())
+                    .await;
             }
         }
         state.next_expiry = next;
     }
 
-    /// Moves a sealed batch to its partition's queue of batches ready to send.
-    fn to_ready(&self, state: &mut State, sealed: Sealed<Item>) {
-        grow(state, sealed.key);
-        let deadline = sealed
-            .opened
-            .checked_add(self.delivery_timeout)
-            .unwrap_or_else(|| sealed.opened + Duration::from_secs(100 * 365 * 24 * 3600));
-        state.next_expiry = Some(state.next_expiry.map_or(deadline, |n| n.min(deadline)));
-        let mut batch = Batch::new(self.shared.partition_id(sealed.key));
-        batch.set_deadline(Some(deadline));
-        let mut seqs = Vec::with_capacity(sealed.items.len());
-        for (event, encoded, seq) in sealed.items {
-            batch.push(event, encoded);
-            seqs.push(seq);
-        }
-        state.partitions[sealed.key].ready.push_back((batch, seqs));
-    }
-
-    /// Seals the open batch of `partition`, if any, into its ready queue.
-    fn seal_partition(&self, state: &mut State, partition: usize) {
+    /// Queues a sealed batch for its partition's stack, with its delivery deadline.
+    fn to_ready(&self, state: &mut State, sealed: Sealed) {
+        let Sealed {
+            partition,
+            mut batch,
+            opened,
+            capacity,
+        } = sealed;
         grow(state, partition);
-        if let Some(sealed) = state.batcher.seal(partition) {
-            self.to_ready(state, sealed);
-        }
+        let deadline = opened
+            .checked_add(self.delivery_timeout)
+            .unwrap_or_else(far_future);
+        state.next_expiry = Some(state.next_expiry.map_or(deadline, |n| n.min(deadline)));
+        batch.set_deadline(Some(deadline));
+        let number = state.next_number;
+        state.next_number += 1;
+        state.unreported += 1;
+        let p = &mut state.partitions[partition];
+        p.unreported += 1;
+        p.ready.push_back(Ready {
+            batch,
+            number,
+            capacity,
+        });
     }
 
-    fn seal_all(&self, state: &mut State) {
-        for sealed in state.batcher.seal_all() {
-            self.to_ready(state, sealed);
+    fn dispatch_all(&self, state: &mut State) {
+        for i in 0..state.partitions.len() {
+            self.dispatch(state, i);
         }
     }
 
@@ -446,30 +430,31 @@ impl Driver {
         let p = &mut state.partitions[partition];
         p.readying = false;
         if let Err(error) = ready {
-            if let Some((batch, seqs)) = p.ready.pop_front() {
-                let outcome = BatchOutcome {
-                    partition: batch.partition().to_owned(),
-                    size_in_bytes: batch.size_in_bytes(),
-                    starting_sequence_number: None,
-                    events: batch.into_events(),
-                    result: Err(Error::from(error)),
-                };
-                self.report(state, outcome, &seqs, Some(partition)).await;
+            if let Some(ready) = p.ready.pop_front() {
+                self.fail_ready(state, partition, ready, Error::from(error))
+                    .await;
             }
             self.dispatch(state, partition);
             return;
         }
-        if let Some((mut batch, mut seqs)) = p.ready.pop_front() {
+        if let Some(Ready {
+            mut batch,
+            number,
+            mut capacity,
+        }) = p.ready.pop_front()
+        {
             // Batches sealed by max_wait while the partition was busy (a slow or
             // failing send) go out together while they fit, so a partition that fell
             // behind catches up with full batches, not a queue of small ones.
-            while let Some((next, _)) = p.ready.front() {
-                if batch.size_in_bytes() + next.size_in_bytes() > self.max_batch_bytes {
+            let mut numbers = vec![number];
+            while let Some(next) = p.ready.front() {
+                if batch.size_in_bytes() + next.batch.size_in_bytes() > self.max_batch_bytes {
                     break;
                 }
-                let (next, more) = p.ready.pop_front().expect("looked at above");
-                batch.append(next);
-                seqs.extend(more);
+                let next = p.ready.pop_front().expect("looked at above");
+                batch.append(next.batch);
+                capacity.merge(next.capacity);
+                numbers.push(next.number);
             }
             p.in_flight += 1;
             let deadline = batch.deadline();
@@ -482,7 +467,7 @@ impl Driver {
                     },
                     None => call.await.map_err(Error::from),
                 };
-                (partition, seqs, batch, result)
+                (partition, numbers, batch, capacity, result)
             }));
         }
         // Ready with nothing to send (the batch expired or was cleared meanwhile):
@@ -497,34 +482,29 @@ impl Driver {
         &mut self,
         state: &mut State,
         outcome: BatchOutcome,
-        seqs: &[u64],
+        capacity: Capacity,
+        numbers: &[u64],
         partition: Option<usize>,
     ) {
-        // Count by what went in, whatever a user layer handed back.
-        let count = seqs.len();
-        state.pending -= count;
-        if let Some(p) = partition.and_then(|p| state.partitions.get_mut(p)) {
-            p.pending -= count;
+        if let Some(p) = partition {
+            self.shared.settled(p, outcome.events.len());
+            state.unreported -= numbers.len();
+            state.partitions[p].unreported -= numbers.len();
         }
-        self.shared.settled(partition, count);
-        match self.outcomes.try_send(outcome) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(outcome)) => {
-                self.shared.release(count, body_bytes(&outcome));
-            }
+        match self.outcomes.try_send((outcome, capacity)) {
+            // Dropped with the outcome if nobody reads outcomes any more.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             // Cannot happen: every queued outcome holds at least one capacity slot and
             // the queue has room for all of them. Waiting is still correct.
-            Err(mpsc::error::TrySendError::Full(outcome)) => {
-                if let Err(e) = self.outcomes.send(outcome).await {
-                    self.shared.release(count, body_bytes(&e.0));
-                }
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                let _ = self.outcomes.send(item).await;
             }
         }
         let mut i = 0;
         while i < state.barriers.len() {
             let b = &mut state.barriers[i];
             if b.partition.is_none() || b.partition == partition {
-                b.remaining -= seqs.iter().filter(|s| **s < b.before).count();
+                b.remaining -= numbers.iter().filter(|n| **n < b.before).count();
             }
             if b.remaining == 0 {
                 let _ = state.barriers.swap_remove(i).done.send(());
@@ -578,8 +558,4 @@ fn grow(state: &mut State, index: usize) {
             .partitions
             .resize_with(index + 1, PartitionState::default);
     }
-}
-
-pub(crate) fn body_bytes(outcome: &BatchOutcome) -> usize {
-    outcome.events.iter().map(|e| e.body().len()).sum()
 }

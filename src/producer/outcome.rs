@@ -1,13 +1,12 @@
 //! What happened to each batch.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::lanes::Capacity;
 use crate::{Error, EventData};
 
 /// The outcome of one batch: every event the producer accepted appears in exactly one.
@@ -53,13 +52,14 @@ impl BatchOutcome {
 /// Closing never waits for outcomes to be read. Drop the stream to ignore outcomes.
 #[derive(Debug)]
 pub struct Outcomes {
-    rx: mpsc::Receiver<BatchOutcome>,
-    shared: Arc<Shared>,
+    /// Each outcome with its events' capacity, given back as the outcome is handed
+    /// out (or dropped with the stream).
+    rx: mpsc::Receiver<(BatchOutcome, Capacity)>,
 }
 
 impl Outcomes {
-    pub(crate) fn new(rx: mpsc::Receiver<BatchOutcome>, shared: Arc<Shared>) -> Self {
-        Self { rx, shared }
+    pub(crate) fn new(rx: mpsc::Receiver<(BatchOutcome, Capacity)>) -> Self {
+        Self { rx }
     }
 }
 
@@ -67,22 +67,8 @@ impl Stream for Outcomes {
     type Item = BatchOutcome;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BatchOutcome>> {
-        let next = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(outcome)) = &next {
-            self.shared
-                .release(outcome.events.len(), super::driver::body_bytes(outcome));
-        }
-        next
-    }
-}
-
-impl Drop for Outcomes {
-    fn drop(&mut self) {
-        // Outcomes nobody will read give their capacity back now.
-        self.rx.close();
-        while let Ok(outcome) = self.rx.try_recv() {
-            self.shared
-                .release(outcome.events.len(), super::driver::body_bytes(&outcome));
-        }
+        self.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|(outcome, _capacity)| outcome))
     }
 }

@@ -1,0 +1,399 @@
+//! The producer handle: the `Sink` of events and its methods.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use futures_sink::Sink;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
+
+use super::lanes::{Appended, Keyless, Shared, Signal};
+use super::{EnqueueError, Partition, ProducerBuilder};
+use crate::amqp::Amqp;
+use crate::batch::Batch;
+use crate::codec;
+use crate::error::{Error, Kind};
+use crate::{EventData, PartitionProperties, Routing};
+
+/// A close in progress, as `poll_close` drives it.
+type ClosingFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// The producer: forward events into it as a [`Sink`], or call
+/// [`enqueue`](Producer::enqueue). Build one with [`Producer::builder`].
+///
+/// Cloning gives another handle on the same producer; a clone starts without a
+/// reserved slot.
+pub struct Producer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) amqp: Option<Amqp>,
+    pub(super) signals: mpsc::UnboundedSender<Signal>,
+    pub(super) permits: PollSemaphore,
+    /// The slot `poll_ready` reserved for the next event.
+    pub(super) reserved: Option<OwnedSemaphorePermit>,
+    pub(super) bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
+    pub(super) closing: Option<ClosingFuture>,
+    pub(super) close_done: bool,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("total_pending", &self.total_pending())
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Clone for Producer {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            amqp: self.amqp.clone(),
+            signals: self.signals.clone(),
+            permits: self.permits.clone(),
+            reserved: None,
+            bytes_wait: None,
+            closing: None,
+            close_done: false,
+        }
+    }
+}
+
+impl Producer {
+    /// A builder with the defaults: `max_wait` 250 ms, 2500 pending events, 64 MiB of
+    /// pending bodies, one send in flight per partition, 60 s per try, 2 minutes from
+    /// acceptance to outcome.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// Events accepted and without an outcome yet, in total.
+    pub fn total_pending(&self) -> usize {
+        self.shared.total_pending()
+    }
+
+    /// Events accepted and without an outcome yet, for one partition id.
+    pub fn pending(&self, partition: &str) -> usize {
+        self.shared
+            .ids()
+            .iter()
+            .position(|id| id == partition)
+            .map_or(0, |i| self.shared.pending(i))
+    }
+
+    /// The largest batch, in encoded bytes (the link's `max-message-size`).
+    pub fn max_batch_bytes(&self) -> usize {
+        self.shared.max_batch_bytes
+    }
+
+    /// Reads a partition's properties from `$management`.
+    pub async fn partition_properties(
+        &self,
+        partition: &str,
+    ) -> Result<PartitionProperties, Error> {
+        match &self.amqp {
+            Some(amqp) => amqp.partition_properties(partition).await,
+            None => Err(Error::config(
+                "a producer over a custom service has no management connection",
+            )),
+        }
+    }
+
+    /// Reads the hub's partition ids now and applies a grown count (the producer also
+    /// does this every `partition_refresh_interval`); returns the ids in use.
+    pub async fn refresh_partitions(&self) -> Result<Vec<String>, Error> {
+        let amqp = self.amqp.as_ref().ok_or_else(|| {
+            Error::config("a producer over a custom service has no management connection")
+        })?;
+        let properties = amqp.properties().await?;
+        self.shared.refresh_ids(properties.partition_ids);
+        Ok(self.partition_ids())
+    }
+
+    /// The hub's partition ids.
+    pub fn partition_ids(&self) -> Vec<String> {
+        self.shared.ids().to_vec()
+    }
+
+    /// Waits for room, then accepts the event. Fails only when the producer is closed
+    /// (handing the event back); every accepted event gets an outcome.
+    pub async fn enqueue(&mut self, event: EventData) -> Result<(), EnqueueError> {
+        if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
+            return Err(EnqueueError::new(error, event));
+        }
+        self.accept(event)
+    }
+
+    /// [`enqueue`](Self::enqueue)s each event in turn.
+    pub async fn enqueue_all(
+        &mut self,
+        events: impl IntoIterator<Item = EventData>,
+    ) -> Result<(), EnqueueError> {
+        for event in events {
+            self.enqueue(event).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes every open batch now and resolves once every event accepted before
+    /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
+    /// their later events do not delay it.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.shared.seal_all(&self.signals)?;
+        let (done, answer) = oneshot::channel();
+        self.signals
+            .send(Signal::Flush {
+                partition: None,
+                done,
+            })
+            .map_err(|_| Error::closed())?;
+        answer.await.map_err(|_| Error::closed())
+    }
+
+    /// Publishes the open batch of one partition now and resolves once every event
+    /// accepted for that partition before the call has its outcome queued. Other
+    /// partitions keep batching as usual.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emulator = eventhubs_emulator::Emulator::builder().hub("eh1", 4).start().await?;
+    /// use std::time::Duration;
+    /// use streaming_producer::{EventData, Partition, Producer};
+    ///
+    /// let (mut producer, _outcomes) = Producer::builder()
+    ///     .connection_string(&emulator.connection_string_for("eh1"))
+    ///     .max_wait(Duration::from_secs(60))
+    ///     .build()
+    ///     .await?;
+    /// producer.enqueue(EventData::new("now").with_partition_key("user-1")).await?;
+    /// producer.enqueue(EventData::new("later").with_partition_id("0")).await?;
+    /// producer.flush_partition(Partition::key("user-1")).await?;
+    /// assert_eq!(producer.pending("0"), 1);
+    /// # producer.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_partition(&self, partition: Partition) -> Result<(), Error> {
+        let partition = self.resolve(&partition)?;
+        let (done, answer) = oneshot::channel();
+        self.shared
+            .seal_and_send(&self.signals, partition, |sealed| {
+                let flush = Signal::Flush {
+                    partition: Some(partition),
+                    done,
+                };
+                sealed
+                    .map(Signal::Sealed)
+                    .into_iter()
+                    .chain([flush])
+                    .collect()
+            })?;
+        answer.await.map_err(|_| Error::closed())
+    }
+
+    /// Hands back the events of one partition that are not yet being sent (its open
+    /// batch and batches waiting their turn) in outcomes marked abandoned
+    /// ([`BatchOutcome::is_abandoned`]); returns how many. A send already in flight
+    /// finishes. The producer stays open, and the partition takes new events.
+    pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
+        let partition = self.resolve(&partition)?;
+        let (done, answer) = oneshot::channel();
+        self.shared
+            .seal_and_send(&self.signals, partition, |open| {
+                vec![Signal::Clear {
+                    partition,
+                    open,
+                    done,
+                }]
+            })?;
+        answer.await.map_err(|_| Error::closed())
+    }
+
+    /// The index of a partition named by id or key.
+    fn resolve(&self, partition: &Partition) -> Result<usize, Error> {
+        let ids = self.shared.ids();
+        match partition {
+            Partition::Id(id) => ids
+                .iter()
+                .position(|p| p == id)
+                .ok_or_else(|| Error::new(Kind::UnknownPartition(id.clone()))),
+            Partition::Key(key) => {
+                Ok(self.shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
+            }
+        }
+    }
+
+    /// Publishes everything pending, waits for every outcome, then closes the
+    /// connection. Later enqueues fail with [`Error::is_closed`].
+    pub async fn close(&mut self) -> Result<(), Error> {
+        self.shutdown(false).await
+    }
+
+    /// Stops publishing: events not yet handed to the service come back in outcomes
+    /// marked abandoned ([`BatchOutcome::is_abandoned`]); sends already in flight
+    /// finish first. Then closes the connection.
+    pub async fn close_abandon(&mut self) -> Result<(), Error> {
+        self.shutdown(true).await
+    }
+
+    async fn shutdown(&mut self, abandon: bool) -> Result<(), Error> {
+        // Set before the sweep: an event that gets into a lane after the sweep sees it
+        // there (under the lane's lock) and is handed back.
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.reserved = None;
+        // Failing sends mean the driver is done already (another handle's close got
+        // there first); either way the producer is done once the driver says so.
+        if self.shared.seal_all(&self.signals).is_ok() {
+            let _ = self.signals.send(Signal::Close { abandon });
+        }
+        let mut finished = self.shared.finished.clone();
+        finished
+            .wait_for(|done| *done)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::connection("the producer's driver stopped unexpectedly"))
+    }
+
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Error::closed()));
+        }
+        if self.reserved.is_none() {
+            match self.permits.poll_acquire(cx) {
+                Poll::Ready(Some(permit)) => self.reserved = Some(permit),
+                Poll::Ready(None) => return Poll::Ready(Err(Error::closed())),
+                Poll::Pending => {
+                    // No room: what is open will not fill, so publish it now.
+                    self.shared.starve(&self.signals);
+                    return Poll::Pending;
+                }
+            }
+        }
+        if self.bytes_wait.is_none() && self.shared.budget.bytes_full() {
+            let budget = self.shared.budget.clone();
+            self.bytes_wait = Some(ReusableBoxFuture::new(budget.bytes_available()));
+        }
+        if let Some(wait) = self.bytes_wait.as_mut() {
+            if wait.poll(cx).is_pending() {
+                self.shared.starve(&self.signals);
+                return Poll::Pending;
+            }
+            self.bytes_wait = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Routes, encodes and adds the event to its partition's open batch; needs a
+    /// reserved slot.
+    fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
+        let Some(permit) = self.reserved.take() else {
+            return Err(EnqueueError::new(
+                Error::config("poll_ready must succeed before start_send"),
+                event,
+            ));
+        };
+        #[cfg(feature = "opentelemetry")]
+        let event = crate::trace_context::stamp(event);
+        let shared = &self.shared;
+        let ids = shared.ids();
+        let encoded = codec::encode(&event, shared.idempotent);
+        let cost = Batch::cost(&encoded);
+        let routed = match event.routing() {
+            Routing::PartitionId(id) => ids
+                .iter()
+                .position(|p| p == id)
+                .ok_or_else(|| (id.clone(), Error::new(Kind::UnknownPartition(id.clone())))),
+            Routing::PartitionKey(key) => {
+                Ok(shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
+            }
+            Routing::Auto => Ok(
+                match &mut *shared.keyless.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Keyless::RoundRobin(rr) => rr.next(ids.len()),
+                    Keyless::Sticky(s) => s.next(cost, ids.len()),
+                },
+            ),
+        };
+        let refused = match routed {
+            Ok(partition) if cost <= shared.max_batch_bytes => {
+                return match shared.append(&self.signals, partition, event, encoded, permit) {
+                    Appended::Done => Ok(()),
+                    Appended::Closed(event) => Err(EnqueueError::new(Error::closed(), event)),
+                };
+            }
+            Ok(partition) => (
+                ids[partition].clone(),
+                Error::new(Kind::TooLarge {
+                    size: cost,
+                    max: shared.max_batch_bytes,
+                }),
+            ),
+            Err(refused) => refused,
+        };
+        // An event that can never be published still gets its outcome, and counts
+        // until then.
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(EnqueueError::new(Error::closed(), event));
+        }
+        let (partition, error) = refused;
+        let capacity = shared.capacity_of(permit, event.body().len());
+        let signal = Signal::Refused {
+            partition,
+            event: Box::new(event),
+            error,
+            capacity,
+        };
+        match self.signals.send(signal) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Signal::Refused { event, .. })) => {
+                Err(EnqueueError::new(Error::closed(), *event))
+            }
+            Err(_) => unreachable!("the signal sent was a refusal"),
+        }
+    }
+}
+
+/// A failed `start_send` hands the event back in the [`EnqueueError`].
+impl Sink<EventData> for Producer {
+    type Error = EnqueueError;
+
+    fn poll_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
+        self.poll_reserve(cx)
+            .map_err(|error| EnqueueError { error, event: None })
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), EnqueueError> {
+        self.accept(event)
+    }
+
+    /// A hand-off: accepted events are already with the producer, so this is ready at
+    /// once and `forward` of a sparse stream still builds dense batches. Use
+    /// [`Producer::flush`] to publish now and wait for outcomes.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), EnqueueError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Publishes everything and waits for every outcome, like [`Producer::close`].
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
+        if self.close_done {
+            return Poll::Ready(Ok(()));
+        }
+        if self.closing.is_none() {
+            let mut handle = self.clone();
+            self.closing = Some(Box::pin(async move { handle.shutdown(false).await }));
+        }
+        let closing = self.closing.as_mut().expect("set above");
+        let result = ready!(closing.as_mut().poll(cx));
+        self.closing = None;
+        self.close_done = true;
+        Poll::Ready(result.map_err(|error| EnqueueError { error, event: None }))
+    }
+}
