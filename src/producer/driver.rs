@@ -124,8 +124,11 @@ impl Driver {
             expiry_timer.arm(state.next_expiry);
             tokio::select! {
                 signal = self.signals.recv(), if !handles_gone => match signal {
-                    Some(Signal::Close { abandon }) => {
+                    Some(Signal::Close { abandon, open }) => {
                         closing = true;
+                        for sealed in open {
+                            self.to_ready(&mut state, sealed);
+                        }
                         if abandon {
                             self.abandon_all(&mut state).await;
                         }

@@ -246,8 +246,14 @@ impl Producer {
         self.reserved = None;
         // Failing sends mean the driver is done already (another handle's close got
         // there first); either way the producer is done once the driver says so.
-        if self.shared.seal_all(&self.signals).is_ok() {
-            let _ = self.signals.send(Signal::Close { abandon });
+        if abandon {
+            let open = self.shared.take_all();
+            let _ = self.signals.send(Signal::Close { abandon, open });
+        } else if self.shared.seal_all(&self.signals).is_ok() {
+            let _ = self.signals.send(Signal::Close {
+                abandon,
+                open: Vec::new(),
+            });
         }
         let mut finished = self.shared.finished.clone();
         finished

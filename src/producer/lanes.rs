@@ -55,8 +55,9 @@ pub(crate) enum Signal {
     /// A handle found no capacity: partitions that are not sending publish their open
     /// batches now rather than wait out `max_wait`, since no more events can come.
     Starved,
-    /// Every lane has been swept: publish (or abandon) what is left, then stop.
-    Close { abandon: bool },
+    /// Every lane has been swept (into `open` when abandoning, so that none of it is
+    /// sent first): publish (or abandon) what is left, then stop.
+    Close { abandon: bool, open: Vec<Sealed> },
 }
 
 /// Capacity that events hold until their outcome is handed out or dropped: their
@@ -404,6 +405,13 @@ impl Shared {
             })?;
         }
         Ok(())
+    }
+
+    /// Takes every partition's open batch.
+    pub(crate) fn take_all(&self) -> Vec<Sealed> {
+        (0..self.partition_count())
+            .filter_map(|p| self.seal_if(p, None))
+            .collect()
     }
 
     /// Seals `partition`'s open batch if the driver's `generation` is still the open
