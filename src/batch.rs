@@ -84,6 +84,18 @@ impl Batch {
         }
     }
 
+    /// An empty batch with room for `events` events.
+    pub(crate) fn with_capacity(partition: String, events: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                partition,
+                events: Vec::with_capacity(events),
+                sections: Arc::new(Sections::new(Vec::with_capacity(events))),
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// For changes before the batch is published: a batch shared with clones is
     /// copied first, so the clones keep what they had.
     fn inner_mut(&mut self) -> &mut Inner {

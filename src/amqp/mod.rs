@@ -646,6 +646,14 @@ impl Task {
     }
 
     async fn attach_sender(&mut self, partition: &str) -> Result<(), Error> {
+        // The common case, once per batch: the link is there.
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|live| live.senders.contains_key(partition))
+        {
+            return Ok(());
+        }
         let address = format!("{}/Partitions/{partition}", self.endpoint.hub);
         let timeout = self.endpoint.timeout;
         let identifier = self.endpoint.identifier.clone();

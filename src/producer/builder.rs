@@ -523,7 +523,9 @@ impl ProducerBuilder {
             }
             .run(),
         );
+        let ids = (0, shared.ids());
         let producer = Producer {
+            ids,
             shared,
             amqp: None,
             signals,

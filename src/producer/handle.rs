@@ -36,6 +36,8 @@ pub struct Producer {
     pub(super) bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
     pub(super) closing: Option<ClosingFuture>,
     pub(super) close_done: bool,
+    /// The partition ids as of `ids_version`.
+    pub(super) ids: (usize, Arc<[String]>),
 }
 
 impl std::fmt::Debug for Producer {
@@ -58,6 +60,7 @@ impl Clone for Producer {
             bytes_wait: None,
             closing: None,
             close_done: false,
+            ids: self.ids.clone(),
         }
     }
 }
@@ -303,8 +306,12 @@ impl Producer {
         };
         #[cfg(feature = "opentelemetry")]
         let event = crate::trace_context::stamp(event);
+        let version = self.shared.ids_version.load(Ordering::Acquire);
+        if version != self.ids.0 {
+            self.ids = (version, self.shared.ids());
+        }
         let shared = &self.shared;
-        let ids = shared.ids();
+        let ids = &self.ids.1;
         let encoded = codec::encode(&event, shared.idempotent);
         let cost = Batch::cost(&encoded);
         let routed = match event.routing() {
