@@ -65,8 +65,8 @@
 //!   [`Producer::close_abandon`] hands unsent events back.
 //! - **Idempotent retries** ([`ProducerBuilder::idempotent_retries`]): events are
 //!   numbered once per partition, so a retried batch is stored once; a batch whose
-//!   fate is unknown after its last try is settled from the service's own sequence
-//!   number.
+//!   fate is unknown keeps its numbers and is tried again until the service
+//!   acknowledges it or its delivery timeout passes.
 //!
 //! # Features
 //!

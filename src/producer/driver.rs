@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::time::DelayQueue;
+use tokio_util::time::delay_queue::{DelayQueue, Key};
 use tower::{BoxError, Service};
 
 use super::lanes::{Capacity, Sealed, Shared, Signal};
@@ -40,6 +40,10 @@ struct PartitionState {
     service: Option<BatchService>,
     /// A readiness check of the stack is under way.
     readying: bool,
+    /// The `max_wait` deadline of the batch opened last, while it is in the queue:
+    /// removed when the next batch opens, so the queue holds one entry per partition
+    /// at most, whatever `max_wait` is.
+    deadline: Option<(u64, Key)>,
 }
 
 impl PartitionState {
@@ -146,6 +150,10 @@ impl Driver {
                 },
                 Some(expired) = state.open.next(), if !state.open.is_empty() => {
                     let (partition, generation) = expired.into_inner();
+                    let p = &mut state.partitions[partition];
+                    if p.deadline.as_ref().is_some_and(|(g, _)| *g == generation) {
+                        p.deadline = None;
+                    }
                     if let Some(sealed) = self.shared.seal_if(partition, Some(generation)) {
                         self.to_ready(&mut state, sealed);
                         self.dispatch(&mut state, partition);
