@@ -199,7 +199,7 @@ impl Producer {
 
     /// Hands back the events of one partition that are not yet being sent (its open
     /// batch and batches waiting their turn) in outcomes marked abandoned
-    /// ([`BatchOutcome::is_abandoned`]); returns how many. A send already in flight
+    /// ([`BatchOutcome::is_abandoned`](super::BatchOutcome::is_abandoned)); returns how many. A send already in flight
     /// finishes. The producer stays open, and the partition takes new events.
     pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
         let partition = self.resolve(&partition)?;
@@ -236,7 +236,7 @@ impl Producer {
     }
 
     /// Stops publishing: events not yet handed to the service come back in outcomes
-    /// marked abandoned ([`BatchOutcome::is_abandoned`]); sends already in flight
+    /// marked abandoned ([`BatchOutcome::is_abandoned`](super::BatchOutcome::is_abandoned)); sends already in flight
     /// finish first. Then closes the connection.
     pub async fn close_abandon(&mut self) -> Result<(), Error> {
         self.shutdown(true).await
