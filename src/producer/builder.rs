@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::PollSemaphore;
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{BoxError, Layer, Service};
 
+use super::capacity::Budget;
 use super::driver::Driver;
-use super::lanes::{Budget, Keyless, Shared};
+use super::lanes::{Keyless, Shared};
 use super::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::amqp::{Amqp, Endpoint};
 use crate::batch::Batch;
@@ -19,7 +20,7 @@ use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
 use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
 use crate::error::Error;
 use crate::stack::{
-    boxed, Base, BatchService, CloneBatchService, Connection, MakeStack, Settings, StackContext,
+    boxed, boxed_clone, Base, BatchService, Connection, MakeStack, Settings, StackContext,
     TraceLayer, UserLayer,
 };
 use streaming_producer_layers::retry::RetryPolicy;
@@ -460,9 +461,7 @@ impl ProducerBuilder {
                  AMQP connection of build() has",
             ));
         }
-        let base = Base::Custom(CloneBatchService::new(
-            service.map_err(|e: S::Error| -> BoxError { e.into() }),
-        ));
+        let base = Base::Custom(boxed_clone(service));
         Ok(self.start(base, "", partition_ids, max_batch_bytes, None))
     }
 

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 use tower::{BoxError, Service};
 
-use super::lanes::{Capacity, Sealed, Shared, Signal};
+use super::capacity::Capacity;
+use super::lanes::{Sealed, Shared, Signal};
 use super::outcome::BatchOutcome;
 use crate::batch::Batch;
 use crate::error::{Error, Kind};

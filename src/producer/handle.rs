@@ -10,7 +10,7 @@ use futures_sink::Sink;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
 
-use super::lanes::{Appended, Keyless, Shared, Signal};
+use super::lanes::{Keyless, Shared, Signal};
 use super::{EnqueueError, Partition, ProducerBuilder};
 use crate::amqp::Amqp;
 use crate::batch::Batch;
@@ -331,10 +331,9 @@ impl Producer {
         };
         let refused = match routed {
             Ok(partition) if cost <= shared.max_batch_bytes => {
-                return match shared.append(&self.signals, partition, event, encoded, permit) {
-                    Appended::Done => Ok(()),
-                    Appended::Closed(event) => Err(EnqueueError::new(Error::closed(), event)),
-                };
+                return shared
+                    .append(&self.signals, partition, event, encoded, cost, permit)
+                    .map_err(|event| EnqueueError::new(Error::closed(), event));
             }
             Ok(partition) => (
                 ids[partition].clone(),

@@ -12,8 +12,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
+
+use super::capacity::{Budget, Capacity};
 
 use crate::batch::Batch;
 use crate::error::Error;
@@ -58,92 +60,6 @@ pub(crate) enum Signal {
     /// Every lane has been swept (into `open` when abandoning, so that none of it is
     /// sent first): publish (or abandon) what is left, then stop.
     Close { abandon: bool, open: Vec<Sealed> },
-}
-
-/// Capacity that events hold until their outcome is handed out or dropped: their
-/// event permits and their bodies' bytes, given back when this is dropped.
-#[derive(Debug)]
-pub(crate) struct Capacity {
-    permit: Option<OwnedSemaphorePermit>,
-    bytes: usize,
-    budget: Arc<Budget>,
-}
-
-impl Capacity {
-    fn new(budget: &Arc<Budget>) -> Self {
-        Self {
-            permit: None,
-            bytes: 0,
-            budget: budget.clone(),
-        }
-    }
-
-    /// One event's capacity; its bytes are counted in the budget already.
-    fn add(&mut self, permit: OwnedSemaphorePermit, bytes: usize) {
-        match &mut self.permit {
-            Some(p) => p.merge(permit),
-            None => self.permit = Some(permit),
-        }
-        self.bytes += bytes;
-    }
-
-    /// Takes over `other`'s capacity.
-    pub(crate) fn merge(&mut self, mut other: Capacity) {
-        if let Some(permit) = other.permit.take() {
-            match &mut self.permit {
-                Some(p) => p.merge(permit),
-                None => self.permit = Some(permit),
-            }
-        }
-        self.bytes += std::mem::take(&mut other.bytes);
-    }
-}
-
-impl Drop for Capacity {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
-            self.budget.freed.notify_waiters();
-        }
-    }
-}
-
-/// The bound on pending events (a semaphore of permits) and on their bodies' bytes.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    pub(crate) events: Arc<Semaphore>,
-    bytes: AtomicUsize,
-    max_bytes: usize,
-    freed: Notify,
-}
-
-impl Budget {
-    pub(crate) fn new(max_events: usize, max_bytes: usize) -> Arc<Self> {
-        Arc::new(Self {
-            events: Arc::new(Semaphore::new(max_events)),
-            bytes: AtomicUsize::new(0),
-            max_bytes,
-            freed: Notify::new(),
-        })
-    }
-
-    pub(crate) fn bytes_full(&self) -> bool {
-        self.bytes.load(Ordering::Relaxed) >= self.max_bytes
-    }
-
-    /// Resolves once the byte budget has room.
-    pub(crate) async fn bytes_available(self: Arc<Self>) {
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            // Registered before the check, so a release in between is not missed.
-            freed.as_mut().enable();
-            if !self.bytes_full() {
-                return;
-            }
-            freed.await;
-        }
-    }
 }
 
 /// A batch being sealed on its way to the driver.
@@ -226,13 +142,6 @@ impl std::fmt::Debug for Shared {
             .field("keyless", &self.keyless)
             .finish_non_exhaustive()
     }
-}
-
-/// What [`Shared::append`] did besides adding the event.
-pub(crate) enum Appended {
-    Done,
-    /// The producer was closed before the event got in: here it is back.
-    Closed(EventData),
 }
 
 impl Shared {
@@ -329,23 +238,27 @@ impl Shared {
         }
     }
 
-    /// Adds an encoded event to its partition's open batch (opening one, or sealing
-    /// the full one first, as needed) and tells the driver what it must know.
+    /// Adds an encoded event (weighing `cost` bytes in a batch) to its partition's
+    /// open batch, opening one or sealing the full one first as needed, and tells the
+    /// driver what it must know. If the producer was closed before the event got in,
+    /// the event comes back.
+    // The event comes back by value, as `TrySendError<T>` does in tokio.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn append(
         &self,
         signals: &mpsc::UnboundedSender<Signal>,
         partition: usize,
         event: EventData,
         encoded: Vec<u8>,
+        cost: usize,
         permit: OwnedSemaphorePermit,
-    ) -> Appended {
-        let cost = Batch::cost(&encoded);
+    ) -> Result<(), EventData> {
         let body = event.body().len();
         let mut lane = self.lane(partition);
         // Checked under the lane's lock: a close sets the flag, then sweeps every lane
         // under its lock, so no event gets into a lane after the sweep.
         if self.closed.load(Ordering::SeqCst) {
-            return Appended::Closed(event);
+            return Err(event);
         }
         if lane
             .open
@@ -370,7 +283,7 @@ impl Shared {
                 opened,
             });
         }
-        self.budget.bytes.fetch_add(body, Ordering::Relaxed);
+        self.budget.count_bytes(body);
         lane.pending += 1;
         let open = lane.open.as_mut().expect("opened above");
         open.batch.push(event, encoded);
@@ -379,12 +292,12 @@ impl Shared {
             let full = lane.seal(partition).expect("open");
             let _ = signals.send(Signal::Sealed(full));
         }
-        Appended::Done
+        Ok(())
     }
 
     /// A refused event's capacity (its bytes counted now).
     pub(crate) fn capacity_of(&self, permit: OwnedSemaphorePermit, bytes: usize) -> Capacity {
-        self.budget.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.budget.count_bytes(bytes);
         let mut capacity = Capacity::new(&self.budget);
         capacity.add(permit, bytes);
         capacity
@@ -476,11 +389,11 @@ mod tests {
     fn add(shared: &Shared, signals: &mpsc::UnboundedSender<Signal>, partition: usize, i: usize) {
         let event = EventData::new(format!("event {i:05}"));
         let encoded = codec::encode(&event, false);
+        let cost = Batch::cost(&encoded);
         let permit = shared.budget.events.clone().try_acquire_owned().unwrap();
-        assert!(matches!(
-            shared.append(signals, partition, event, encoded, permit),
-            Appended::Done
-        ));
+        assert!(shared
+            .append(signals, partition, event, encoded, cost, permit)
+            .is_ok());
     }
 
     #[tokio::test]
@@ -535,7 +448,7 @@ mod tests {
         drop(batch);
         assert_eq!(shared.budget.events.available_permits(), 100_000);
         assert!(!shared.budget.bytes_full());
-        assert_eq!(shared.budget.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.budget.pending_bytes(), 0);
     }
 
     #[tokio::test]
@@ -567,9 +480,10 @@ mod tests {
         let event = EventData::new("late");
         let encoded = codec::encode(&event, false);
         let permit = shared.budget.events.clone().try_acquire_owned().unwrap();
-        match shared.append(&signals, 0, event, encoded, permit) {
-            Appended::Closed(event) => assert_eq!(event.body().as_ref(), b"late"),
-            Appended::Done => panic!("accepted after close"),
+        let cost = Batch::cost(&encoded);
+        match shared.append(&signals, 0, event, encoded, cost, permit) {
+            Err(event) => assert_eq!(event.body().as_ref(), b"late"),
+            Ok(()) => panic!("accepted after close"),
         }
         assert_eq!(shared.budget.events.available_permits(), 100_000);
         assert_eq!(shared.total_pending(), 0);

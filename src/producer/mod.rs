@@ -40,6 +40,7 @@
 //! close would), but nothing waits for it; close the producer to know when it is done.
 
 mod builder;
+mod capacity;
 mod driver;
 mod handle;
 mod lanes;

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::sync::mpsc;
 
-use super::lanes::Capacity;
+use super::capacity::Capacity;
 use crate::{Error, EventData};
 
 /// The outcome of one batch: every event the producer accepted appears in exactly one.

@@ -61,6 +61,16 @@ where
     BoxService::new(service.map_err(|e: S::Error| -> BoxError { e.into() }))
 }
 
+/// Boxes a cloneable batch service whose error converts into [`BoxError`].
+pub(crate) fn boxed_clone<S>(service: S) -> CloneBatchService
+where
+    S: Service<Batch, Response = ()> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    CloneBatchService::new(service.map_err(|e: S::Error| -> BoxError { e.into() }))
+}
+
 /// A user layer, applied once per partition.
 pub(crate) type UserLayer = Box<dyn Fn(BatchService) -> BatchService + Send + Sync>;
 
@@ -137,9 +147,7 @@ impl StackContext<'_> {
     /// service given to `build_with_service`.
     pub fn base(&self) -> CloneBatchService {
         match &self.settings.base {
-            Base::Amqp(connection) => CloneBatchService::new(
-                AmqpSend::new(connection).map_err(|e| -> BoxError { Box::new(e) }),
-            ),
+            Base::Amqp(connection) => boxed_clone(AmqpSend::new(connection)),
             Base::Custom(service) => service.clone(),
         }
     }

@@ -91,12 +91,10 @@ async fn publish(amqp: Amqp, batch: Batch) -> Result<(), Error> {
     // Waits for the connection and for credit; an error here means nothing was
     // transferred. Cut short here, the connection task gives the send up (its
     // caller is gone), so nothing is transferred either.
-    let deadline = batch.deadline();
-    let handed = match deadline {
-        Some(d) => tokio::time::timeout_at(d, amqp.send(batch.partition(), to_wire(&batch)))
-            .await
-            .ok(),
-        None => Some(amqp.send(batch.partition(), to_wire(&batch)).await),
+    let send = amqp.send(batch.partition(), to_wire(&batch));
+    let handed = match batch.deadline() {
+        Some(d) => tokio::time::timeout_at(d, send).await.ok(),
+        None => Some(send.await),
     };
     let (settlement, generation) = match handed {
         Some(sent) => sent?,
