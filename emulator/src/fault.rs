@@ -16,6 +16,10 @@
 //! | `stall` | nothing is stored and no disposition is ever sent | |
 //! | `detach` | the link is detached with `condition` (default `amqp:link:detach-forced`) | `condition`, `description` |
 //! | `drop-connection` | the events are stored, then the connection is dropped before settling | |
+//! | `slow-attach` | the attach of a publishing link is answered after `ms` | `ms` |
+//!
+//! `slow-attach` fires on attaches (counted over the attaches in its scope), the others
+//! on transfers.
 //!
 //! Every kind accepts `every=N` or `p=0.05` (default: every transfer), `hub=NAME`,
 //! `partition=ID`, `seed=N` (for `p`) and `count=N` (stop after firing N times).
@@ -60,6 +64,15 @@ pub enum FaultKind {
     DropConnection,
     /// Reject with `com.microsoft:server-busy`.
     Throttle,
+    /// Answer the attach of a publishing link after this long.
+    SlowAttach(Duration),
+}
+
+impl FaultKind {
+    /// Whether the fault fires on attaches rather than on transfers.
+    pub fn on_attach(&self) -> bool {
+        matches!(self, FaultKind::SlowAttach(_))
+    }
 }
 
 /// When a fault fires, counted over the transfers in its scope.
@@ -163,11 +176,11 @@ impl FromStr for Fault {
         let get = |key: &str| kv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let allowed: &[&str] = match kind_name {
             "reject" | "detach" => &["condition", "description"],
-            "delay" => &["ms"],
+            "delay" | "slow-attach" => &["ms"],
             "throttle" | "release" | "stall" | "drop-connection" => &[],
             other => {
                 return Err(err(format!(
-                    "unknown kind '{other}' (expected reject, throttle, release, delay, stall, detach or drop-connection)"
+                    "unknown kind '{other}' (expected reject, throttle, release, delay, stall, detach, drop-connection or slow-attach)"
                 )))
             }
         };
@@ -190,12 +203,17 @@ impl FromStr for Fault {
                     .to_owned(),
                 description,
             },
-            "delay" => {
-                let ms = get("ms").ok_or_else(|| err("delay needs ms=N".into()))?;
+            "delay" | "slow-attach" => {
+                let ms = get("ms").ok_or_else(|| err(format!("{kind_name} needs ms=N")))?;
                 let ms: u64 = ms
                     .parse()
                     .map_err(|_| err(format!("ms '{ms}' is not a number")))?;
-                FaultKind::Delay(Duration::from_millis(ms))
+                let after = Duration::from_millis(ms);
+                if kind_name == "delay" {
+                    FaultKind::Delay(after)
+                } else {
+                    FaultKind::SlowAttach(after)
+                }
             }
             "throttle" => FaultKind::Throttle,
             "release" => FaultKind::Release,
@@ -261,6 +279,7 @@ impl fmt::Display for Fault {
             FaultKind::Stall => f.write_str("stall")?,
             FaultKind::DropConnection => f.write_str("drop-connection")?,
             FaultKind::Throttle => f.write_str("throttle")?,
+            FaultKind::SlowAttach(d) => write!(f, "slow-attach,ms={}", d.as_millis())?,
         }
         match &self.trigger {
             Trigger::Every(n) => write!(f, ",every={n}")?,
@@ -296,12 +315,14 @@ impl ActiveFault {
         })
     }
 
-    /// Counts a transfer to `hub`/`partition` and says whether the fault fires on it.
-    pub(crate) fn check(&self, hub: &str, partition: &str) -> Option<&FaultKind> {
+    /// Counts a transfer (`attach` false) or attach to `hub`/`partition` and says
+    /// whether the fault fires on it.
+    pub(crate) fn check(&self, hub: &str, partition: &str, attach: bool) -> Option<&FaultKind> {
         let f = &self.fault;
-        if f.hub
-            .as_deref()
-            .is_some_and(|h| !h.eq_ignore_ascii_case(hub))
+        if f.kind.on_attach() != attach
+            || f.hub
+                .as_deref()
+                .is_some_and(|h| !h.eq_ignore_ascii_case(hub))
             || f.partition.as_deref().is_some_and(|p| p != partition)
         {
             return None;
@@ -349,6 +370,7 @@ mod tests {
             "delay,ms=250",
             "stall,every=7",
             "release,hub=eh1,partition=2",
+            "slow-attach,ms=500,partition=1",
         ] {
             let fault: Fault = spec.parse().unwrap_or_else(|e| panic!("{spec}: {e}"));
             let again: Fault = fault.to_string().parse().unwrap();
@@ -362,6 +384,7 @@ mod tests {
             ("", "unknown kind"),
             ("explode", "unknown kind"),
             ("delay", "delay needs ms"),
+            ("slow-attach", "slow-attach needs ms"),
             ("delay,ms=soon", "not a number"),
             ("reject,every=0", "at least 1"),
             ("reject,every=2,p=0.5", "not both"),
@@ -378,16 +401,33 @@ mod tests {
     #[test]
     fn every_n_fires_on_each_nth_transfer_in_scope() {
         let f = ActiveFault::new("throttle,every=3,hub=eh1,partition=1".parse().unwrap());
-        let fired: Vec<bool> = (0..6).map(|_| f.check("EH1", "1").is_some()).collect();
+        let fired: Vec<bool> = (0..6)
+            .map(|_| f.check("EH1", "1", false).is_some())
+            .collect();
         assert_eq!(fired, [false, false, true, false, false, true]);
-        assert!(f.check("eh2", "1").is_none());
-        assert!(f.check("eh1", "0").is_none());
+        assert!(f.check("eh2", "1", false).is_none());
+        assert!(f.check("eh1", "0", false).is_none());
+    }
+
+    #[test]
+    fn attach_faults_count_attaches_and_transfer_faults_transfers() {
+        let slow = ActiveFault::new("slow-attach,ms=10,every=2".parse().unwrap());
+        assert!(slow.check("h", "0", false).is_none(), "not on transfers");
+        let fired: Vec<bool> = (0..4)
+            .map(|_| slow.check("h", "0", true).is_some())
+            .collect();
+        assert_eq!(fired, [false, true, false, true]);
+        let stall = ActiveFault::new("stall".parse().unwrap());
+        assert!(stall.check("h", "0", true).is_none(), "not on attaches");
+        assert!(stall.check("h", "0", false).is_some());
     }
 
     #[test]
     fn a_count_limits_how_often_a_fault_fires() {
         let f = ActiveFault::new("release,count=2".parse().unwrap());
-        let fired = (0..5).filter(|_| f.check("h", "0").is_some()).count();
+        let fired = (0..5)
+            .filter(|_| f.check("h", "0", false).is_some())
+            .count();
         assert_eq!(fired, 2);
     }
 
@@ -396,7 +436,7 @@ mod tests {
         let run = || {
             let f = ActiveFault::new("throttle,p=0.1,seed=42".parse().unwrap());
             (0..10_000)
-                .map(|_| f.check("h", "0").is_some())
+                .map(|_| f.check("h", "0", false).is_some())
                 .collect::<Vec<_>>()
         };
         let a = run();

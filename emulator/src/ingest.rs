@@ -131,6 +131,16 @@ impl IngestPlan {
         attach
     }
 
+    /// How long to hold the attach back, if a `slow-attach` fault fires on it. Gateway
+    /// links are not partition links and are never held back.
+    pub(crate) fn attach_delay(&self, shared: &Shared) -> Option<std::time::Duration> {
+        let partition = self.partition.as_ref()?;
+        match shared.attach_fault_for(&self.hub.name, &partition.id) {
+            Some(FaultKind::SlowAttach(after)) => Some(after),
+            _ => None,
+        }
+    }
+
     pub(crate) fn acceptor(&self, shared: &Shared) -> Acceptor {
         let mut properties: Fields = filler_properties();
         let mut builder = LinkAcceptor::builder()
@@ -386,7 +396,8 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
             }
         };
         let settle = match conn.shared.fault_for(&hub.name, &partition.id) {
-            None => match store(new_events()) {
+            // Fires on attaches, never here.
+            None | Some(FaultKind::SlowAttach(_)) => match store(new_events()) {
                 Ok(()) => Settle::Accept,
                 Err(why) => Settle::Reject(why),
             },

@@ -262,6 +262,7 @@ impl EmulatorBuilder {
             clock: self.clock,
             next_producer_id: std::sync::atomic::AtomicI64::new(1),
             connections: tokio::sync::watch::channel(0).0,
+            held_attaches: tokio::sync::watch::channel(0).0,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx));
@@ -340,6 +341,13 @@ impl EmulatorHandle {
     pub async fn wait_for_connection_count(&self, n: usize) {
         let mut rx = self.shared.connections.subscribe();
         let _ = rx.wait_for(|count| *count == n).await;
+    }
+
+    /// Waits until `slow-attach` faults have held back at least `n` attaches (for
+    /// tests: a partition link is being attached, slowly).
+    pub async fn wait_for_held_attaches(&self, n: usize) {
+        let mut rx = self.shared.held_attaches.subscribe();
+        let _ = rx.wait_for(|count| *count >= n).await;
     }
 
     /// Adds partitions to a hub while running (the service allows growing a hub on some

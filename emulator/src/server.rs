@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) next_producer_id: std::sync::atomic::AtomicI64,
     /// Number of open connections.
     pub(crate) connections: watch::Sender<usize>,
+    /// Number of attaches a `slow-attach` fault has held back so far.
+    pub(crate) held_attaches: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -44,7 +46,18 @@ impl Shared {
     /// The first fault that fires for a transfer to `hub`/`partition`.
     pub(crate) fn fault_for(&self, hub: &str, partition: &str) -> Option<crate::FaultKind> {
         let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
-        faults.iter().find_map(|f| f.check(hub, partition).cloned())
+        faults
+            .iter()
+            .find_map(|f| f.check(hub, partition, false).cloned())
+    }
+
+    /// The first fault that fires for an attach of a publishing link to
+    /// `hub`/`partition`.
+    pub(crate) fn attach_fault_for(&self, hub: &str, partition: &str) -> Option<crate::FaultKind> {
+        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
+        faults
+            .iter()
+            .find_map(|f| f.check(hub, partition, true).cloned())
     }
 
     pub(crate) fn now_secs(&self) -> u64 {
@@ -435,6 +448,12 @@ async fn run_session(mut session: ListenerSessionHandle, session_id: u64, conn: 
                 }
             }
             Plan::Ingest(p) => {
+                if let Some(after) = p.attach_delay(&conn.shared) {
+                    conn.shared.held_attaches.send_modify(|n| *n += 1);
+                    // Holds up this session's other attaches too: clients give each
+                    // partition link a session of its own.
+                    tokio::time::sleep(after).await;
+                }
                 let acceptor = p.acceptor(&conn.shared);
                 let attach = p.prepare(attach);
                 match acceptor.accept_incoming_attach(attach, &mut session).await {

@@ -1,22 +1,21 @@
-//! The AMQP side: one connection per producer, owned by one task.
+//! The AMQP side: one connection per producer, shared by every partition.
 //!
-//! The connection task owns the fe2o3 connection, its session, the `$cbs` and
-//! `$management` nodes and one sender link per partition. Callers talk to it through a
-//! bounded channel; a send returns the delivery's settlement future, which the caller
-//! awaits outside the task, so sends to different partitions (and pipelined sends on
-//! one link) overlap. The task refreshes the token before it expires, and after a lost
-//! connection it reconnects on the next request.
+//! A task owns the fe2o3 connection and a control session with the `$cbs` and
+//! `$management` nodes: it connects (and after a lost connection reconnects, with
+//! backoff, one attempt at a time), refreshes the token before it expires, begins
+//! sessions and answers management reads. Each partition's sender link lives on a
+//! session of its own behind the partition's own lock ([`link`]): transfers go from
+//! the caller straight to the link, and a partition waiting for credit or attaching
+//! again holds up no other. A send returns the delivery's settlement future, which
+//! the caller awaits after letting go of the link, so pipelined sends on one link
+//! overlap.
 //!
-//! Not yet independent: the task hands each transfer to its link itself, so a link
-//! waiting for credit (or being attached) holds up the other partitions' transfers
-//! meanwhile, for at most the try timeout.
-//!
-//! Files: `task` (connecting, reconnecting, serving commands), `links` (attaching
-//! partition links, transfers, `$management` reads), `wire` (batches to messages,
-//! verdicts to errors), `props` and `management` (what the attach and `$management`
-//! frames carry), `rpc` (request/response over a link pair).
+//! Files: `task` (connecting, reconnecting, tokens, sessions, management reads),
+//! `link` (a partition's session and sender link: attach, credit, transfers), `wire`
+//! (batches to messages, verdicts to errors), `props` and `management` (what the
+//! attach and `$management` frames carry), `rpc` (request/response over a link pair).
 
-mod links;
+mod link;
 mod management;
 mod props;
 mod rpc;
@@ -24,11 +23,12 @@ mod task;
 mod wire;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fe2o3_amqp::link::delivery::DeliveryFut;
 use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::Outcome;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -39,6 +39,7 @@ use crate::PartitionProperties;
 pub(crate) use rpc::Reply;
 pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
+pub(crate) use link::Link;
 use task::Task;
 
 /// Where and how to connect.
@@ -95,18 +96,19 @@ pub(crate) enum Attach {
     NewProducer,
 }
 
-/// A send in progress: its settlement, and the connection generation it went out on.
+/// A send in progress: its settlement future.
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
 
 enum Command {
-    Send {
-        partition: String,
-        message: Box<Wire>,
-        reply: oneshot::Sender<Result<(Settlement, u64), Error>>,
+    /// A new session for a partition link; waits for the connection while it is being
+    /// made again.
+    Session {
+        reply: oneshot::Sender<Result<(SessionHandle<()>, u64), Error>>,
     },
-    MaxMessageSize {
-        partition: String,
-        reply: oneshot::Sender<Result<u64, Error>>,
+    /// Puts a fresh token, if the connection of `generation` is still the live one.
+    RefreshToken {
+        generation: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
     },
     Properties {
         reply: oneshot::Sender<Result<HubProperties, Error>>,
@@ -115,33 +117,29 @@ enum Command {
         partition: String,
         reply: oneshot::Sender<Result<PartitionProperties, Error>>,
     },
-    ProducerState {
-        partition: String,
-        attach: Attach,
-        reply: oneshot::Sender<Result<ProducerState, Error>>,
-    },
     Close {
         reply: oneshot::Sender<()>,
     },
 }
 
-/// A handle on the connection task. Cloning shares the task.
+/// A handle on the connection task and the partition links. Cloning shares them.
 #[derive(Debug, Clone)]
 pub(crate) struct Amqp {
     commands: mpsc::Sender<Command>,
+    endpoint: Arc<Endpoint>,
+    links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
     /// The generation of the last connection that was lost (0: none yet).
     lost: watch::Receiver<u64>,
-    why: Arc<std::sync::Mutex<Option<String>>>,
+    why: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Command::Send { .. } => "Send",
-            Command::MaxMessageSize { .. } => "MaxMessageSize",
+            Command::Session { .. } => "Session",
+            Command::RefreshToken { .. } => "RefreshToken",
             Command::Properties { .. } => "Properties",
             Command::PartitionProperties { .. } => "PartitionProperties",
-            Command::ProducerState { .. } => "ProducerState",
             Command::Close { .. } => "Close",
         })
     }
@@ -153,24 +151,19 @@ impl Amqp {
         let (commands, rx) = mpsc::channel(64);
         let (lost_tx, lost) = watch::channel(0);
         let why = Arc::default();
-        tokio::spawn(
-            Task {
-                endpoint,
-                live: None,
-                identities: HashMap::new(),
-                generation: 0,
-                lost: lost_tx,
-                parked: Default::default(),
-                backoff: None,
-                why: Arc::clone(&why),
-            }
-            .run(rx),
-        );
+        let endpoint = Arc::new(endpoint);
+        tokio::spawn(Task::new(Arc::clone(&endpoint), lost_tx, Arc::clone(&why)).run(rx));
         Self {
             commands,
+            endpoint,
+            links: Arc::default(),
             lost,
             why,
         }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
@@ -182,27 +175,32 @@ impl Amqp {
         rx.await.map_err(|_| Error::closed())
     }
 
-    /// Hands a batch to the partition's link; returns its settlement future.
-    pub(crate) async fn send(
-        &self,
-        partition: &str,
-        message: Wire,
-    ) -> Result<(Settlement, u64), Error> {
-        self.ask(|reply| Command::Send {
-            partition: partition.to_owned(),
-            message: Box::new(message),
-            reply,
-        })
-        .await?
+    /// The partition's link (not attached until first used).
+    pub(crate) fn link(&self, partition: &str) -> Arc<Link> {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(link) = links.get(partition) {
+            return Arc::clone(link);
+        }
+        let link = Arc::new(Link::new(partition));
+        links.insert(partition.to_owned(), Arc::clone(&link));
+        link
+    }
+
+    /// A new session for a partition link, and the generation of its connection.
+    pub(crate) async fn session(&self) -> Result<(SessionHandle<()>, u64), Error> {
+        self.ask(|reply| Command::Session { reply }).await?
+    }
+
+    /// Puts a fresh token on the connection of `generation` (nothing to do if that
+    /// connection is gone: its successor has a fresh one).
+    pub(crate) async fn refresh_token(&self, generation: u64) -> Result<(), Error> {
+        self.ask(|reply| Command::RefreshToken { generation, reply })
+            .await?
     }
 
     /// The `max-message-size` of a partition's link (attaching it if needed).
     pub(crate) async fn max_message_size(&self, partition: &str) -> Result<u64, Error> {
-        self.ask(|reply| Command::MaxMessageSize {
-            partition: partition.to_owned(),
-            reply,
-        })
-        .await?
+        self.link(partition).max_message_size(self).await
     }
 
     /// Reads the hub's properties.
@@ -229,22 +227,28 @@ impl Amqp {
         partition: &str,
         attach: Attach,
     ) -> Result<ProducerState, Error> {
-        self.ask(|reply| Command::ProducerState {
-            partition: partition.to_owned(),
-            attach,
-            reply,
-        })
-        .await?
+        self.link(partition).producer_state(self, attach).await
     }
 
-    /// Closes the connection and ends the task.
+    /// Closes the links, then the connection, and ends the task.
     pub(crate) async fn close(&self) {
+        let links: Vec<_> = {
+            let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            links.drain().map(|(_, link)| link).collect()
+        };
+        let closing = links.iter().map(|link| link.close(task::SHUTDOWN_LIMIT));
+        futures_util::future::join_all(closing).await;
         let _ = self.ask(|reply| Command::Close { reply }).await;
     }
 
     /// Why the last connection attempt failed, while the producer is disconnected.
     pub(crate) fn why_disconnected(&self) -> Option<String> {
         self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the connection of `generation` is known to be lost.
+    pub(crate) fn is_lost(&self, generation: u64) -> bool {
+        *self.lost.borrow() >= generation
     }
 
     /// Resolves when the connection of `generation` is lost.

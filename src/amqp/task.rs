@@ -1,13 +1,12 @@
 //! The connection task: connects (SASL, `$cbs` token), reconnects with backoff while
-//! the service cannot be reached, parks the sends waiting for it, refreshes the token,
-//! and serves the handle's commands in order.
+//! the service cannot be reached, parks the session requests waiting for it, refreshes
+//! the token, begins the partition links' sessions and answers management reads.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fe2o3_amqp::connection::ConnectionHandle;
-use fe2o3_amqp::link::Sender;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::primitives::SimpleValue;
@@ -18,61 +17,54 @@ use tokio::sync::{mpsc, watch};
 use super::management::status_error;
 use super::management::{parse_hub_properties, parse_partition_properties};
 use super::props::{client_properties, tls_connect};
-use super::{rpc, Command, Endpoint, ProducerState};
+use super::{rpc, Command, Endpoint, Reply};
 use crate::error::{Error, Kind};
 
 /// The longest a close waits for the service to answer.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+pub(super) const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
-pub(super) struct Live {
-    pub(super) connection: ConnectionHandle<()>,
-    pub(super) session: SessionHandle<()>,
-    pub(super) cbs: rpc::Rpc,
-    pub(super) management: Option<rpc::Rpc>,
-    pub(super) senders: HashMap<String, Sender>,
-    /// Idempotent producer state from each partition link's attach.
-    pub(super) producer_states: HashMap<String, ProducerState>,
-    pub(super) refresh_at: tokio::time::Instant,
+struct Live {
+    connection: ConnectionHandle<()>,
+    /// The session of `$cbs` and `$management`.
+    session: SessionHandle<()>,
+    cbs: rpc::Rpc,
+    management: Option<rpc::Rpc>,
+    refresh_at: tokio::time::Instant,
 }
 
 pub(super) struct Task {
-    pub(super) endpoint: Endpoint,
-    pub(super) live: Option<Live>,
-    /// Idempotent producer group id and epoch per partition, kept across reconnects
-    /// so that the service recognises this producer when a link is attached again.
-    pub(super) identities: HashMap<String, (i64, i16)>,
-    pub(super) generation: u64,
-    pub(super) lost: watch::Sender<u64>,
-    /// Commands waiting for a reconnect, in arrival order.
-    pub(super) parked: std::collections::VecDeque<Command>,
-    pub(super) backoff: Option<Backoff>,
+    endpoint: Arc<Endpoint>,
+    live: Option<Live>,
+    generation: u64,
+    lost: watch::Sender<u64>,
+    /// Session requests waiting for a reconnect, in arrival order.
+    parked: VecDeque<Command>,
+    backoff: Option<Backoff>,
     /// Why the last connection attempt failed, while the producer is disconnected.
-    pub(super) why: Arc<std::sync::Mutex<Option<String>>>,
+    why: Arc<Mutex<Option<String>>>,
 }
 
 impl Command {
     /// Commands that wait for the connection while it cannot be made (their callers
     /// bound the wait by their delivery deadline) rather than fail at once.
     fn waits_for_connection(&self) -> bool {
-        matches!(self, Command::Send { .. } | Command::ProducerState { .. })
+        matches!(self, Command::Session { .. })
     }
 
     /// Whether the caller stopped waiting for the reply.
     fn abandoned(&self) -> bool {
         match self {
-            Command::Send { reply, .. } => reply.is_closed(),
-            Command::ProducerState { reply, .. } => reply.is_closed(),
+            Command::Session { reply } => reply.is_closed(),
             _ => false,
         }
     }
 
     fn fail(self, error: Error) {
         match self {
-            Command::Send { reply, .. } => drop(reply.send(Err(error))),
-            Command::MaxMessageSize { reply, .. } => drop(reply.send(Err(error))),
+            Command::Session { reply } => drop(reply.send(Err(error))),
+            Command::RefreshToken { reply, .. } => drop(reply.send(Err(error))),
             Command::Properties { reply } => drop(reply.send(Err(error))),
             Command::PartitionProperties { reply, .. } => drop(reply.send(Err(error))),
-            Command::ProducerState { reply, .. } => drop(reply.send(Err(error))),
             Command::Close { reply } => drop(reply.send(())),
         }
     }
@@ -85,6 +77,22 @@ pub(super) struct Backoff {
 }
 
 impl Task {
+    pub(super) fn new(
+        endpoint: Arc<Endpoint>,
+        lost: watch::Sender<u64>,
+        why: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        Self {
+            endpoint,
+            live: None,
+            generation: 0,
+            lost,
+            parked: VecDeque::new(),
+            backoff: None,
+            why,
+        }
+    }
+
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
             let refresh_at = self.live.as_ref().map(|l| l.refresh_at);
@@ -202,34 +210,25 @@ impl Task {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Send {
-                partition,
-                message,
-                mut reply,
-            } => {
-                // A caller that gave up (its deadline passed) reported the batch as
-                // failed already: sending it now would publish it behind its back.
+            Command::Session { reply } => {
                 if reply.is_closed() {
                     return;
                 }
-                match self.send(&partition, &message, &mut reply).await {
-                    Some(Err(_)) if self.found_connection_closed() => {
-                        // Nothing was transferred: the send waits for the reconnect.
-                        self.parked.push_front(Command::Send {
-                            partition,
-                            message,
-                            reply,
-                        });
+                match self.begin_session().await {
+                    // The connection went away meanwhile: the request waits for the
+                    // reconnect.
+                    Err(_) if self.found_connection_closed() => {
+                        self.parked.push_front(Command::Session { reply });
                     }
-                    Some(result) => drop(reply.send(result)),
-                    None => {}
+                    result => drop(reply.send(result)),
                 }
             }
-            Command::MaxMessageSize { partition, reply } => {
-                let result = self.sender(&partition).await.map(|s| {
-                    s.max_message_size()
-                        .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE)
-                });
+            Command::RefreshToken { generation, reply } => {
+                let result = if generation == self.generation {
+                    self.refresh_token().await
+                } else {
+                    Ok(())
+                };
                 let _ = reply.send(result);
             }
             Command::Properties { reply } => {
@@ -243,30 +242,52 @@ impl Task {
                     .and_then(|r| parse_partition_properties(&r));
                 let _ = reply.send(result);
             }
-            Command::ProducerState {
-                partition,
-                attach,
-                reply,
-            } => {
-                if reply.is_closed() {
-                    return;
-                }
-                match self.producer_state(&partition, attach).await {
-                    Err(_) if self.found_connection_closed() => {
-                        self.parked.push_front(Command::ProducerState {
-                            partition,
-                            attach,
-                            reply,
-                        });
-                    }
-                    result => drop(reply.send(result)),
-                }
-            }
             Command::Close { reply } => {
                 self.shutdown().await;
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Begins a session for a partition link on the live connection.
+    async fn begin_session(&mut self) -> Result<(SessionHandle<()>, u64), Error> {
+        let timeout = self.endpoint.timeout;
+        let live = self.connect().await?;
+        let session = tokio::time::timeout(timeout, Session::begin(&mut live.connection))
+            .await
+            .map_err(|_| Error::new(Kind::Timeout))?
+            .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
+        Ok((session, self.generation))
+    }
+
+    /// A `$management` READ of the hub (`partition: None`) or of one partition.
+    async fn read(&mut self, partition: Option<String>) -> Result<Reply, Error> {
+        let endpoint = Arc::clone(&self.endpoint);
+        let live = self.connect().await?;
+        if live.management.is_none() {
+            live.management = Some(rpc::Rpc::attach(&mut live.session, "$management").await?);
+        }
+        let token = endpoint.credential.token(&endpoint.audience()).await?;
+        let rpc = live.management.as_mut().expect("attached above");
+        let kind = if partition.is_some() {
+            "com.microsoft:partition"
+        } else {
+            "com.microsoft:eventhub"
+        };
+        let mut properties = vec![
+            ("operation", SimpleValue::String("READ".into())),
+            ("type", SimpleValue::String(kind.into())),
+            ("name", SimpleValue::String(endpoint.hub.clone())),
+            ("security_token", SimpleValue::String(token.token)),
+        ];
+        if let Some(p) = partition {
+            properties.push(("partition", SimpleValue::String(p)));
+        }
+        let reply = rpc.call(&properties, Value::Null, endpoint.timeout).await?;
+        if reply.status != 200 {
+            return Err(status_error(&reply, &format!("reading {kind} properties")));
+        }
+        Ok(reply)
     }
 
     /// Whether the connection turned out to be closed (the task had not seen it yet);
@@ -294,8 +315,6 @@ impl Task {
     async fn shutdown(&mut self) {
         if let Some(mut live) = self.live.take() {
             let polite = async {
-                let senders = live.senders.drain().map(|(_, sender)| sender.close());
-                futures_util::future::join_all(senders).await;
                 live.cbs.close().await;
                 if let Some(m) = live.management.take() {
                     m.close().await;
@@ -314,7 +333,7 @@ impl Task {
     /// connection make the next attempt only after a backoff that grows with each
     /// failure in a row (the producer's retry policy), so an unreachable service gets
     /// one attempt at a time, not one per partition and batch.
-    pub(super) async fn connect(&mut self) -> Result<&mut Live, Error> {
+    async fn connect(&mut self) -> Result<&mut Live, Error> {
         if self.live.is_none() {
             let timeout = self.endpoint.timeout;
             let opened = tokio::time::timeout(timeout, self.open())
@@ -364,6 +383,10 @@ impl Task {
             .scheme("amqp")
             .sasl_profile(SaslProfile::Anonymous)
             .max_frame_size(65536u32)
+            // A session per partition link (and one for `$cbs` and `$management`):
+            // fe2o3's default of 255 channels would not do for a hub of 1,024
+            // partitions. The service's open frame says how many it takes.
+            .channel_max(u16::MAX)
             .properties(client_properties());
         let opened = if tls {
             // The service speaks TLS from the first byte, with no AMQP TLS header first.
@@ -384,16 +407,14 @@ impl Task {
             session,
             cbs,
             management: None,
-            senders: HashMap::new(),
-            producer_states: HashMap::new(),
             refresh_at: tokio::time::Instant::now(),
         };
         live.refresh_at = put_token(&mut live.cbs, e).await?;
         Ok(live)
     }
 
-    pub(super) async fn refresh_token(&mut self) -> Result<(), Error> {
-        let endpoint = self.endpoint.clone();
+    async fn refresh_token(&mut self) -> Result<(), Error> {
+        let endpoint = Arc::clone(&self.endpoint);
         if let Some(live) = self.live.as_mut() {
             live.refresh_at = put_token(&mut live.cbs, &endpoint).await?;
         }

@@ -2,12 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use fe2o3_amqp::types::messaging::Outcome;
 use tokio::time::Instant;
 
-use crate::amqp::{to_wire, Amqp};
+use crate::amqp::{to_wire, Amqp, Link};
 use crate::batch::Batch;
 use crate::error::{Error, Kind};
 
@@ -43,6 +44,8 @@ impl Connection {
 #[derive(Debug, Clone)]
 pub struct AmqpSend {
     amqp: Amqp,
+    /// The link of the last batch's partition (a stack serves one partition).
+    link: Option<Arc<Link>>,
 }
 
 impl AmqpSend {
@@ -50,6 +53,7 @@ impl AmqpSend {
     pub fn new(connection: &Connection) -> Self {
         Self {
             amqp: connection.amqp().clone(),
+            link: None,
         }
     }
 }
@@ -64,7 +68,15 @@ impl tower::Service<Batch> for AmqpSend {
     }
 
     fn call(&mut self, batch: Batch) -> Self::Future {
-        Box::pin(publish(self.amqp.clone(), batch))
+        let link = match &self.link {
+            Some(link) if link.partition() == batch.partition() => Arc::clone(link),
+            _ => {
+                let link = self.amqp.link(batch.partition());
+                self.link = Some(Arc::clone(&link));
+                link
+            }
+        };
+        Box::pin(publish(self.amqp.clone(), link, batch))
     }
 }
 
@@ -84,14 +96,14 @@ impl Drop for InDoubt<'_> {
 }
 
 /// One try.
-async fn publish(amqp: Amqp, batch: Batch) -> Result<(), Error> {
+async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result<(), Error> {
     if batch.deadline().is_some_and(|d| d <= Instant::now()) {
         return Err(Error::delivery_timeout());
     }
     // Waits for the connection and for credit; an error here means nothing was
-    // transferred. Cut short here, the connection task gives the send up (its
-    // caller is gone), so nothing is transferred either.
-    let send = amqp.send(batch.partition(), to_wire(&batch));
+    // transferred. Cut short while waiting, nothing is transferred either.
+    let message = to_wire(&batch);
+    let send = link.send(&amqp, &message);
     let handed = match batch.deadline() {
         Some(d) => tokio::time::timeout_at(d, send).await.ok(),
         None => Some(send.await),
