@@ -288,3 +288,59 @@ async fn user_layers_see_every_batch() {
     assert_eq!(seen.load(Ordering::SeqCst), 10);
     assert_eq!(log.lock().unwrap().iter().map(|r| r.2).sum::<usize>(), 10);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_producer_at_its_bound_sends_useful_batches_and_never_waits_out_max_wait() {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    // Each send takes 10 ms, so sends are on their way while the producer is full.
+    let service = tower::service_fn(move |batch: Batch| {
+        l.lock().unwrap().push((
+            Instant::now(),
+            batch.partition().to_owned(),
+            batch.len(),
+            batch.size_in_bytes(),
+        ));
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, Infallible>(())
+        }
+    });
+    let max_wait = Duration::from_secs(3600);
+    let ids: Vec<String> = (0..4).map(|p| p.to_string()).collect();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_wait(max_wait)
+        .delivery_timeout(max_wait * 2)
+        .max_pending_events(400)
+        .build_with_service(service, ids, 1 << 20)
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut events = 0;
+        while let Some(o) = outcomes.next().await {
+            assert!(o.is_success());
+            events += o.events.len();
+        }
+        events
+    });
+    let start = Instant::now();
+    for i in 0..20_000 {
+        producer
+            .enqueue(EventData::new(format!("e{i}")))
+            .await
+            .unwrap();
+    }
+    let enqueued_in = start.elapsed();
+    producer.close().await.unwrap();
+    assert_eq!(reader.await.unwrap(), 20_000);
+    // Out of capacity, the producer sends what it has instead of waiting for max_wait.
+    assert!(enqueued_in < max_wait, "{enqueued_in:?}");
+    // But not a stream of tiny batches: while sends are on their way, a batch goes
+    // early only with at least half a fair share (400 / 4 / 2 = 50 events).
+    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|r| r.2).collect();
+    let mean = 20_000 / sizes.len();
+    assert!(
+        mean >= 50,
+        "mean {mean} of {} batches: {sizes:?}",
+        sizes.len()
+    );
+}

@@ -59,6 +59,7 @@ impl Drop for Capacity {
 #[derive(Debug)]
 pub(crate) struct Budget {
     pub(crate) events: Arc<Semaphore>,
+    max_events: usize,
     bytes: AtomicUsize,
     max_bytes: usize,
     freed: Notify,
@@ -68,6 +69,7 @@ impl Budget {
     pub(crate) fn new(max_events: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             events: Arc::new(Semaphore::new(max_events)),
+            max_events,
             bytes: AtomicUsize::new(0),
             max_bytes,
             freed: Notify::new(),
@@ -83,6 +85,17 @@ impl Budget {
     #[cfg(test)]
     pub(crate) fn pending_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether no more events can be accepted until some capacity comes back.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.events.available_permits() == 0 || self.bytes_full()
+    }
+
+    /// Events pending (accepted, without an outcome handed out yet).
+    pub(crate) fn held_events(&self) -> usize {
+        self.max_events
+            .saturating_sub(self.events.available_permits())
     }
 
     pub(crate) fn bytes_full(&self) -> bool {

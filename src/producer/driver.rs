@@ -16,7 +16,7 @@ use tokio_util::time::delay_queue::{DelayQueue, Key};
 use tower::{BoxError, Service};
 
 use super::capacity::Capacity;
-use super::lanes::{Sealed, Shared, Signal};
+use super::lanes::{Sealed, Shared, Signal, Take};
 use super::outcome::BatchOutcome;
 use crate::batch::Batch;
 use crate::error::{Error, Kind};
@@ -98,6 +98,11 @@ struct State {
     next_number: u64,
     /// Batches received and not yet reported.
     unreported: usize,
+    /// Events in those batches.
+    unreported_events: usize,
+    /// While starved, a partition's open batch was too small to go early: every idle
+    /// partition is looked at again after the next send.
+    starved_pending: bool,
     /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
     next_expiry: Option<Instant>,
 }
@@ -114,6 +119,8 @@ impl Driver {
             barriers: Vec::new(),
             next_number: 0,
             unreported: 0,
+            unreported_events: 0,
+            starved_pending: false,
             next_expiry: None,
         };
         let mut closing = false;
@@ -271,33 +278,70 @@ impl Driver {
             }
             Signal::Starved => {
                 self.shared.fed();
-                for partition in 0..self.shared.partition_count() {
-                    self.publish_if_idle(state, partition);
-                }
+                self.publish_idle(state);
             }
             Signal::Close { .. } => unreachable!("close is handled by the loop"),
         }
     }
 
+    /// The fewest events an open batch must hold to go before its `max_wait` while
+    /// the producer is out of capacity: half a fair share of what the producer holds,
+    /// while anything is on its way (its outcome will free capacity soon); a single
+    /// event once nothing is. A producer that runs at its bound keeps sending batches
+    /// of a useful size rather than a stream of small ones (each batch costs a
+    /// transfer and a disposition), and never waits for `max_wait` with nothing on its
+    /// way.
+    fn early_minimum(&self, state: &State) -> usize {
+        if state.unreported_events == 0 {
+            return 1;
+        }
+        let share = self.shared.budget.held_events() / (2 * self.shared.partition_count().max(1));
+        share.max(1)
+    }
+
     /// After a send: with no capacity left, no more events can come, so waiting out
-    /// `max_wait` would only idle; the partition publishes its open batch now.
+    /// `max_wait` would only idle; the partition publishes its open batch now if it is
+    /// large enough (every idle partition's, if one was too small before).
     fn publish_if_starved(&self, state: &mut State, partition: usize) {
-        if self.shared.budget.events.available_permits() == 0 || self.shared.budget.bytes_full() {
-            self.publish_if_idle(state, partition);
+        if !self.shared.budget.exhausted() {
+            return;
+        }
+        if state.starved_pending {
+            self.publish_idle(state);
+        } else {
+            let min = self.early_minimum(state);
+            if self.publish_if_idle(state, partition, min) {
+                state.starved_pending = true;
+            }
         }
     }
 
-    /// Seals and sends `partition`'s open batch if the partition is not sending.
-    fn publish_if_idle(&self, state: &mut State, partition: usize) {
-        if state
-            .partitions
-            .get(partition)
-            .is_none_or(PartitionState::idle)
-        {
-            if let Some(sealed) = self.shared.seal_if(partition, None) {
+    /// Seals and sends the open batch of every partition that is not sending, if
+    /// large enough.
+    fn publish_idle(&self, state: &mut State) {
+        let min = self.early_minimum(state);
+        let mut skipped = false;
+        for partition in 0..self.shared.partition_count() {
+            skipped |= self.publish_if_idle(state, partition, min);
+        }
+        state.starved_pending = skipped;
+    }
+
+    /// Seals and sends `partition`'s open batch if the partition is not sending and
+    /// the batch holds at least `min` events; true if it was left open for being
+    /// smaller.
+    fn publish_if_idle(&self, state: &mut State, partition: usize, min: usize) -> bool {
+        if state.partitions.get(partition).is_some_and(|p| !p.idle()) {
+            return false;
+        }
+        match self.shared.seal_at_least(partition, min) {
+            Take::Sealed(sealed) => {
                 self.to_ready(state, sealed);
                 self.dispatch(state, partition);
+                false
             }
+            Take::TooSmall => true,
+            Take::Empty => false,
         }
     }
 
@@ -394,6 +438,7 @@ impl Driver {
         let number = state.next_number;
         state.next_number += 1;
         state.unreported += 1;
+        state.unreported_events += batch.len();
         let p = &mut state.partitions[partition];
         p.unreported += 1;
         p.ready.push_back(Ready {
@@ -501,6 +546,7 @@ impl Driver {
         if let Some(p) = partition {
             self.shared.settled(p, outcome.events.len());
             state.unreported -= numbers.len();
+            state.unreported_events -= outcome.events.len();
             state.partitions[p].unreported -= numbers.len();
         }
         match self.outcomes.try_send((outcome, capacity)) {

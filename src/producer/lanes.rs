@@ -106,6 +106,16 @@ impl Lane {
     }
 }
 
+/// What [`Shared::seal_at_least`] found.
+#[derive(Debug)]
+pub(crate) enum Take {
+    Sealed(Sealed),
+    /// The open batch holds fewer events than asked for; it stays open.
+    TooSmall,
+    /// No batch is open.
+    Empty,
+}
+
 /// How events without a partition id or key are spread.
 #[derive(Debug)]
 pub(crate) enum Keyless {
@@ -345,6 +355,16 @@ impl Shared {
         match (current, generation) {
             (Some(open), Some(wanted)) if open != wanted => None,
             _ => lane.seal(partition),
+        }
+    }
+
+    /// Seals `partition`'s open batch if it holds at least `min` events.
+    pub(crate) fn seal_at_least(&self, partition: usize, min: usize) -> Take {
+        let mut lane = self.lane(partition);
+        match &lane.open {
+            None => Take::Empty,
+            Some(open) if open.batch.len() < min => Take::TooSmall,
+            Some(_) => lane.seal(partition).map_or(Take::Empty, Take::Sealed),
         }
     }
 
