@@ -10,11 +10,13 @@
 //! the caller awaits after letting go of the link, so pipelined sends on one link
 //! overlap.
 //!
-//! Files: `task` (connecting, reconnecting, tokens, sessions, management reads),
+//! Files: `task` (connecting, reconnecting, sessions, management reads), `cbs`
+//! (putting tokens),
 //! `link` (a partition's session and sender link: attach, credit, transfers), `wire`
 //! (batches to messages, verdicts to errors), `props` and `management` (what the
 //! attach and `$management` frames carry), `rpc` (request/response over a link pair).
 
+mod cbs;
 mod link;
 mod management;
 mod props;

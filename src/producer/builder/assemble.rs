@@ -1,0 +1,246 @@
+//! Checking the options and assembling a producer: the connection, the lanes, the
+//! per-partition stacks and the driver.
+
+use super::*;
+
+/// Reads the partition ids every `period` until the producer is gone or closed.
+async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period: Duration) {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match shared.upgrade() {
+            Some(s) if !s.closed.load(Ordering::SeqCst) => {}
+            _ => return,
+        }
+        match amqp.properties().await {
+            Ok(p) => {
+                if let Some(s) = shared.upgrade() {
+                    s.refresh_ids(p.partition_ids);
+                }
+            }
+            Err(e) if e.is_closed() => return,
+            Err(e) => tracing::debug!("partition refresh failed: {e}"),
+        }
+    }
+}
+
+impl ProducerBuilder {
+    fn validate(&self) -> Result<(), Error> {
+        if !(1..=1 << 24).contains(&self.max_pending_events) {
+            return Err(Error::config(
+                "max_pending_events must be between 1 and 16,777,216",
+            ));
+        }
+        if self.max_pending_bytes == 0 {
+            return Err(Error::config("max_pending_bytes must be at least 1"));
+        }
+        if self.max_concurrent_sends_per_partition == 0 {
+            return Err(Error::config(
+                "max_concurrent_sends_per_partition must be at least 1",
+            ));
+        }
+        if self.try_timeout.is_zero() {
+            return Err(Error::config("try_timeout must be positive"));
+        }
+        if self.delivery_timeout <= self.max_wait {
+            return Err(Error::config(format!(
+                "delivery_timeout ({:?}) must be longer than max_wait ({:?}): an event may \
+                 wait max_wait in its batch before it is even sent",
+                self.delivery_timeout, self.max_wait
+            )));
+        }
+        if self.idempotent && self.max_concurrent_sends_per_partition > 1 {
+            return Err(Error::config(
+                "idempotent_retries needs max_concurrent_sends_per_partition = 1: \
+                 the service takes an idempotent producer's batches strictly in sequence",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Connects, reads the hub's partitions and the link's `max-message-size`, and
+    /// starts the producer.
+    pub async fn build(self) -> Result<(Producer, Outcomes), Error> {
+        self.validate()?;
+        let text = self
+            .connection_string
+            .as_deref()
+            .ok_or_else(|| Error::config("a connection string is needed"))?;
+        let cs: ConnectionString = text.parse()?;
+        let hub = cs.resolve_hub(self.hub.as_deref())?;
+        let credential: Arc<dyn Credential> =
+            match (&self.credential, cs.credentials()) {
+                (Some(c), _) => c.clone(),
+                (None, Some(ConnectionStringCredentials::SharedKey { name, key })) => {
+                    Arc::new(SharedKeyCredential::new(name.clone(), key.clone()))
+                }
+                (None, Some(ConnectionStringCredentials::SharedAccessSignature(sas))) => {
+                    Arc::new(SasTokenCredential::new(sas.clone())?)
+                }
+                (None, None) => return Err(Error::config(
+                    "no credentials: the connection string has none and no credential was given",
+                )),
+            };
+        let identifier = self
+            .identifier
+            .clone()
+            .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
+        #[cfg(feature = "opentelemetry")]
+        let identifier_for_metrics = identifier.clone();
+        let hub_name = hub.clone();
+        let amqp = Amqp::spawn(Endpoint {
+            url: cs.amqp_url(),
+            host: cs.host().to_owned(),
+            hub,
+            credential,
+            identifier,
+            timeout: self.try_timeout,
+            idempotent: self.idempotent,
+            reconnect: self.retry.clone(),
+        });
+        let started = async {
+            let properties = amqp.properties().await?;
+            let max = amqp.max_message_size(&properties.partition_ids[0]).await?;
+            Ok::<_, Error>((properties, max))
+        };
+        let (properties, max) = match started.await {
+            Ok(v) => v,
+            Err(e) => {
+                amqp.close().await;
+                return Err(e);
+            }
+        };
+        let base = Base::Amqp(Connection::new(amqp.clone()));
+        let closer = amqp.clone();
+        let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(async move { closer.close().await });
+        let refresh = self.partition_refresh;
+        let (mut producer, outcomes) = self.start(
+            base,
+            &hub_name,
+            properties.partition_ids,
+            max as usize,
+            Some(on_close),
+        );
+        tokio::spawn(refresh_partitions(
+            Arc::downgrade(&producer.shared),
+            amqp.clone(),
+            refresh,
+        ));
+        producer.amqp = Some(amqp);
+        #[cfg(feature = "opentelemetry")]
+        crate::metrics::pending_gauge(
+            &hub_name,
+            &identifier_for_metrics,
+            Arc::downgrade(&producer.shared),
+            Shared::total_pending,
+        );
+        Ok((producer, outcomes))
+    }
+
+    /// Starts a producer over your own batch service instead of the AMQP connection:
+    /// for other transports, and for tests. Each partition's stack gets a clone of
+    /// `service` at its bottom. `max_batch_bytes` plays the part of the link's
+    /// `max-message-size`.
+    pub fn build_with_service<S>(
+        self,
+        service: S,
+        partition_ids: Vec<String>,
+        max_batch_bytes: usize,
+    ) -> Result<(Producer, Outcomes), Error>
+    where
+        S: Service<Batch, Response = ()> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        self.validate()?;
+        if partition_ids.is_empty() {
+            return Err(Error::config("at least one partition id is needed"));
+        }
+        if max_batch_bytes == 0 {
+            return Err(Error::config("max_batch_bytes must be positive"));
+        }
+        if self.idempotent {
+            return Err(Error::config(
+                "idempotent_retries needs the service's producer state, which only the \
+                 AMQP connection of build() has",
+            ));
+        }
+        let base = Base::Custom(boxed_clone(service));
+        Ok(self.start(base, "", partition_ids, max_batch_bytes, None))
+    }
+
+    fn start(
+        self,
+        base: Base,
+        hub: &str,
+        partition_ids: Vec<String>,
+        max_batch_bytes: usize,
+        on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> (Producer, Outcomes) {
+        let stacks = Settings {
+            base,
+            retry: self.retry.clone(),
+            try_timeout: self.try_timeout,
+            concurrency: self.max_concurrent_sends_per_partition,
+            idempotent: self.idempotent,
+            layers: self.layers,
+            make: self.stack,
+            trace: TraceLayer::new(hub),
+        };
+        let budget = Budget::new(self.max_pending_events, self.max_pending_bytes);
+        let events = budget.events.clone();
+        let (finished_tx, finished) = watch::channel(false);
+        let keyless = if self.sticky {
+            Keyless::Sticky(Sticky::new(max_batch_bytes))
+        } else {
+            Keyless::RoundRobin(RoundRobin::new())
+        };
+        // A lane for the most partitions a hub can have, so a refreshed partition list
+        // never needs new ones.
+        let shared = Arc::new(Shared::new(
+            self.idempotent,
+            partition_ids,
+            MAX_PARTITIONS,
+            budget,
+            self.partitioner,
+            keyless,
+            max_batch_bytes,
+            finished,
+        ));
+        // Signals are per batch (and per refused event), each bounded by the events'
+        // capacity, so an unbounded channel stays small.
+        let (signals, signals_rx) = mpsc::unbounded_channel();
+        // Every queued outcome holds at least one event's capacity, so this never fills.
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
+        tokio::spawn(
+            Driver {
+                signals: signals_rx,
+                stacks,
+                outcomes: outcomes_tx,
+                shared: shared.clone(),
+                max_batch_bytes,
+                max_wait: self.max_wait,
+                delivery_timeout: self.delivery_timeout,
+                on_close,
+                finished: finished_tx,
+            }
+            .run(),
+        );
+        let ids = (0, shared.ids());
+        let producer = Producer {
+            ids,
+            shared,
+            amqp: None,
+            signals,
+            permits: PollSemaphore::new(events),
+            reserved: None,
+            bytes_wait: None,
+            closing: None,
+            close_done: false,
+        };
+        (producer, Outcomes::new(outcomes_rx))
+    }
+}

@@ -1,0 +1,290 @@
+//! The driver: one task that arms each open batch's `max_wait` deadline, queues the
+//! sealed batches per partition, dispatches each to its partition's tower stack when
+//! that stack is ready, and queues outcomes. It hears of a batch when it opens and when
+//! it is sealed, never of single events.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::time::delay_queue::{DelayQueue, Key};
+use tower::{BoxError, Service};
+
+mod queue;
+
+use queue::{far_future, grow, Timer};
+
+use super::capacity::Capacity;
+use super::lanes::{Sealed, Shared, Signal, Take};
+use super::outcome::BatchOutcome;
+use crate::batch::Batch;
+use crate::error::{Error, Kind};
+use crate::stack::{BatchService, Settings};
+
+/// A sealed batch waiting for its partition's stack, numbered in the order the driver
+/// received it (for flush barriers).
+struct Ready {
+    batch: Batch,
+    number: u64,
+    capacity: Capacity,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    ready: VecDeque<Ready>,
+    in_flight: usize,
+    /// Batches received and not yet reported.
+    unreported: usize,
+    /// The partition's stack, made when it first publishes; `None` meanwhile and
+    /// while a readiness check holds it.
+    service: Option<BatchService>,
+    /// A readiness check of the stack is under way.
+    readying: bool,
+    /// The `max_wait` deadline of the batch opened last, while it is in the queue:
+    /// removed when the next batch opens, so the queue holds one entry per partition
+    /// at most, whatever `max_wait` is.
+    deadline: Option<(u64, Key)>,
+}
+
+impl PartitionState {
+    /// Neither sending nor about to.
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.ready.is_empty() && !self.readying
+    }
+}
+
+struct Barrier {
+    /// Only batches of this partition count (all partitions if `None`).
+    partition: Option<usize>,
+    /// Batches numbered below this were received before the flush.
+    before: u64,
+    remaining: usize,
+    done: oneshot::Sender<()>,
+}
+
+/// A send's result: the partition, the numbers of the batches it carried, the batch
+/// (the driver's clone), their capacity, and what the stack answered (or the delivery
+/// deadline, if it came first).
+type InFlight =
+    Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
+
+/// A partition's stack becoming ready (or failing to).
+type Readying = Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
+
+pub(crate) struct Driver {
+    pub(crate) signals: mpsc::UnboundedReceiver<Signal>,
+    /// What each partition's stack is made from.
+    pub(crate) stacks: Settings,
+    pub(crate) outcomes: mpsc::Sender<(BatchOutcome, Capacity)>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) max_batch_bytes: usize,
+    pub(crate) max_wait: Duration,
+    /// From an event's acceptance to its outcome, at most.
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Set once everything is reported and the connection is closed; dropped (which
+    /// the handles also notice) if the driver dies.
+    pub(crate) finished: watch::Sender<bool>,
+}
+
+struct State {
+    partitions: Vec<PartitionState>,
+    /// The `max_wait` deadline of each open batch: (partition, generation).
+    open: DelayQueue<(usize, u64)>,
+    in_flight: FuturesUnordered<InFlight>,
+    readying: FuturesUnordered<Readying>,
+    barriers: Vec<Barrier>,
+    next_number: u64,
+    /// Batches received and not yet reported.
+    unreported: usize,
+    /// Events in those batches.
+    unreported_events: usize,
+    /// While starved, a partition's open batch was too small to go early: every idle
+    /// partition is looked at again after the next send.
+    starved_pending: bool,
+    /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
+    next_expiry: Option<Instant>,
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) {
+        let mut state = State {
+            partitions: (0..self.shared.partition_count())
+                .map(|_| PartitionState::default())
+                .collect(),
+            open: DelayQueue::new(),
+            in_flight: FuturesUnordered::new(),
+            readying: FuturesUnordered::new(),
+            barriers: Vec::new(),
+            next_number: 0,
+            unreported: 0,
+            unreported_events: 0,
+            starved_pending: false,
+            next_expiry: None,
+        };
+        let mut closing = false;
+        let mut handles_gone = false;
+        // One timer for the whole run, moved only when its deadline changes: a timer
+        // made anew on every turn of the loop costs a registration with the time
+        // driver (and a wake-up of it) each time.
+        let mut expiry_timer = Timer::new();
+        loop {
+            if closing && state.unreported == 0 && state.in_flight.is_empty() {
+                break;
+            }
+            expiry_timer.arm(state.next_expiry);
+            tokio::select! {
+                signal = self.signals.recv(), if !handles_gone => match signal {
+                    Some(Signal::Close { abandon, open }) => {
+                        closing = true;
+                        for sealed in open {
+                            self.to_ready(&mut state, sealed);
+                        }
+                        if abandon {
+                            self.abandon_all(&mut state).await;
+                        }
+                        self.dispatch_all(&mut state);
+                    }
+                    Some(signal) => self.handle(&mut state, signal).await,
+                    None => {
+                        // Every handle is gone (without a close, or after one):
+                        // publish what is left in the lanes.
+                        handles_gone = true;
+                        closing = true;
+                        self.sweep(&mut state);
+                        self.dispatch_all(&mut state);
+                    }
+                },
+                Some(expired) = state.open.next(), if !state.open.is_empty() => {
+                    let (partition, generation) = expired.into_inner();
+                    let p = &mut state.partitions[partition];
+                    if p.deadline.as_ref().is_some_and(|(g, _)| *g == generation) {
+                        p.deadline = None;
+                    }
+                    if let Some(sealed) = self.shared.seal_if(partition, Some(generation)) {
+                        self.to_ready(&mut state, sealed);
+                        self.dispatch(&mut state, partition);
+                    }
+                }
+                Some((partition, service, ready)) = state.readying.next(), if !state.readying.is_empty() => {
+                    self.ready(&mut state, partition, service, ready).await;
+                }
+                Some((partition, numbers, batch, capacity, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                    state.partitions[partition].in_flight -= 1;
+                    let result = match result {
+                        // A try that reached the service without a verdict makes the
+                        // whole outcome ambiguous, whatever a later try said.
+                        Err(error) if batch.may_have_been_stored() => Err(error.into_ambiguous()),
+                        other => other,
+                    };
+                    let outcome = BatchOutcome {
+                        partition: self.shared.partition_id(partition),
+                        size_in_bytes: batch.size_in_bytes(),
+                        starting_sequence_number: batch.starting_sequence_number(),
+                        events: batch.into_events(),
+                        result,
+                    };
+                    self.report(&mut state, outcome, capacity, &numbers, Some(partition)).await;
+                    self.dispatch(&mut state, partition);
+                    self.publish_if_starved(&mut state, partition);
+                }
+                _ = expiry_timer.fired(), if state.next_expiry.is_some() => {
+                    expiry_timer.armed = None;
+                    self.expire(&mut state).await;
+                }
+            }
+        }
+        // Signals sent meanwhile (an event refused as the producer closed) are
+        // answered; later sends fail, handing their event back.
+        self.signals.close();
+        while let Ok(signal) = self.signals.try_recv() {
+            if let Signal::Refused { .. } = signal {
+                self.handle(&mut state, signal).await;
+            }
+        }
+        if let Some(close) = self.on_close.take() {
+            close.await;
+        }
+        self.finished.send_replace(true);
+    }
+
+    async fn handle(&mut self, state: &mut State, signal: Signal) {
+        match signal {
+            Signal::Opened {
+                partition,
+                generation,
+                opened,
+            } => {
+                grow(state, partition);
+                let deadline = opened.checked_add(self.max_wait).unwrap_or_else(far_future);
+                state.open.insert_at((partition, generation), deadline);
+            }
+            Signal::Sealed(sealed) => {
+                let partition = sealed.partition;
+                self.to_ready(state, sealed);
+                self.dispatch(state, partition);
+            }
+            Signal::Refused {
+                partition,
+                event,
+                error,
+                capacity,
+            } => {
+                let outcome = BatchOutcome {
+                    partition,
+                    events: vec![*event],
+                    size_in_bytes: 0,
+                    starting_sequence_number: None,
+                    result: Err(error),
+                };
+                self.report(state, outcome, capacity, &[], None).await;
+            }
+            Signal::Flush { partition, done } => {
+                let remaining = match partition {
+                    Some(p) => {
+                        grow(state, p);
+                        self.dispatch(state, p);
+                        state.partitions[p].unreported
+                    }
+                    None => {
+                        self.dispatch_all(state);
+                        state.unreported
+                    }
+                };
+                if remaining == 0 {
+                    let _ = done.send(());
+                } else {
+                    state.barriers.push(Barrier {
+                        partition,
+                        before: state.next_number,
+                        remaining,
+                        done,
+                    });
+                }
+            }
+            Signal::Clear {
+                partition,
+                open,
+                done,
+            } => {
+                // The open batch holds the newest events: it goes behind the queue.
+                if let Some(sealed) = open {
+                    self.to_ready(state, sealed);
+                }
+                grow(state, partition);
+                let cleared = self.abandon_ready(state, partition).await;
+                let _ = done.send(cleared);
+            }
+            Signal::Starved => {
+                self.shared.fed();
+                self.publish_idle(state);
+            }
+            Signal::Close { .. } => unreachable!("close is handled by the loop"),
+        }
+    }
+}
