@@ -190,3 +190,79 @@ async fn a_layer_error_fails_the_batch_with_its_events_and_the_cause() {
     assert_eq!(outcomes[0].events[0].body().as_ref(), b"poison");
     assert!(outcomes[1].is_success());
 }
+
+#[tokio::test]
+async fn trace_hooks_see_every_try_and_its_fate() {
+    use eventhubs_emulator::{Fault, FaultKind};
+    use streaming_producer::RetryPolicy;
+
+    #[derive(Default)]
+    struct Seen {
+        tries: AtomicUsize,
+        succeeded: AtomicUsize,
+        failed: AtomicUsize,
+        spans: AtomicUsize,
+        failures: std::sync::Mutex<Vec<String>>,
+    }
+    let seen = Arc::new(Seen::default());
+    // Every third transfer is refused as busy, and retried.
+    let emulator = Emulator::builder()
+        .hub("eh1", 2)
+        .fault(Fault::new(FaultKind::Throttle).every(3))
+        .start()
+        .await
+        .unwrap();
+    let (s1, s2, s3, s4) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
+    let (mut producer, outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .retry_policy(RetryPolicy::default().with_initial_delay(Duration::from_millis(1)))
+        .trace(move |layer| {
+            layer
+                .make_span(move |batch: &Batch| {
+                    s1.spans.fetch_add(1, Ordering::SeqCst);
+                    tracing::info_span!("my.publish", partition = batch.partition())
+                })
+                .on_try(move |_: &Batch, _: &tracing::Span| {
+                    s2.tries.fetch_add(1, Ordering::SeqCst);
+                })
+                .on_success(move |batch: &Batch, _: Duration, _: &tracing::Span| {
+                    assert!(!batch.is_empty());
+                    s3.succeeded.fetch_add(1, Ordering::SeqCst);
+                })
+                .on_failure(
+                    move |_: &Batch, error: &BoxError, _: Duration, _: &tracing::Span| {
+                        s4.failed.fetch_add(1, Ordering::SeqCst);
+                        s4.failures.lock().unwrap().push(error.to_string());
+                    },
+                )
+        })
+        .build()
+        .await
+        .unwrap();
+    // Ten rounds of a batch per partition.
+    for round in 0..10 {
+        for p in 0..2 {
+            producer
+                .enqueue(EventData::new(format!("t{round}")).with_partition_id(p.to_string()))
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let results = drain(outcomes).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    let tries = seen.tries.load(Ordering::SeqCst);
+    let succeeded = seen.succeeded.load(Ordering::SeqCst);
+    let failed = seen.failed.load(Ordering::SeqCst);
+    assert_eq!(seen.spans.load(Ordering::SeqCst), tries, "a span per try");
+    assert_eq!(succeeded, results.len(), "one success per batch");
+    assert_eq!(tries, succeeded + failed);
+    assert!(failed >= 1, "every third transfer was refused");
+    let failures = seen.failures.lock().unwrap();
+    assert!(
+        failures.iter().all(|f| f.contains("server-busy")),
+        "{failures:?}"
+    );
+}

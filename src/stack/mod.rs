@@ -36,7 +36,9 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 pub use idempotency::{Idempotency, IdempotencyLayer};
 pub use retry::EventHubsRetry;
 pub use send::{AmqpSend, Connection};
-pub use trace::{Trace, TraceLayer};
+pub use trace::{
+    DefaultMakeSpan, DefaultOnFailure, MakeSpan, OnFailure, OnSuccess, OnTry, Trace, TraceLayer,
+};
 
 use crate::batch::Batch;
 use streaming_producer_layers::retry::RetryPolicy;

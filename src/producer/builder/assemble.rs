@@ -188,7 +188,10 @@ impl ProducerBuilder {
             idempotent: self.idempotent,
             layers: self.layers,
             make: self.stack,
-            trace: TraceLayer::new(hub),
+            trace: match self.trace {
+                Some(configure) => configure(TraceLayer::new(hub)),
+                None => TraceLayer::new(hub),
+            },
         };
         let budget = Budget::new(self.max_pending_events, self.max_pending_bytes);
         let events = budget.events.clone();

@@ -48,7 +48,11 @@ pub struct ProducerBuilder {
     partition_refresh: Duration,
     retry: RetryPolicy,
     idempotent: bool,
+    trace: Option<ConfigureTrace>,
 }
+
+/// Adjusts the default trace layer.
+type ConfigureTrace = Box<dyn FnOnce(TraceLayer) -> TraceLayer + Send>;
 
 impl std::fmt::Debug for ProducerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("sticky", &self.sticky)
             .field("retry", &self.retry)
             .field("idempotent", &self.idempotent)
+            .field("trace", &self.trace.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -93,11 +98,41 @@ impl Default for ProducerBuilder {
             partition_refresh: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             idempotent: false,
+            trace: None,
         }
     }
 }
 
 impl ProducerBuilder {
+    /// Adjusts the trace layer in every partition's stack: how each try's span is
+    /// made and what happens as a try starts, succeeds or fails (see [`TraceLayer`]).
+    ///
+    /// ```no_run
+    /// # async fn run(cs: &str) -> Result<(), streaming_producer::Error> {
+    /// use std::time::Duration;
+    /// use streaming_producer::{Batch, Producer};
+    ///
+    /// let (producer, outcomes) = Producer::builder()
+    ///     .connection_string(cs)
+    ///     .trace(|layer| {
+    ///         layer.on_success(|batch: &Batch, latency: Duration, _span: &tracing::Span| {
+    ///             if latency > Duration::from_secs(1) {
+    ///                 tracing::warn!(partition = batch.partition(), ?latency, "slow publish");
+    ///             }
+    ///         })
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # drop((producer, outcomes)); Ok(()) }
+    /// ```
+    pub fn trace(
+        mut self,
+        configure: impl FnOnce(TraceLayer) -> TraceLayer + Send + 'static,
+    ) -> Self {
+        self.trace = Some(Box::new(configure));
+        self
+    }
+
     /// The connection string (`Endpoint=sb://...;SharedAccessKeyName=...;...`).
     pub fn connection_string(mut self, connection_string: &str) -> Self {
         self.connection_string = Some(connection_string.to_owned());
