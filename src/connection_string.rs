@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Credentials a connection string can carry.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use streaming_producer_layers::sas;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The kind of a token, as `$cbs` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,6 +95,7 @@ pub mod stack;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;
 
+pub use amqp::{PartitionProperties, DEFAULT_MAX_MESSAGE_SIZE};
 pub use batch::Batch;
 pub use connection_string::{ConnectionString, ConnectionStringCredentials};
 pub use credential::{
@@ -107,27 +108,7 @@ pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::route::Partitioner;
 
-/// A partition's state, as `$management` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionProperties {
-    /// The partition id.
-    pub id: String,
-    /// Sequence number of the oldest retained event.
-    pub begin_sequence_number: i64,
-    /// Sequence number of the newest event (-1 if none was ever stored).
-    pub last_enqueued_sequence_number: i64,
-    /// Offset of the newest event, as the service writes it.
-    pub last_enqueued_offset: String,
-    /// When the newest event was stored, if any was.
-    pub last_enqueued_time: Option<std::time::SystemTime>,
-    /// Whether the partition retains no event.
-    pub is_empty: bool,
-}
-
 /// The README's code, compiled as doctests so that its quick start stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// `max-message-size` assumed when a link announces none: 1 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;

@@ -74,7 +74,7 @@ impl PublishMetrics {
             partition.to_owned(),
         ));
         if let Some(e) = error {
-            let kind = match e.downcast_ref::<crate::Error>() {
+            let kind = match e.downcast_ref::<crate::error::Error>() {
                 Some(own) => own
                     .condition()
                     .map_or_else(|| error_type(own), str::to_owned),
@@ -89,7 +89,7 @@ impl PublishMetrics {
 }
 
 /// A low-cardinality name for an error without an AMQP condition.
-fn error_type(e: &crate::Error) -> String {
+fn error_type(e: &crate::error::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_too_large() {

@@ -13,11 +13,10 @@ use fe2o3_amqp::types::{
 use serde_amqp::Value;
 
 use crate::codec;
-use crate::server::Acceptor;
-use crate::server::{filler_properties, Conn};
+use crate::conn::{filler_properties, Acceptor, Conn};
 use crate::store::{Hub, StoredEvent};
 
-use crate::Rejection;
+use crate::rejection::Rejection;
 
 const SELECTOR: &str = "apache.org:selector-filter:string";
 
@@ -58,6 +57,22 @@ impl StartFilter {
                 v > value || (inclusive && v == value)
             }
         }
+    }
+
+    /// The sequence number a reader with this filter starts at in `partition`. For
+    /// sequence numbers that is exact even past the end; for offsets and times it is
+    /// the first retained match or the tail (the reader keeps checking the filter on
+    /// what arrives later).
+    pub(crate) fn position(&self, partition: &crate::store::Partition) -> i64 {
+        if let StartFilter::After {
+            field: Field::SequenceNumber,
+            value,
+            inclusive,
+        } = *self
+        {
+            return value.saturating_add(i64::from(!inclusive)).max(0);
+        }
+        partition.first_admitted(|e| self.admits(e))
     }
 
     /// Parses `amqp.annotation.x-opt-offset > '-1'` and its variants (quoted or not,
@@ -138,7 +153,7 @@ pub(crate) fn plan(
     let filter = selector(attach).map(StartFilter::parse).transpose()?;
     let start = match &filter {
         None | Some(StartFilter::Latest) => p.tail(),
-        Some(filter) => p.position(filter),
+        Some(filter) => filter.position(&p),
     };
     Ok(ConsumePlan {
         partition: p,

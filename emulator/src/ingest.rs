@@ -16,9 +16,10 @@ use serde_amqp::Value;
 use streaming_producer_layers::sequence::advance;
 
 use crate::codec::{self, BATCH_FORMAT, PRODUCER_SEQUENCE};
-use crate::server::{filler_properties, Acceptor, Conn, Shared};
+use crate::conn::{filler_properties, Acceptor, Conn, Shared};
+use crate::fault::FaultKind;
+use crate::rejection::Rejection;
 use crate::store::{Hub, IdempotentAppend, NewEvent};
-use crate::{FaultKind, Rejection};
 use streaming_producer_layers::partition_key::partition_index;
 
 use streaming_producer_layers::protocol::{
@@ -64,7 +65,7 @@ pub(crate) fn plan(
     conn: &Conn,
     hub: String,
     partition: Option<String>,
-) -> Result<crate::server::Plan, Rejection> {
+) -> Result<IngestPlan, Rejection> {
     let hub = conn
         .shared
         .store
@@ -111,11 +112,11 @@ pub(crate) fn plan(
     } else {
         None
     };
-    Ok(crate::server::Plan::Ingest(IngestPlan {
+    Ok(IngestPlan {
         hub,
         partition,
         idempotent,
-    }))
+    })
 }
 
 impl IngestPlan {

@@ -37,11 +37,15 @@
 mod address;
 mod clock;
 mod codec;
+mod config;
+mod conn;
 mod consume;
 mod control;
 mod fault;
 mod ingest;
 pub use streaming_producer_layers::sas;
+mod rejection;
+mod replies;
 mod server;
 mod store;
 mod wire;
@@ -50,8 +54,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{HubConfig, Retention};
 pub use fault::{Fault, FaultKind, FaultParseError, Trigger};
-pub use store::{PartitionInfo, Retention, StoredEvent};
+pub use store::{PartitionInfo, StoredEvent};
 
 /// Default shared access key name, the one the official emulator documents.
 pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
@@ -59,39 +64,6 @@ pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const DEFAULT_KEY: &str = "SAS_KEY_VALUE";
 /// Default `max-message-size` announced on sender links: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
-
-/// Configuration of one event hub.
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    name: String,
-    partitions: u32,
-    consumer_groups: Vec<String>,
-    retention: Retention,
-}
-
-impl HubConfig {
-    /// A hub with `partitions` partitions (ids `"0"` to `"N-1"`) and the `$Default` group.
-    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
-        Self {
-            name: name.into(),
-            partitions,
-            consumer_groups: Vec::new(),
-            retention: Retention::default(),
-        }
-    }
-
-    /// Adds a consumer group (names are case-insensitive, `$Default` always exists).
-    pub fn consumer_group(mut self, name: impl Into<String>) -> Self {
-        self.consumer_groups.push(name.into());
-        self
-    }
-
-    /// How much history each partition keeps (default 256 MiB).
-    pub fn retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
-        self
-    }
-}
 
 /// Why the emulator could not start.
 #[derive(Debug)]
@@ -246,7 +218,7 @@ impl EmulatorBuilder {
             .await
             .map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let shared = Arc::new(server::Shared {
+        let shared = Arc::new(conn::Shared {
             store: store::Store::new(&self.hubs, self.clock.now_ms()),
             faults: RwLock::new(
                 self.faults
@@ -286,7 +258,7 @@ impl EmulatorBuilder {
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
-    shared: Arc<server::Shared>,
+    shared: Arc<conn::Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -381,41 +353,5 @@ impl EmulatorHandle {
 impl Drop for EmulatorHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-    }
-}
-
-/// A refusal with an AMQP error condition, used for dispositions and detaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rejection {
-    pub(crate) condition: String,
-    pub(crate) description: String,
-}
-
-impl Rejection {
-    pub(crate) fn new(condition: &str, description: impl Into<String>) -> Self {
-        Self {
-            condition: condition.to_owned(),
-            description: description.into(),
-        }
-    }
-
-    pub(crate) fn to_error(&self) -> fe2o3_amqp_types::definitions::Error {
-        use fe2o3_amqp_types::definitions::{AmqpError, ErrorCondition, LinkError};
-        let condition = match self.condition.as_str() {
-            "amqp:link:message-size-exceeded" => {
-                ErrorCondition::LinkError(LinkError::MessageSizeExceeded)
-            }
-            "amqp:link:detach-forced" => ErrorCondition::LinkError(LinkError::DetachForced),
-            "amqp:link:stolen" => ErrorCondition::LinkError(LinkError::Stolen),
-            "amqp:not-found" => ErrorCondition::AmqpError(AmqpError::NotFound),
-            "amqp:unauthorized-access" => ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess),
-            "amqp:internal-error" => ErrorCondition::AmqpError(AmqpError::InternalError),
-            "amqp:not-allowed" => ErrorCondition::AmqpError(AmqpError::NotAllowed),
-            "amqp:resource-limit-exceeded" => {
-                ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)
-            }
-            other => ErrorCondition::Custom(serde_amqp::primitives::Symbol::from(other)),
-        };
-        fe2o3_amqp_types::definitions::Error::new(condition, Some(self.description.clone()), None)
     }
 }

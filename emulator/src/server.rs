@@ -1,132 +1,23 @@
 //! Accepting connections, sessions and links, and deciding what each link is for.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use fe2o3_amqp::acceptor::{
     sasl_acceptor::SaslServerFrame, ConnectionAcceptor, LinkAcceptor, LinkEndpoint,
     ListenerSessionHandle, SaslAcceptor, SessionAcceptor,
 };
 use fe2o3_amqp::types::{
-    definitions::Fields,
     performatives::Attach,
     primitives::{Array, Symbol},
     sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse},
 };
-use serde_amqp::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::address::{self, Node};
-use crate::fault::ActiveFault;
-use crate::Rejection;
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) store: crate::store::Store,
-    pub(crate) faults: RwLock<Vec<Arc<ActiveFault>>>,
-    pub(crate) max_message_size: u64,
-    pub(crate) key_name: String,
-    pub(crate) key: String,
-    pub(crate) accept_jwt: bool,
-    pub(crate) clock: Arc<dyn crate::Clock>,
-    pub(crate) next_producer_id: std::sync::atomic::AtomicI64,
-    /// Number of open connections.
-    pub(crate) connections: watch::Sender<usize>,
-    /// Number of attaches a `slow-attach` fault has held back so far.
-    pub(crate) held_attaches: watch::Sender<usize>,
-}
-
-impl Shared {
-    pub(crate) fn write_faults(&self) -> RwLockWriteGuard<'_, Vec<Arc<ActiveFault>>> {
-        self.faults.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The first fault that fires for a transfer to `hub`/`partition`.
-    pub(crate) fn fault_for(&self, hub: &str, partition: &str) -> Option<crate::FaultKind> {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
-        faults
-            .iter()
-            .find_map(|f| f.check(hub, partition, false).cloned())
-    }
-
-    /// The first fault that fires for an attach of a publishing link to
-    /// `hub`/`partition`.
-    pub(crate) fn attach_fault_for(&self, hub: &str, partition: &str) -> Option<crate::FaultKind> {
-        let faults = self.faults.read().unwrap_or_else(|e| e.into_inner());
-        faults
-            .iter()
-            .find_map(|f| f.check(hub, partition, true).cloned())
-    }
-
-    pub(crate) fn now_secs(&self) -> u64 {
-        (self.clock.now_ms() / 1000).max(0) as u64
-    }
-}
-
-/// Whether a connection may use hubs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    None,
-    /// Until this time, in unix seconds.
-    Until(u64),
-    /// Authenticated by SASL PLAIN with the shared key.
-    Always,
-}
-
-/// Per-connection state.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) shared: Arc<Shared>,
-    access: Mutex<Access>,
-    pub(crate) replies: crate::control::ReplyRoutes,
-    /// A second handle on the socket, to drop the connection from any task.
-    socket: std::net::TcpStream,
-    pub(crate) stop: watch::Receiver<bool>,
-    dropped: AtomicBool,
-    sessions: AtomicU64,
-}
-
-impl Conn {
-    /// Whether the connection holds a valid token (or authenticated with PLAIN).
-    pub(crate) fn authorized(&self) -> bool {
-        match *self.access.lock().unwrap_or_else(|e| e.into_inner()) {
-            Access::None => false,
-            Access::Always => true,
-            Access::Until(t) => t > self.shared.now_secs(),
-        }
-    }
-
-    /// Records a valid token: access lasts until the latest expiry seen.
-    pub(crate) fn grant_until(&self, expires_at: u64) {
-        let mut access = self.access.lock().unwrap_or_else(|e| e.into_inner());
-        *access = match *access {
-            Access::Always => Access::Always,
-            Access::Until(t) if t > expires_at && t > self.shared.now_secs() => Access::Until(t),
-            _ => Access::Until(expires_at),
-        };
-    }
-
-    /// Whether the connection was dropped: like the service, the emulator then stores
-    /// and settles nothing more that came in on it.
-    pub(crate) fn is_dropped(&self) -> bool {
-        self.dropped.load(Ordering::SeqCst)
-    }
-
-    /// Drops the TCP connection at once, with no AMQP close.
-    pub(crate) fn drop_connection(&self) {
-        self.dropped.store(true, Ordering::SeqCst);
-        let _ = self.socket.shutdown(std::net::Shutdown::Both);
-    }
-
-    pub(crate) fn unauthorized(&self) -> Rejection {
-        Rejection::new(
-            streaming_producer_layers::protocol::UNAUTHORIZED_ACCESS,
-            "Unauthorized access. A valid token must be put on $cbs before a link is attached, and it must not have expired.",
-        )
-    }
-}
+use crate::conn::{filler_properties, Conn, Shared};
+use crate::rejection::Rejection;
 
 /// The mechanisms an Event Hubs client may ask for.
 #[derive(Debug, Clone)]
@@ -175,17 +66,6 @@ impl SaslAcceptor for Sasl {
             additional_data: None,
         })
     }
-}
-
-/// Non-empty properties make fe2o3 write every field of a performative; pyamqp reads
-/// performative fields by position and fails on elided trailing fields (spike notes).
-pub(crate) fn filler_properties() -> Fields {
-    let mut fields = Fields::default();
-    fields.insert(
-        Symbol::from("product"),
-        Value::String("eventhubs-emulator".into()),
-    );
-    fields
 }
 
 /// Counts a live connection for as long as it is held.
@@ -269,20 +149,12 @@ async fn connection(
         r = open => r??,
         _ = stop.wait_for(|s| *s) => return Ok(()),
     };
-    let access = if plain_ok.load(Ordering::SeqCst) {
-        Access::Always
-    } else {
-        Access::None
-    };
-    let conn = Arc::new(Conn {
+    let conn = Arc::new(Conn::new(
         shared,
-        access: Mutex::new(access),
-        replies: Default::default(),
+        plain_ok.load(Ordering::SeqCst),
         socket,
-        stop: stop.clone(),
-        dropped: AtomicBool::new(false),
-        sessions: AtomicU64::new(0),
-    });
+        stop.clone(),
+    ));
     let session_acceptor = SessionAcceptor::builder()
         .handle_max(4095u32)
         .properties(filler_properties())
@@ -298,7 +170,7 @@ async fn connection(
             .await
         {
             Ok(session) => {
-                let id = conn.sessions.fetch_add(1, Ordering::Relaxed);
+                let id = conn.next_session_id();
                 tokio::spawn(run_session(session, id, conn.clone()));
             }
             Err(e) => {
@@ -307,7 +179,7 @@ async fn connection(
             }
         }
     }
-    if !conn.dropped.load(Ordering::SeqCst) {
+    if !conn.is_dropped() {
         let _ = handle.close().await;
     }
     Ok(())
@@ -372,11 +244,12 @@ fn plan(attach: &Attach, conn: &Conn) -> Plan {
                     Plan::Refuse(bad_partition())
                 }
                 _ if !conn.authorized() => Plan::Refuse(conn.unauthorized()),
-                Node::Gateway { hub } => {
-                    crate::ingest::plan(attach, conn, hub, None).unwrap_or_else(Plan::Refuse)
-                }
+                Node::Gateway { hub } => crate::ingest::plan(attach, conn, hub, None)
+                    .map(Plan::Ingest)
+                    .unwrap_or_else(Plan::Refuse),
                 Node::Partition { hub, partition } => {
                     crate::ingest::plan(attach, conn, hub, Some(partition))
+                        .map(Plan::Ingest)
                         .unwrap_or_else(Plan::Refuse)
                 }
                 Node::Consumer { .. } | Node::Unknown(_) => Plan::Refuse(not_found(&addr)),
@@ -504,9 +377,3 @@ async fn run_session(mut session: ListenerSessionHandle, session_id: u64, conn: 
     conn.replies.remove_session(session_id);
     let _ = session.end().await;
 }
-
-/// A link acceptor with fe2o3's default dynamic-terminus handlers.
-pub(crate) type Acceptor = LinkAcceptor<
-    fn(fe2o3_amqp::types::messaging::Source) -> Option<fe2o3_amqp::types::messaging::Source>,
-    fn(fe2o3_amqp::types::messaging::Target) -> Option<fe2o3_amqp::types::messaging::Target>,
->;

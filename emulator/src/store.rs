@@ -9,21 +9,7 @@ use serde_amqp::Value;
 use streaming_producer_layers::sequence::advance;
 use tokio::sync::watch;
 
-/// How much of a partition's history is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retention {
-    /// Keep at most this many events per partition.
-    Events(usize),
-    /// Keep at most this many bytes of encoded events per partition.
-    Bytes(usize),
-}
-
-impl Default for Retention {
-    /// 256 MiB per partition.
-    fn default() -> Self {
-        Retention::Bytes(256 << 20)
-    }
-}
+use crate::config::{HubConfig, Retention};
 
 /// One stored event, as the service would hand it to a consumer.
 #[derive(Debug, Clone)]
@@ -194,7 +180,7 @@ impl Partition {
         first_sequence: i32,
         events: Vec<NewEvent>,
         now_ms: i64,
-    ) -> Result<IdempotentAppend, crate::Rejection> {
+    ) -> Result<IdempotentAppend, crate::rejection::Rejection> {
         let count = events.len() as u32;
         {
             let mut log = self.lock();
@@ -204,7 +190,7 @@ impl Partition {
                 last_batch_first: None,
             });
             if epoch < state.epoch {
-                return Err(crate::Rejection::new(
+                return Err(crate::rejection::Rejection::new(
                     streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
                     format!(
                         "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
@@ -229,7 +215,7 @@ impl Partition {
                         "The sequence number {first_sequence} of producer group {producer_id} is out of order; expected {expected}."
                     )
                 };
-                return Err(crate::Rejection::new(
+                return Err(crate::rejection::Rejection::new(
                     streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE,
                     why,
                 ));
@@ -251,13 +237,13 @@ impl Partition {
         producer_id: i64,
         epoch: Option<i16>,
         sequence: Option<i32>,
-    ) -> Result<ProducerState, crate::Rejection> {
+    ) -> Result<ProducerState, crate::rejection::Rejection> {
         let mut log = self.lock();
         match log.producers.get_mut(&producer_id) {
             Some(state) => {
                 let epoch = epoch.unwrap_or(state.epoch);
                 if epoch < state.epoch {
-                    return Err(crate::Rejection::new(
+                    return Err(crate::rejection::Rejection::new(
                         streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
                         format!(
                             "A producer with a higher epoch {} already exists for producer group {producer_id}.",
@@ -314,23 +300,13 @@ impl Partition {
         log.events.iter().skip(skip).take(max).cloned().collect()
     }
 
-    /// The sequence number a reader with `filter` starts at. For sequence numbers that is
-    /// exact even past the end; for offsets and times it is the first retained match or
-    /// the tail (the reader keeps checking the filter on what arrives later).
-    pub(crate) fn position(&self, filter: &crate::consume::StartFilter) -> i64 {
-        use crate::consume::{Field, StartFilter};
-        if let StartFilter::After {
-            field: Field::SequenceNumber,
-            value,
-            inclusive,
-        } = *filter
-        {
-            return value.saturating_add(i64::from(!inclusive)).max(0);
-        }
+    /// The sequence number of the first retained event `admits` takes, or the tail's
+    /// if none.
+    pub(crate) fn first_admitted(&self, admits: impl Fn(&StoredEvent) -> bool) -> i64 {
         let log = self.lock();
         log.events
             .iter()
-            .find(|e| filter.admits(e))
+            .find(|e| admits(e))
             .map(|e| e.sequence_number)
             .unwrap_or(log.next_sequence)
     }
@@ -411,7 +387,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(hubs: &[crate::HubConfig], created_at_ms: i64) -> Self {
+    pub(crate) fn new(hubs: &[HubConfig], created_at_ms: i64) -> Self {
         let hubs = hubs
             .iter()
             .map(|h| {

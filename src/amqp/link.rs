@@ -150,7 +150,7 @@ impl Link {
         let sender = state.attached.as_ref().and_then(|a| a.sender.as_ref());
         Ok(sender
             .and_then(Sender::max_message_size)
-            .unwrap_or(crate::DEFAULT_MAX_MESSAGE_SIZE))
+            .unwrap_or(crate::amqp::DEFAULT_MAX_MESSAGE_SIZE))
     }
 
     /// The idempotent producer state, from the link as it is or from a fresh attach.

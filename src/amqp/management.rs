@@ -6,7 +6,6 @@ use serde_amqp::Value;
 
 use super::{HubProperties, Reply};
 use crate::error::{Error, Kind};
-use crate::PartitionProperties;
 
 pub(super) fn status_error(reply: &Reply, what: &str) -> Error {
     match reply.status {
@@ -91,4 +90,21 @@ pub(super) fn parse_partition_properties(reply: &Reply) -> Result<PartitionPrope
         last_enqueued_time,
         is_empty: matches!(get("is_partition_empty"), Some(Value::Bool(true))),
     })
+}
+
+/// A partition's state, as `$management` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionProperties {
+    /// The partition id.
+    pub id: String,
+    /// Sequence number of the oldest retained event.
+    pub begin_sequence_number: i64,
+    /// Sequence number of the newest event (-1 if none was ever stored).
+    pub last_enqueued_sequence_number: i64,
+    /// Offset of the newest event, as the service writes it.
+    pub last_enqueued_offset: String,
+    /// When the newest event was stored, if any was.
+    pub last_enqueued_time: Option<std::time::SystemTime>,
+    /// Whether the partition retains no event.
+    pub is_empty: bool,
 }

@@ -24,6 +24,9 @@ mod rpc;
 mod task;
 mod wire;
 
+#[cfg(test)]
+mod weight_tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,12 +39,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::credential::Credential;
 use crate::error::Error;
-use crate::PartitionProperties;
 
 pub(crate) use rpc::Reply;
 pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
 pub(crate) use link::Link;
+pub use management::PartitionProperties;
+
+/// `max-message-size` assumed when a link announces none: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+
 use task::Task;
 
 /// Where and how to connect.

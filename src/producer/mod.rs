@@ -51,7 +51,7 @@ pub use handle::Producer;
 pub use outcome::{BatchOutcome, Outcomes};
 
 use crate::error::Error;
-use crate::EventData;
+use crate::event::EventData;
 
 /// The most partitions an Event Hub can have.
 const MAX_PARTITIONS: usize = 1024;

@@ -217,7 +217,9 @@ mod tests {
     async fn retries_resend_the_same_events() {
         let (service, mut handle) = retrying(RetryPolicy::default());
         let mut batch = Batch::new("2");
-        batch.try_push(crate::EventData::new("x"), 1024).unwrap();
+        batch
+            .try_push(crate::event::EventData::new("x"), 1024)
+            .unwrap();
         let call = tokio::spawn(service.oneshot(batch));
         let (first, reply) = handle.next_request().await.expect("a try");
         reply.send_error(busy());

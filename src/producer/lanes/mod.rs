@@ -19,7 +19,7 @@ use super::capacity::{Budget, Capacity};
 
 use crate::batch::Batch;
 use crate::error::Error;
-use crate::EventData;
+use crate::event::EventData;
 use streaming_producer_layers::route::{Partitioner, RoundRobin, Sticky};
 
 /// What the producer handles tell the driver, in one FIFO channel.
