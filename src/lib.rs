@@ -82,6 +82,7 @@
 #![forbid(unsafe_code)]
 
 mod amqp;
+mod backoff;
 mod batch;
 mod codec;
 mod connection_string;

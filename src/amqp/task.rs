@@ -13,6 +13,8 @@ use fe2o3_amqp::types::primitives::SimpleValue;
 use fe2o3_amqp::{Connection, Session};
 use serde_amqp::Value;
 use tokio::sync::{mpsc, watch};
+use tower::retry::backoff::{Backoff as _, ExponentialBackoff};
+use tower::util::rng::HasherRng;
 
 use super::cbs::put_token;
 use super::management::status_error;
@@ -75,6 +77,8 @@ impl Command {
 pub(super) struct Backoff {
     failures: u32,
     next_at: tokio::time::Instant,
+    /// tower's backoff, made from the reconnect policy at the first failure.
+    schedule: Option<ExponentialBackoff<HasherRng>>,
 }
 
 impl Task {
@@ -348,13 +352,18 @@ impl Task {
                     *self.why.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
                 Err(e) => {
-                    let failures = self.backoff.as_ref().map_or(0, |b| b.failures) + 1;
-                    let delay = self.endpoint.reconnect.delay(failures - 1, 0.5);
-                    tracing::debug!(failures, ?delay, "cannot connect: {e}");
-                    self.backoff = Some(Backoff {
-                        failures,
-                        next_at: tokio::time::Instant::now() + delay,
+                    let reconnect = &self.endpoint.reconnect;
+                    let backoff = self.backoff.get_or_insert_with(|| Backoff {
+                        failures: 0,
+                        next_at: tokio::time::Instant::now(),
+                        schedule: crate::backoff::exponential(reconnect),
                     });
+                    backoff.failures += 1;
+                    backoff.next_at = match &mut backoff.schedule {
+                        Some(schedule) => schedule.next_backoff().deadline(),
+                        None => tokio::time::Instant::now(),
+                    };
+                    tracing::debug!(failures = backoff.failures, "cannot connect: {e}");
                     *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     return Err(e);
                 }

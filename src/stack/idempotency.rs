@@ -37,11 +37,12 @@ use std::time::Duration;
 use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::sequence::advance;
 use tokio::time::Instant;
-use tower::Service;
+use tower::{Service, ServiceExt as _};
 
 use tower::{BoxError, Layer};
 
-use super::Connection;
+use super::retry::StateRead;
+use super::{Connection, EventHubsRetry};
 use crate::amqp::{Amqp, Attach, ProducerState};
 use crate::batch::Batch;
 use crate::codec::Stamp;
@@ -111,41 +112,37 @@ struct StateReader {
 }
 
 impl StateReader {
-    /// Reads the state, each read bounded by the try timeout, retried as sends are,
-    /// and all of it bounded by `deadline`.
+    /// Reads the state, each read bounded by the try timeout, retried as sends are
+    /// (tower's `Retry` with the producer's policy), and all of it bounded by
+    /// `deadline`.
     async fn read(
         &self,
         partition: &str,
         attach: Attach,
         deadline: Option<Instant>,
     ) -> Result<ProducerState, Error> {
-        let mut retry = 0;
-        loop {
-            let limit = Instant::now() + self.try_timeout;
-            let limit = deadline.map_or(limit, |d| d.min(limit));
-            let result =
-                tokio::time::timeout_at(limit, self.amqp.producer_state(partition, attach))
+        let (amqp, partition, try_timeout) =
+            (self.amqp.clone(), partition.to_owned(), self.try_timeout);
+        let read = tower::service_fn(move |read: StateRead| {
+            let (amqp, partition) = (amqp.clone(), partition.clone());
+            async move {
+                let limit = Instant::now() + try_timeout;
+                let limit = read.deadline.map_or(limit, |d| d.min(limit));
+                tokio::time::timeout_at(limit, amqp.producer_state(&partition, read.attach))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(if deadline.is_some_and(|d| d <= Instant::now()) {
+                        Err(if read.deadline.is_some_and(|d| d <= Instant::now()) {
                             Error::delivery_timeout()
                         } else {
                             Error::new(Kind::Timeout)
                         })
-                    });
-            match result {
-                Err(e) if e.is_retryable() && retry < self.policy.max_retries() => {
-                    // Jitter is not needed for a read that only this producer makes.
-                    let delay = self.policy.delay(retry, 0.5);
-                    if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-                other => return other,
+                    })
             }
-        }
+        });
+        let policy = EventHubsRetry::new(self.policy.clone());
+        tower::retry::Retry::new(policy, read)
+            .oneshot(StateRead { attach, deadline })
+            .await
     }
 }
 

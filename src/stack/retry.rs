@@ -1,11 +1,14 @@
 //! The retry policy for tower's `Retry`: which failures are worth another try, how
 //! long to wait, and when to stop.
 
-use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::retry::backoff::{Backoff, ExponentialBackoff};
 use tower::retry::Policy;
 use tower::util::rng::HasherRng;
 use tower::BoxError;
 
+use tokio::time::Instant;
+
+use crate::amqp::{Attach, ProducerState};
 use crate::batch::Batch;
 use crate::error::{is_retryable, Error};
 use streaming_producer_layers::retry::RetryPolicy;
@@ -38,14 +41,7 @@ pub struct EventHubsRetry {
 impl EventHubsRetry {
     /// A policy retrying as `policy` says.
     pub fn new(policy: RetryPolicy) -> Self {
-        let backoff = ExponentialBackoffMaker::new(
-            policy.initial_delay(),
-            policy.max_delay().max(policy.initial_delay()),
-            policy.jitter(),
-            HasherRng::default(),
-        )
-        .ok()
-        .map(|mut maker| maker.make_backoff());
+        let backoff = crate::backoff::exponential(&policy);
         Self {
             policy,
             retries: 0,
@@ -53,7 +49,9 @@ impl EventHubsRetry {
         }
     }
 
-    fn next(&mut self, batch: &Batch, retryable: bool) -> Option<tokio::time::Sleep> {
+    /// The wait before the next try, if there is to be one: the failure is worth
+    /// retrying, retries are left, and the try would start before `deadline`.
+    fn next(&mut self, deadline: Option<Instant>, retryable: bool) -> Option<tokio::time::Sleep> {
         if !retryable || self.retries >= self.policy.max_retries() {
             return None;
         }
@@ -62,7 +60,7 @@ impl EventHubsRetry {
             // A zero maximum delay, which tower's backoff refuses: retry at once.
             None => tokio::time::sleep(std::time::Duration::ZERO),
         };
-        if batch.deadline().is_some_and(|d| sleep.deadline() >= d) {
+        if deadline.is_some_and(|d| sleep.deadline() >= d) {
             return None;
         }
         self.retries += 1;
@@ -80,7 +78,7 @@ impl Policy<Batch, (), BoxError> for EventHubsRetry {
     ) -> Option<Self::Future> {
         match result {
             Ok(()) => None,
-            Err(e) => self.next(batch, is_retryable(e.as_ref())),
+            Err(e) => self.next(batch.deadline(), is_retryable(e.as_ref())),
         }
     }
 
@@ -95,12 +93,40 @@ impl Policy<Batch, (), Error> for EventHubsRetry {
     fn retry(&mut self, batch: &mut Batch, result: &mut Result<(), Error>) -> Option<Self::Future> {
         match result {
             Ok(()) => None,
-            Err(e) => self.next(batch, e.is_retryable()),
+            Err(e) => self.next(batch.deadline(), e.is_retryable()),
         }
     }
 
     fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
         Some(batch.clone())
+    }
+}
+
+/// A read of a partition's idempotent producer state, retried by the same policy as
+/// the batch it is read for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StateRead {
+    pub(crate) attach: Attach,
+    /// The deadline of the batch the state is read for.
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Policy<StateRead, ProducerState, Error> for EventHubsRetry {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        read: &mut StateRead,
+        result: &mut Result<ProducerState, Error>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(_) => None,
+            Err(e) => self.next(read.deadline, e.is_retryable()),
+        }
+    }
+
+    fn clone_request(&mut self, read: &StateRead) -> Option<StateRead> {
+        Some(*read)
     }
 }
 
