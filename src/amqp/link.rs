@@ -97,10 +97,16 @@ impl Link {
                 let State { attached, cut, .. } = &mut *state;
                 let attached = attached.as_mut().expect("attached above");
                 let sender = attached.sender.as_mut().expect("attached above");
+                let generation = attached.generation;
                 let mut guard = CutGuard { cut, armed: true };
-                let credit = send_when_credit(sender, message, amqp.endpoint().timeout).await;
+                let credit = tokio::select! {
+                    // A transfer handed over is reported even if the connection went.
+                    biased;
+                    credit = send_when_credit(sender, message, amqp.endpoint().timeout) => credit,
+                    () = amqp.lost(generation) => Credit::ConnectionLost,
+                };
                 guard.armed = false;
-                (attached.generation, credit)
+                (generation, credit)
             };
             let sent = match credit {
                 Credit::Sent(sent) => sent,
@@ -109,6 +115,11 @@ impl Link {
                     // on the next try gets credit anew.
                     state.attached = None;
                     return Err(Error::new(Kind::Timeout));
+                }
+                Credit::ConnectionLost => {
+                    // Nothing was transferred: the next round waits for the reconnect.
+                    state.attached = None;
+                    continue;
                 }
             };
             let err = match sent {
@@ -213,7 +224,7 @@ impl Link {
                 return Ok(());
             }
             if state.attached.is_none() {
-                let (session, generation) = amqp.session().await?;
+                let (session, generation) = amqp.session(true).await?;
                 state.attached = Some(Attached {
                     generation,
                     session,
@@ -258,8 +269,18 @@ impl Link {
                 .add_desired_capabilities(IDEMPOTENT_PRODUCER)
                 .properties(idempotent_properties(state.identity));
         }
-        let sender = tokio::time::timeout(endpoint.timeout, builder.attach(&mut attached.session))
-            .await
+        let generation = attached.generation;
+        let attach = tokio::time::timeout(endpoint.timeout, builder.attach(&mut attached.session));
+        let answered = tokio::select! {
+            answered = attach => answered,
+            // The connection went while the attach waited for its answer.
+            () = amqp.lost(generation) => {
+                return Err(Refusal::Local(Error::connection(
+                    "the connection was lost during the attach",
+                )))
+            }
+        };
+        let sender = answered
             .map_err(|_| Refusal::Local(Error::new(Kind::Timeout)))?
             .map_err(|err| match &err {
                 fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
@@ -301,6 +322,8 @@ enum Credit {
     Sent(Result<Settlement, SendError>),
     /// No credit came within the limit; nothing was transferred.
     TimedOut,
+    /// The connection was lost while the send waited; nothing was transferred.
+    ConnectionLost,
 }
 
 /// Hands `message` to the link once it has credit, waiting at most `limit`.

@@ -1,11 +1,110 @@
-//! Reading `$management` replies: hub and partition properties, and status codes.
+//! `$management` reads of hub and partition properties, on a session of their own
+//! (so a read waiting for its reply holds up neither the connection task nor a
+//! partition), and what their replies say.
 
 use std::time::{Duration, SystemTime};
 
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::primitives::SimpleValue;
 use serde_amqp::Value;
 
-use super::{HubProperties, Reply};
+use super::{rpc, Amqp, HubProperties, Reply};
 use crate::error::{Error, Kind};
+
+/// The `$management` node: its session and request/response links, once attached.
+#[derive(Debug, Default)]
+pub(crate) struct Management {
+    node: tokio::sync::Mutex<Option<Node>>,
+}
+
+#[derive(Debug)]
+struct Node {
+    generation: u64,
+    session: SessionHandle<()>,
+    rpc: rpc::Rpc,
+}
+
+impl Management {
+    /// A READ of the hub (`partition: None`) or of one partition, bounded by the
+    /// endpoint's timeout as a whole (waiting for a connection included).
+    pub(crate) async fn read(&self, amqp: &Amqp, partition: Option<&str>) -> Result<Reply, Error> {
+        let timeout = amqp.endpoint().timeout;
+        tokio::time::timeout(timeout, self.read_now(amqp, partition))
+            .await
+            .unwrap_or_else(|_| {
+                Err(match amqp.why_disconnected() {
+                    Some(why) => Error::connection(why),
+                    None => Error::new(Kind::Timeout),
+                })
+            })
+    }
+
+    async fn read_now(&self, amqp: &Amqp, partition: Option<&str>) -> Result<Reply, Error> {
+        let endpoint = amqp.endpoint();
+        let mut node = self.node.lock().await;
+        let stale = node
+            .as_ref()
+            .is_none_or(|n| n.session.is_ended() || amqp.is_lost(n.generation));
+        if stale {
+            *node = None;
+            let (mut session, generation) = amqp.session(false).await?;
+            let rpc = rpc::Rpc::attach(&mut session, "$management").await?;
+            *node = Some(Node {
+                generation,
+                session,
+                rpc,
+            });
+        }
+        let Node {
+            generation, rpc, ..
+        } = node.as_mut().expect("attached above");
+        let generation = *generation;
+        let token = endpoint.credential.token(&endpoint.audience()).await?;
+        let kind = if partition.is_some() {
+            "com.microsoft:partition"
+        } else {
+            "com.microsoft:eventhub"
+        };
+        let mut properties = vec![
+            ("operation", SimpleValue::String("READ".into())),
+            ("type", SimpleValue::String(kind.into())),
+            ("name", SimpleValue::String(endpoint.hub.clone())),
+            ("security_token", SimpleValue::String(token.token)),
+        ];
+        if let Some(p) = partition {
+            properties.push(("partition", SimpleValue::String(p.to_owned())));
+        }
+        let reply = tokio::select! {
+            reply = rpc.call(&properties, Value::Null, endpoint.timeout) => reply,
+            () = amqp.lost(generation) => {
+                Err(Error::connection("the connection was lost during a management read"))
+            }
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The node may be unusable: attach it afresh next time.
+                *node = None;
+                return Err(e);
+            }
+        };
+        if reply.status != 200 {
+            return Err(status_error(&reply, &format!("reading {kind} properties")));
+        }
+        Ok(reply)
+    }
+
+    /// Detaches the node and ends its session, waiting at most `limit`.
+    pub(crate) async fn close(&self, limit: Duration) {
+        let polite = async {
+            if let Some(mut node) = self.node.lock().await.take() {
+                node.rpc.close().await;
+                let _ = node.session.end().await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, polite).await;
+    }
+}
 
 pub(super) fn status_error(reply: &Reply, what: &str) -> Error {
     match reply.status {

@@ -44,6 +44,7 @@ pub(crate) use rpc::Reply;
 pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
 pub(crate) use link::Link;
+use management::Management;
 pub use management::PartitionProperties;
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
@@ -109,22 +110,16 @@ pub(crate) enum Attach {
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;
 
 enum Command {
-    /// A new session for a partition link; waits for the connection while it is being
-    /// made again.
+    /// A new session; with `wait`, waits for the connection while it is being made
+    /// again, else fails at once while it cannot be made.
     Session {
+        wait: bool,
         reply: oneshot::Sender<Result<(SessionHandle<()>, u64), Error>>,
     },
     /// Puts a fresh token, if the connection of `generation` is still the live one.
     RefreshToken {
         generation: u64,
         reply: oneshot::Sender<Result<(), Error>>,
-    },
-    Properties {
-        reply: oneshot::Sender<Result<HubProperties, Error>>,
-    },
-    PartitionProperties {
-        partition: String,
-        reply: oneshot::Sender<Result<PartitionProperties, Error>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -137,6 +132,7 @@ pub(crate) struct Amqp {
     commands: mpsc::Sender<Command>,
     endpoint: Arc<Endpoint>,
     links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
+    management: Arc<Management>,
     /// The generation of the last connection that was lost (0: none yet).
     lost: watch::Receiver<u64>,
     why: Arc<Mutex<Option<String>>>,
@@ -147,8 +143,6 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Session { .. } => "Session",
             Command::RefreshToken { .. } => "RefreshToken",
-            Command::Properties { .. } => "Properties",
-            Command::PartitionProperties { .. } => "PartitionProperties",
             Command::Close { .. } => "Close",
         })
     }
@@ -166,6 +160,7 @@ impl Amqp {
             commands,
             endpoint,
             links: Arc::default(),
+            management: Arc::default(),
             lost,
             why,
         }
@@ -195,9 +190,11 @@ impl Amqp {
         link
     }
 
-    /// A new session for a partition link, and the generation of its connection.
-    pub(crate) async fn session(&self) -> Result<(SessionHandle<()>, u64), Error> {
-        self.ask(|reply| Command::Session { reply }).await?
+    /// A new session, and the generation of its connection; with `wait`, waits while
+    /// the connection is being made again (partition links: their callers bound the
+    /// wait), else fails at once while it cannot be made (management reads).
+    pub(crate) async fn session(&self, wait: bool) -> Result<(SessionHandle<()>, u64), Error> {
+        self.ask(|reply| Command::Session { wait, reply }).await?
     }
 
     /// Puts a fresh token on the connection of `generation` (nothing to do if that
@@ -214,7 +211,8 @@ impl Amqp {
 
     /// Reads the hub's properties.
     pub(crate) async fn properties(&self) -> Result<HubProperties, Error> {
-        self.ask(|reply| Command::Properties { reply }).await?
+        let reply = self.management.read(self, None).await?;
+        management::parse_hub_properties(&reply)
     }
 
     /// Reads one partition's properties.
@@ -222,11 +220,8 @@ impl Amqp {
         &self,
         partition: &str,
     ) -> Result<PartitionProperties, Error> {
-        self.ask(|reply| Command::PartitionProperties {
-            partition: partition.to_owned(),
-            reply,
-        })
-        .await?
+        let reply = self.management.read(self, Some(partition)).await?;
+        management::parse_partition_properties(&reply)
     }
 
     /// An idempotent producer's state on `partition`, attaching its link as `attach`
@@ -247,6 +242,7 @@ impl Amqp {
         };
         let closing = links.iter().map(|link| link.close(task::SHUTDOWN_LIMIT));
         futures_util::future::join_all(closing).await;
+        self.management.close(task::SHUTDOWN_LIMIT).await;
         let _ = self.ask(|reply| Command::Close { reply }).await;
     }
 

@@ -9,18 +9,14 @@ use std::time::Duration;
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::primitives::SimpleValue;
 use fe2o3_amqp::{Connection, Session};
-use serde_amqp::Value;
 use tokio::sync::{mpsc, watch};
 use tower::retry::backoff::{Backoff as _, ExponentialBackoff};
 use tower::util::rng::HasherRng;
 
 use super::cbs::put_token;
-use super::management::status_error;
-use super::management::{parse_hub_properties, parse_partition_properties};
 use super::props::{client_properties, tls_connect};
-use super::{rpc, Command, Endpoint, Reply};
+use super::{rpc, Command, Endpoint};
 use crate::error::{Error, Kind};
 
 /// The longest a close waits for the service to answer.
@@ -28,10 +24,9 @@ pub(super) const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 struct Live {
     connection: ConnectionHandle<()>,
-    /// The session of `$cbs` and `$management`.
+    /// The session of `$cbs`.
     session: SessionHandle<()>,
     cbs: rpc::Rpc,
-    management: Option<rpc::Rpc>,
     refresh_at: tokio::time::Instant,
 }
 
@@ -51,23 +46,21 @@ impl Command {
     /// Commands that wait for the connection while it cannot be made (their callers
     /// bound the wait by their delivery deadline) rather than fail at once.
     fn waits_for_connection(&self) -> bool {
-        matches!(self, Command::Session { .. })
+        matches!(self, Command::Session { wait: true, .. })
     }
 
     /// Whether the caller stopped waiting for the reply.
     fn abandoned(&self) -> bool {
         match self {
-            Command::Session { reply } => reply.is_closed(),
+            Command::Session { reply, .. } => reply.is_closed(),
             _ => false,
         }
     }
 
     fn fail(self, error: Error) {
         match self {
-            Command::Session { reply } => drop(reply.send(Err(error))),
+            Command::Session { reply, .. } => drop(reply.send(Err(error))),
             Command::RefreshToken { reply, .. } => drop(reply.send(Err(error))),
-            Command::Properties { reply } => drop(reply.send(Err(error))),
-            Command::PartitionProperties { reply, .. } => drop(reply.send(Err(error))),
             Command::Close { reply } => drop(reply.send(())),
         }
     }
@@ -215,15 +208,15 @@ impl Task {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Session { reply } => {
+            Command::Session { wait, reply } => {
                 if reply.is_closed() {
                     return;
                 }
                 match self.begin_session().await {
                     // The connection went away meanwhile: the request waits for the
                     // reconnect.
-                    Err(_) if self.found_connection_closed() => {
-                        self.parked.push_front(Command::Session { reply });
+                    Err(_) if self.found_connection_closed() && wait => {
+                        self.parked.push_front(Command::Session { wait, reply });
                     }
                     result => drop(reply.send(result)),
                 }
@@ -234,17 +227,6 @@ impl Task {
                 } else {
                     Ok(())
                 };
-                let _ = reply.send(result);
-            }
-            Command::Properties { reply } => {
-                let result = self.read(None).await.and_then(|r| parse_hub_properties(&r));
-                let _ = reply.send(result);
-            }
-            Command::PartitionProperties { partition, reply } => {
-                let result = self
-                    .read(Some(partition))
-                    .await
-                    .and_then(|r| parse_partition_properties(&r));
                 let _ = reply.send(result);
             }
             Command::Close { reply } => {
@@ -263,36 +245,6 @@ impl Task {
             .map_err(|_| Error::new(Kind::Timeout))?
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
         Ok((session, self.generation))
-    }
-
-    /// A `$management` READ of the hub (`partition: None`) or of one partition.
-    async fn read(&mut self, partition: Option<String>) -> Result<Reply, Error> {
-        let endpoint = Arc::clone(&self.endpoint);
-        let live = self.connect().await?;
-        if live.management.is_none() {
-            live.management = Some(rpc::Rpc::attach(&mut live.session, "$management").await?);
-        }
-        let token = endpoint.credential.token(&endpoint.audience()).await?;
-        let rpc = live.management.as_mut().expect("attached above");
-        let kind = if partition.is_some() {
-            "com.microsoft:partition"
-        } else {
-            "com.microsoft:eventhub"
-        };
-        let mut properties = vec![
-            ("operation", SimpleValue::String("READ".into())),
-            ("type", SimpleValue::String(kind.into())),
-            ("name", SimpleValue::String(endpoint.hub.clone())),
-            ("security_token", SimpleValue::String(token.token)),
-        ];
-        if let Some(p) = partition {
-            properties.push(("partition", SimpleValue::String(p)));
-        }
-        let reply = rpc.call(&properties, Value::Null, endpoint.timeout).await?;
-        if reply.status != 200 {
-            return Err(status_error(&reply, &format!("reading {kind} properties")));
-        }
-        Ok(reply)
     }
 
     /// Whether the connection turned out to be closed (the task had not seen it yet);
@@ -321,9 +273,6 @@ impl Task {
         if let Some(mut live) = self.live.take() {
             let polite = async {
                 live.cbs.close().await;
-                if let Some(m) = live.management.take() {
-                    m.close().await;
-                }
                 let _ = live.session.end().await;
                 let _ = live.connection.close().await;
             };
@@ -416,7 +365,6 @@ impl Task {
             connection,
             session,
             cbs,
-            management: None,
             refresh_at: tokio::time::Instant::now(),
         };
         live.refresh_at = put_token(&mut live.cbs, e).await?;

@@ -26,27 +26,32 @@
 //!
 //! Reading the state (attaching the link) is bounded by the try timeout and by the
 //! batch's deadline, and retried as sends are.
+//!
+//! Files as in tower: `layer` ([`IdempotencyLayer`] and the state reads), and here
+//! the service, [`Idempotency`].
+
+mod layer;
+
+pub use layer::IdempotencyLayer;
+use layer::StateReader;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::sequence::advance;
-use tokio::time::Instant;
-use tower::{Service, ServiceExt as _};
+use tower::retry::backoff::{Backoff as _, ExponentialBackoff};
+use tower::retry::Policy;
+use tower::util::rng::HasherRng;
+use tower::{BoxError, Service, ServiceExt as _};
 
-use tower::{BoxError, Layer};
-
-use super::retry::StateRead;
-use super::{Connection, EventHubsRetry};
-use crate::amqp::{Amqp, Attach, ProducerState};
+use crate::amqp::{Attach, ProducerState};
 use crate::batch::Batch;
 use crate::codec::Stamp;
-use crate::error::{is_retryable, Error, Kind};
+use crate::error::{is_retryable, Error};
 
 /// What the layer knows of a partition (absent: nothing yet, read the link's state).
 #[derive(Debug, Clone, Copy)]
@@ -60,40 +65,6 @@ enum Known {
 
 use streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
 
-/// Numbers batches for idempotent publishing (the partition links must be attached
-/// as an idempotent producer, as `idempotent_retries(true)` does); see the module
-/// docs. Put it outside the retry layer, so that every retry resends the same numbers.
-#[derive(Debug, Clone)]
-pub struct IdempotencyLayer {
-    reader: StateReader,
-}
-
-impl IdempotencyLayer {
-    /// Reads the partitions' producer state over `connection`, each read bounded by
-    /// `try_timeout` and retried as `policy` says.
-    pub fn new(connection: &Connection, policy: RetryPolicy, try_timeout: Duration) -> Self {
-        Self {
-            reader: StateReader {
-                amqp: connection.amqp().clone(),
-                policy,
-                try_timeout,
-            },
-        }
-    }
-}
-
-impl<S> Layer<S> for IdempotencyLayer {
-    type Service = Idempotency<S>;
-
-    fn layer(&self, inner: S) -> Idempotency<S> {
-        Idempotency {
-            inner,
-            reader: self.reader.clone(),
-            states: Arc::default(),
-        }
-    }
-}
-
 /// The service of [`IdempotencyLayer`].
 #[derive(Clone)]
 pub struct Idempotency<S> {
@@ -101,58 +72,6 @@ pub struct Idempotency<S> {
     reader: StateReader,
     /// Per partition; absent until the first batch.
     states: Arc<Mutex<HashMap<String, Known>>>,
-}
-
-/// Reads producer states, each read bounded and retried like a send.
-#[derive(Clone)]
-struct StateReader {
-    amqp: Amqp,
-    policy: RetryPolicy,
-    try_timeout: Duration,
-}
-
-impl StateReader {
-    /// Reads the state, each read bounded by the try timeout, retried as sends are
-    /// (tower's `Retry` with the producer's policy), and all of it bounded by
-    /// `deadline`.
-    async fn read(
-        &self,
-        partition: &str,
-        attach: Attach,
-        deadline: Option<Instant>,
-    ) -> Result<ProducerState, Error> {
-        let (amqp, partition, try_timeout) =
-            (self.amqp.clone(), partition.to_owned(), self.try_timeout);
-        let read = tower::service_fn(move |read: StateRead| {
-            let (amqp, partition) = (amqp.clone(), partition.clone());
-            async move {
-                let limit = Instant::now() + try_timeout;
-                let limit = read.deadline.map_or(limit, |d| d.min(limit));
-                tokio::time::timeout_at(limit, amqp.producer_state(&partition, read.attach))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(if read.deadline.is_some_and(|d| d <= Instant::now()) {
-                            Error::delivery_timeout()
-                        } else {
-                            Error::new(Kind::Timeout)
-                        })
-                    })
-            }
-        });
-        let policy = EventHubsRetry::new(self.policy.clone());
-        tower::retry::Retry::new(policy, read)
-            .oneshot(StateRead { attach, deadline })
-            .await
-    }
-}
-
-impl std::fmt::Debug for StateReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateReader")
-            .field("policy", &self.policy)
-            .field("try_timeout", &self.try_timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl<S> std::fmt::Debug for Idempotency<S> {
@@ -186,13 +105,13 @@ where
 }
 
 async fn publish<S>(
-    mut inner: S,
+    inner: S,
     reader: StateReader,
     states: Arc<Mutex<HashMap<String, Known>>>,
     batch: Batch,
 ) -> Result<(), BoxError>
 where
-    S: Service<Batch, Response = ()>,
+    S: Service<Batch, Response = ()> + Clone,
     S::Error: Into<BoxError>,
 {
     let partition = batch.partition().to_owned();
@@ -223,23 +142,24 @@ where
             }
         }
     };
+    // A batch whose fate is unknown is tried again with its numbers by tower's
+    // `Retry`, past the retry count, until the service answers or time runs out.
+    let inner = inner.map_err(into_box_error::<S::Error>);
+    let mut retry = tower::retry::Retry::new(UnknownFate::new(&reader.policy), inner);
     let mut first_try = true;
     let mut renumbered = false;
-    let mut again = 0;
     loop {
-        let first = advance(state.last_sequence, 1);
         batch.set_stamp(Some(Stamp {
-            sequence: first,
+            sequence: advance(state.last_sequence, 1),
             producer_id: state.producer_id,
             epoch: state.epoch,
         }));
-        let result: Result<(), BoxError> = if std::mem::take(&mut first_try) {
-            inner.call(batch.clone()).await.map_err(Into::into)
+        let result = if std::mem::take(&mut first_try) {
+            // The service was made ready by `poll_ready`.
+            retry.call(batch.clone()).await
         } else {
-            let ready: Result<(), BoxError> =
-                std::future::poll_fn(|cx| inner.poll_ready(cx).map_err(Into::into)).await;
-            match ready {
-                Ok(()) => inner.call(batch.clone()).await.map_err(Into::into),
+            match retry.ready().await {
+                Ok(ready) => ready.call(batch.clone()).await,
                 Err(e) => Err(e),
             }
         };
@@ -275,22 +195,6 @@ where
             }
         }
         if batch.may_have_been_stored() {
-            // Its numbers stay with it until the service answers or time runs out.
-            let delay = reader.policy.delay(again, 0.5);
-            let in_time = match deadline {
-                Some(d) => Instant::now() + delay < d,
-                None => again < reader.policy.max_retries(),
-            };
-            if is_retryable(error.as_ref()) && in_time {
-                tracing::debug!(
-                    partition,
-                    first,
-                    "the batch's fate is unknown ({error}); trying again with its numbers"
-                );
-                tokio::time::sleep(delay).await;
-                again += 1;
-                continue;
-            }
             // The entry stays NewGroup: these numbers are never given to other events.
             return Err(error);
         }
@@ -298,6 +202,68 @@ where
         lock(&states).insert(partition, Known::State(state));
         return Err(error);
     }
+}
+
+/// tower `Retry` policy for a batch whose fate is unknown (a try reached the service
+/// and no verdict came back): its numbers stay with it, so it is tried again with
+/// them, whatever the retry count, while the failure is retryable and the next try
+/// would start before the batch's deadline (with no deadline, up to the retry
+/// count). Only the service can settle such a batch's fate.
+#[derive(Clone)]
+struct UnknownFate {
+    backoff: Option<ExponentialBackoff<HasherRng>>,
+    max_retries: u32,
+    again: u32,
+}
+
+impl UnknownFate {
+    fn new(policy: &RetryPolicy) -> Self {
+        Self {
+            backoff: crate::backoff::exponential(policy),
+            max_retries: policy.max_retries(),
+            again: 0,
+        }
+    }
+}
+
+impl Policy<Batch, (), BoxError> for UnknownFate {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        batch: &mut Batch,
+        result: &mut Result<(), BoxError>,
+    ) -> Option<Self::Future> {
+        let Err(error) = result else { return None };
+        if !batch.may_have_been_stored() || !is_retryable(error.as_ref()) {
+            return None;
+        }
+        let sleep = match &mut self.backoff {
+            Some(backoff) => backoff.next_backoff(),
+            None => tokio::time::sleep(std::time::Duration::ZERO),
+        };
+        let in_time = match batch.deadline() {
+            Some(d) => sleep.deadline() < d,
+            None => self.again < self.max_retries,
+        };
+        if !in_time {
+            return None;
+        }
+        tracing::debug!(
+            partition = batch.partition(),
+            "the batch's fate is unknown ({error}); trying again with its numbers"
+        );
+        self.again += 1;
+        Some(sleep)
+    }
+
+    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+        Some(batch.clone())
+    }
+}
+
+fn into_box_error<E: Into<BoxError>>(error: E) -> BoxError {
+    error.into()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

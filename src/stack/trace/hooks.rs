@@ -1,0 +1,89 @@
+//! The hooks of the trace layer: how a try's span is made and what happens as a try
+//! starts, succeeds or fails; implemented for closures, with the defaults.
+
+use std::time::Duration;
+
+use tower::BoxError;
+use tracing::Span;
+
+use crate::batch::Batch;
+
+/// Makes the span of a try. Implemented for closures `Fn(&Batch) -> Span`.
+pub trait MakeSpan: Send + Sync + 'static {
+    /// The span the try runs in.
+    fn make_span(&self, batch: &Batch) -> Span;
+}
+
+/// Called as a try starts, inside its span. Implemented for closures
+/// `Fn(&Batch, &Span)`.
+pub trait OnTry: Send + Sync + 'static {
+    /// The try of `batch` starts.
+    fn on_try(&self, batch: &Batch, span: &Span);
+}
+
+/// Called when a try succeeds. Implemented for closures `Fn(&Batch, Duration, &Span)`.
+pub trait OnSuccess: Send + Sync + 'static {
+    /// The service stored `batch`; the try took `latency`.
+    fn on_success(&self, batch: &Batch, latency: Duration, span: &Span);
+}
+
+/// Called when a try fails (it may be retried). Implemented for closures
+/// `Fn(&Batch, &BoxError, Duration, &Span)`.
+pub trait OnFailure: Send + Sync + 'static {
+    /// The try of `batch` failed with `error` after `latency`.
+    fn on_failure(&self, batch: &Batch, error: &BoxError, latency: Duration, span: &Span);
+}
+
+impl<F: Fn(&Batch) -> Span + Send + Sync + 'static> MakeSpan for F {
+    fn make_span(&self, batch: &Batch) -> Span {
+        self(batch)
+    }
+}
+
+impl<F: Fn(&Batch, &Span) + Send + Sync + 'static> OnTry for F {
+    fn on_try(&self, batch: &Batch, span: &Span) {
+        self(batch, span)
+    }
+}
+
+impl<F: Fn(&Batch, Duration, &Span) + Send + Sync + 'static> OnSuccess for F {
+    fn on_success(&self, batch: &Batch, latency: Duration, span: &Span) {
+        self(batch, latency, span)
+    }
+}
+
+impl<F: Fn(&Batch, &BoxError, Duration, &Span) + Send + Sync + 'static> OnFailure for F {
+    fn on_failure(&self, batch: &Batch, error: &BoxError, latency: Duration, span: &Span) {
+        self(batch, error, latency, span)
+    }
+}
+
+/// The default span: `eventhubs.publish` at INFO, tagged after the OpenTelemetry
+/// messaging conventions, with an empty `error.type` that [`DefaultOnFailure`] fills.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultMakeSpan;
+
+impl MakeSpan for DefaultMakeSpan {
+    fn make_span(&self, batch: &Batch) -> Span {
+        tracing::info_span!(
+            "eventhubs.publish",
+            otel.kind = "producer",
+            messaging.system = "eventhubs",
+            messaging.operation.name = "send",
+            messaging.destination.partition.id = %batch.partition(),
+            messaging.batch.message_count = batch.len() as u64,
+            messaging.batch.size_bytes = batch.size_in_bytes() as u64,
+            error.type = tracing::field::Empty,
+        )
+    }
+}
+
+/// The default failure hook: records the error's text as the span's `error.type`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultOnFailure;
+
+impl OnFailure for DefaultOnFailure {
+    fn on_failure(&self, _batch: &Batch, error: &BoxError, _latency: Duration, span: &Span) {
+        span.record("error.type", tracing::field::display(error));
+    }
+}
