@@ -8,7 +8,7 @@
 //! | tower's [`ConcurrencyLimit`](tower::limit::ConcurrencyLimit) | `max_concurrent_sends_per_partition` batches in flight (pipelined on the link above 1) |
 //! | [`Idempotency`] | with idempotent retries: numbers the batch once, for all its tries |
 //! | tower's [`Retry`](tower::retry::Retry) with [`EventHubsRetry`] | retryable errors, exponential backoff with jitter, none past the delivery deadline |
-//! | [`Trace`] | a `tracing` span per try, with the OpenTelemetry messaging attributes |
+//! | [`Trace`] | a `tracing` span per try, with the OpenTelemetry messaging attributes, and hooks ([`TraceLayer`]) |
 //! | tower's [`Timeout`](tower::timeout::Timeout) | `try_timeout` per try |
 //! | your layers | [`ProducerBuilder::layer`](crate::ProducerBuilder::layer), the last added outermost |
 //! | [`AmqpSend`] | the batched message on the partition's link |
@@ -18,6 +18,11 @@
 //! [`Batch`] in, `()` out, and any error that converts into [`BoxError`]; the producer
 //! keeps a clone of each batch it hands in, so a layer can never lose events, and it
 //! reads the producer's [`Error`](crate::Error) back from the boxed one.
+//!
+//! Each layer has a folder with tower's file roles: `idempotency/` and `trace/`
+//! (`layer.rs`, the service in `mod.rs`, the trace hooks in `hooks.rs`), `retry/` (the
+//! policy, for tower's own `RetryLayer`), `send/` (the base service, its
+//! `connection.rs` and the try in `future.rs`).
 
 mod idempotency;
 mod retry;
