@@ -26,6 +26,10 @@ const CREDIT_RECHECK: Duration = Duration::from_secs(1);
 /// attach) before the attach gives up.
 const LOCAL_ATTACH_FAILURES: u32 = 3;
 
+/// Sessions that stop under a send, on a connection still live, before the send
+/// gives up.
+const SESSION_STOPS: u32 = 3;
+
 /// A partition's link.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -90,6 +94,7 @@ impl Link {
     ) -> Result<(Settlement, u64), Error> {
         let mut state = self.state.lock().await;
         let mut link_failures = 0;
+        let mut session_stops = 0;
         let mut reauthorized = false;
         loop {
             self.attach(&mut state, amqp).await?;
@@ -131,8 +136,12 @@ impl Link {
             state.attached = None;
             if let SendError::LinkStateError(LinkStateError::SessionStopped(_)) = err {
                 // The session or its connection stopped: the next round begins a new
-                // session, waiting for the reconnect if need be.
-                continue;
+                // session, waiting for the reconnect if need be. A service that keeps
+                // ending sessions on a live connection gets a few rounds, not a spin.
+                session_stops += 1;
+                if session_stops <= SESSION_STOPS || amqp.is_lost(generation) {
+                    continue;
+                }
             }
             let link_gone = matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
             let error = wire::send_error(err);
