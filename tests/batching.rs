@@ -20,6 +20,19 @@ fn recorder() -> (
         + 'static,
     Log,
 ) {
+    slow_recorder(Duration::ZERO)
+}
+
+/// [`recorder`], with each send taking `takes`.
+fn slow_recorder(
+    takes: Duration,
+) -> (
+    impl tower::Service<Batch, Response = (), Error = Infallible, Future = impl Send + 'static>
+        + Clone
+        + Send
+        + 'static,
+    Log,
+) {
     let log: Log = Arc::default();
     let l = log.clone();
     let service = tower::service_fn(move |batch: Batch| {
@@ -29,7 +42,12 @@ fn recorder() -> (
             batch.len(),
             batch.size_in_bytes(),
         ));
-        async move { Ok::<_, Infallible>(()) }
+        async move {
+            if !takes.is_zero() {
+                tokio::time::sleep(takes).await;
+            }
+            Ok::<_, Infallible>(())
+        }
     });
     (service, log)
 }
@@ -291,21 +309,8 @@ async fn user_layers_see_every_batch() {
 
 #[tokio::test(start_paused = true)]
 async fn a_producer_at_its_bound_sends_useful_batches_and_never_waits_out_max_wait() {
-    let log: Log = Arc::default();
-    let l = log.clone();
     // Each send takes 10 ms, so sends are on their way while the producer is full.
-    let service = tower::service_fn(move |batch: Batch| {
-        l.lock().unwrap().push((
-            Instant::now(),
-            batch.partition().to_owned(),
-            batch.len(),
-            batch.size_in_bytes(),
-        ));
-        async move {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, Infallible>(())
-        }
-    });
+    let (service, log) = slow_recorder(Duration::from_millis(10));
     let max_wait = Duration::from_secs(3600);
     let ids: Vec<String> = (0..4).map(|p| p.to_string()).collect();
     let (mut producer, mut outcomes) = Producer::builder()

@@ -4,7 +4,8 @@ use crate::amqp::Amqp;
 
 /// A handle on a producer's AMQP connection (one per producer, shared by every
 /// partition's link, reconnected with backoff when lost), for building
-/// [`AmqpSend`] and [`IdempotencyLayer`](super::IdempotencyLayer) in a stack of
+/// [`AmqpSend`](crate::stack::AmqpSend) and
+/// [`IdempotencyLayer`](crate::stack::IdempotencyLayer) in a stack of
 /// your own. Cloning shares the connection.
 #[derive(Debug, Clone)]
 pub struct Connection {
