@@ -11,12 +11,11 @@ use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::{Connection, Session};
 use tokio::sync::{mpsc, watch};
-use tower::retry::backoff::{Backoff as _, ExponentialBackoff};
-use tower::util::rng::HasherRng;
 
 use super::cbs::put_token;
 use super::props::{client_properties, tls_connect};
 use super::{rpc, Command, Endpoint};
+use crate::backoff::Schedule;
 use crate::error::{Error, Kind};
 
 /// The longest a close waits for the service to answer.
@@ -71,7 +70,7 @@ pub(super) struct Backoff {
     failures: u32,
     next_at: tokio::time::Instant,
     /// tower's backoff, made from the reconnect policy at the first failure.
-    schedule: Option<ExponentialBackoff<HasherRng>>,
+    schedule: Schedule,
 }
 
 impl Task {
@@ -305,13 +304,10 @@ impl Task {
                     let backoff = self.backoff.get_or_insert_with(|| Backoff {
                         failures: 0,
                         next_at: tokio::time::Instant::now(),
-                        schedule: crate::backoff::exponential(reconnect),
+                        schedule: Schedule::new(reconnect),
                     });
                     backoff.failures += 1;
-                    backoff.next_at = match &mut backoff.schedule {
-                        Some(schedule) => schedule.next_backoff().deadline(),
-                        None => tokio::time::Instant::now(),
-                    };
+                    backoff.next_at = backoff.schedule.next().deadline();
                     tracing::debug!(failures = backoff.failures, "cannot connect: {e}");
                     *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     return Err(e);

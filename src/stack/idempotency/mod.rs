@@ -43,12 +43,11 @@ use std::task::{Context, Poll};
 
 use streaming_producer_layers::retry::RetryPolicy;
 use streaming_producer_layers::sequence::advance;
-use tower::retry::backoff::{Backoff as _, ExponentialBackoff};
 use tower::retry::Policy;
-use tower::util::rng::HasherRng;
 use tower::{BoxError, Service, ServiceExt as _};
 
 use crate::amqp::{Attach, ProducerState};
+use crate::backoff::Schedule;
 use crate::batch::Batch;
 use crate::codec::Stamp;
 use crate::error::{is_retryable, Error};
@@ -211,7 +210,7 @@ where
 /// count). Only the service can settle such a batch's fate.
 #[derive(Clone)]
 struct UnknownFate {
-    backoff: Option<ExponentialBackoff<HasherRng>>,
+    backoff: Schedule,
     max_retries: u32,
     again: u32,
 }
@@ -219,7 +218,7 @@ struct UnknownFate {
 impl UnknownFate {
     fn new(policy: &RetryPolicy) -> Self {
         Self {
-            backoff: crate::backoff::exponential(policy),
+            backoff: Schedule::new(policy),
             max_retries: policy.max_retries(),
             again: 0,
         }
@@ -238,10 +237,7 @@ impl Policy<Batch, (), BoxError> for UnknownFate {
         if !batch.may_have_been_stored() || !is_retryable(error.as_ref()) {
             return None;
         }
-        let sleep = match &mut self.backoff {
-            Some(backoff) => backoff.next_backoff(),
-            None => tokio::time::sleep(std::time::Duration::ZERO),
-        };
+        let sleep = self.backoff.next();
         let in_time = match batch.deadline() {
             Some(d) => sleep.deadline() < d,
             None => self.again < self.max_retries,

@@ -1,14 +1,13 @@
 //! [`EventHubsRetry`]: which failures are worth another try, how long to wait, and
 //! when to stop.
 
-use tower::retry::backoff::{Backoff, ExponentialBackoff};
 use tower::retry::Policy;
-use tower::util::rng::HasherRng;
 use tower::BoxError;
 
 use tokio::time::Instant;
 
 use crate::amqp::{Attach, ProducerState};
+use crate::backoff::Schedule;
 use crate::batch::Batch;
 use crate::error::{is_retryable, Error};
 use streaming_producer_layers::retry::RetryPolicy;
@@ -35,13 +34,13 @@ pub struct EventHubsRetry {
     policy: RetryPolicy,
     /// Per request: tower's `Retry` clones the policy for each one.
     retries: u32,
-    backoff: Option<ExponentialBackoff<HasherRng>>,
+    backoff: Schedule,
 }
 
 impl EventHubsRetry {
     /// A policy retrying as `policy` says.
     pub fn new(policy: RetryPolicy) -> Self {
-        let backoff = crate::backoff::exponential(&policy);
+        let backoff = Schedule::new(&policy);
         Self {
             policy,
             retries: 0,
@@ -55,11 +54,7 @@ impl EventHubsRetry {
         if !retryable || self.retries >= self.policy.max_retries() {
             return None;
         }
-        let sleep = match &mut self.backoff {
-            Some(backoff) => backoff.next_backoff(),
-            // A zero maximum delay, which tower's backoff refuses: retry at once.
-            None => tokio::time::sleep(std::time::Duration::ZERO),
-        };
+        let sleep = self.backoff.next();
         if deadline.is_some_and(|d| sleep.deadline() >= d) {
             return None;
         }
