@@ -98,6 +98,31 @@ impl ConnectionString {
         )
     }
 
+    /// A namespace given by its fully qualified name (`ns.servicebus.windows.net`,
+    /// optionally with a port or an `sb://` prefix) rather than by a connection string:
+    /// no credentials and no hub.
+    pub(crate) fn namespace(value: &str, development_emulator: bool) -> Result<Self, Error> {
+        let trimmed = value.trim();
+        let url = if trimmed.contains("://") {
+            trimmed.to_owned()
+        } else {
+            format!("sb://{trimmed}")
+        };
+        let (host, port) = parse_endpoint(&url).map_err(|_| {
+            Error::config(format!(
+                "the namespace '{trimmed}' is not a host name like \
+                 ns.servicebus.windows.net (optionally with :port)"
+            ))
+        })?;
+        Ok(Self {
+            host,
+            port,
+            credentials: None,
+            entity_path: None,
+            development_emulator,
+        })
+    }
+
     /// The hub name to use: `hub` if given (it must then match `EntityPath`,
     /// case-insensitively), else `EntityPath`.
     pub fn resolve_hub(&self, hub: Option<&str>) -> Result<String, Error> {
@@ -109,7 +134,8 @@ impl ConnectionString {
             (Some(h), _) => Ok(h.to_owned()),
             (None, Some(p)) => Ok(p.to_owned()),
             (None, None) => Err(Error::connection_string(
-                "no event hub named: give EntityPath in the connection string or a hub name",
+                "no event hub named: add EntityPath=<hub> to the connection string, or name the hub \
+                 (ProducerBuilder::hub)",
             )),
         }
     }

@@ -298,6 +298,10 @@ impl fmt::Display for Kind {
                 "the event takes {size} bytes, more than a batch can hold ({max} bytes)"
             ),
             Kind::Management {
+                status: 404,
+                description,
+            } => write!(f, "{description} (status 404)"),
+            Kind::Management {
                 status,
                 description,
             } => write!(

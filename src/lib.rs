@@ -85,6 +85,7 @@ mod amqp;
 mod backoff;
 mod batch;
 mod codec;
+mod connect;
 mod connection_string;
 mod credential;
 mod error;
@@ -92,11 +93,12 @@ mod event;
 #[cfg(feature = "opentelemetry")]
 mod metrics;
 mod producer;
+mod reader;
 pub mod stack;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;
 
-pub use amqp::{PartitionProperties, DEFAULT_MAX_MESSAGE_SIZE};
+pub use amqp::{HubProperties, PartitionProperties, DEFAULT_MAX_MESSAGE_SIZE};
 pub use batch::Batch;
 pub use connection_string::{ConnectionString, ConnectionStringCredentials};
 pub use credential::{
@@ -105,6 +107,7 @@ pub use credential::{
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
+pub use reader::{ReceivedEvent, Reader, ReaderBuilder, StartPosition};
 pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::route::Partitioner;

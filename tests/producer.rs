@@ -392,8 +392,12 @@ async fn malformed_connection_strings_and_bad_keys_fail_the_build_with_typed_err
         .build()
         .await
         .unwrap_err();
-    assert!(!e.is_retryable(), "{e}");
-    assert!(e.to_string().contains("could not be found"), "{e}");
+    assert!(!e.is_retryable() && e.is_not_found(), "{e}");
+    // The message names the hub and where its name comes from, and keeps the service's.
+    let text = e.to_string();
+    assert!(text.contains("no event hub named 'nosuchhub'"), "{e}");
+    assert!(text.contains("EntityPath"), "{e}");
+    assert!(text.contains("could not be found"), "{e}");
 }
 
 async fn producer_retrying(emulator: &EmulatorHandle, policy: RetryPolicy) -> (Producer, Outcomes) {
@@ -535,6 +539,11 @@ async fn without_the_emulator_flag_the_producer_insists_on_tls() {
         .unwrap_err();
     assert!(e.is_retryable() && !e.is_timeout(), "{e}");
     assert!(e.to_string().contains("amqps://127.0.0.1:"), "{e}");
+    // It names the fix.
+    assert!(
+        e.to_string().contains("add UseDevelopmentEmulator=true"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use crate::store::{Hub, StoredEvent};
 
 use crate::rejection::Rejection;
 
-const SELECTOR: &str = "apache.org:selector-filter:string";
+use streaming_producer_layers::protocol::SELECTOR_FILTER as SELECTOR;
 
 /// Where a reader starts, from the selector filter.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,6 +26,12 @@ pub const OFFSET: &str = "x-opt-offset";
 /// Message annotation set by the service: when the event was stored.
 pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
 
+/// Source filter of a reading link: where in the partition it starts, as an SQL-like
+/// expression over the annotations above (`amqp.annotation.x-opt-offset > '-1'`).
+pub const SELECTOR_FILTER: &str = "apache.org:selector-filter:string";
+/// The descriptor code of [`SELECTOR_FILTER`]'s value (Apache's domain 0x468C, filter 4).
+pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
+
 /// Link capability asking for idempotent publishing.
 pub const IDEMPOTENT_PRODUCER: &str = "com.microsoft:idempotent-producer";
 /// Link property and message annotation: the idempotent producer group id.

@@ -38,6 +38,17 @@ pub(super) async fn put_token(
             endpoint.timeout,
         )
         .await?;
+    if reply.status == 404 {
+        // The hub is named in the token's audience: a wrong name is refused here.
+        return Err(status_error(
+            &reply,
+            &format!(
+                "no event hub named '{}' in the namespace {}: check the hub name \
+                 (EntityPath in the connection string, or the hub given to the builder)",
+                endpoint.hub, endpoint.host
+            ),
+        ));
+    }
     if !(200..300).contains(&reply.status) {
         return Err(status_error(&reply, "the token was refused"));
     }

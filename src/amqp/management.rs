@@ -8,7 +8,7 @@ use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::primitives::SimpleValue;
 use serde_amqp::Value;
 
-use super::{rpc, Amqp, HubProperties, Reply};
+use super::{rpc, Amqp, Reply};
 use crate::error::{Error, Kind};
 
 /// The `$management` node: its session and request/response links, once attached.
@@ -142,7 +142,19 @@ pub(super) fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error
     if partition_ids.is_empty() {
         return Err(bad());
     }
-    Ok(HubProperties { partition_ids })
+    let name = match map.get(&Value::String("name".into())) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let created_at = match map.get(&Value::String("created_at".into())) {
+        Some(Value::Timestamp(t)) => time_of(t.milliseconds()),
+        _ => None,
+    };
+    Ok(HubProperties {
+        name,
+        created_at,
+        partition_ids,
+    })
 }
 
 pub(super) fn parse_partition_properties(reply: &Reply) -> Result<PartitionProperties, Error> {
@@ -168,14 +180,7 @@ pub(super) fn parse_partition_properties(reply: &Reply) -> Result<PartitionPrope
     };
     let last_enqueued_time = match get("last_enqueued_time_utc") {
         // The service's "never" is 0001-01-01.
-        Some(Value::Timestamp(t)) if t.milliseconds() > -62_135_596_800_000 => {
-            let ms = t.milliseconds();
-            Some(if ms >= 0 {
-                SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64)
-            } else {
-                SystemTime::UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-            })
-        }
+        Some(Value::Timestamp(t)) => time_of(t.milliseconds()),
         _ => None,
     };
     Ok(PartitionProperties {
@@ -189,6 +194,31 @@ pub(super) fn parse_partition_properties(reply: &Reply) -> Result<PartitionPrope
         last_enqueued_time,
         is_empty: matches!(get("is_partition_empty"), Some(Value::Bool(true))),
     })
+}
+
+/// A time in milliseconds since the Unix epoch; `None` for the service's "never"
+/// (0001-01-01) and anything before it.
+pub(crate) fn time_of(ms: i64) -> Option<SystemTime> {
+    if ms <= -62_135_596_800_000 {
+        return None;
+    }
+    Some(if ms >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    })
+}
+
+/// An event hub's properties, as `$management` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubProperties {
+    /// The hub's name.
+    pub name: String,
+    /// When the hub was created, if the service says.
+    pub created_at: Option<SystemTime>,
+    /// The partition ids, in the service's order.
+    pub partition_ids: Vec<String>,
 }
 
 /// A partition's state, as `$management` reports it.

@@ -45,7 +45,8 @@ pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
 pub(crate) use link::Link;
 use management::Management;
-pub use management::PartitionProperties;
+pub use management::{HubProperties, PartitionProperties};
+pub(crate) use management::time_of;
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -77,11 +78,6 @@ impl Endpoint {
     }
 }
 
-/// Hub properties read from `$management`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HubProperties {
-    pub(crate) partition_ids: Vec<String>,
-}
 
 /// An idempotent producer's state on one partition, as the service reported it when
 /// the link was attached.

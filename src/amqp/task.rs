@@ -345,9 +345,19 @@ impl Task {
             .properties(client_properties());
         let opened = if tls {
             // The service speaks TLS from the first byte, with no AMQP TLS header first.
-            let stream = tls_connect(&e.host, tcp)
-                .await
-                .map_err(|err| cannot(Box::new(err)))?;
+            let stream = tls_connect(&e.host, tcp).await.map_err(|err| {
+                if plaintext_server(&err) {
+                    Error::connection(format!(
+                        "cannot connect to {}: the server does not speak TLS; if it is the \
+                         local emulator, add UseDevelopmentEmulator=true to the connection \
+                         string",
+                        e.url
+                    ))
+                    .with_source(err)
+                } else {
+                    cannot(Box::new(err))
+                }
+            })?;
             builder.open_with_stream(stream).await
         } else {
             builder.open_with_stream(tcp).await
@@ -374,4 +384,19 @@ impl Task {
         }
         Ok(())
     }
+}
+
+/// Whether a TLS handshake failed because the server answered in something other than
+/// TLS (the emulator, which speaks plain AMQP): rustls then reads the AMQP header as a
+/// record of an invalid content type.
+fn plaintext_server(err: &std::io::Error) -> bool {
+    use tokio_rustls::rustls::{Error as Tls, InvalidMessage};
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Tls>())
+        .is_some_and(|tls| {
+            matches!(
+                tls,
+                Tls::InvalidMessage(InvalidMessage::InvalidContentType)
+            )
+        })
 }

@@ -64,37 +64,19 @@ impl ProducerBuilder {
     /// starts the producer.
     pub async fn build(self) -> Result<(Producer, Outcomes), Error> {
         self.validate()?;
-        let text = self
-            .connection_string
-            .as_deref()
-            .ok_or_else(|| Error::config("a connection string is needed"))?;
-        let cs: ConnectionString = text.parse()?;
-        let hub = cs.resolve_hub(self.hub.as_deref())?;
-        let credential: Arc<dyn Credential> =
-            match (&self.credential, cs.credentials()) {
-                (Some(c), _) => c.clone(),
-                (None, Some(ConnectionStringCredentials::SharedKey { name, key })) => {
-                    Arc::new(SharedKeyCredential::new(name.clone(), key.clone()))
-                }
-                (None, Some(ConnectionStringCredentials::SharedAccessSignature(sas))) => {
-                    Arc::new(SasTokenCredential::new(sas.clone())?)
-                }
-                (None, None) => return Err(Error::config(
-                    "no credentials: the connection string has none and no credential was given",
-                )),
-            };
+        let address = self.address.resolve()?;
         let identifier = self
             .identifier
             .clone()
             .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
         #[cfg(feature = "opentelemetry")]
         let identifier_for_metrics = identifier.clone();
-        let hub_name = hub.clone();
+        let hub_name = address.hub.clone();
         let amqp = Amqp::spawn(Endpoint {
-            url: cs.amqp_url(),
-            host: cs.host().to_owned(),
-            hub,
-            credential,
+            url: address.url,
+            host: address.host,
+            hub: address.hub,
+            credential: address.credential,
             identifier,
             timeout: self.try_timeout,
             idempotent: self.idempotent,

@@ -19,8 +19,8 @@ use super::lanes::{Keyless, Shared};
 use super::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::amqp::{Amqp, Endpoint};
 use crate::batch::Batch;
-use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
-use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
+use crate::connect::Address;
+use crate::credential::Credential;
 use crate::error::Error;
 use crate::stack::{
     boxed, boxed_clone, Base, BatchService, Connection, MakeStack, Settings, StackContext,
@@ -31,9 +31,7 @@ use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sti
 
 /// Configures and builds a [`Producer`].
 pub struct ProducerBuilder {
-    connection_string: Option<String>,
-    hub: Option<String>,
-    credential: Option<Arc<dyn Credential>>,
+    address: Address,
     max_wait: Duration,
     max_pending_events: usize,
     max_pending_bytes: usize,
@@ -57,7 +55,8 @@ type ConfigureTrace = Box<dyn FnOnce(TraceLayer) -> TraceLayer + Send>;
 impl std::fmt::Debug for ProducerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProducerBuilder")
-            .field("hub", &self.hub)
+            .field("hub", &self.address.hub)
+            .field("namespace", &self.address.namespace)
             .field("max_wait", &self.max_wait)
             .field("max_pending_events", &self.max_pending_events)
             .field("max_pending_bytes", &self.max_pending_bytes)
@@ -81,9 +80,7 @@ impl std::fmt::Debug for ProducerBuilder {
 impl Default for ProducerBuilder {
     fn default() -> Self {
         Self {
-            connection_string: None,
-            hub: None,
-            credential: None,
+            address: Address::default(),
             max_wait: Duration::from_millis(250),
             max_pending_events: 2500,
             max_pending_bytes: 64 << 20,
@@ -135,19 +132,51 @@ impl ProducerBuilder {
 
     /// The connection string (`Endpoint=sb://...;SharedAccessKeyName=...;...`).
     pub fn connection_string(mut self, connection_string: &str) -> Self {
-        self.connection_string = Some(connection_string.to_owned());
+        self.address.connection_string = Some(connection_string.to_owned());
         self
     }
 
-    /// The event hub, if the connection string has no `EntityPath`.
+    /// The namespace, by its fully qualified name (`my-ns.servicebus.windows.net`),
+    /// instead of a connection string: give the [`hub`](Self::hub) and a
+    /// [`credential`](Self::credential) too. This is the .NET client's
+    /// `(fullyQualifiedNamespace, eventHubName, credential)` constructor.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), streaming_producer::Error> {
+    /// use streaming_producer::{Producer, SharedKeyCredential};
+    ///
+    /// let (producer, outcomes) = Producer::builder()
+    ///     .fully_qualified_namespace("my-ns.servicebus.windows.net")
+    ///     .hub("telemetry")
+    ///     .credential(SharedKeyCredential::new("send-only", "the key"))
+    ///     .build()
+    ///     .await?;
+    /// # drop((producer, outcomes)); Ok(()) }
+    /// ```
+    pub fn fully_qualified_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.address.namespace = Some(namespace.into());
+        self
+    }
+
+    /// With [`fully_qualified_namespace`](Self::fully_qualified_namespace): the
+    /// namespace is a local emulator, reached over plain AMQP (port 5672 unless the
+    /// namespace names one), as `UseDevelopmentEmulator=true` says in a connection
+    /// string.
+    pub fn use_development_emulator(mut self, emulator: bool) -> Self {
+        self.address.development_emulator = emulator;
+        self
+    }
+
+    /// The event hub, if the connection string has no `EntityPath` (or with a fully
+    /// qualified namespace).
     pub fn hub(mut self, hub: impl Into<String>) -> Self {
-        self.hub = Some(hub.into());
+        self.address.hub = Some(hub.into());
         self
     }
 
     /// A token provider; overrides the connection string's credentials.
     pub fn credential(mut self, credential: impl Credential) -> Self {
-        self.credential = Some(Arc::new(credential));
+        self.address.credential = Some(Arc::new(credential));
         self
     }
 
