@@ -107,7 +107,7 @@ pub use credential::{
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
-pub use reader::{ReceivedEvent, Reader, ReaderBuilder, StartPosition};
+pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::route::Partitioner;

@@ -93,7 +93,10 @@ async fn a_read_from_the_start_gets_every_event_with_what_the_service_stamped() 
         assert_eq!(e.sequence_number, i as i64);
         assert!(!e.offset.is_empty());
         assert!(e.enqueued_time.is_some_and(|t| t >= before), "{e:?}");
-        assert_eq!(e.properties, [("n".to_owned(), PropertyValue::Long(i as i64))]);
+        assert_eq!(
+            e.properties,
+            [("n".to_owned(), PropertyValue::Long(i as i64))]
+        );
         assert_eq!(e.content_type.as_deref(), Some("text/plain"));
         assert_eq!(e.partition_key, None);
     }
@@ -119,7 +122,10 @@ async fn a_read_starts_where_it_is_told() {
     let reader = reader(&emulator).await;
 
     let mut from_seven = Box::pin(reader.read("0", StartPosition::SequenceNumber(7)));
-    assert_eq!(bodies(&take(&mut from_seven, 3).await), ["old7", "old8", "old9"]);
+    assert_eq!(
+        bodies(&take(&mut from_seven, 3).await),
+        ["old7", "old8", "old9"]
+    );
 
     let future = SystemTime::now() + Duration::from_secs(3600);
     let mut after_future = Box::pin(reader.read("0", StartPosition::EnqueuedTime(future)));
@@ -153,7 +159,10 @@ async fn a_read_of_an_unknown_partition_ends_with_an_error() {
         .unwrap();
     let e = first.unwrap_err();
     assert!(!e.is_retryable(), "{e}");
-    assert!(read.next().await.is_none(), "the stream ends after its error");
+    assert!(
+        read.next().await.is_none(),
+        "the stream ends after its error"
+    );
     let e = reader.partition_properties("7").await.unwrap_err();
     assert!(e.is_not_found() || !e.is_retryable(), "{e}");
 }
@@ -209,7 +218,8 @@ async fn a_producer_built_from_a_namespace_and_a_credential_publishes() {
 async fn a_namespace_without_a_hub_or_credential_or_with_a_connection_string_is_refused() {
     let emulator = emulator(1).await;
     let namespace = emulator.addr().to_string();
-    let build = |b: streaming_producer::ProducerBuilder| async move { b.build().await.unwrap_err() };
+    let build =
+        |b: streaming_producer::ProducerBuilder| async move { b.build().await.unwrap_err() };
 
     let e = build(
         Producer::builder()
@@ -218,7 +228,10 @@ async fn a_namespace_without_a_hub_or_credential_or_with_a_connection_string_is_
             .hub("eh1"),
     )
     .await;
-    assert!(e.is_config() && e.to_string().contains("no credential"), "{e}");
+    assert!(
+        e.is_config() && e.to_string().contains("no credential"),
+        "{e}"
+    );
 
     let e = build(
         Producer::builder()
@@ -238,10 +251,16 @@ async fn a_namespace_without_a_hub_or_credential_or_with_a_connection_string_is_
     assert!(e.is_config() && e.to_string().contains("not both"), "{e}");
 
     let e = build(Producer::builder().fully_qualified_namespace("not a host")).await;
-    assert!(e.is_config() && e.to_string().contains("'not a host'"), "{e}");
+    assert!(
+        e.is_config() && e.to_string().contains("'not a host'"),
+        "{e}"
+    );
 
     let e = build(Producer::builder()).await;
-    assert!(e.is_config() && e.to_string().contains("no namespace"), "{e}");
+    assert!(
+        e.is_config() && e.to_string().contains("no namespace"),
+        "{e}"
+    );
 
     // Without the emulator flag the namespace is the service's: TLS, which the
     // emulator does not speak, and the error says what to do.

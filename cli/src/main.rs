@@ -1,11 +1,15 @@
-//! `hubcat`: pipe events into Azure Event Hubs, or run a local Event Hubs emulator.
+//! `hubcat`: pipe events into Azure Event Hubs and read them back, look at a hub, or run
+//! a local Event Hubs emulator.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod demo;
+mod hub;
+mod info;
 mod send;
+mod tail;
 
 use clap::{Args, Parser, Subcommand};
 use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention};
@@ -33,6 +37,15 @@ enum Command {
     /// streamed through the producer, a live progress bar, and a summary checked against
     /// what the hub stored.
     Demo(demo::DemoArgs),
+    /// Read events back from a hub's partitions to stdout, oldest first in each
+    /// partition (partitions interleave).
+    ///
+    /// By default it reads every partition from its oldest retained event to the last
+    /// one it held at the start, then stops; `--follow` keeps waiting for more.
+    Tail(tail::TailArgs),
+    /// Show the hub's properties and each partition's: sequence numbers, retained
+    /// events, last offset and enqueue time.
+    Info(info::InfoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +133,8 @@ fn main() -> ExitCode {
             Command::Emulator(args) => run_emulator(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Tail(args) => tail::run(args).await,
+            Command::Info(args) => info::run(args).await,
         }
     });
     // Do not wait for blocking work left behind: a read of stdin that `hubcat send`

@@ -1,47 +1,11 @@
 //! `hubcat send` as a process against `hubcat emulator`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-fn hubcat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hubcat"))
-}
-
-struct Emulator {
-    child: Child,
-    connection_string: String,
-}
-
-impl Emulator {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Self {
-        let mut child = hubcat()
-            .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "eh1:4"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn emulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            connection_string: line.trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{hubcat, Emulator};
 
 fn send(args: &[&str], env_cs: Option<&str>, input: impl AsRef<[u8]>) -> (bool, String) {
     let mut cmd = hubcat();

@@ -44,9 +44,9 @@ pub(crate) use rpc::Reply;
 pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
 
 pub(crate) use link::Link;
+pub(crate) use management::time_of;
 use management::Management;
 pub use management::{HubProperties, PartitionProperties};
-pub(crate) use management::time_of;
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -77,7 +77,6 @@ impl Endpoint {
         format!("amqps://{}/{}", self.host, self.hub)
     }
 }
-
 
 /// An idempotent producer's state on one partition, as the service reported it when
 /// the link was attached.

@@ -393,10 +393,5 @@ fn plaintext_server(err: &std::io::Error) -> bool {
     use tokio_rustls::rustls::{Error as Tls, InvalidMessage};
     err.get_ref()
         .and_then(|inner| inner.downcast_ref::<Tls>())
-        .is_some_and(|tls| {
-            matches!(
-                tls,
-                Tls::InvalidMessage(InvalidMessage::InvalidContentType)
-            )
-        })
+        .is_some_and(|tls| matches!(tls, Tls::InvalidMessage(InvalidMessage::InvalidContentType)))
 }

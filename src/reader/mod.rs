@@ -217,7 +217,10 @@ impl Reader {
     }
 
     /// One partition's properties, read from `$management`.
-    pub async fn partition_properties(&self, partition: &str) -> Result<PartitionProperties, Error> {
+    pub async fn partition_properties(
+        &self,
+        partition: &str,
+    ) -> Result<PartitionProperties, Error> {
         self.amqp.partition_properties(partition).await
     }
 
@@ -349,7 +352,10 @@ impl Attached {
         // Settled on send, as asked, this is nothing; a service that does not settle
         // on send gets the event accepted.
         let _ = self.receiver.accept(&delivery).await;
-        Ok(ReceivedEvent::from_message(partition, delivery.into_message()))
+        Ok(ReceivedEvent::from_message(
+            partition,
+            delivery.into_message(),
+        ))
     }
 
     async fn close(self: Box<Self>) {
