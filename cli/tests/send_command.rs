@@ -44,7 +44,8 @@ fn every_line_is_sent_and_summarised() {
         input,
     );
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("events sent      1000"), "{stderr}");
+    assert!(stderr.contains("events sent      1,000"), "{stderr}");
+    assert!(stderr.contains("elapsed "), "{stderr}");
     assert!(stderr.contains("failures         0"), "{stderr}");
     assert!(stderr.contains("mean batch fill"), "{stderr}");
 }
@@ -77,7 +78,7 @@ fn bad_lines_fail_the_run_and_land_in_the_failed_file() {
 }
 
 #[test]
-fn an_unknown_partition_fails_every_event() {
+fn an_unknown_partition_fails_once_at_the_start() {
     let emulator = Emulator::start();
     let (ok, stderr) = send(
         &["--hub", "eh1", "--partition", "9"],
@@ -85,7 +86,164 @@ fn an_unknown_partition_fails_every_event() {
         "a\nb\n",
     );
     assert!(!ok);
-    assert!(stderr.contains("failures         2"), "{stderr}");
+    assert!(
+        stderr.contains("the hub has no partition '9' (its partitions: 0, 1, 2, 3)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("partition '9'").count(), 1, "{stderr}");
+    assert!(!stderr.contains("summary"), "nothing was read: {stderr}");
+}
+
+#[test]
+fn flags_that_mean_nothing_are_refused_before_connecting() {
+    for (flags, says) in [
+        (&["--max-pending", "0"][..], "--max-pending"),
+        (&["--rate", "0"][..], "not a rate"),
+        (&["--try-timeout", "0s"][..], "more than zero"),
+        (&["--delivery-timeout", "0"][..], "more than zero"),
+        (&["--delimiter", "ab"][..], "not one character"),
+        (&["-H", "novalue"][..], "not name=value"),
+        (
+            &["--key", "k", "--key-field", "id"][..],
+            "cannot be used with",
+        ),
+        (&["no-such-file.txt"][..], "cannot read no-such-file.txt"),
+    ] {
+        // A connection string nothing listens on: a refusal must come first.
+        let mut args = vec!["--hub", "eh1"];
+        args.extend_from_slice(flags);
+        let cs = "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true";
+        let (ok, stderr) = send(&args, Some(cs), "x\n");
+        assert!(!ok, "{flags:?}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}
+
+/// Runs `hubcat tail --format json` over the emulator's whole hub.
+fn tail_json(cs: &str) -> Vec<serde_json::Value> {
+    let out = hubcat()
+        .args(["tail", "--hub", "eh1", "--format", "json"])
+        .env("EVENTHUBS_CONNECTION_STRING", cs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn files_delimiters_keys_headers_and_content_types_reach_the_hub() {
+    let emulator = Emulator::start();
+    let dir = std::env::temp_dir().join(format!("hubcat-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
+    std::fs::write(&a, "k1\tfirst\0k2\tsecond\0").unwrap();
+    std::fs::write(&b, "k1\tthird").unwrap();
+    let (ok, stderr) = send(
+        &[
+            "--hub",
+            "eh1",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--delimiter",
+            "\\0",
+            "--key-delimiter",
+            "\\t",
+            "-H",
+            "source=test",
+            "--content-type",
+            "text/plain",
+            "--max-wait-ms",
+            "5",
+        ],
+        Some(&emulator.connection_string),
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let mut events = tail_json(&emulator.connection_string);
+    events.sort_by_key(|e| e["body"].as_str().unwrap().to_owned());
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["partition_key"].as_str().unwrap(),
+                e["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("k1", "first"), ("k2", "second"), ("k1", "third")]);
+    for e in &events {
+        assert_eq!(e["properties"]["source"], "test", "{e}");
+        assert_eq!(e["content_type"], "text/plain", "{e}");
+    }
+    // One key, one partition: k1's two events sit together.
+    assert_eq!(events[0]["partition"], events[2]["partition"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_quiet_run_says_nothing_and_a_json_summary_goes_to_stdout() {
+    let emulator = Emulator::start();
+    let input: String = (0..20)
+        .map(|i| format!("{{\"user\":{{\"id\":\"u{}\"}}}}\n", i % 3))
+        .collect();
+    let mut child = hubcat()
+        .args([
+            "send",
+            "--hub",
+            "eh1",
+            "--key-field",
+            "user.id",
+            "--quiet",
+            "--summary",
+            "json",
+        ])
+        .args([
+            "--idempotent",
+            "--retries",
+            "2",
+            "--try-timeout",
+            "10s",
+            "--rate",
+            "1000",
+        ])
+        .env("EVENTHUBS_CONNECTION_STRING", &emulator.connection_string)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "quiet: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["events_sent"], 20);
+    assert_eq!(summary["events_failed"], 0);
+    // 20 events at 1000/s take at least 19 ms.
+    assert!(
+        summary["elapsed_seconds"].as_f64().unwrap() >= 0.019,
+        "{summary}"
+    );
+    let keys: std::collections::BTreeSet<String> = tail_json(&emulator.connection_string)
+        .iter()
+        .map(|e| e["partition_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.into_iter().collect::<Vec<_>>(), ["u0", "u1", "u2"]);
 }
 
 #[test]
@@ -113,7 +271,8 @@ fn lines_that_are_not_utf8_are_published_as_bytes_or_refused_with_strict_utf8() 
     let cs = emulator.connection_string.as_str();
     let (ok, stderr) = send(&["--hub", "eh1"], Some(cs), &input);
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("events sent      1000"), "{stderr}");
+    assert!(stderr.contains("events sent      1,000"), "{stderr}");
+    assert!(stderr.contains("elapsed "), "{stderr}");
 
     let failed = std::env::temp_dir().join(format!("hubcat-strict-{}.txt", std::process::id()));
     let args = [
@@ -169,7 +328,7 @@ fn sigterm_stops_reading_publishes_what_was_read_and_prints_the_summary() {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     // Ready: connected, signal handlers in place, reading.
-    while !seen.contains("reading lines from stdin") {
+    while !seen.contains("connected; reading stdin") {
         let mut line = String::new();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,

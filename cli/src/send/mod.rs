@@ -1,0 +1,364 @@
+//! `hubcat send`: events from files or stdin into a hub.
+//!
+//! Files: `args` (the flags and their checks), `input` (reading and cutting the input
+//! into events), `shape` (what an input becomes: key, partition, properties).
+
+mod args;
+mod input;
+mod shape;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use streaming_producer::{BatchOutcome, Outcomes, Producer, RetryPolicy};
+
+pub(crate) use args::SendArgs;
+use args::SummaryFormat;
+use input::{Inputs, Line};
+use shape::Shape;
+
+#[derive(Debug, Default)]
+struct Stats {
+    events_ok: u64,
+    events_failed: u64,
+    batches: u64,
+    batch_bytes: u64,
+}
+
+async fn collect(
+    mut outcomes: Outcomes,
+    mut failed_out: Option<std::io::BufWriter<std::fs::File>>,
+    delimiter: u8,
+) -> std::io::Result<Stats> {
+    let mut stats = Stats::default();
+    while let Some(BatchOutcome {
+        partition,
+        events,
+        size_in_bytes,
+        result,
+        ..
+    }) = outcomes.next().await
+    {
+        match result {
+            Ok(()) => {
+                stats.events_ok += events.len() as u64;
+                stats.batches += 1;
+                stats.batch_bytes += size_in_bytes as u64;
+            }
+            Err(e) => {
+                stats.events_failed += events.len() as u64;
+                tracing::warn!(partition, events = events.len(), "publishing failed: {e}");
+                if let Some(out) = failed_out.as_mut() {
+                    for event in &events {
+                        out.write_all(event.body())?;
+                        out.write_all(&[delimiter])?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut out) = failed_out {
+        out.flush()?;
+    }
+    Ok(stats)
+}
+
+pub(crate) async fn run(args: SendArgs) -> ExitCode {
+    // From here on SIGINT and SIGTERM stop the reading, and what was read is published.
+    let mut stop = std::pin::pin!(crate::stop_signal());
+    let mut inputs = match Inputs::new(&args.files) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            eprintln!("hubcat send: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut builder = Producer::builder()
+        .connection_string(&args.hub.connection_string)
+        .max_wait(Duration::from_millis(args.max_wait_ms))
+        .max_pending_events(usize::try_from(args.max_pending).unwrap_or(usize::MAX))
+        .delivery_timeout(args.delivery_timeout)
+        .idempotent_retries(args.idempotent);
+    if let Some(hub) = &args.hub.hub {
+        builder = builder.hub(hub.clone());
+    }
+    if let Some(n) = args.retries {
+        builder = builder.retry_policy(RetryPolicy::default().with_max_retries(n));
+    }
+    if let Some(t) = args.try_timeout {
+        builder = builder.try_timeout(t);
+    }
+    let failed_out = match &args.failed_out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("hubcat send: cannot create {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let (mut producer, outcomes) = match builder.build().await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("hubcat send: {}", args.hub.explain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(p) = &args.partition {
+        let ids = producer.partition_ids();
+        if !ids.contains(p) {
+            eprintln!(
+                "hubcat send: the hub has no partition '{p}' (its partitions: {})",
+                ids.join(", ")
+            );
+            let _ = producer.close().await;
+            return ExitCode::FAILURE;
+        }
+    }
+    let shape = Shape::new(&args);
+    let max_batch = producer.max_batch_bytes();
+    let collector = tokio::spawn(collect(outcomes, failed_out, args.delimiter));
+    let started = Instant::now();
+    let max_line = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
+    let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let (mut read, mut unparsed, mut too_long) = (0u64, Vec::new(), 0u64);
+    let mut read_failed = false;
+    let mut interrupted = None;
+    let mut last_progress = Instant::now();
+    if !args.quiet {
+        let names: Vec<String> = if args.files.is_empty() {
+            vec!["stdin".to_owned()]
+        } else {
+            args.files
+                .iter()
+                .map(|f| match f.to_str() {
+                    Some("-") => "stdin".to_owned(),
+                    _ => f.display().to_string(),
+                })
+                .collect()
+        };
+        eprintln!("hubcat send: connected; reading {}", names.join(", "));
+    }
+    loop {
+        if let Some(pace) = pace {
+            // Paced by the schedule, not by sleeps in a row, so the rate holds on average.
+            let due = started + pace.mul_f64(read as f64);
+            tokio::select! {
+                biased;
+                signal = &mut stop => {
+                    interrupted = Some(signal);
+                    break;
+                }
+                () = tokio::time::sleep_until(due.into()) => {}
+            }
+        }
+        let line = tokio::select! {
+            biased;
+            signal = &mut stop => {
+                interrupted = Some(signal);
+                break;
+            }
+            line = inputs.next(max_line, args.delimiter) => line,
+        };
+        let line = match line {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("hubcat send: {e} (after {read} events)");
+                read_failed = true;
+                break;
+            }
+        };
+        read += 1;
+        let line = match line {
+            Line::Bytes(bytes) => bytes,
+            Line::TooLong(len) => {
+                eprintln!(
+                    "hubcat send: line {read} has {len} bytes, more than --max-line-bytes \
+                     {max_line}; not published (counted as a failure)"
+                );
+                too_long += 1;
+                continue;
+            }
+        };
+        match shape.event(line) {
+            Ok(event) => {
+                if let Err(e) = producer.enqueue(event).await {
+                    eprintln!("hubcat send: {}", crate::chain(e.error()));
+                    break;
+                }
+            }
+            Err((line, why)) => {
+                tracing::warn!(event = read, "skipped: {why}");
+                unparsed.push(line);
+            }
+        }
+        if !args.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "hubcat send: {read} events read, {} pending, {:.0} events/s",
+                producer.total_pending(),
+                read as f64 / secs
+            );
+        }
+    }
+    if let Some(signal) = interrupted {
+        eprintln!(
+            "hubcat send: {signal}: stopped reading after {read} events; publishing what was read"
+        );
+    }
+    if let Err(e) = producer.close().await {
+        eprintln!("hubcat send: closing failed: {}", crate::chain(&e));
+    }
+    let stats = match collector.await {
+        Ok(Ok(stats)) => stats,
+        Ok(Err(e)) => {
+            eprintln!("hubcat send: writing failed events failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("hubcat send: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.failed_out {
+        if !unparsed.is_empty() {
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| {
+                    unparsed.iter().try_for_each(|l| {
+                        f.write_all(l)?;
+                        f.write_all(&[args.delimiter])
+                    })
+                });
+            if let Err(e) = appended {
+                eprintln!("hubcat send: writing {} failed: {e}", path.display());
+            }
+        }
+    }
+    let summary = Summary {
+        elapsed: started.elapsed(),
+        read,
+        stats,
+        unparsable: unparsed.len() as u64,
+        too_long,
+        max_batch,
+        read_failed,
+    };
+    match args.summary {
+        SummaryFormat::Json => println!("{}", summary.json()),
+        SummaryFormat::Text if !args.quiet => eprint!("{}", summary.text()),
+        SummaryFormat::Text => {}
+    }
+    if summary.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// What a run did.
+struct Summary {
+    elapsed: Duration,
+    read: u64,
+    stats: Stats,
+    unparsable: u64,
+    too_long: u64,
+    max_batch: usize,
+    read_failed: bool,
+}
+
+impl Summary {
+    fn failures(&self) -> u64 {
+        self.stats.events_failed + self.unparsable + self.too_long
+    }
+
+    fn ok(&self) -> bool {
+        self.failures() == 0 && !self.read_failed && self.stats.events_ok == self.read
+    }
+
+    /// Mean batch fill, in percent of the largest batch.
+    fn fill(&self) -> f64 {
+        if self.stats.batches == 0 {
+            return 0.0;
+        }
+        100.0 * self.stats.batch_bytes as f64 / (self.stats.batches as f64 * self.max_batch as f64)
+    }
+
+    fn rate(&self) -> f64 {
+        self.stats.events_ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!(
+            "hubcat send: summary\n  \
+             events sent      {}\n  \
+             batches          {}\n  \
+             mean batch fill  {:.1}% of {} bytes\n  \
+             elapsed          {:.2} s\n  \
+             events/s         {}\n  \
+             failures         {} ({} unparsable, {} too long)\n",
+            readable(self.stats.events_ok),
+            readable(self.stats.batches),
+            self.fill(),
+            self.max_batch,
+            self.elapsed.as_secs_f64(),
+            readable(self.rate().round() as u64),
+            readable(self.failures()),
+            self.unparsable,
+            self.too_long,
+        );
+        if self.read_failed {
+            text.push_str("  input            not read to the end (see above)\n");
+        }
+        text
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok(),
+            "events_read": self.read,
+            "events_sent": self.stats.events_ok,
+            "events_failed": self.failures(),
+            "unparsable": self.unparsable,
+            "too_long": self.too_long,
+            "batches": self.stats.batches,
+            "mean_batch_fill": self.fill() / 100.0,
+            "max_batch_bytes": self.max_batch,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "events_per_second": self.rate(),
+            "input_read_to_end": !self.read_failed,
+        })
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn readable(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn numbers_are_grouped_in_thousands() {
+        assert_eq!(readable(0), "0");
+        assert_eq!(readable(999), "999");
+        assert_eq!(readable(1000), "1,000");
+        assert_eq!(readable(1_234_567), "1,234,567");
+    }
+}
