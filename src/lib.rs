@@ -68,6 +68,33 @@
 //!   fate is unknown keeps its numbers and is tried again until the service
 //!   acknowledges it or its delivery timeout passes.
 //!
+//! # Coming from .NET's `EventHubBufferedProducerClient`
+//!
+//! The proposal this producer implements, by name:
+//!
+//! | .NET | here |
+//! |---|---|
+//! | `EnqueueEventAsync`, `EnqueueEventsAsync` | [`Producer::enqueue`], [`Producer::enqueue_all`], or the [`Sink`](futures_sink::Sink) (`send`, `send_all`, `forward`) |
+//! | `SendEventBatchSucceededAsync` handler | an item of [`Outcomes`] whose `result` is `Ok(())` |
+//! | `SendEventBatchFailedAsync` handler | an item of [`Outcomes`] whose `result` is the [`Error`], with the events |
+//! | `FlushAsync` | [`Producer::flush`] (and [`Producer::flush_partition`]) |
+//! | `CloseAsync(flush: true)`, `DisposeAsync` | [`Producer::close`] |
+//! | `CloseAsync(flush: false)` | [`Producer::close_abandon`]: unsent events come back as abandoned outcomes |
+//! | `GetBufferedEventCount`, `TotalBufferedEventCount` | [`Producer::pending`], [`Producer::total_pending`] |
+//! | `GetPartitionIdsAsync`, `GetPartitionPropertiesAsync` | [`Producer::partition_ids`], [`Producer::partition_properties`] |
+//! | `MaximumWaitTime` | [`ProducerBuilder::max_wait`] |
+//! | `MaximumEventBufferLengthPerPartition` | [`ProducerBuilder::max_pending_events`] (for all partitions together) and [`ProducerBuilder::max_pending_bytes`] |
+//! | `MaximumConcurrentSendsPerPartition` | [`ProducerBuilder::max_concurrent_sends_per_partition`] |
+//! | `EnableIdempotentRetries` | [`ProducerBuilder::idempotent_retries`] |
+//! | `RetryOptions` (`MaximumRetries`, `Delay`, `MaximumDelay`, `TryTimeout`) | [`ProducerBuilder::retry_policy`] with a [`RetryPolicy`], and [`ProducerBuilder::try_timeout`] |
+//! | `Identifier` | [`ProducerBuilder::identifier`] |
+//! | `SendEventOptions.PartitionKey`, `.PartitionId` | [`EventData::with_partition_key`], [`EventData::with_partition_id`] |
+//! | `new(connectionString, eventHubName)` | [`ProducerBuilder::connection_string`] and [`ProducerBuilder::hub`] |
+//! | `new(fullyQualifiedNamespace, eventHubName, credential)` | [`ProducerBuilder::fully_qualified_namespace`], [`ProducerBuilder::hub`], [`ProducerBuilder::credential`] |
+//!
+//! Beyond the proposal: [`ProducerBuilder::delivery_timeout`] (Kafka's
+//! `delivery.timeout.ms`), [`Producer::clear_partition`], and tower layers of your own.
+//!
 //! # Features
 //!
 //! - `opentelemetry`: stamps the current `tracing` span's W3C trace context on each
@@ -76,12 +103,17 @@
 //!   `messaging.client.operation.duration`, `eventhubs.producer.pending_events`) from
 //!   the global meter provider as it is when the producer is built.
 //! - `otlp`: only for the `otel_export` example, which then exports over OTLP/HTTP.
+//! - `azure-identity`: `AzureTokenCredential` adapts `azure_core`'s `TokenCredential`,
+//!   so `azure_identity`'s `DefaultAzureCredential` (or any Entra ID credential) can
+//!   authenticate the producer with [`ProducerBuilder::credential`].
 //!
 //! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
 //! with the OpenTelemetry messaging attributes.
 #![forbid(unsafe_code)]
 
 mod amqp;
+#[cfg(feature = "azure-identity")]
+mod azure_identity;
 mod backoff;
 mod batch;
 mod codec;
@@ -99,6 +131,8 @@ pub mod stack;
 mod trace_context;
 
 pub use amqp::{HubProperties, PartitionProperties, DEFAULT_MAX_MESSAGE_SIZE};
+#[cfg(feature = "azure-identity")]
+pub use azure_identity::{AzureTokenCredential, EVENT_HUBS_SCOPE};
 pub use batch::Batch;
 pub use connection_string::{ConnectionString, ConnectionStringCredentials};
 pub use credential::{

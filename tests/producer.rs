@@ -675,3 +675,41 @@ async fn batches_filled_to_the_last_byte_are_accepted() {
     assert!(fullest > producer.max_batch_bytes() - 16, "{fullest}");
     assert_eq!(emulator.events("eh1", "0").unwrap().len(), 120_000);
 }
+
+#[tokio::test]
+async fn a_cancelled_enqueue_accepts_nothing_and_a_cancelled_close_still_publishes() {
+    let emulator = emulator(1).await;
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200))
+        .max_pending_events(1)
+        .try_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    producer.enqueue(EventData::new("accepted")).await.unwrap();
+    // No room: the enqueue waits, and is dropped while it waits.
+    assert!(producer
+        .enqueue(EventData::new("never accepted"))
+        .now_or_never()
+        .is_none());
+    assert_eq!(producer.total_pending(), 1);
+    // A close polled once and dropped has closed the producer, and the shutdown goes on.
+    assert!(producer.close().now_or_never().is_none());
+    let e = producer
+        .enqueue(EventData::new("too late"))
+        .await
+        .unwrap_err();
+    assert!(e.error().is_closed(), "{}", e.error());
+    let mut published = Vec::new();
+    while let Some(outcome) = tokio::time::timeout(Duration::from_secs(10), outcomes.next())
+        .await
+        .expect("the shutdown publishes and ends the outcomes")
+    {
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        published.extend(outcome.events.iter().map(|e| e.body().clone()));
+    }
+    assert_eq!(published, ["accepted"]);
+    assert_eq!(bodies(&emulator, "0"), ["accepted"]);
+}

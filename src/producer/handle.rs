@@ -26,6 +26,43 @@ type ClosingFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 ///
 /// Cloning gives another handle on the same producer; a clone starts without a
 /// reserved slot.
+///
+/// # Backpressure
+///
+/// `poll_ready` (and so [`enqueue`](Self::enqueue), `SinkExt::send` and `forward`)
+/// waits while `max_pending_events` events, or `max_pending_bytes` bytes of bodies,
+/// are pending. Pending counts every accepted event until its outcome is handed out
+/// by [`Outcomes`](crate::Outcomes): in an open batch, waiting its turn, in flight,
+/// being retried, or in an outcome not yet read. A producer whose outcomes are not
+/// read therefore stops taking events; drop the `Outcomes` to ignore them. A partition
+/// that cannot publish holds only its own events: the others go on as long as there
+/// is room.
+///
+/// # Ordering
+///
+/// With one send in flight per partition (the default), a partition's events are
+/// published in the order they were accepted, retries included: a batch is retried
+/// before the next one of its partition goes. Events of different partitions have no
+/// order. Above one send in flight, a failed batch can be overtaken by the next.
+///
+/// # Cancellation
+///
+/// - An [`enqueue`](Self::enqueue) future dropped before it resolves has not
+///   accepted its event: the event is dropped with the future and gets no outcome.
+///   Once it resolves `Ok`, the event is accepted and will have exactly one outcome.
+/// - [`flush`](Self::flush), [`flush_partition`](Self::flush_partition) and
+///   [`clear_partition`](Self::clear_partition) act when first polled; dropping them
+///   later only stops the wait.
+/// - [`close`](Self::close) and [`close_abandon`](Self::close_abandon) close the
+///   producer when first polled; dropped later, the shutdown goes on in the background
+///   as if every handle had been dropped.
+///
+/// # Drop behavior
+///
+/// Dropping every handle without closing publishes what is pending (as
+/// [`close`](Self::close) would), but nothing waits for it: a program that exits right after loses what was not yet published. Close
+/// the producer (or let `forward` close it) to know when everything is out; each
+/// event's fate is in [`Outcomes`](crate::Outcomes) until that stream ends.
 pub struct Producer {
     pub(super) shared: Arc<Shared>,
     pub(super) amqp: Option<Amqp>,

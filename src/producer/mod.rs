@@ -22,22 +22,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Backpressure
-//!
-//! `poll_ready` waits while `max_pending_events` events (or `max_pending_bytes` bytes
-//! of bodies) are pending, counting events in open batches, in flight and with
-//! outcomes not yet handed out. Events leave the count when their outcome is handed
-//! out by [`Outcomes`] (or dropped with it).
-//!
-//! # Ordering
-//!
-//! With one send in flight per partition (the default), the events of a partition are
-//! published in the order they were accepted.
-//!
-//! # Drop behavior
-//!
-//! Dropping every producer handle without closing publishes what is pending (as a
-//! close would), but nothing waits for it; close the producer to know when it is done.
+//! The contracts (backpressure, ordering, cancellation, drop) are on [`Producer`].
 
 mod builder;
 mod capacity;
