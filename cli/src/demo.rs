@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use streaming_producer::{EventData, Producer, PropertyValue};
 
 #[derive(Debug, Args)]
@@ -61,10 +60,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The most bytes of event bodies the demo lets be pending.
+const MAX_PENDING_BYTES: usize = 256 << 20;
+
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
-    if args.size == 0 || args.count == 0 {
-        eprintln!("hubcat demo: --count and --size must be positive");
+    if args.size == 0 || args.count == 0 || args.max_pending == 0 {
+        eprintln!("hubcat demo: --count, --size and --max-pending must be positive");
         return ExitCode::FAILURE;
+    }
+    // The pending bound in bytes follows the bound in events, up to a ceiling that
+    // keeps large events from taking gigabytes; say so when it binds.
+    let wanted = args.max_pending.saturating_mul(args.size);
+    let pending_bytes = wanted.clamp(1 << 20, MAX_PENDING_BYTES);
+    if wanted > MAX_PENDING_BYTES && !args.quiet {
+        eprintln!(
+            "hubcat demo: {} pending events of {} bytes would hold {} MiB; pending bodies are \
+             capped at {} MiB (about {} events)",
+            crate::send::readable(args.max_pending as u64),
+            crate::send::readable(args.size as u64),
+            crate::send::readable((wanted >> 20) as u64),
+            MAX_PENDING_BYTES >> 20,
+            crate::send::readable((MAX_PENDING_BYTES / args.size) as u64),
+        );
     }
     let mut emulator: Option<eventhubs_emulator::EmulatorHandle> = None;
     let (connection_string, hub) = match &args.connection_string {
@@ -92,8 +109,8 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     };
     let mut builder = Producer::builder()
         .connection_string(&connection_string)
-        .max_pending_events(args.max_pending.max(1))
-        .max_pending_bytes((args.max_pending.max(1) * args.size).max(1 << 20))
+        .max_pending_events(args.max_pending)
+        .max_pending_bytes(pending_bytes)
         .max_wait(Duration::from_millis(args.max_wait_ms))
         .idempotent_retries(args.idempotent);
     if let Some(hub) = hub {
@@ -102,24 +119,23 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let (mut producer, mut outcomes) = match builder.build().await {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("hubcat demo: {}", crate::chain(&e));
+            eprintln!(
+                "hubcat demo: {}",
+                crate::hub::explain(&e, args.hub.is_some())
+            );
             return ExitCode::FAILURE;
         }
     };
     let max_batch = producer.max_batch_bytes();
     let partitions = producer.partition_ids();
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.count)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = Arc::new(crate::progress::Progress::new(
+        "demo",
+        "events published",
+        Some(args.count),
+        args.quiet,
+        String::new,
+    ));
 
     // Enqueue times, indexed by event number, for enqueue-to-outcome latency.
     let started = Instant::now();
@@ -184,7 +200,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    bar.finish_and_clear();
+    bar.finish();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let fill = if batches > 0 {
@@ -201,13 +217,15 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
             "at least once (a retry after a lost acknowledgement may store twice)"
         }
     );
-    println!("  events published      {ok} of {}", args.count);
-    println!("  failures              {failed}");
+    let n = crate::send::readable;
+    println!("  events published      {} of {}", n(ok), n(args.count));
+    println!("  failures              {}", n(failed));
+    println!("  elapsed               {elapsed:.2} s");
     println!(
-        "  events/s              {:.0}",
-        ok as f64 / elapsed.max(1e-9)
+        "  events/s              {}",
+        n((ok as f64 / elapsed.max(1e-9)).round() as u64)
     );
-    println!("  batches               {batches}");
+    println!("  batches               {}", n(batches));
     println!("  mean batch fill       {fill:.1}% of {max_batch} bytes");
     println!(
         "  latency p50 / p99     {:.1} ms / {:.1} ms (enqueue to outcome)",
@@ -227,11 +245,12 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
                 .map(|i| (i.last_sequence_number + 1) as u64)
                 .unwrap_or(0);
             stored_total += stored;
-            println!("    partition {id:>4}        {stored}");
+            println!("    partition {id:>4}        {}", n(stored));
         }
         read_back_ok = stored_total == ok;
         println!(
-            "  read back             {stored_total} stored, {}",
+            "  read back             {} stored, {}",
+            n(stored_total),
             if read_back_ok {
                 "equal to what was published"
             } else {

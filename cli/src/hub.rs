@@ -17,14 +17,7 @@ pub(crate) struct HubArgs {
 impl HubArgs {
     /// An error of connecting, with a hint where a flag of hubcat's is the fix.
     pub(crate) fn explain(&self, e: &Error) -> String {
-        let text = crate::chain(e);
-        if text.contains("no event hub named") && self.hub.is_none() {
-            format!("{text} (give it with --hub NAME)")
-        } else if e.is_not_found() {
-            format!("{text} (check --hub or EntityPath)")
-        } else {
-            text
-        }
+        explain(e, self.hub.is_some())
     }
 
     /// A reader of the hub, through `consumer_group`.
@@ -36,5 +29,18 @@ impl HubArgs {
             builder = builder.hub(hub.clone());
         }
         builder.build().await.map_err(|e| self.explain(&e))
+    }
+}
+
+/// An error of connecting, with a hint where a flag of hubcat's is the fix;
+/// `hub_given` says whether `--hub` was.
+pub(crate) fn explain(e: &Error, hub_given: bool) -> String {
+    let text = crate::chain(e);
+    if text.contains("no event hub named") && !hub_given {
+        format!("{text} (give it with --hub NAME)")
+    } else if e.is_not_found() {
+        format!("{text} (check --hub or EntityPath)")
+    } else {
+        text
     }
 }

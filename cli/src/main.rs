@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod demo;
 mod hub;
 mod info;
+mod progress;
 mod send;
 mod tail;
 
@@ -118,7 +119,11 @@ fn main() -> ExitCode {
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(progress::escapes()),
+        )
         .with(filter)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -21,15 +21,42 @@ fn the_demo_publishes_everything_and_reads_the_same_count_back() {
     let (ok, out) = demo(&["--count", "20000", "--keys", "50", "--partitions", "3"]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("events published      20000 of 20000"),
+        out.contains("events published      20,000 of 20,000"),
         "{out}"
     );
     assert!(
-        out.contains("read back             20000 stored, equal"),
+        out.contains("read back             20,000 stored, equal"),
         "{out}"
     );
     assert!(out.contains("latency p50 / p99"), "{out}");
+    assert!(out.contains("elapsed "), "{out}");
     assert_eq!(out.matches("    partition ").count(), 3, "{out}");
+}
+
+#[test]
+fn large_events_get_a_byte_bound_and_say_so() {
+    // 100,000 pending events of 100 kB would be 9.5 GiB: the bound in bytes caps it.
+    let out = Command::new(env!("CARGO_BIN_EXE_hubcat"))
+        .args([
+            "demo",
+            "--count",
+            "300",
+            "--size",
+            "100000",
+            "--max-wait-ms",
+            "5",
+        ])
+        .env_remove("EVENTHUBS_CONNECTION_STRING")
+        .output()
+        .expect("run hubcat demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("capped at 256 MiB (about 2,684 events)"),
+        "{stderr}"
+    );
+    // Not a terminal: plain progress, no escape codes.
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }
 
 #[test]
@@ -49,7 +76,7 @@ fn throttling_faults_are_absorbed_by_retries() {
     assert!(ok, "{out}");
     assert!(out.contains("failures              0"), "{out}");
     assert!(
-        out.contains("read back             5000 stored, equal"),
+        out.contains("read back             5,000 stored, equal"),
         "{out}"
     );
 }
@@ -71,7 +98,7 @@ fn idempotent_publishing_stores_each_event_once_despite_lost_acknowledgements() 
     assert!(out.contains("publishing            idempotent"), "{out}");
     assert!(out.contains("failures              0"), "{out}");
     assert!(
-        out.contains("read back             2000 stored, equal"),
+        out.contains("read back             2,000 stored, equal"),
         "{out}"
     );
     // The same run without idempotence stores the retried batches twice, and the
@@ -84,6 +111,9 @@ fn idempotent_publishing_stores_each_event_once_despite_lost_acknowledgements() 
 #[test]
 fn bad_arguments_are_refused() {
     let (ok, out) = demo(&["--count", "0"]);
+    assert!(!ok);
+    assert!(out.contains("must be positive"), "{out}");
+    let (ok, out) = demo(&["--max-pending", "0"]);
     assert!(!ok);
     assert!(out.contains("must be positive"), "{out}");
     let (ok, out) = demo(&["--fault", "nonsense"]);

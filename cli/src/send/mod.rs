@@ -127,7 +127,12 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let (mut read, mut unparsed, mut too_long) = (0u64, Vec::new(), 0u64);
     let mut read_failed = false;
     let mut interrupted = None;
-    let mut last_progress = Instant::now();
+    let progress = {
+        let producer = producer.clone();
+        crate::progress::Progress::new("send", "events read", None, args.quiet, move || {
+            format!("{} pending", readable(producer.total_pending() as u64))
+        })
+    };
     if !args.quiet {
         let names: Vec<String> = if args.files.is_empty() {
             vec!["stdin".to_owned()]
@@ -173,6 +178,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             }
         };
         read += 1;
+        progress.inc(1);
         let line = match line {
             Line::Bytes(bytes) => bytes,
             Line::TooLong(len) => {
@@ -196,16 +202,8 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
                 unparsed.push(line);
             }
         }
-        if !args.quiet && last_progress.elapsed() >= Duration::from_secs(1) {
-            last_progress = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!(
-                "hubcat send: {read} events read, {} pending, {:.0} events/s",
-                producer.total_pending(),
-                read as f64 / secs
-            );
-        }
     }
+    progress.finish();
     if let Some(signal) = interrupted {
         eprintln!(
             "hubcat send: {signal}: stopped reading after {read} events; publishing what was read"
