@@ -105,7 +105,8 @@
 //! - `otlp`: only for the `otel_export` example, which then exports over OTLP/HTTP.
 //! - `azure-identity`: `AzureTokenCredential` adapts `azure_core`'s `TokenCredential`,
 //!   so `azure_identity`'s `DefaultAzureCredential` (or any Entra ID credential) can
-//!   authenticate the producer with [`ProducerBuilder::credential`].
+//!   authenticate the producer with [`ProducerBuilder::credential`]. It needs Rust 1.88
+//!   (azure_core's minimum; the crate otherwise builds with 1.85).
 //!
 //! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
 //! with the OpenTelemetry messaging attributes.

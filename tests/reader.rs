@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use eventhubs_emulator::{Emulator, EmulatorHandle, DEFAULT_KEY, DEFAULT_KEY_NAME};
 use futures_util::{SinkExt, Stream, StreamExt};
 use streaming_producer::{
-    EventData, Producer, PropertyValue, Reader, ReceivedEvent, SharedKeyCredential, StartPosition,
+    EventData, Producer, PropertyValue, Reader, ReceivedEvent, SasTokenCredential,
+    SharedKeyCredential, StartPosition,
 };
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
@@ -212,6 +213,39 @@ async fn a_producer_built_from_a_namespace_and_a_credential_publishes() {
     let mut read = Box::pin(reader.read("0", StartPosition::Earliest));
     assert_eq!(bodies(&take(&mut read, 1).await), ["from a namespace"]);
     reader.close().await;
+}
+
+#[tokio::test]
+async fn a_namespace_with_a_ready_made_sas_token_publishes() {
+    let emulator = emulator(1).await;
+    let expires = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    // Signed for the hub, as a token service would hand one out.
+    let token = streaming_producer_layers::sas::sign(
+        "amqps://127.0.0.1/eh1",
+        DEFAULT_KEY_NAME,
+        DEFAULT_KEY,
+        expires,
+    );
+    let (mut producer, mut outcomes) = Producer::builder()
+        .fully_qualified_namespace(emulator.addr().to_string())
+        .use_development_emulator(true)
+        .hub("eh1")
+        .credential(SasTokenCredential::new(token).unwrap())
+        .max_wait(Duration::from_millis(5))
+        .build()
+        .await
+        .unwrap();
+    producer.send(EventData::new("with a SAS")).await.unwrap();
+    producer.close().await.unwrap();
+    assert!(outcomes.next().await.unwrap().result.is_ok());
+    assert_eq!(
+        emulator.events("eh1", "0").unwrap()[0].body(),
+        b"with a SAS"
+    );
 }
 
 #[tokio::test]

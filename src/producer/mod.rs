@@ -30,6 +30,7 @@ mod driver;
 mod handle;
 mod lanes;
 mod outcome;
+mod sink;
 
 pub use builder::ProducerBuilder;
 pub use handle::Producer;

@@ -1,0 +1,161 @@
+//! The `Sink` side of the producer: reserving room for an event and accepting it.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{ready, Context, Poll};
+
+use futures_sink::Sink;
+use tokio::sync::mpsc;
+use tokio_util::sync::ReusableBoxFuture;
+
+use super::lanes::{Keyless, Signal};
+use super::{EnqueueError, Producer};
+use crate::batch::Batch;
+use crate::codec;
+use crate::error::{Error, Kind};
+use crate::{EventData, Routing};
+
+impl Producer {
+    pub(super) fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Error::closed()));
+        }
+        if self.reserved.is_none() {
+            match self.permits.poll_acquire(cx) {
+                Poll::Ready(Some(permit)) => self.reserved = Some(permit),
+                Poll::Ready(None) => return Poll::Ready(Err(Error::closed())),
+                Poll::Pending => {
+                    // No room: what is open will not fill, so publish it now.
+                    self.shared.starve(&self.signals);
+                    return Poll::Pending;
+                }
+            }
+        }
+        if self.bytes_wait.is_none() && self.shared.budget.bytes_full() {
+            let budget = self.shared.budget.clone();
+            self.bytes_wait = Some(ReusableBoxFuture::new(budget.bytes_available()));
+        }
+        if let Some(wait) = self.bytes_wait.as_mut() {
+            if wait.poll(cx).is_pending() {
+                self.shared.starve(&self.signals);
+                return Poll::Pending;
+            }
+            self.bytes_wait = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Routes, encodes and adds the event to its partition's open batch; needs a
+    /// reserved slot.
+    pub(super) fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
+        let Some(permit) = self.reserved.take() else {
+            return Err(EnqueueError::new(
+                Error::config("poll_ready must succeed before start_send"),
+                event,
+            ));
+        };
+        #[cfg(feature = "opentelemetry")]
+        let event = crate::trace_context::stamp(event);
+        let version = self.shared.ids_version.load(Ordering::Acquire);
+        if version != self.ids.0 {
+            self.ids = (version, self.shared.ids());
+        }
+        let shared = &self.shared;
+        let ids = &self.ids.1;
+        let encoded = codec::encode(&event, shared.idempotent);
+        let cost = Batch::cost(&encoded);
+        let routed = match event.routing() {
+            Routing::PartitionId(id) => ids
+                .iter()
+                .position(|p| p == id)
+                .ok_or_else(|| (id.clone(), Error::new(Kind::UnknownPartition(id.clone())))),
+            Routing::PartitionKey(key) => {
+                Ok(shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
+            }
+            Routing::Auto => Ok(
+                match &mut *shared.keyless.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Keyless::RoundRobin(rr) => rr.next(ids.len()),
+                    Keyless::Sticky(s) => s.next(cost, ids.len()),
+                },
+            ),
+        };
+        let refused = match routed {
+            Ok(partition) if cost <= shared.max_batch_bytes => {
+                return shared
+                    .append(&self.signals, partition, event, encoded, cost, permit)
+                    .map_err(|event| EnqueueError::new(Error::closed(), event));
+            }
+            Ok(partition) => (
+                ids[partition].clone(),
+                Error::new(Kind::TooLarge {
+                    size: cost,
+                    max: shared.max_batch_bytes,
+                }),
+            ),
+            Err(refused) => refused,
+        };
+        // An event that can never be published still gets its outcome, and counts
+        // until then.
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(EnqueueError::new(Error::closed(), event));
+        }
+        let (partition, error) = refused;
+        let capacity = shared.capacity_of(permit, event.body().len());
+        let signal = Signal::Refused {
+            partition,
+            event: Box::new(event),
+            error,
+            capacity,
+        };
+        match self.signals.send(signal) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Signal::Refused { event, .. })) => {
+                Err(EnqueueError::new(Error::closed(), *event))
+            }
+            Err(_) => unreachable!("the signal sent was a refusal"),
+        }
+    }
+}
+
+/// A failed `start_send` hands the event back in the [`EnqueueError`].
+impl Sink<EventData> for Producer {
+    type Error = EnqueueError;
+
+    fn poll_ready(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
+        self.poll_reserve(cx)
+            .map_err(|error| EnqueueError { error, event: None })
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), EnqueueError> {
+        self.accept(event)
+    }
+
+    /// A hand-off: accepted events are already with the producer, so this is ready at
+    /// once and `forward` of a sparse stream still builds dense batches. Use
+    /// [`Producer::flush`] to publish now and wait for outcomes.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), EnqueueError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Publishes everything and waits for every outcome, like [`Producer::close`].
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), EnqueueError>> {
+        if self.close_done {
+            return Poll::Ready(Ok(()));
+        }
+        if self.closing.is_none() {
+            let mut handle = self.clone();
+            self.closing = Some(Box::pin(async move { handle.shutdown(false).await }));
+        }
+        let closing = self.closing.as_mut().expect("set above");
+        let result = ready!(closing.as_mut().poll(cx));
+        self.closing = None;
+        self.close_done = true;
+        Poll::Ready(result.map_err(|error| EnqueueError { error, event: None }))
+    }
+}
