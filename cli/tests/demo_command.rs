@@ -40,7 +40,7 @@ fn large_events_get_a_byte_bound_and_say_so() {
         .args([
             "demo",
             "--count",
-            "300",
+            "60",
             "--size",
             "100000",
             "--max-wait-ms",
