@@ -8,25 +8,9 @@ use std::process::{Command, Stdio};
 use common::{hubcat, Emulator};
 
 fn send(args: &[&str], env_cs: Option<&str>, input: impl AsRef<[u8]>) -> (bool, String) {
-    let mut cmd = hubcat();
-    cmd.arg("send").args(args);
-    if let Some(cs) = env_cs {
-        cmd.env("EVENTHUBS_CONNECTION_STRING", cs);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn send");
-    // A run that refuses its flags may exit before it reads stdin: a broken pipe here
-    // is its business, and its stderr says why.
-    let _ = child.stdin.take().unwrap().write_all(input.as_ref());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args: Vec<&str> = ["send"].iter().chain(args).copied().collect();
+    let (ok, _stdout, stderr) = common::run(&args, env_cs, input);
+    (ok, stderr)
 }
 
 #[test]

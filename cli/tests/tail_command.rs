@@ -3,30 +3,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
+use common::Emulator;
 
-use common::{hubcat, Emulator};
-
-/// Runs hubcat with `args` against the emulator, `input` on stdin; returns success,
-/// stdout and stderr.
+/// Runs hubcat with `args` against the emulator, `input` on stdin.
 fn run(emulator: &Emulator, args: &[&str], input: &str) -> (bool, String, String) {
-    let mut child = hubcat()
-        .args(args)
-        .env("EVENTHUBS_CONNECTION_STRING", &emulator.connection_string)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hubcat");
-    // A run that refuses its flags may exit before it reads stdin.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run(args, Some(&emulator.connection_string), input)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! What the process tests share: the hubcat binary and an emulator process.
 #![allow(dead_code)] // each test file uses a part of it
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
 pub(crate) fn hubcat() -> Command {
@@ -42,4 +42,33 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs hubcat with `args`, `input` on stdin and, if given, `connection_string` in
+/// `EVENTHUBS_CONNECTION_STRING`; returns success, stdout and stderr.
+pub(crate) fn run(
+    args: &[&str],
+    connection_string: Option<&str>,
+    input: impl AsRef<[u8]>,
+) -> (bool, String, String) {
+    let mut cmd = hubcat();
+    cmd.args(args);
+    if let Some(cs) = connection_string {
+        cmd.env("EVENTHUBS_CONNECTION_STRING", cs);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hubcat");
+    // A run that refuses its flags may exit before it reads stdin: a broken pipe here
+    // is its business, and its stderr says why.
+    let _ = child.stdin.take().unwrap().write_all(input.as_ref());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
