@@ -8,7 +8,8 @@ use bytes::Bytes;
 /// neither.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Routing {
-    /// The producer chooses (round-robin, or sticky; see the builder).
+    /// The producer chooses: sticky runs by default, or round-robin (see
+    /// [`ProducerBuilder::sticky_routing`](crate::ProducerBuilder::sticky_routing)).
     #[default]
     Auto,
     /// This partition. An id the hub does not have fails the event with an error.

@@ -166,6 +166,94 @@ async fn sticky_routing_fills_one_partition_before_the_next() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn by_default_keyless_events_go_in_runs_of_a_quarter_of_the_pending_bound() {
+    let (service, log) = recorder();
+    let partitions: Vec<String> = (0..8).map(|p| p.to_string()).collect();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_pending_events(400)
+        .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200))
+        .build_with_service(service, partitions, 1 << 20)
+        .unwrap();
+    let start = Instant::now();
+    for i in 0..300 {
+        producer
+            .enqueue(EventData::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    // The runs the router left are published at once, long before `max_wait`; the
+    // third run stays open, as it may still grow.
+    for expected in ["0", "1"] {
+        let outcome = outcomes.next().await.unwrap();
+        assert!(outcome.is_success());
+        assert_eq!(
+            (outcome.partition.as_str(), outcome.events.len()),
+            (expected, 100)
+        );
+    }
+    {
+        let log = log.lock().unwrap();
+        let runs: Vec<(String, usize)> = log.iter().map(|r| (r.1.clone(), r.2)).collect();
+        assert_eq!(runs, [("0".to_owned(), 100), ("1".to_owned(), 100)]);
+        assert!(
+            log.iter().all(|r| r.0 == start),
+            "published without waiting"
+        );
+    }
+    // The stick moves on over every partition and wraps around. (Unread outcomes hold
+    // their capacity, so they are read as they come.)
+    let reader = tokio::spawn(async move { while outcomes.next().await.is_some() {} });
+    for i in 0..600 {
+        producer
+            .enqueue(EventData::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    reader.await.unwrap();
+    let log = log.lock().unwrap();
+    // A run may go out in two batches when the producer is at its bound (what is open
+    // is published rather than left waiting), but runs never interleave.
+    let mut order: Vec<&str> = log.iter().map(|r| r.1.as_str()).collect();
+    order.dedup();
+    assert_eq!(order, ["0", "1", "2", "3", "4", "5", "6", "7", "0"]);
+    assert!(log.iter().all(|r| r.2 <= 100));
+    assert_eq!(log.iter().map(|r| r.2).sum::<usize>(), 900);
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_routing_spreads_keyless_events_one_at_a_time() {
+    let (service, log) = recorder();
+    let (mut producer, _outcomes) = Producer::builder()
+        .sticky_routing(false)
+        .build_with_service(service, vec!["0".into(), "1".into(), "2".into()], 1 << 20)
+        .unwrap();
+    for i in 0..10 {
+        producer
+            .enqueue(EventData::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut per_partition: Vec<(String, usize)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.1.clone(), r.2))
+        .collect();
+    per_partition.sort();
+    assert_eq!(
+        per_partition,
+        [
+            ("0".to_owned(), 4),
+            ("1".to_owned(), 3),
+            ("2".to_owned(), 3)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_custom_partitioner_decides_where_keys_go() {
     let (service, log) = recorder();
     let (mut producer, _outcomes) = Producer::builder()

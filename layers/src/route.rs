@@ -63,13 +63,28 @@ impl RoundRobin {
     }
 }
 
-/// Keyless events to one partition until a batch's worth (by weight) went there, then
-/// to the next: fuller batches, fewer sends, at the cost of evenness over short spans.
+/// Keyless events to one partition until a stick's worth (by weight, and optionally by
+/// count) went there, then to the next: fuller batches and fewer sends, at the cost of
+/// evenness over short spans. Kafka's producer made the same trade its default for
+/// keyless records (KIP-480, "sticky partitioner", and KIP-794, which bounds each stick by
+/// `batch.size` bytes).
 #[derive(Debug, Clone)]
 pub struct Sticky {
     current: usize,
-    filled: usize,
-    capacity: usize,
+    weight: usize,
+    events: usize,
+    max_weight: usize,
+    max_events: usize,
+}
+
+/// Where [`Sticky::pick`] sends an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The event's partition.
+    pub partition: usize,
+    /// The partition the router just moved away from (never the event's own): its
+    /// stick is complete, so its open batch may be published now.
+    pub left: Option<usize>,
 }
 
 impl Sticky {
@@ -77,21 +92,54 @@ impl Sticky {
     pub fn new(capacity: usize) -> Self {
         Self {
             current: 0,
-            filled: 0,
-            capacity: capacity.max(1),
+            weight: 0,
+            events: 0,
+            max_weight: capacity.max(1),
+            max_events: usize::MAX,
         }
+    }
+
+    /// Also moves on after `events` events, whatever they weigh.
+    ///
+    /// ```
+    /// use streaming_producer_layers::route::Sticky;
+    ///
+    /// let mut sticky = Sticky::new(1 << 20).max_events(2);
+    /// let picks: Vec<usize> = (0..5).map(|_| sticky.next(10, 4)).collect();
+    /// assert_eq!(picks, [0, 0, 1, 1, 2]);
+    /// ```
+    pub fn max_events(mut self, events: usize) -> Self {
+        self.max_events = events.max(1);
+        self
     }
 
     /// The partition for the next event of this `weight`.
     pub fn next(&mut self, weight: usize, partition_count: usize) -> usize {
+        self.pick(weight, partition_count).partition
+    }
+
+    /// The partition for the next event of this `weight`, and the partition left behind
+    /// if this event starts a new stick.
+    pub fn pick(&mut self, weight: usize, partition_count: usize) -> Pick {
         let n = partition_count.max(1);
-        if self.filled > 0 && self.filled + weight > self.capacity {
-            self.current = (self.current + 1) % n;
-            self.filled = 0;
+        let mut left = None;
+        if self.events > 0
+            && (self.weight + weight > self.max_weight || self.events >= self.max_events)
+        {
+            let previous = self.current % n;
+            self.current = (previous + 1) % n;
+            // With one partition there is nowhere to move to.
+            left = (self.current != previous).then_some(previous);
+            self.weight = 0;
+            self.events = 0;
         }
         self.current %= n;
-        self.filled += weight;
-        self.current
+        self.weight += weight;
+        self.events += 1;
+        Pick {
+            partition: self.current,
+            left,
+        }
     }
 }
 
@@ -120,6 +168,47 @@ mod tests {
             "an event heavier than the capacity gets a partition alone"
         );
         assert_eq!(s.next(1, 2), 1);
+    }
+
+    #[test]
+    fn sticky_says_which_partition_it_left() {
+        let mut s = Sticky::new(100).max_events(2);
+        let picks: Vec<Pick> = (0..5).map(|_| s.pick(10, 3)).collect();
+        let left: Vec<Option<usize>> = picks.iter().map(|p| p.left).collect();
+        let parts: Vec<usize> = picks.iter().map(|p| p.partition).collect();
+        assert_eq!(parts, [0, 0, 1, 1, 2]);
+        assert_eq!(left, [None, None, Some(0), None, Some(1)]);
+        // The weight bound still applies under the count bound.
+        assert_eq!(
+            s.pick(95, 3),
+            Pick {
+                partition: 0,
+                left: Some(2)
+            }
+        );
+        assert_eq!(
+            s.pick(10, 3),
+            Pick {
+                partition: 1,
+                left: Some(0)
+            }
+        );
+        // A new stick on the only partition leaves nothing behind.
+        let mut one = Sticky::new(100).max_events(1);
+        assert_eq!(
+            one.pick(10, 1),
+            Pick {
+                partition: 0,
+                left: None
+            }
+        );
+        assert_eq!(
+            one.pick(10, 1),
+            Pick {
+                partition: 0,
+                left: None
+            }
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Producer {
         let ids = &self.ids.1;
         let encoded = codec::encode(&event, shared.idempotent);
         let cost = Batch::cost(&encoded);
+        let mut left = None;
         let routed = match event.routing() {
             Routing::PartitionId(id) => ids
                 .iter()
@@ -75,10 +76,22 @@ impl Producer {
             Routing::Auto => Ok(
                 match &mut *shared.keyless.lock().unwrap_or_else(|e| e.into_inner()) {
                     Keyless::RoundRobin(rr) => rr.next(ids.len()),
-                    Keyless::Sticky(s) => s.next(cost, ids.len()),
+                    Keyless::Sticky(s) => {
+                        let pick = s.pick(cost, ids.len());
+                        left = pick.left;
+                        pick.partition
+                    }
                 },
             ),
         };
+        if let Some(left) = left {
+            // The sticky router moved on: the partition it left gets nothing more for a
+            // while, so its batch is complete. (A closed producer refuses the event
+            // below.)
+            let _ = shared.seal_and_send(&self.signals, left, |sealed| {
+                sealed.map(Signal::Sealed).into_iter().collect()
+            });
+        }
         let refused = match routed {
             Ok(partition) if cost <= shared.max_batch_bytes => {
                 return shared

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How many sticks of keyless events the pending bound holds (see [`Sticky`]).
+const STICKS_IN_BUDGET: usize = 4;
+
 /// Reads the partition ids every `period` until the producer is gone or closed.
 async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period: Duration) {
     let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
@@ -179,7 +182,14 @@ impl ProducerBuilder {
         let events = budget.events.clone();
         let (finished_tx, finished) = watch::channel(false);
         let keyless = if self.sticky {
-            Keyless::Sticky(Sticky::new(max_batch_bytes))
+            // A stick is a quarter of the pending bound (capped by a batch's size), so
+            // about four batches can be filling or in flight at once, on as many
+            // partitions, however many partitions the hub has.
+            let sticks = STICKS_IN_BUDGET;
+            Keyless::Sticky(
+                Sticky::new(max_batch_bytes.min(self.max_pending_bytes / sticks))
+                    .max_events(self.max_pending_events / sticks),
+            )
         } else {
             Keyless::RoundRobin(RoundRobin::new())
         };
