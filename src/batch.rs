@@ -120,6 +120,24 @@ impl Batch {
         }
     }
 
+    /// Takes the events out, and the buffers their encodings were in if no clone of
+    /// the batch and no send holds them any more (for reuse: see `pool`).
+    pub(crate) fn into_events_and_buffers(self) -> (Vec<EventData>, Option<Vec<Vec<u8>>>) {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => {
+                let buffers = Arc::try_unwrap(inner.sections).ok().map(|sections| {
+                    sections
+                        .into_inner()
+                        .into_iter()
+                        .map(|Data(bytes)| bytes.into_vec())
+                        .collect()
+                });
+                (inner.events, buffers)
+            }
+            Err(shared) => (shared.events.clone(), None),
+        }
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.inner.events.len()

@@ -97,8 +97,14 @@ pub(crate) struct Stamp {
 /// The idempotent annotations come first, with fixed-width values, so that
 /// [`stamp`] can write the real numbers in place when the batch is sent.
 pub(crate) fn encode(event: &EventData, idempotent: bool) -> Vec<u8> {
+    encode_into(Vec::new(), event, idempotent)
+}
+
+/// [`encode`] into `out`, a spare buffer (what it held is dropped).
+pub(crate) fn encode_into(mut out: Vec<u8>, event: &EventData, idempotent: bool) -> Vec<u8> {
     let body = event.body();
-    let mut out = Vec::with_capacity(body.len() + 64);
+    out.clear();
+    out.reserve(body.len() + 64);
     let mut scratch = Vec::new();
     let key = match event.routing() {
         Routing::PartitionKey(key) => Some(key),

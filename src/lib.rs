@@ -125,6 +125,7 @@ mod error;
 mod event;
 #[cfg(feature = "opentelemetry")]
 mod metrics;
+mod pool;
 mod producer;
 mod reader;
 pub mod stack;

@@ -92,6 +92,11 @@ impl Budget {
         self.events.available_permits() == 0 || self.bytes_full()
     }
 
+    /// The bound on pending events.
+    pub(crate) fn max_events(&self) -> usize {
+        self.max_events
+    }
+
     /// Events pending (accepted, without an outcome handed out yet).
     pub(crate) fn held_events(&self) -> usize {
         self.max_events

@@ -71,6 +71,8 @@ pub struct Producer {
     pub(super) close_done: bool,
     /// The partition ids as of `ids_version`.
     pub(super) ids: (usize, Arc<[String]>),
+    /// Encode buffers taken from the shared pool, a batch's worth at a time.
+    pub(super) spare: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -94,6 +96,7 @@ impl Clone for Producer {
             closing: None,
             close_done: false,
             ids: self.ids.clone(),
+            spare: Vec::new(),
         }
     }
 }

@@ -62,7 +62,11 @@ impl Producer {
         }
         let shared = &self.shared;
         let ids = &self.ids.1;
-        let encoded = codec::encode(&event, shared.idempotent);
+        if self.spare.is_empty() {
+            self.spare = shared.buffers.take().unwrap_or_default();
+        }
+        let buffer = self.spare.pop().unwrap_or_default();
+        let encoded = codec::encode_into(buffer, &event, shared.idempotent);
         let cost = Batch::cost(&encoded);
         let mut left = None;
         let routed = match event.routing() {

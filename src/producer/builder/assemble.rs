@@ -235,6 +235,7 @@ impl ProducerBuilder {
             bytes_wait: None,
             closing: None,
             close_done: false,
+            spare: Vec::new(),
         };
         (producer, Outcomes::new(outcomes_rx))
     }

@@ -182,11 +182,17 @@ impl Driver {
                         Err(error) if batch.may_have_been_stored() => Err(error.into_ambiguous()),
                         other => other,
                     };
+                    let size_in_bytes = batch.size_in_bytes();
+                    let starting_sequence_number = batch.starting_sequence_number();
+                    let (events, buffers) = batch.into_events_and_buffers();
+                    if let Some(buffers) = buffers {
+                        self.shared.buffers.put(buffers);
+                    }
                     let outcome = BatchOutcome {
                         partition: self.shared.partition_id(partition),
-                        size_in_bytes: batch.size_in_bytes(),
-                        starting_sequence_number: batch.starting_sequence_number(),
-                        events: batch.into_events(),
+                        size_in_bytes,
+                        starting_sequence_number,
+                        events,
                         result,
                     };
                     self.report(&mut state, outcome, capacity, &numbers, Some(partition)).await;

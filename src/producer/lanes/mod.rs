@@ -20,6 +20,7 @@ use super::capacity::{Budget, Capacity};
 use crate::batch::Batch;
 use crate::error::Error;
 use crate::event::EventData;
+use crate::pool::BufferPool;
 use streaming_producer_layers::route::{Partitioner, RoundRobin, Sticky};
 
 /// What the producer handles tell the driver, in one FIFO channel.
@@ -137,6 +138,8 @@ pub(crate) struct Shared {
     pub(crate) partitioner: Arc<dyn Partitioner>,
     pub(crate) keyless: Mutex<Keyless>,
     pub(crate) max_batch_bytes: usize,
+    /// Encode buffers of published batches, for the handles to reuse.
+    pub(crate) buffers: BufferPool,
     pub(crate) closed: AtomicBool,
     /// A [`Signal::Starved`] is on its way and not yet handled.
     starved: AtomicBool,
@@ -166,6 +169,7 @@ impl Shared {
         max_batch_bytes: usize,
         finished: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let budget_events = budget.max_events();
         Self {
             idempotent,
             lanes: (0..lanes.max(partition_ids.len()))
@@ -177,6 +181,7 @@ impl Shared {
             partitioner,
             keyless: Mutex::new(keyless),
             max_batch_bytes,
+            buffers: BufferPool::new(budget_events),
             closed: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             finished,
