@@ -73,6 +73,8 @@ pub struct Producer {
     pub(super) ids: (usize, Arc<[String]>),
     /// Encode buffers taken from the shared pool, a batch's worth at a time.
     pub(super) spare: Vec<Vec<u8>>,
+    /// `permits` has a wait for room queued: its permit must be taken from there.
+    pub(super) waiting_for_room: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -97,6 +99,7 @@ impl Clone for Producer {
             close_done: false,
             ids: self.ids.clone(),
             spare: Vec::new(),
+            waiting_for_room: false,
         }
     }
 }

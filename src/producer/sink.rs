@@ -20,11 +20,24 @@ impl Producer {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Error::closed()));
         }
+        if self.reserved.is_none() && !self.waiting_for_room {
+            // The common case, without a future: `PollSemaphore` keeps polling (and
+            // replacing) a boxed acquire future once it has had to wait at all, which
+            // cost about 7% of the client's CPU at the bound. A try cannot overtake a
+            // queued waiter: released permits go to waiters first.
+            if let Ok(permit) = self.shared.budget.events.clone().try_acquire_owned() {
+                self.reserved = Some(permit);
+            }
+        }
         if self.reserved.is_none() {
             match self.permits.poll_acquire(cx) {
-                Poll::Ready(Some(permit)) => self.reserved = Some(permit),
+                Poll::Ready(Some(permit)) => {
+                    self.waiting_for_room = false;
+                    self.reserved = Some(permit);
+                }
                 Poll::Ready(None) => return Poll::Ready(Err(Error::closed())),
                 Poll::Pending => {
+                    self.waiting_for_room = true;
                     // No room: what is open will not fill, so publish it now.
                     self.shared.starve(&self.signals);
                     return Poll::Pending;

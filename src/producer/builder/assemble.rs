@@ -236,6 +236,7 @@ impl ProducerBuilder {
             closing: None,
             close_done: false,
             spare: Vec::new(),
+            waiting_for_room: false,
         };
         (producer, Outcomes::new(outcomes_rx))
     }
