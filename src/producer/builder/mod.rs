@@ -190,16 +190,18 @@ impl ProducerBuilder {
     /// The default, 2,500, is the proposal's.
     ///
     /// It also sets how full batches get when events come faster than the service
-    /// takes them: a partition's batch cannot hold more than its share of the pending
-    /// events. With 100-byte events on 4 partitions (`hubcat demo --size 100 --count
-    /// 500000 --max-pending N`, on a 2-core machine against the local emulator), the
-    /// mean batch was 3% full at 2,500 (753k events/s, p50 latency 2.4 ms), 35% at
-    /// 25,000 and 95% at 100,000 (554k events/s, p50 136 ms). For full batches, allow
-    /// about `partitions × max_batch_bytes / event size` pending events, with
-    /// [`max_pending_bytes`](Self::max_pending_bytes) to match; fewer, fuller batches
-    /// cost the service fewer requests, at the price of memory and latency. At low
-    /// rates a batch holds what arrives within [`max_wait`](Self::max_wait), whatever
-    /// the bound.
+    /// takes them. Keyless events go to one partition at a time, in runs of a quarter
+    /// of the bound (see [`sticky_routing`](Self::sticky_routing)), so a batch holds at
+    /// most that many; keyed events spread by key, so a partition's batch holds at most
+    /// its share. With 100-byte keyless events on 4 partitions (`hubcat demo --size 100
+    /// --count 500000 --max-pending N`, on a 2-core machine against the local emulator),
+    /// the mean batch was 8% full at 2,500 (p50 latency 2.1 ms), 58% at 25,000 and 98%
+    /// at 100,000 (p50 86 ms). For full batches, allow about `4 × max_batch_bytes /
+    /// event size` pending events for keyless events (`partitions × max_batch_bytes /
+    /// event size` for keyed ones), with [`max_pending_bytes`](Self::max_pending_bytes)
+    /// to match; fewer, fuller batches cost the service fewer requests, at the price of
+    /// memory and latency. At low rates a batch holds what arrives within
+    /// [`max_wait`](Self::max_wait), whatever the bound.
     pub fn max_pending_events(mut self, n: usize) -> Self {
         self.max_pending_events = n;
         self
