@@ -283,3 +283,27 @@ pub fn usage(error: String) -> ! {
     );
     std::process::exit(2)
 }
+
+/// Bytes a data section of `len` bytes takes: descriptor (3), then vbin8 below 256
+/// bytes or vbin32 (AMQP 1.0 §1.6.19, §3.2.6).
+pub fn section_size(len: usize) -> usize {
+    3 + if len < 256 { 2 } else { 5 } + len
+}
+
+/// How many events of `size` body bytes (and nothing else) fit in a batched message of
+/// `max` bytes: each event is a whole message (one data section), which the batch
+/// carries in a data section of its own.
+pub fn events_per_full_batch(size: usize, max: usize) -> usize {
+    max / section_size(section_size(size))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_full_batch_of_100_byte_events() {
+        // 100 B body: inner message 3 + 2 + 100 = 105 bytes, its section in the batch
+        // 3 + 2 + 105 = 110 bytes; 1 MiB / 110 = 9,532.
+        assert_eq!(super::events_per_full_batch(100, 1 << 20), 9532);
+        assert_eq!(super::section_size(300), 308);
+    }
+}

@@ -443,8 +443,8 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
         "- Events/s: events reported stored ÷ the window, which opens before the first \
          event is handed over and closes when the last outcome is in. CPU: the client \
          process's user + system time in that window (`/proc/self/stat`) ÷ events. RSS: \
-         the client's peak (`VmHWM`). Batch fill: events per batch ÷ events per batch of \
-         the ceiling, which packs every batch to the link's `max-message-size`.\n"
+         the client's peak (`VmHWM`). Batch fill: events per batch ÷ the events of the \
+         workload's size that fit in the emulator's `max-message-size` of 1 MiB.\n"
     )
     .unwrap();
     for (w, results) in all.iter().filter(|(w, _)| w.rate == 0) {
@@ -459,7 +459,7 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
             .get(&Contender::Producer)
             .map(|r| median(r.iter().map(Run::rate).collect()))
             .unwrap_or(f64::NAN);
-        let full = ceiling_events_per_batch(all, w);
+        let full = compare::events_per_full_batch(w.size, MAX_MESSAGE_SIZE) as f64;
         for (c, runs) in results {
             let rates: Vec<f64> = runs.iter().map(Run::rate).collect();
             let lo = rates.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -495,13 +495,13 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
             }
             writeln!(
                 md,
-                "| {} | {cell} | {:.2}× | {:.2} | {:.0} MB | {:.0} | {} |",
+                "| {} | {cell} | {:.2}× | {:.2} | {:.0} MB | {:.0} | {:.0}% |",
                 c.label(),
                 r / ours,
                 median(runs.iter().map(Run::cpu_us_per_event).collect()),
                 median(runs.iter().map(|r| r.rss_kib as f64 / 1024.0).collect()),
                 epb,
-                full.map_or("–".into(), |f| format!("{:.0}%", 100.0 * epb / f)),
+                100.0 * epb / full,
             )
             .unwrap();
         }
@@ -545,19 +545,8 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
     md
 }
 
-/// Events per batch of the ceiling for the workload's size and partitions (its
-/// keyless twin's, for a keyed workload).
-fn ceiling_events_per_batch(all: &[(Workload, Results)], w: &Workload) -> Option<f64> {
-    all.iter()
-        .find(|(o, _)| {
-            o.size == w.size
-                && o.partitions == w.partitions
-                && o.pending == w.pending
-                && o.rate == 0
-        })
-        .and_then(|(_, r)| r.get(&Contender::Ceiling))
-        .map(|runs| median(runs.iter().map(Run::events_per_batch).collect()))
-}
+/// The emulator's `max-message-size` (the service's, 1 MiB).
+const MAX_MESSAGE_SIZE: usize = 1 << 20;
 
 fn main() -> ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

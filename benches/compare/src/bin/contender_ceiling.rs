@@ -15,12 +15,6 @@ use fe2o3_amqp::{Connection, Sendable, Sender, Session};
 /// The message format of a batched message.
 const BATCH_FORMAT: u32 = 0x8001_3700;
 
-/// Bytes a data section of `len` bytes takes: descriptor (3), then vbin8 below 256
-/// bytes or vbin32 (AMQP 1.0 §1.6.19, §3.2.6).
-fn section_size(len: usize) -> usize {
-    3 + if len < 256 { 2 } else { 5 } + len
-}
-
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("contender_ceiling: {what}: {e}");
     std::process::exit(1)
@@ -77,7 +71,7 @@ async fn main() {
         while i < s.events {
             let inner = serde_amqp::to_vec(&Data(Binary::from(compare::body(i, s.size, epoch))))
                 .unwrap_or_else(|e| fail("encode", e));
-            let cost = section_size(inner.len());
+            let cost = compare::section_size(inner.len());
             if size + cost > max && !sections.is_empty() {
                 batches.push((sections.len(), batch_message(std::mem::take(&mut sections))));
                 size = 0;
