@@ -70,6 +70,11 @@
 //!
 //! # Coming from .NET's `EventHubBufferedProducerClient`
 //!
+//! One difference in behavior: events with neither a partition id nor a key go to one
+//! partition at a time, in runs of a quarter of the pending bound, where .NET spreads
+//! them round-robin one by one. Batches then stay full on hubs with many partitions;
+//! [`ProducerBuilder::sticky_routing`]`(false)` gives the round-robin way.
+//!
 //! The proposal this producer implements, by name:
 //!
 //! | .NET | here |
