@@ -23,6 +23,15 @@ fn recorder() -> (
     slow_recorder(Duration::ZERO)
 }
 
+/// (partition, events) of every batch published so far, in order.
+fn batches(log: &Log) -> Vec<(String, usize)> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.1.clone(), r.2))
+        .collect()
+}
+
 /// [`recorder`], with each send taking `takes`.
 fn slow_recorder(
     takes: Duration,
@@ -151,9 +160,8 @@ async fn sticky_routing_fills_one_partition_before_the_next() {
             .unwrap();
     }
     producer.flush().await.unwrap();
-    let log = log.lock().unwrap();
     // Each partition got full batches in turn: 90 events of 108 encoded bytes fill 10 kB.
-    let per_batch: Vec<(String, usize)> = log.iter().map(|r| (r.1.clone(), r.2)).collect();
+    let per_batch = batches(&log);
     assert_eq!(
         per_batch,
         [
@@ -192,15 +200,14 @@ async fn by_default_keyless_events_go_in_runs_of_a_quarter_of_the_pending_bound(
             (expected, 100)
         );
     }
-    {
-        let log = log.lock().unwrap();
-        let runs: Vec<(String, usize)> = log.iter().map(|r| (r.1.clone(), r.2)).collect();
-        assert_eq!(runs, [("0".to_owned(), 100), ("1".to_owned(), 100)]);
-        assert!(
-            log.iter().all(|r| r.0 == start),
-            "published without waiting"
-        );
-    }
+    assert_eq!(
+        batches(&log),
+        [("0".to_owned(), 100), ("1".to_owned(), 100)]
+    );
+    assert!(
+        log.lock().unwrap().iter().all(|r| r.0 == start),
+        "published without waiting"
+    );
     // The stick moves on over every partition and wraps around. (Unread outcomes hold
     // their capacity, so they are read as they come.)
     let reader = tokio::spawn(async move { while outcomes.next().await.is_some() {} });
@@ -236,12 +243,7 @@ async fn round_robin_routing_spreads_keyless_events_one_at_a_time() {
             .unwrap();
     }
     producer.flush().await.unwrap();
-    let mut per_partition: Vec<(String, usize)> = log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| (r.1.clone(), r.2))
-        .collect();
+    let mut per_partition = batches(&log);
     per_partition.sort();
     assert_eq!(
         per_partition,
@@ -267,12 +269,7 @@ async fn a_custom_partitioner_decides_where_keys_go() {
             .unwrap();
     }
     producer.flush().await.unwrap();
-    let mut placed: Vec<(String, usize)> = log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| (r.1.clone(), r.2))
-        .collect();
+    let mut placed = batches(&log);
     placed.sort();
     assert_eq!(
         placed,

@@ -297,6 +297,34 @@ pub fn events_per_full_batch(size: usize, max: usize) -> usize {
     max / section_size(section_size(size))
 }
 
+/// `cargo`, run from `root`, without the variables `cargo run` set for this process.
+///
+/// Build scripts such as ring's declare `rerun-if-env-changed` on `CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR` and the like. Inherited from `cargo run`, those values made an
+/// inner build rebuild ring and everything above it, and the next plain `cargo run`
+/// rebuild it all again (about a minute of CI each time).
+pub fn cargo(root: &std::path::Path) -> std::process::Command {
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(program);
+    cmd.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -247,10 +247,9 @@ fn workloads(smoke: bool) -> Vec<Workload> {
 }
 
 fn cargo_build(root: &Path, args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let release = !cfg!(debug_assertions);
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).arg("build").args(args);
+    let mut cmd = compare::cargo(root);
+    cmd.arg("build").args(args);
     if release {
         cmd.arg("--release");
     }

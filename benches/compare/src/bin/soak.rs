@@ -83,9 +83,7 @@ fn hubcat(given: Option<PathBuf>) -> Result<PathBuf, String> {
         return Ok(path);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
+    let status = compare::cargo(&root)
         .args(["build", "--release", "-p", "hubcat"])
         .status()
         .map_err(|e| format!("cargo: {e}"))?;
