@@ -114,10 +114,7 @@ impl Batch {
 
     /// Takes the events out (copying them if a clone of the batch is still alive).
     pub fn into_events(self) -> Vec<EventData> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.events,
-            Err(shared) => shared.events.clone(),
-        }
+        self.into_events_and_buffers().0
     }
 
     /// Takes the events out, and the buffers their encodings were in if no clone of
