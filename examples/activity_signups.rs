@@ -36,8 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut partitions_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     while let Some(outcome) = outcomes.next().await {
         outcome.result?;
-        for event in &outcome.events {
-            let text = String::from_utf8_lossy(event.body()).into_owned();
+        for body in outcome.events.bodies() {
+            let text = String::from_utf8_lossy(body).into_owned();
             let activity = text.rsplit(' ').next().unwrap_or_default().to_owned();
             partitions_of
                 .entry(activity)

@@ -3,16 +3,16 @@
 use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::types::messaging::{Batch as Sections, Data};
-use fe2o3_amqp::types::primitives::Binary;
 
 use crate::codec::{self, section_size, Stamp};
-use crate::event::EventData;
+use crate::event::{EventData, Routing};
+use crate::events::Events;
 
-/// Events for one partition, with their AMQP encodings, ready to be published as one
-/// batched message.
+/// Events for one partition, AMQP-encoded, ready to be published as one batched
+/// message.
 ///
 /// A batch is what travels through each partition's tower stack. Cloning it is cheap
-/// (the events sit behind an `Arc`), so a retry layer resends a clone and the producer
+/// (the encoded events sit behind an `Arc`), so a retry layer resends a clone and the producer
 /// keeps one to report the outcome with: nothing is lost whatever a layer returns.
 /// What a try learns (the sequence numbers given to it, whether it may have been
 /// stored) is shared by every clone.
@@ -21,13 +21,12 @@ pub struct Batch {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
     partition: String,
-    events: Vec<EventData>,
     /// Each event encoded as a whole AMQP message, as the batched message's data
-    /// sections: handed to the link as they are (behind the `Arc`), never copied.
-    sections: Arc<Sections<Data>>,
+    /// sections: handed to the link as they are, never copied.
+    events: Events,
     size: usize,
     /// When its events' delivery timeout runs out (from the oldest event's acceptance).
     deadline: Option<tokio::time::Instant>,
@@ -48,7 +47,6 @@ impl Clone for Inner {
         Self {
             partition: self.partition.clone(),
             events: self.events.clone(),
-            sections: self.sections.clone(),
             size: self.size,
             deadline: self.deadline,
             tries: Mutex::new(*lock(&self.tries)),
@@ -60,37 +58,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Default for Inner {
-    fn default() -> Self {
-        Self {
-            partition: String::new(),
-            events: Vec::new(),
-            sections: Arc::new(Sections::new(Vec::new())),
-            size: 0,
-            deadline: None,
-            tries: Mutex::default(),
-        }
-    }
-}
 
 impl Batch {
     /// An empty batch for `partition`.
     pub fn new(partition: impl Into<String>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                partition: partition.into(),
-                ..Inner::default()
-            }),
-        }
+        Self::with_capacity(partition.into(), 0)
     }
 
     /// An empty batch with room for `events` events.
     pub(crate) fn with_capacity(partition: String, events: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
+                events: Events::with_capacity(&partition, events),
                 partition,
-                events: Vec::with_capacity(events),
-                sections: Arc::new(Sections::new(Vec::with_capacity(events))),
                 ..Inner::default()
             }),
         }
@@ -107,31 +87,16 @@ impl Batch {
         &self.inner.partition
     }
 
-    /// The events, in publishing order.
-    pub fn events(&self) -> &[EventData] {
+    /// The events, in publishing order (decoded when read).
+    pub fn events(&self) -> &Events {
         &self.inner.events
     }
 
-    /// Takes the events out (copying them if a clone of the batch is still alive).
-    pub fn into_events(self) -> Vec<EventData> {
-        self.into_events_and_buffers().0
-    }
-
-    /// Takes the events out, and the buffers their encodings were in if no clone of
-    /// the batch and no send holds them any more (for reuse: see `pool`).
-    pub(crate) fn into_events_and_buffers(self) -> (Vec<EventData>, Option<Vec<Vec<u8>>>) {
+    /// Takes the events out (sharing them with any clone of the batch still alive).
+    pub fn into_events(self) -> Events {
         match Arc::try_unwrap(self.inner) {
-            Ok(inner) => {
-                let buffers = Arc::try_unwrap(inner.sections).ok().map(|sections| {
-                    sections
-                        .into_inner()
-                        .into_iter()
-                        .map(|Data(bytes)| bytes.into_vec())
-                        .collect()
-                });
-                (inner.events, buffers)
-            }
-            Err(shared) => (shared.events.clone(), None),
+            Ok(inner) => inner.events,
+            Err(shared) => shared.events.clone(),
         }
     }
 
@@ -178,7 +143,7 @@ impl Batch {
         if self.size_in_bytes() + Self::cost(&encoded) > max_size_in_bytes {
             return Err(event);
         }
-        self.push(event, encoded);
+        self.push(&event, encoded);
         Ok(())
     }
 
@@ -187,12 +152,13 @@ impl Batch {
         section_size(encoded.len())
     }
 
-    /// Adds an event with its encoding (the caller checked that it fits).
-    pub(crate) fn push(&mut self, event: EventData, encoded: Vec<u8>) {
+    /// Adds an event's encoding (the caller checked that it fits); the event itself
+    /// is not kept.
+    pub(crate) fn push(&mut self, event: &EventData, encoded: Vec<u8>) {
         let inner = self.inner_mut();
         inner.size += Self::cost(&encoded);
-        inner.events.push(event);
-        Arc::make_mut(&mut inner.sections).push(Data(Binary::from(encoded)));
+        let pinned = matches!(event.routing(), Routing::PartitionId(_));
+        inner.events.push_encoded(encoded, pinned);
     }
 
     /// Moves the events of `later` (for the same partition, not yet numbered) behind
@@ -200,11 +166,9 @@ impl Batch {
     pub(crate) fn append(&mut self, later: Batch) {
         debug_assert!(self.stamp().is_none() && later.stamp().is_none());
         let later = Arc::try_unwrap(later.inner).unwrap_or_else(|shared| (*shared).clone());
-        let sections = Arc::try_unwrap(later.sections).unwrap_or_else(|shared| (*shared).clone());
         let inner = self.inner_mut();
         inner.size += later.size;
-        inner.events.extend(later.events);
-        Arc::make_mut(&mut inner.sections).extend(sections);
+        inner.events.append(later.events);
         inner.deadline = match (inner.deadline, later.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -213,7 +177,7 @@ impl Batch {
 
     /// The data sections, shared (not copied) with every clone and every try.
     pub(crate) fn sections(&self) -> &Arc<Sections<Data>> {
-        &self.inner.sections
+        self.inner.events.sections()
     }
 
     /// With idempotent retries: the producer sequence number of the first event; the

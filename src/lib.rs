@@ -7,6 +7,8 @@
 //!   it, or call [`Producer::enqueue`].
 //! - [`Outcomes`] is a stream of [`BatchOutcome`]s: every accepted event appears in
 //!   exactly one, succeeded, failed (with the [`Error`] and the events) or abandoned.
+//!   The producer keeps a pending event only as it will be written on the wire; an
+//!   outcome's [`Events`] decode it back when read.
 //! - Between the two, each partition has its own tower stack of public layers
 //!   (tower's concurrency limit, retry and timeout, idempotency, tracing; see
 //!   [`stack`]) over [`AmqpSend`], the base service that publishes a [`Batch`] on an
@@ -128,6 +130,7 @@ mod connection_string;
 mod credential;
 mod error;
 mod event;
+pub mod events;
 #[cfg(feature = "opentelemetry")]
 mod metrics;
 mod pool;
@@ -147,6 +150,7 @@ pub use credential::{
 };
 pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
+pub use events::Events;
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use stack::AmqpSend;

@@ -399,7 +399,9 @@ async fn gone_case(idempotent: bool) {
     assert!(gone.elapsed() <= 2 * setup.delivery_timeout + slack);
     let late_failures = outcomes
         .iter()
-        .filter(|o| index_of(std::str::from_utf8(o.events[0].body()).unwrap()) >= 1000)
+        .filter(|o| {
+            index_of(std::str::from_utf8(o.events.bodies().next().unwrap()).unwrap()) >= 1000
+        })
         .map(|o| o.result.as_ref().expect_err("nothing can be published"))
         .filter(|e| e.is_timeout())
         .count();

@@ -123,7 +123,7 @@ async fn every_event_is_numbered_consecutively_per_partition() {
         // Each outcome names the number of its first event.
         for o in results.iter().filter(|o| o.partition == partition) {
             let first = o.starting_sequence_number.expect("numbered");
-            let body = String::from_utf8(o.events[0].body().to_vec()).unwrap();
+            let body = String::from_utf8(o.events.bodies().next().unwrap().to_vec()).unwrap();
             let at = events.iter().position(|e| e.0 == body).unwrap();
             assert_eq!(events[at].1, first);
         }

@@ -187,7 +187,10 @@ async fn a_layer_error_fails_the_batch_with_its_events_and_the_cause() {
         std::error::Error::source(error).map(|s| s.to_string()),
         Some("refused by the filter".to_owned())
     );
-    assert_eq!(outcomes[0].events[0].body().as_ref(), b"poison");
+    assert_eq!(
+        outcomes[0].events.get(0).unwrap().body().as_ref(),
+        b"poison"
+    );
     assert!(outcomes[1].is_success());
 }
 

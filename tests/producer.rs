@@ -363,7 +363,7 @@ async fn an_unknown_partition_id_fails_that_event_with_a_typed_error() {
     let o = outcomes.next().await.unwrap();
     assert_eq!(o.partition, "7");
     assert!(o.result.unwrap_err().is_unknown_partition());
-    assert_eq!(o.events[0].body().as_ref(), b"lost");
+    assert_eq!(o.events.get(0).unwrap().body().as_ref(), b"lost");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Batches are weighed exactly as they are written on the wire: every shape and size
-//! of event, checked against fe2o3's serialized length of the message `to_wire` makes.
+//! Batches are weighed exactly as they are written on the wire, and read back as they
+//! were enqueued: every shape and size of event, checked against fe2o3's serialized
+//! length of the message `to_wire` makes and against the events themselves.
 
 use crate::batch::Batch;
 use crate::codec::{self, Stamp};
@@ -135,7 +136,7 @@ fn random_event_shapes_weigh_exactly_what_fe2o3_writes() {
             if batch.size_in_bytes() + Batch::cost(&encoded) > max {
                 continue;
             }
-            batch.push(event, encoded);
+            batch.push(&event, encoded);
         }
         if idempotent {
             batch.set_stamp(Some(Stamp {
@@ -152,4 +153,43 @@ fn random_event_shapes_weigh_exactly_what_fe2o3_writes() {
             batch.len()
         );
     }
+}
+
+#[test]
+fn random_event_shapes_read_back_as_they_were_enqueued() {
+    for seed in 0..300u64 {
+        let mut rng = Rng(seed);
+        let idempotent = rng.below(2) == 0;
+        let (mut first, mut second) = (Batch::new("3"), Batch::new("3"));
+        let mut enqueued = Vec::new();
+        for i in 0..40 {
+            let event = random_event(&mut rng);
+            let encoded = codec::encode(&event, idempotent);
+            let half = if i < 25 { &mut first } else { &mut second };
+            half.push(&event, encoded);
+            enqueued.push(event);
+        }
+        first.append(second);
+        let events = first.events();
+        assert_eq!(events.len(), enqueued.len(), "seed {seed}");
+        assert_eq!(events.iter().collect::<Vec<_>>(), enqueued, "seed {seed}");
+        assert!(
+            events
+                .bodies()
+                .eq(enqueued.iter().map(|e| e.body().as_ref())),
+            "seed {seed}"
+        );
+        assert_eq!(events.get(7).as_ref(), enqueued.get(7), "seed {seed}");
+        assert_eq!(events.get(enqueued.len()), None);
+    }
+}
+
+#[test]
+fn events_refused_before_batching_come_back_as_they_were() {
+    let event = EventData::new("lost").with_partition_id("9");
+    let events = crate::Events::from(vec![event.clone()]);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events.get(0), Some(event.clone()));
+    assert_eq!(events.bodies().collect::<Vec<_>>(), [b"lost".as_slice()]);
+    assert_eq!(events.into_iter().collect::<Vec<_>>(), [event]);
 }

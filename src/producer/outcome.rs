@@ -7,7 +7,7 @@ use futures_core::Stream;
 use tokio::sync::mpsc;
 
 use super::capacity::Capacity;
-use crate::{Error, EventData};
+use crate::{Error, Events};
 
 /// The outcome of one batch: every event the producer accepted appears in exactly one.
 #[derive(Debug)]
@@ -15,8 +15,9 @@ use crate::{Error, EventData};
 pub struct BatchOutcome {
     /// The partition the events were for (for an unknown partition id, that id).
     pub partition: String,
-    /// The events, in the order they were published (or would have been).
-    pub events: Vec<EventData>,
+    /// The events, in the order they were published (or would have been); decoded
+    /// only when read, see [`Events`].
+    pub events: Events,
     /// Size of the batched message in encoded bytes (0 for an event refused alone
     /// before batching).
     pub size_in_bytes: usize,

@@ -51,8 +51,8 @@ async fn collect(
                 stats.events_failed += events.len() as u64;
                 tracing::warn!(partition, events = events.len(), "publishing failed: {e}");
                 if let Some(out) = failed_out.as_mut() {
-                    for event in &events {
-                        out.write_all(event.body())?;
+                    for body in events.bodies() {
+                        out.write_all(body)?;
                         out.write_all(&[delimiter])?;
                     }
                 }

@@ -184,10 +184,9 @@ impl Driver {
                     };
                     let size_in_bytes = batch.size_in_bytes();
                     let starting_sequence_number = batch.starting_sequence_number();
-                    let (events, buffers) = batch.into_events_and_buffers();
-                    if let Some(buffers) = buffers {
-                        self.shared.buffers.put(buffers);
-                    }
+                    let mut events = batch.into_events();
+                    // Handed back for reuse when the application drops the outcome.
+                    events.recycle_into(&self.shared.buffers);
                     let outcome = BatchOutcome {
                         partition: self.shared.partition_id(partition),
                         size_in_bytes,
@@ -243,7 +242,7 @@ impl Driver {
             } => {
                 let outcome = BatchOutcome {
                     partition,
-                    events: vec![*event],
+                    events: vec![*event].into(),
                     size_in_bytes: 0,
                     starting_sequence_number: None,
                     result: Err(error),

@@ -100,11 +100,15 @@ impl Driver {
         ready: Ready,
         error: Error,
     ) {
+        let partition_id = ready.batch.partition().to_owned();
+        let size_in_bytes = ready.batch.size_in_bytes();
+        let mut events = ready.batch.into_events();
+        events.recycle_into(&self.shared.buffers);
         let outcome = BatchOutcome {
-            partition: ready.batch.partition().to_owned(),
-            size_in_bytes: ready.batch.size_in_bytes(),
+            partition: partition_id,
+            size_in_bytes,
             starting_sequence_number: None,
-            events: ready.batch.into_events(),
+            events,
             result: Err(error),
         };
         self.report(

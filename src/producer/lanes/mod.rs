@@ -139,7 +139,7 @@ pub(crate) struct Shared {
     pub(crate) keyless: Mutex<Keyless>,
     pub(crate) max_batch_bytes: usize,
     /// Encode buffers of published batches, for the handles to reuse.
-    pub(crate) buffers: BufferPool,
+    pub(crate) buffers: Arc<BufferPool>,
     pub(crate) closed: AtomicBool,
     /// A [`Signal::Starved`] is on its way and not yet handled.
     starved: AtomicBool,
@@ -181,7 +181,7 @@ impl Shared {
             partitioner,
             keyless: Mutex::new(keyless),
             max_batch_bytes,
-            buffers: BufferPool::new(budget_events),
+            buffers: Arc::new(BufferPool::new(budget_events)),
             closed: AtomicBool::new(false),
             starved: AtomicBool::new(false),
             finished,
@@ -301,7 +301,7 @@ impl Shared {
         self.budget.count_bytes(body);
         lane.pending += 1;
         let open = lane.open.as_mut().expect("opened above");
-        open.batch.push(event, encoded);
+        open.batch.push(&event, encoded);
         open.capacity.add(permit, body);
         if open.batch.size_in_bytes() >= self.max_batch_bytes {
             let full = lane.seal(partition).expect("open");

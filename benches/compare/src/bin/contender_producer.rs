@@ -44,8 +44,8 @@ async fn main() {
                 }
             }
             if paced {
-                for event in &outcome.events {
-                    if let Some(at) = compare::handed_over_at(event.body()) {
+                for body in outcome.events.bodies() {
+                    if let Some(at) = compare::handed_over_at(body) {
                         r.latencies_ns.push(now.saturating_sub(at));
                     }
                 }
@@ -58,7 +58,7 @@ async fn main() {
         let paced_from = tokio::time::Instant::now();
         for i in 0..s.events {
             compare::pace(paced_from, s.rate, i).await;
-            let mut event = EventData::new(compare::body(i, s.size, epoch));
+            let mut event = EventData::new(compare::body(i, s.size, paced.then_some(epoch)));
             if s.keyed {
                 event = event.with_partition_key(compare::key(&keys, i));
             }

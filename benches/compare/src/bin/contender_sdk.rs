@@ -75,7 +75,7 @@ async fn main() {
                 ..Default::default()
             });
             if let Err(e) = producer
-                .enqueue_event(compare::body(i, s.size, epoch), options)
+                .enqueue_event(compare::body(i, s.size, paced.then_some(epoch)), options)
                 .await
             {
                 eprintln!("contender_sdk: enqueue failed: {e}");

@@ -168,8 +168,8 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::spawn(async move {
             while let Some(o) = outcomes.next().await {
                 let mut bits = seen.lock().unwrap_or_else(|e| e.into_inner());
-                for e in &o.events {
-                    let id = u64::from_le_bytes(e.body()[..8].try_into().expect("8 bytes"));
+                for body in o.events.bodies() {
+                    let id = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
                     let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
                     if bits[word] & bit != 0 {
                         counts.twice.fetch_add(1, Ordering::Relaxed);

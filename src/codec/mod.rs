@@ -6,6 +6,8 @@
 
 use bytes::BufMut;
 
+pub(crate) mod decode;
+
 use crate::event::{EventData, PropertyValue, Routing};
 
 use streaming_producer_layers::protocol as names;
