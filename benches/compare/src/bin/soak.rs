@@ -25,6 +25,46 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use streaming_producer::{EventData, Producer, RetryPolicy};
 
+/// The system allocator, counting the bytes the process holds: the heap it asks for
+/// and has not given back. Printed next to RSS, it tells memory the program keeps
+/// from memory the allocator keeps (freed, but not returned to the system).
+struct Counting;
+
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only a counter
+// is updated besides.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's guarantees about `layout` are passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: `ptr` was allocated by `alloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `alloc` and `dealloc`.
+        let new = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_add(new_size as u64, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_mib() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
 const PARTITIONS: u32 = 4;
 const KEYS: u64 = 1000;
 
@@ -197,8 +237,8 @@ async fn run(args: Args) -> Result<(), String> {
     };
     println!("soak: {n} events of 100 bytes, {PARTITIONS} partitions, {KEYS} keys, {mode}");
     println!("soak: faults {}", FAULTS.join(" | "));
-    println!("| elapsed | accepted | outcomes | events/s | RSS MiB |");
-    println!("|---|---|---|---|---|");
+    println!("| elapsed | accepted | outcomes | events/s | RSS MiB | heap held MiB |");
+    println!("|---|---|---|---|---|---|");
     let started = Instant::now();
     let mut last_sample = started;
     let mut samples = Vec::new();
@@ -216,11 +256,12 @@ async fn run(args: Args) -> Result<(), String> {
             samples.push(rss);
             let done = counts.outcomes.load(Ordering::Relaxed);
             println!(
-                "| {:.0} s | {} | {done} | {:.0} | {:.1} |",
+                "| {:.0} s | {} | {done} | {:.0} | {:.1} | {:.1} |",
                 started.elapsed().as_secs_f64(),
                 i + 1,
                 done as f64 / started.elapsed().as_secs_f64(),
-                rss as f64 / 1024.0
+                rss as f64 / 1024.0,
+                live_mib()
             );
         }
     }
