@@ -58,7 +58,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-
 impl Batch {
     /// An empty batch for `partition`.
     pub fn new(partition: impl Into<String>) -> Self {
@@ -173,6 +172,12 @@ impl Batch {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+    }
+
+    /// Sends the batch's encode buffers to `pool` once the last holder of its events
+    /// lets go of them.
+    pub(crate) fn recycle_into(&mut self, pool: &Arc<crate::pool::BufferPool>) {
+        self.inner_mut().events.recycle_into(pool);
     }
 
     /// The data sections, shared (not copied) with every clone and every try.

@@ -164,6 +164,11 @@ impl Events {
     pub(crate) fn recycle_into(&mut self, pool: &Arc<BufferPool>) {
         self.pool = Some(pool.clone());
     }
+
+    /// The pool the encode buffers go back to, if any.
+    pub(crate) fn pool(&self) -> Option<&Arc<BufferPool>> {
+        self.pool.as_ref()
+    }
 }
 
 impl Drop for Events {

@@ -41,7 +41,7 @@ use crate::credential::Credential;
 use crate::error::Error;
 
 pub(crate) use rpc::Reply;
-pub(crate) use wire::{from_amqp_error, send_error, to_wire, Wire};
+pub(crate) use wire::{from_amqp_error, recycle, send_error, to_wire, Wire};
 
 pub(crate) use link::Link;
 pub(crate) use management::time_of;

@@ -193,3 +193,53 @@ fn events_refused_before_batching_come_back_as_they_were() {
     assert_eq!(events.bodies().collect::<Vec<_>>(), [b"lost".as_slice()]);
     assert_eq!(events.into_iter().collect::<Vec<_>>(), [event]);
 }
+
+#[test]
+fn stamped_copies_are_taken_from_the_pool_and_go_back_to_it() {
+    use fe2o3_amqp::types::messaging::Data;
+    let pool = std::sync::Arc::new(crate::pool::BufferPool::new(100));
+    let mut batch = Batch::new("0");
+    batch.recycle_into(&pool);
+    for i in 0..10 {
+        let event = EventData::new(format!("event {i}")).with_property("i", i as i64);
+        let encoded = codec::encode(&event, true);
+        batch.push(&event, encoded);
+    }
+    let before = batch.events().to_vec();
+    let own = |batch: &Batch| -> Vec<Vec<u8>> {
+        batch.sections().iter().map(|Data(b)| b.to_vec()).collect()
+    };
+    let own_before = own(&batch);
+    let first = Stamp {
+        sequence: 5,
+        producer_id: 7,
+        epoch: 1,
+    };
+    batch.set_stamp(Some(first));
+    for _try in 0..2 {
+        let wire = super::to_wire(&batch);
+        for (i, (Data(sent), Data(own))) in wire
+            .message
+            .body
+            .iter()
+            .zip(batch.sections().iter())
+            .enumerate()
+        {
+            let mut expected = own.to_vec();
+            let sequence = first.sequence + i as i32;
+            codec::stamp(&mut expected, Stamp { sequence, ..first });
+            assert_ne!(sent.as_slice(), own.as_slice(), "section {i} is stamped");
+            assert_eq!(sent.as_slice(), expected, "section {i}");
+        }
+        super::recycle(wire, &batch);
+        let spare = pool.take().expect("the copies came back");
+        assert_eq!(spare.len(), 10);
+        pool.put(spare);
+    }
+    assert_eq!(
+        own(&batch),
+        own_before,
+        "the batch's own sections are not stamped"
+    );
+    assert_eq!(batch.events().to_vec(), before);
+}

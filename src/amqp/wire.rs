@@ -64,23 +64,35 @@ pub(crate) fn send_error(err: SendError) -> Error {
 
 /// The batched message (format `0x80013700`): one data section per event. The
 /// sections are the batch's own; only when the batch is numbered (idempotent
-/// publishing) is a copy made, each section stamped with its sequence number.
+/// publishing) is a copy made, each section stamped with its sequence number, in
+/// buffers from the batch's pool (see [`recycle`]).
 pub(crate) fn to_wire(batch: &Batch) -> Wire {
     let sections = match batch.stamp() {
         None => batch.sections().clone(),
-        Some(first) => std::sync::Arc::new(
-            batch
+        Some(first) => {
+            let pool = batch.events().pool();
+            let mut spare = Vec::new();
+            let copies = batch
                 .sections()
                 .iter()
                 .enumerate()
                 .map(|(i, Data(bytes))| {
-                    let mut bytes = bytes.to_vec();
+                    if spare.is_empty() {
+                        spare = pool.and_then(|p| p.take()).unwrap_or_default();
+                    }
+                    let mut copy = spare.pop().unwrap_or_default();
+                    copy.clear();
+                    copy.extend_from_slice(bytes);
                     let sequence = advance(first.sequence, i as u32);
-                    codec::stamp(&mut bytes, Stamp { sequence, ..first });
-                    Data(Binary::from(bytes))
+                    codec::stamp(&mut copy, Stamp { sequence, ..first });
+                    Data(Binary::from(copy))
                 })
-                .collect(),
-        ),
+                .collect();
+            if let (Some(pool), false) = (pool, spare.is_empty()) {
+                pool.put(spare);
+            }
+            std::sync::Arc::new(copies)
+        }
     };
     let message = Message {
         header: None,
@@ -95,4 +107,21 @@ pub(crate) fn to_wire(batch: &Batch) -> Wire {
         .message(message)
         .message_format(BATCH_FORMAT)
         .build()
+}
+
+/// After a try's transfer: the stamped copies [`to_wire`] made go back to the batch's
+/// pool. (Sections that are the batch's own are shared, not copied, and stay.)
+pub(crate) fn recycle(wire: Wire, batch: &Batch) {
+    let (Some(pool), Some(_)) = (batch.events().pool(), batch.stamp()) else {
+        return;
+    };
+    if let Ok(copies) = std::sync::Arc::try_unwrap(wire.message.body) {
+        pool.put(
+            copies
+                .into_inner()
+                .into_iter()
+                .map(|Data(bytes)| bytes.into_vec())
+                .collect(),
+        );
+    }
 }

@@ -184,9 +184,9 @@ impl Driver {
                     };
                     let size_in_bytes = batch.size_in_bytes();
                     let starting_sequence_number = batch.starting_sequence_number();
-                    let mut events = batch.into_events();
-                    // Handed back for reuse when the application drops the outcome.
-                    events.recycle_into(&self.shared.buffers);
+                    // The encode buffers go back to the pool when the application
+                    // drops the outcome.
+                    let events = batch.into_events();
                     let outcome = BatchOutcome {
                         partition: self.shared.partition_id(partition),
                         size_in_bytes,

@@ -102,8 +102,7 @@ impl Driver {
     ) {
         let partition_id = ready.batch.partition().to_owned();
         let size_in_bytes = ready.batch.size_in_bytes();
-        let mut events = ready.batch.into_events();
-        events.recycle_into(&self.shared.buffers);
+        let events = ready.batch.into_events();
         let outcome = BatchOutcome {
             partition: partition_id,
             size_in_bytes,

@@ -286,8 +286,10 @@ impl Shared {
         if lane.open.is_none() {
             lane.generation += 1;
             let opened = Instant::now();
+            let mut batch = Batch::with_capacity(self.partition_id(partition), lane.last_len);
+            batch.recycle_into(&self.buffers);
             lane.open = Some(Open {
-                batch: Batch::with_capacity(self.partition_id(partition), lane.last_len),
+                batch,
                 opened,
                 capacity: Capacity::new(&self.budget),
                 generation: lane.generation,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use fe2o3_amqp::types::messaging::Outcome;
 use tokio::time::Instant;
 
-use crate::amqp::{to_wire, Amqp, Link};
+use crate::amqp::{recycle, to_wire, Amqp, Link};
 use crate::batch::Batch;
 use crate::error::{Error, Kind};
 
@@ -37,6 +37,8 @@ pub(super) async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result
         Some(d) => tokio::time::timeout_at(d, send).await.ok(),
         None => Some(send.await),
     };
+    // The message is written (or never will be): its stamped copies can be reused.
+    recycle(message, &batch);
     let (settlement, generation) = match handed {
         Some(sent) => sent?,
         // Waiting for the connection (or credit) until the deadline: say why.
