@@ -12,8 +12,9 @@ use crate::events::Events;
 /// message.
 ///
 /// A batch is what travels through each partition's tower stack. Cloning it is cheap
-/// (the encoded events sit behind an `Arc`), so a retry layer resends a clone and the producer
-/// keeps one to report the outcome with: nothing is lost whatever a layer returns.
+/// (the encoded events sit behind an `Arc`), so a retry layer resends a clone and the
+/// producer keeps one to report the outcome with: nothing is lost whatever a layer
+/// returns.
 /// What a try learns (the sequence numbers given to it, whether it may have been
 /// stored) is shared by every clone.
 #[derive(Debug, Clone, Default)]

@@ -100,14 +100,11 @@ impl Driver {
         ready: Ready,
         error: Error,
     ) {
-        let partition_id = ready.batch.partition().to_owned();
-        let size_in_bytes = ready.batch.size_in_bytes();
-        let events = ready.batch.into_events();
         let outcome = BatchOutcome {
-            partition: partition_id,
-            size_in_bytes,
+            partition: ready.batch.partition().to_owned(),
+            size_in_bytes: ready.batch.size_in_bytes(),
             starting_sequence_number: None,
-            events,
+            events: ready.batch.into_events(),
             result: Err(error),
         };
         self.report(
