@@ -1,5 +1,6 @@
 //! The events of a batch, kept once: as they are encoded for the wire.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use fe2o3_amqp::types::messaging::{Batch as Sections, Data};
@@ -100,7 +101,7 @@ impl Events {
 
     /// The events, decoded one at a time.
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
+        Decoding {
             events: self,
             next: 0,
         }
@@ -210,29 +211,36 @@ impl std::fmt::Debug for Events {
     }
 }
 
-/// An iterator over [`Events`], decoding each as it comes.
+/// An iterator over [`Events`], borrowed ([`Iter`]) or owned ([`IntoIter`]), decoding
+/// each event as it comes.
 #[derive(Debug)]
-pub struct Iter<'a> {
-    events: &'a Events,
+pub struct Decoding<E> {
+    events: E,
     next: usize,
 }
 
-impl Iterator for Iter<'_> {
+/// An iterator over borrowed [`Events`].
+pub type Iter<'a> = Decoding<&'a Events>;
+
+/// An iterator that owns its [`Events`].
+pub type IntoIter = Decoding<Events>;
+
+impl<E: Borrow<Events>> Iterator for Decoding<E> {
     type Item = EventData;
 
     fn next(&mut self) -> Option<EventData> {
-        let event = self.events.get(self.next)?;
+        let event = self.events.borrow().get(self.next)?;
         self.next += 1;
         Some(event)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.events.len() - self.next;
+        let left = self.events.borrow().len() - self.next;
         (left, Some(left))
     }
 }
 
-impl ExactSizeIterator for Iter<'_> {}
+impl<E: Borrow<Events>> ExactSizeIterator for Decoding<E> {}
 
 impl<'a> IntoIterator for &'a Events {
     type Item = EventData;
@@ -243,36 +251,12 @@ impl<'a> IntoIterator for &'a Events {
     }
 }
 
-/// An owning iterator over [`Events`].
-#[derive(Debug)]
-pub struct IntoIter {
-    events: Events,
-    next: usize,
-}
-
-impl Iterator for IntoIter {
-    type Item = EventData;
-
-    fn next(&mut self) -> Option<EventData> {
-        let event = self.events.get(self.next)?;
-        self.next += 1;
-        Some(event)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.events.len() - self.next;
-        (left, Some(left))
-    }
-}
-
-impl ExactSizeIterator for IntoIter {}
-
 impl IntoIterator for Events {
     type Item = EventData;
     type IntoIter = IntoIter;
 
     fn into_iter(self) -> IntoIter {
-        IntoIter {
+        Decoding {
             events: self,
             next: 0,
         }
