@@ -24,7 +24,6 @@ pub struct Batch {
 
 #[derive(Debug, Default)]
 struct Inner {
-    partition: String,
     /// Each event encoded as a whole AMQP message, as the batched message's data
     /// sections: handed to the link as they are, never copied.
     events: Events,
@@ -46,7 +45,6 @@ struct Tries {
 impl Clone for Inner {
     fn clone(&self) -> Self {
         Self {
-            partition: self.partition.clone(),
             events: self.events.clone(),
             size: self.size,
             deadline: self.deadline,
@@ -70,7 +68,6 @@ impl Batch {
         Self {
             inner: Arc::new(Inner {
                 events: Events::with_capacity(&partition, events),
-                partition,
                 ..Inner::default()
             }),
         }
@@ -84,7 +81,7 @@ impl Batch {
 
     /// The partition the batch goes to.
     pub fn partition(&self) -> &str {
-        &self.inner.partition
+        self.inner.events.partition()
     }
 
     /// The events, in publishing order (decoded when read).

@@ -43,7 +43,7 @@ pub struct Events {
     sections: Arc<Sections<Data>>,
     /// Indexes (ascending) of the encoded events routed by partition id.
     pinned: Vec<u32>,
-    /// The partition those events were routed to.
+    /// The partition the events are for (the batch's).
     partition: Arc<str>,
     /// Events that were never encoded (refused before batching), after the others.
     plain: Vec<EventData>,
@@ -61,24 +61,27 @@ fn no_sections() -> Arc<Sections<Data>> {
 
 impl Default for Events {
     fn default() -> Self {
-        Self {
-            sections: no_sections(),
-            pinned: Vec::new(),
-            partition: Arc::from(""),
-            plain: Vec::new(),
-            pool: None,
-        }
+        Self::with_capacity("", 0)
     }
 }
 
 impl Events {
     pub(crate) fn with_capacity(partition: &str, events: usize) -> Self {
-        let mut new = Self::default();
-        if events > 0 {
-            new.sections = Arc::new(Sections::new(Vec::with_capacity(events)));
+        Self {
+            sections: match events {
+                0 => no_sections(),
+                n => Arc::new(Sections::new(Vec::with_capacity(n))),
+            },
+            pinned: Vec::new(),
+            partition: partition.into(),
+            plain: Vec::new(),
+            pool: None,
         }
-        new.partition = partition.into();
-        new
+    }
+
+    /// The partition the events are for.
+    pub(crate) fn partition(&self) -> &str {
+        &self.partition
     }
 
     /// Number of events.

@@ -49,8 +49,12 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self) -> Option<String> {
         let c = self.u8()?;
-        let bytes = self.variable(c, 0xa1, 0xb1)?;
-        String::from_utf8(bytes.to_vec()).ok()
+        self.string_after(c)
+    }
+
+    /// A string's bytes after its constructor `c`.
+    fn string_after(&mut self, c: u8) -> Option<String> {
+        String::from_utf8(self.variable(c, 0xa1, 0xb1)?.to_vec()).ok()
     }
 
     fn symbol(&mut self) -> Option<&'a [u8]> {
@@ -85,10 +89,7 @@ impl<'a> Reader<'a> {
     fn value(&mut self) -> Option<PropertyValue> {
         let c = self.u8()?;
         Some(match c {
-            0xa1 | 0xb1 => {
-                let bytes = self.variable(c, 0xa1, 0xb1)?;
-                PropertyValue::String(String::from_utf8(bytes.to_vec()).ok()?)
-            }
+            0xa1 | 0xb1 => PropertyValue::String(self.string_after(c)?),
             0x81 => PropertyValue::Long(i64::from_be_bytes(self.array()?)),
             0x71 => PropertyValue::Int(i32::from_be_bytes(self.array()?)),
             0x82 => PropertyValue::Double(f64::from_be_bytes(self.array()?)),
