@@ -53,6 +53,65 @@ impl Clone for Inner {
     }
 }
 
+/// Whether the event was routed by partition id (which its encoding does not say).
+fn pinned(event: &EventData) -> bool {
+    matches!(event.routing(), Routing::PartitionId(_))
+}
+
+/// A batch being filled in its partition's lane: plain vectors, so adding an event
+/// costs no atomic uniqueness check (`Arc::make_mut` makes one per call, and a
+/// [`Batch`] needs two per event); it becomes a `Batch` when sealed.
+#[derive(Debug)]
+pub(crate) struct Filling {
+    partition: String,
+    sections: Vec<Data>,
+    pinned: Vec<u32>,
+    size: usize,
+}
+
+impl Filling {
+    /// An empty batch for `partition`, with room for `events` events.
+    pub(crate) fn new(partition: String, events: usize) -> Self {
+        Self {
+            partition,
+            sections: Vec::with_capacity(events),
+            pinned: Vec::new(),
+            size: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// What the batch weighs so far, as [`Batch::size_in_bytes`].
+    pub(crate) fn size_in_bytes(&self) -> usize {
+        self.size
+    }
+
+    /// As [`Batch::push`].
+    pub(crate) fn push(&mut self, event: &EventData, encoded: Vec<u8>) {
+        self.size += Batch::cost(&encoded);
+        if pinned(event) {
+            self.pinned.push(self.sections.len() as u32);
+        }
+        self.sections.push(Data(encoded.into()));
+    }
+
+    /// The batch, its encode buffers going back to `pool` once its events are dropped.
+    pub(crate) fn seal(self, pool: &Arc<crate::pool::BufferPool>) -> Batch {
+        let mut events = Events::from_encoded(&self.partition, self.sections, self.pinned);
+        events.recycle_into(pool);
+        Batch {
+            inner: Arc::new(Inner {
+                events,
+                size: self.size,
+                ..Inner::default()
+            }),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -154,8 +213,7 @@ impl Batch {
     pub(crate) fn push(&mut self, event: &EventData, encoded: Vec<u8>) {
         let inner = self.inner_mut();
         inner.size += Self::cost(&encoded);
-        let pinned = matches!(event.routing(), Routing::PartitionId(_));
-        inner.events.push_encoded(encoded, pinned);
+        inner.events.push_encoded(encoded, pinned(event));
     }
 
     /// Moves the events of `later` (for the same partition, not yet numbered) behind
@@ -170,12 +228,6 @@ impl Batch {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-    }
-
-    /// Sends the batch's encode buffers to `pool` once the last holder of its events
-    /// lets go of them.
-    pub(crate) fn recycle_into(&mut self, pool: &Arc<crate::pool::BufferPool>) {
-        self.inner_mut().events.recycle_into(pool);
     }
 
     /// The data sections, shared (not copied) with every clone and every try.

@@ -79,6 +79,18 @@ impl Events {
         }
     }
 
+    /// Events already encoded into `sections`, those at the `pinned` indexes
+    /// (ascending) routed by partition id.
+    pub(crate) fn from_encoded(partition: &str, sections: Vec<Data>, pinned: Vec<u32>) -> Self {
+        Self {
+            sections: Arc::new(Sections::new(sections)),
+            pinned,
+            partition: partition.into(),
+            plain: Vec::new(),
+            pool: None,
+        }
+    }
+
     /// The partition the events are for.
     pub(crate) fn partition(&self) -> &str {
         &self.partition

@@ -713,3 +713,48 @@ async fn a_cancelled_enqueue_accepts_nothing_and_a_cancelled_close_still_publish
     assert_eq!(published, ["accepted"]);
     assert_eq!(bodies(&emulator, "0"), ["accepted"]);
 }
+
+#[tokio::test]
+async fn a_slot_reserved_by_poll_ready_goes_back_with_its_handle() {
+    use futures_util::Sink;
+    let emulator = emulator(1).await;
+    let (mut producer, mut outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .max_pending_events(2)
+        .try_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    // Two handles each reserve the room for one event, and never use it.
+    let mut clones = [producer.clone(), producer.clone()];
+    for clone in &mut clones {
+        let ready =
+            futures_util::future::poll_fn(|cx| std::pin::Pin::new(&mut *clone).poll_ready(cx));
+        assert!(matches!(ready.now_or_never(), Some(Ok(()))));
+    }
+    assert!(producer
+        .enqueue(EventData::new("no room"))
+        .now_or_never()
+        .is_none());
+    // Dropping a handle gives its slot back: the waiting handle gets it.
+    let [first, second] = clones;
+    let ten = Duration::from_secs(10);
+    drop(first);
+    tokio::time::timeout(ten, producer.enqueue(EventData::new("one")))
+        .await
+        .expect("the dropped handle's slot came back")
+        .unwrap();
+    drop(second);
+    tokio::time::timeout(ten, producer.enqueue(EventData::new("two")))
+        .await
+        .expect("the dropped handle's slot came back")
+        .unwrap();
+    let results = outcomes_for(&mut outcomes, 2).await;
+    assert!(results.iter().all(BatchOutcome::is_success));
+    // Both slots are free again once the outcomes are read.
+    producer.enqueue(EventData::new("three")).await.unwrap();
+    producer.enqueue(EventData::new("four")).await.unwrap();
+    producer.close().await.unwrap();
+    assert_eq!(bodies(&emulator, "0"), ["one", "two", "three", "four"]);
+}

@@ -2,10 +2,13 @@
 //! were enqueued: every shape and size of event, checked against fe2o3's serialized
 //! length of the message `to_wire` makes and against the events themselves.
 
-use crate::batch::Batch;
+use std::sync::Arc;
+
+use crate::batch::{Batch, Filling};
 use crate::codec::{self, Stamp};
 use crate::event::EventData;
 use crate::event::PropertyValue;
+use crate::pool::BufferPool;
 use bytes::Bytes;
 use fe2o3_amqp::types::messaging::message::__private::Serializable;
 
@@ -15,6 +18,10 @@ fn wire_len(batch: &Batch) -> usize {
     serde_amqp::to_vec(&Serializable(wire.message))
         .unwrap()
         .len()
+}
+
+fn pool() -> Arc<BufferPool> {
+    Arc::new(BufferPool::new(1000))
 }
 
 #[test]
@@ -129,15 +136,16 @@ fn random_event_shapes_weigh_exactly_what_fe2o3_writes() {
         let mut rng = Rng(seed);
         let idempotent = rng.below(2) == 0;
         let max = 1024 + rng.below(300_000) as usize;
-        let mut batch = Batch::new("3");
+        let mut filling = Filling::new("3".into(), 0);
         for _ in 0..200 {
             let event = random_event(&mut rng);
             let encoded = codec::encode(&event, idempotent);
-            if batch.size_in_bytes() + Batch::cost(&encoded) > max {
+            if filling.size_in_bytes() + Batch::cost(&encoded) > max {
                 continue;
             }
-            batch.push(&event, encoded);
+            filling.push(&event, encoded);
         }
+        let batch = filling.seal(&pool());
         if idempotent {
             batch.set_stamp(Some(Stamp {
                 sequence: i32::MAX - rng.below(100) as i32,
@@ -160,7 +168,7 @@ fn random_event_shapes_read_back_as_they_were_enqueued() {
     for seed in 0..300u64 {
         let mut rng = Rng(seed);
         let idempotent = rng.below(2) == 0;
-        let (mut first, mut second) = (Batch::new("3"), Batch::new("3"));
+        let (mut first, mut second) = (Filling::new("3".into(), 0), Filling::new("3".into(), 0));
         let mut enqueued = Vec::new();
         for i in 0..40 {
             let event = random_event(&mut rng);
@@ -169,7 +177,8 @@ fn random_event_shapes_read_back_as_they_were_enqueued() {
             half.push(&event, encoded);
             enqueued.push(event);
         }
-        first.append(second);
+        let mut first = first.seal(&pool());
+        first.append(second.seal(&pool()));
         let events = first.events();
         assert_eq!(events.len(), enqueued.len(), "seed {seed}");
         assert_eq!(events.iter().collect::<Vec<_>>(), enqueued, "seed {seed}");
@@ -197,14 +206,14 @@ fn events_refused_before_batching_come_back_as_they_were() {
 #[test]
 fn stamped_copies_are_taken_from_the_pool_and_go_back_to_it() {
     use fe2o3_amqp::types::messaging::Data;
-    let pool = std::sync::Arc::new(crate::pool::BufferPool::new(100));
-    let mut batch = Batch::new("0");
-    batch.recycle_into(&pool);
+    let pool = Arc::new(BufferPool::new(100));
+    let mut filling = Filling::new("0".into(), 0);
     for i in 0..10 {
         let event = EventData::new(format!("event {i}")).with_property("i", i as i64);
         let encoded = codec::encode(&event, true);
-        batch.push(&event, encoded);
+        filling.push(&event, encoded);
     }
+    let batch = filling.seal(&pool);
     let before = batch.events().to_vec();
     let own = |batch: &Batch| -> Vec<Vec<u8>> {
         batch.sections().iter().map(|Data(b)| b.to_vec()).collect()

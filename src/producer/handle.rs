@@ -5,9 +5,10 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
 
+use super::capacity::Slot;
 use super::lanes::{Shared, Signal};
 use super::{EnqueueError, Partition, ProducerBuilder};
 use crate::amqp::Amqp;
@@ -65,7 +66,7 @@ pub struct Producer {
     pub(super) signals: mpsc::UnboundedSender<Signal>,
     pub(super) permits: PollSemaphore,
     /// The slot `poll_ready` reserved for the next event.
-    pub(super) reserved: Option<OwnedSemaphorePermit>,
+    pub(super) reserved: Option<Slot>,
     pub(super) bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
     pub(super) closing: Option<ClosingFuture>,
     pub(super) close_done: bool,
@@ -104,7 +105,21 @@ impl Clone for Producer {
     }
 }
 
+/// A slot reserved by `poll_ready` and never used goes back with the handle.
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.unreserve();
+    }
+}
+
 impl Producer {
+    /// Gives back the slot `poll_ready` reserved, if any.
+    pub(super) fn unreserve(&mut self) {
+        if let Some(slot) = self.reserved.take() {
+            self.shared.budget.unreserve(slot);
+        }
+    }
+
     /// A builder with the defaults: `max_wait` 250 ms, 2500 pending events, 64 MiB of
     /// pending bodies, one send in flight per partition, 60 s per try, 2 minutes from
     /// acceptance to outcome.
@@ -285,7 +300,7 @@ impl Producer {
         // Set before the sweep: an event that gets into a lane after the sweep sees it
         // there (under the lane's lock) and is handed back.
         self.shared.closed.store(true, Ordering::SeqCst);
-        self.reserved = None;
+        self.unreserve();
         // Failing sends mean the driver is done already (another handle's close got
         // there first); either way the producer is done once the driver says so.
         if abandon {

@@ -8,6 +8,7 @@ use futures_sink::Sink;
 use tokio::sync::mpsc;
 use tokio_util::sync::ReusableBoxFuture;
 
+use super::capacity::Budget;
 use super::lanes::{Keyless, Signal};
 use super::{EnqueueError, Producer};
 use crate::batch::Batch;
@@ -25,15 +26,13 @@ impl Producer {
             // replacing) a boxed acquire future once it has had to wait at all, which
             // cost about 7% of the client's CPU at the bound. A try cannot overtake a
             // queued waiter: released permits go to waiters first.
-            if let Ok(permit) = self.shared.budget.events.clone().try_acquire_owned() {
-                self.reserved = Some(permit);
-            }
+            self.reserved = self.shared.budget.try_reserve();
         }
         if self.reserved.is_none() {
             match self.permits.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => {
                     self.waiting_for_room = false;
-                    self.reserved = Some(permit);
+                    self.reserved = Some(Budget::slot_of(permit));
                 }
                 Poll::Ready(None) => return Poll::Ready(Err(Error::closed())),
                 Poll::Pending => {
@@ -61,7 +60,7 @@ impl Producer {
     /// Routes, encodes and adds the event to its partition's open batch; needs a
     /// reserved slot.
     pub(super) fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
-        let Some(permit) = self.reserved.take() else {
+        let Some(slot) = self.reserved.take() else {
             return Err(EnqueueError::new(
                 Error::config("poll_ready must succeed before start_send"),
                 event,
@@ -112,7 +111,7 @@ impl Producer {
         let refused = match routed {
             Ok(partition) if cost <= shared.max_batch_bytes => {
                 return shared
-                    .append(&self.signals, partition, event, encoded, cost, permit)
+                    .append(&self.signals, partition, event, encoded, cost, slot)
                     .map_err(|event| EnqueueError::new(Error::closed(), event));
             }
             Ok(partition) => (
@@ -127,10 +126,11 @@ impl Producer {
         // An event that can never be published still gets its outcome, and counts
         // until then.
         if shared.closed.load(Ordering::SeqCst) {
+            shared.budget.unreserve(slot);
             return Err(EnqueueError::new(Error::closed(), event));
         }
         let (partition, error) = refused;
-        let capacity = shared.capacity_of(permit, event.body().len());
+        let capacity = shared.capacity_of(slot, event.body().len());
         let signal = Signal::Refused {
             partition,
             event: Box::new(event),

@@ -12,12 +12,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::capacity::{Budget, Capacity};
+use super::capacity::{Budget, Capacity, Slot};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Filling};
 use crate::error::Error;
 use crate::event::EventData;
 use crate::pool::BufferPool;
@@ -75,7 +75,7 @@ pub(crate) struct Sealed {
 
 #[derive(Debug)]
 struct Open {
-    batch: Batch,
+    batch: Filling,
     opened: Instant,
     capacity: Capacity,
     generation: u64,
@@ -95,12 +95,12 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    fn seal(&mut self, partition: usize) -> Option<Sealed> {
+    fn seal(&mut self, partition: usize, pool: &Arc<BufferPool>) -> Option<Sealed> {
         let open = self.open.take()?;
         self.last_len = open.batch.len();
         Some(Sealed {
             partition,
-            batch: open.batch,
+            batch: open.batch.seal(pool),
             opened: open.opened,
             capacity: open.capacity,
         })
@@ -266,13 +266,14 @@ impl Shared {
         event: EventData,
         encoded: Vec<u8>,
         cost: usize,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Result<(), EventData> {
         let body = event.body().len();
         let mut lane = self.lane(partition);
         // Checked under the lane's lock: a close sets the flag, then sweeps every lane
         // under its lock, so no event gets into a lane after the sweep.
         if self.closed.load(Ordering::SeqCst) {
+            self.budget.unreserve(slot);
             return Err(event);
         }
         if lane
@@ -280,14 +281,13 @@ impl Shared {
             .as_ref()
             .is_some_and(|o| o.batch.size_in_bytes() + cost > self.max_batch_bytes)
         {
-            let full = lane.seal(partition).expect("open");
+            let full = lane.seal(partition, &self.buffers).expect("open");
             let _ = signals.send(Signal::Sealed(full));
         }
         if lane.open.is_none() {
             lane.generation += 1;
             let opened = Instant::now();
-            let mut batch = Batch::with_capacity(self.partition_id(partition), lane.last_len);
-            batch.recycle_into(&self.buffers);
+            let batch = Filling::new(self.partition_id(partition), lane.last_len);
             lane.open = Some(Open {
                 batch,
                 opened,
@@ -304,19 +304,19 @@ impl Shared {
         lane.pending += 1;
         let open = lane.open.as_mut().expect("opened above");
         open.batch.push(&event, encoded);
-        open.capacity.add(permit, body);
+        open.capacity.add(slot, body);
         if open.batch.size_in_bytes() >= self.max_batch_bytes {
-            let full = lane.seal(partition).expect("open");
+            let full = lane.seal(partition, &self.buffers).expect("open");
             let _ = signals.send(Signal::Sealed(full));
         }
         Ok(())
     }
 
     /// A refused event's capacity (its bytes counted now).
-    pub(crate) fn capacity_of(&self, permit: OwnedSemaphorePermit, bytes: usize) -> Capacity {
+    pub(crate) fn capacity_of(&self, slot: Slot, bytes: usize) -> Capacity {
         self.budget.count_bytes(bytes);
         let mut capacity = Capacity::new(&self.budget);
-        capacity.add(permit, bytes);
+        capacity.add(slot, bytes);
         capacity
     }
 
@@ -330,7 +330,7 @@ impl Shared {
         make: impl FnOnce(Option<Sealed>) -> Vec<Signal>,
     ) -> Result<(), Error> {
         let mut lane = self.lane(partition);
-        for signal in make(lane.seal(partition)) {
+        for signal in make(lane.seal(partition, &self.buffers)) {
             signals.send(signal).map_err(|_| Error::closed())?;
         }
         Ok(())
@@ -361,7 +361,7 @@ impl Shared {
         let current = lane.open.as_ref().map(|o| o.generation);
         match (current, generation) {
             (Some(open), Some(wanted)) if open != wanted => None,
-            _ => lane.seal(partition),
+            _ => lane.seal(partition, &self.buffers),
         }
     }
 
@@ -371,7 +371,9 @@ impl Shared {
         match &lane.open {
             None => Take::Empty,
             Some(open) if open.batch.len() < min => Take::TooSmall,
-            Some(_) => lane.seal(partition).map_or(Take::Empty, Take::Sealed),
+            Some(_) => lane
+                .seal(partition, &self.buffers)
+                .map_or(Take::Empty, Take::Sealed),
         }
     }
 

@@ -23,9 +23,9 @@ fn add(shared: &Shared, signals: &mpsc::UnboundedSender<Signal>, partition: usiz
     let event = EventData::new(format!("event {i:05}"));
     let encoded = codec::encode(&event, false);
     let cost = Batch::cost(&encoded);
-    let permit = shared.budget.events.clone().try_acquire_owned().unwrap();
+    let slot = shared.budget.try_reserve().unwrap();
     assert!(shared
-        .append(signals, partition, event, encoded, cost, permit)
+        .append(signals, partition, event, encoded, cost, slot)
         .is_ok());
 }
 
@@ -112,9 +112,9 @@ async fn an_event_after_close_is_handed_back() {
     shared.closed.store(true, Ordering::SeqCst);
     let event = EventData::new("late");
     let encoded = codec::encode(&event, false);
-    let permit = shared.budget.events.clone().try_acquire_owned().unwrap();
+    let slot = shared.budget.try_reserve().unwrap();
     let cost = Batch::cost(&encoded);
-    match shared.append(&signals, 0, event, encoded, cost, permit) {
+    match shared.append(&signals, 0, event, encoded, cost, slot) {
         Err(event) => assert_eq!(event.body().as_ref(), b"late"),
         Ok(()) => panic!("accepted after close"),
     }
