@@ -157,6 +157,13 @@ pub fn rss_kib() -> u64 {
     status_kib("VmRSS:")
 }
 
+/// The anonymous part of the resident set now, in KiB (`RssAnon`): the heap, stacks
+/// and other private memory, without the pages of the executable and libraries that
+/// `VmRSS` also counts (code runs for the first time as new paths are taken).
+pub fn anon_rss_kib() -> u64 {
+    status_kib("RssAnon:")
+}
+
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
