@@ -119,14 +119,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Batch {
     /// An empty batch for `partition`.
     pub fn new(partition: impl Into<String>) -> Self {
-        Self::with_capacity(partition.into(), 0)
-    }
-
-    /// An empty batch with room for `events` events.
-    pub(crate) fn with_capacity(partition: String, events: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
-                events: Events::with_capacity(&partition, events),
+                events: Events::empty(&partition.into()),
                 ..Inner::default()
             }),
         }

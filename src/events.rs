@@ -61,17 +61,15 @@ fn no_sections() -> Arc<Sections<Data>> {
 
 impl Default for Events {
     fn default() -> Self {
-        Self::with_capacity("", 0)
+        Self::empty("")
     }
 }
 
 impl Events {
-    pub(crate) fn with_capacity(partition: &str, events: usize) -> Self {
+    /// No events, for `partition` (sharing the empty sections, so no allocation).
+    pub(crate) fn empty(partition: &str) -> Self {
         Self {
-            sections: match events {
-                0 => no_sections(),
-                n => Arc::new(Sections::new(Vec::with_capacity(n))),
-            },
+            sections: no_sections(),
             pinned: Vec::new(),
             partition: partition.into(),
             plain: Vec::new(),

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault, FaultKind};
 use futures_util::{FutureExt, StreamExt};
-use streaming_producer::{BatchOutcome, EventData, Outcomes, Partition, Producer, RetryPolicy};
+use streaming_producer::{
+    BatchOutcome, EventData, Outcomes, Partition, Producer, ProducerBuilder, RetryPolicy,
+};
 use streaming_producer_layers::partition_key::partition_index;
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
@@ -25,6 +27,15 @@ async fn producer(emulator: &EmulatorHandle, max_wait_ms: u64) -> (Producer, Out
         .build()
         .await
         .unwrap()
+}
+
+/// A producer that holds at most `max_pending` events, with a 10 s try timeout.
+fn bounded(emulator: &EmulatorHandle, max_wait: Duration, max_pending: usize) -> ProducerBuilder {
+    Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(max_wait)
+        .max_pending_events(max_pending)
+        .try_timeout(Duration::from_secs(10))
 }
 
 fn bodies(emulator: &EmulatorHandle, partition: &str) -> Vec<String> {
@@ -679,12 +690,8 @@ async fn batches_filled_to_the_last_byte_are_accepted() {
 #[tokio::test]
 async fn a_cancelled_enqueue_accepts_nothing_and_a_cancelled_close_still_publishes() {
     let emulator = emulator(1).await;
-    let (mut producer, mut outcomes) = Producer::builder()
-        .connection_string(&emulator.connection_string_for("eh1"))
-        .max_wait(Duration::from_secs(3600))
+    let (mut producer, mut outcomes) = bounded(&emulator, Duration::from_secs(3600), 1)
         .delivery_timeout(Duration::from_secs(7200))
-        .max_pending_events(1)
-        .try_timeout(Duration::from_secs(10))
         .build()
         .await
         .unwrap();
@@ -718,11 +725,7 @@ async fn a_cancelled_enqueue_accepts_nothing_and_a_cancelled_close_still_publish
 async fn a_slot_reserved_by_poll_ready_goes_back_with_its_handle() {
     use futures_util::Sink;
     let emulator = emulator(1).await;
-    let (mut producer, mut outcomes) = Producer::builder()
-        .connection_string(&emulator.connection_string_for("eh1"))
-        .max_wait(Duration::from_millis(1))
-        .max_pending_events(2)
-        .try_timeout(Duration::from_secs(10))
+    let (mut producer, mut outcomes) = bounded(&emulator, Duration::from_millis(1), 2)
         .build()
         .await
         .unwrap();
