@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use streaming_producer_layers::sas;
+use eventhubs_protocol::sas;
 
 use crate::error::Error;
 

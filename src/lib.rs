@@ -136,6 +136,7 @@ mod metrics;
 mod pool;
 mod producer;
 mod reader;
+mod route;
 pub mod stack;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;
@@ -155,7 +156,7 @@ pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, Pr
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
-pub use streaming_producer_layers::route::Partitioner;
+pub use route::Partitioner;
 
 /// The README's code, compiled as doctests so that its quick start stays true.
 #[cfg(doctest)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault};
 use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
-use streaming_producer_layers::partition_key::partition_index;
+use eventhubs_protocol::partition_key::partition_index;
 use tokio::task::JoinHandle;
 
 const HUB: &str = "eh1";

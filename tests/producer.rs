@@ -7,7 +7,7 @@ use futures_util::{FutureExt, StreamExt};
 use streaming_producer::{
     BatchOutcome, EventData, Outcomes, Partition, Producer, ProducerBuilder, RetryPolicy,
 };
-use streaming_producer_layers::partition_key::partition_index;
+use eventhubs_protocol::partition_key::partition_index;
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
     Emulator::builder()

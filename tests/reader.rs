@@ -224,7 +224,7 @@ async fn a_namespace_with_a_ready_made_sas_token_publishes() {
         .as_secs()
         + 3600;
     // Signed for the hub, as a token service would hand one out.
-    let token = streaming_producer_layers::sas::sign(
+    let token = eventhubs_protocol::sas::sign(
         "amqps://127.0.0.1/eh1",
         DEFAULT_KEY_NAME,
         DEFAULT_KEY,

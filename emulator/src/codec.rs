@@ -5,7 +5,7 @@ use fe2o3_amqp_types::messaging::{
 };
 use serde_amqp::{primitives::Symbol, read::SliceReader, Value};
 
-pub(crate) use streaming_producer_layers::protocol::{
+pub(crate) use eventhubs_protocol::{
     BATCH_FORMAT, ENQUEUED_TIME, OFFSET, PARTITION_KEY, PRODUCER_SEQUENCE, SEQUENCE_NUMBER,
 };
 
@@ -73,7 +73,7 @@ pub(crate) fn data_message_size(
     let sections: usize = match &message.body {
         Body::Data(d) => d
             .iter()
-            .map(|s| streaming_producer_layers::protocol::data_section_size(s.0.len()))
+            .map(|s| eventhubs_protocol::data_section_size(s.0.len()))
             .sum(),
         _ => 0,
     };

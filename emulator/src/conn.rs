@@ -140,7 +140,7 @@ impl Conn {
 
     pub(crate) fn unauthorized(&self) -> Rejection {
         Rejection::new(
-            streaming_producer_layers::protocol::UNAUTHORIZED_ACCESS,
+            eventhubs_protocol::UNAUTHORIZED_ACCESS,
             "Unauthorized access. A valid token must be put on $cbs before a link is attached, and it must not have expired.",
         )
     }

@@ -18,7 +18,7 @@ use crate::store::{Hub, StoredEvent};
 
 use crate::rejection::Rejection;
 
-use streaming_producer_layers::protocol::SELECTOR_FILTER as SELECTOR;
+use eventhubs_protocol::SELECTOR_FILTER as SELECTOR;
 
 /// Where a reader starts, from the selector filter.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -149,7 +149,7 @@ fn check_token(conn: &Conn, token: &str, expiration: Option<i64>) -> Result<u64,
             Err("the token has expired".into())
         };
     }
-    streaming_producer_layers::sas::verify(token, &shared.key_name, &shared.key, now)
+    eventhubs_protocol::sas::verify(token, &shared.key_name, &shared.key, now)
         .map(|t| t.expires_at)
         .map_err(|e| e.to_string())
 }

@@ -43,7 +43,7 @@ mod consume;
 mod control;
 mod fault;
 mod ingest;
-pub use streaming_producer_layers::sas;
+pub use eventhubs_protocol::sas;
 mod rejection;
 mod replies;
 mod server;

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use eventhubs_emulator::Emulator;
-use streaming_producer_layers::partition_key::partition_index;
+use eventhubs_protocol::partition_key::partition_index;
 
 #[tokio::test]
 async fn the_three_address_shapes_reach_the_same_partition() {

@@ -88,7 +88,7 @@ pub(crate) struct ProducerState {
     pub(crate) last_sequence: i32,
 }
 
-use streaming_producer_layers::protocol::{
+use eventhubs_protocol::{
     IDEMPOTENT_PRODUCER, UNAUTHORIZED_ACCESS as UNAUTHORIZED,
 };
 

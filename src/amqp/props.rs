@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_amqp::Value;
 
 use super::ProducerState;
-use streaming_producer_layers::protocol::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE};
+use eventhubs_protocol::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE};
 
 /// The idempotent link properties: the producer group id and epoch once known (null
 /// the first time, so the service assigns them) and always a null sequence number,

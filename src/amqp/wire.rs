@@ -10,7 +10,7 @@ use fe2o3_amqp::Sendable;
 use crate::batch::Batch;
 use crate::codec::{self, Stamp, BATCH_FORMAT};
 use crate::error::{Error, Kind};
-use streaming_producer_layers::sequence::advance;
+use eventhubs_protocol::sequence::advance;
 
 /// A batch of pre-encoded events for one partition: its data sections behind an
 /// `Arc`, shared with the batch rather than copied for each try.

@@ -10,8 +10,8 @@ pub(crate) mod decode;
 
 use crate::event::{EventData, PropertyValue, Routing};
 
-use streaming_producer_layers::protocol as names;
-pub(crate) use streaming_producer_layers::protocol::{
+use eventhubs_protocol as names;
+pub(crate) use eventhubs_protocol::{
     data_section_size as section_size, BATCH_FORMAT,
 };
 

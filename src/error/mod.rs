@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use streaming_producer_layers::protocol;
+use eventhubs_protocol as protocol;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

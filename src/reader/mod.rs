@@ -24,7 +24,7 @@ use crate::amqp::{Amqp, Endpoint, HubProperties, PartitionProperties};
 use crate::connect::Address;
 use crate::credential::Credential;
 use crate::error::Error;
-use streaming_producer_layers::protocol::{SELECTOR_FILTER, SELECTOR_FILTER_CODE};
+use eventhubs_protocol::{SELECTOR_FILTER, SELECTOR_FILTER_CODE};
 use streaming_producer_layers::retry::RetryPolicy;
 
 pub use received::ReceivedEvent;

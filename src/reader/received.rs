@@ -9,7 +9,7 @@ use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 
 use crate::amqp::time_of;
 use crate::event::PropertyValue;
-use streaming_producer_layers::protocol::{ENQUEUED_TIME, OFFSET, PARTITION_KEY, SEQUENCE_NUMBER};
+use eventhubs_protocol::{ENQUEUED_TIME, OFFSET, PARTITION_KEY, SEQUENCE_NUMBER};
 
 /// An event read back from a partition, with what the service stamped on it.
 #[derive(Debug, Clone, PartialEq)]

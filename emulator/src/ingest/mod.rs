@@ -18,9 +18,9 @@ use crate::conn::{filler_properties, Acceptor, Conn, Shared};
 use crate::fault::FaultKind;
 use crate::rejection::Rejection;
 use crate::store::{Hub, IdempotentAppend, NewEvent};
-use streaming_producer_layers::partition_key::partition_index;
+use eventhubs_protocol::partition_key::partition_index;
 
-use streaming_producer_layers::protocol::{
+use eventhubs_protocol::{
     IDEMPOTENT_PRODUCER as IDEMPOTENT, PRODUCER_EPOCH, PRODUCER_ID,
 };
 
@@ -295,7 +295,7 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 description.unwrap_or_else(|| format!("Injected fault: {condition}.")),
             )),
             Some(FaultKind::Throttle) => Settle::Reject(Rejection::new(
-                streaming_producer_layers::protocol::SERVER_BUSY,
+                eventhubs_protocol::SERVER_BUSY,
                 "The request was terminated because the namespace is being throttled (injected fault).",
             )),
             Some(FaultKind::Release) => Settle::Release,

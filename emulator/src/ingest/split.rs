@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use fe2o3_amqp::types::messaging::{Body, Message};
 use serde_amqp::Value;
-use streaming_producer_layers::sequence::advance;
+use eventhubs_protocol::sequence::advance;
 
 use crate::codec::{self, BATCH_FORMAT, PRODUCER_SEQUENCE};
 use crate::rejection::Rejection;
@@ -42,7 +42,7 @@ fn sequence_of(messages: &[Message<Body<Value>>]) -> Result<i32, Rejection> {
         let start = *first.get_or_insert(seq);
         if seq != advance(start, i as u32) {
             return Err(Rejection::new(
-                streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE,
+                eventhubs_protocol::OUT_OF_ORDER_SEQUENCE,
                 format!(
                     "The sequence numbers in the batch are not consecutive: {seq} at position {i} after {start}."
                 ),

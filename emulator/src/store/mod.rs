@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use fe2o3_amqp_types::messaging::{Body, Message};
 use serde_amqp::Value;
-use streaming_producer_layers::sequence::advance;
+use eventhubs_protocol::sequence::advance;
 use tokio::sync::watch;
 
 use crate::config::Retention;
@@ -195,7 +195,7 @@ impl Partition {
             });
             if epoch < state.epoch {
                 return Err(crate::rejection::Rejection::new(
-                    streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
+                    eventhubs_protocol::PRODUCER_EPOCH_STOLEN,
                     format!(
                         "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
                         state.epoch
@@ -220,7 +220,7 @@ impl Partition {
                     )
                 };
                 return Err(crate::rejection::Rejection::new(
-                    streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE,
+                    eventhubs_protocol::OUT_OF_ORDER_SEQUENCE,
                     why,
                 ));
             }
@@ -248,7 +248,7 @@ impl Partition {
                 let epoch = epoch.unwrap_or(state.epoch);
                 if epoch < state.epoch {
                     return Err(crate::rejection::Rejection::new(
-                        streaming_producer_layers::protocol::PRODUCER_EPOCH_STOLEN,
+                        eventhubs_protocol::PRODUCER_EPOCH_STOLEN,
                         format!(
                             "A producer with a higher epoch {} already exists for producer group {producer_id}.",
                             state.epoch

@@ -27,7 +27,7 @@ use crate::stack::{
     TraceLayer, UserLayer,
 };
 use streaming_producer_layers::retry::RetryPolicy;
-use streaming_producer_layers::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
+use crate::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
 
 /// Configures and builds a [`Producer`].
 pub struct ProducerBuilder {

@@ -21,7 +21,7 @@ use crate::batch::{Batch, Filling};
 use crate::error::Error;
 use crate::event::EventData;
 use crate::pool::BufferPool;
-use streaming_producer_layers::route::{Partitioner, RoundRobin, Sticky};
+use crate::route::{Partitioner, RoundRobin, Sticky};
 
 /// What the producer handles tell the driver, in one FIFO channel.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::codec;
-use streaming_producer_layers::route::ServiceHash;
+use crate::route::ServiceHash;
 
 fn shared(max_batch_bytes: usize) -> (Shared, tokio::sync::watch::Sender<bool>) {
     let (finished_tx, finished) = tokio::sync::watch::channel(false);

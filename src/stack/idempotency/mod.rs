@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use streaming_producer_layers::retry::RetryPolicy;
-use streaming_producer_layers::sequence::advance;
+use eventhubs_protocol::sequence::advance;
 use tower::retry::Policy;
 use tower::{BoxError, Service, ServiceExt as _};
 
@@ -62,7 +62,7 @@ enum Known {
     NewGroup,
 }
 
-use streaming_producer_layers::protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
+use eventhubs_protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
 
 /// The service of [`IdempotencyLayer`].
 #[derive(Clone)]

@@ -1,17 +1,27 @@
-//! Names and numbers of the Event Hubs AMQP protocol that the producer and the
-//! emulator both speak, defined once.
+//! What a client and a broker of Azure Event Hubs agree on, with no AMQP implementation
+//! of its own: the names and numbers of the protocol (annotations, capabilities, error
+//! conditions, the batched-message format), the partition-key hash
+//! ([`partition_key`]), shared access signatures ([`sas`]) and idempotent producer
+//! sequence numbers ([`sequence`]).
 //!
-//! The annotation, property and capability names are those the Azure SDKs send and
-//! read; the message format is the service's batched-message format.
+//! The producer (`streaming-producer`) and the emulator (`eventhubs-emulator`) both
+//! depend on this crate, so the two sides of every test speak from one definition.
+//! The names are those the Azure SDKs send and read; the message format is the
+//! service's batched-message format.
 //!
 //! ```
-//! use streaming_producer_layers::protocol::data_section_size;
+//! use eventhubs_protocol::data_section_size;
 //!
 //! // A 100-byte event costs a `data` section of 3 + 2 + 100 bytes in a batch;
 //! // from 255 bytes on the binary needs a 4-byte length.
 //! assert_eq!(data_section_size(100), 105);
 //! assert_eq!(data_section_size(255), 263);
 //! ```
+#![forbid(unsafe_code)]
+
+pub mod partition_key;
+pub mod sas;
+pub mod sequence;
 
 /// Message-format code of a batched message: the body is N `data` sections, each a
 /// complete encoded message (one event).

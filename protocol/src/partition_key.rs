@@ -8,7 +8,7 @@
 //! JS SDK's `mapPartitionKeyToId` tests.
 //!
 //! ```
-//! use streaming_producer_layers::partition_key::{hash16, partition_index};
+//! use eventhubs_protocol::partition_key::{hash16, partition_index};
 //!
 //! assert_eq!(hash16("alphabet"), -23478);
 //! assert_eq!(partition_index("alphabet", 11), 4);

@@ -92,7 +92,7 @@ fn hmac_b64(key: &str, encoded_resource: &str, expiry: u64) -> String {
 /// valid until `expires_at` (unix seconds). The resource is encoded with lower-case hex, as the Rust SDK does.
 ///
 /// ```
-/// use streaming_producer_layers::sas;
+/// use eventhubs_protocol::sas;
 /// let token = sas::sign("amqps://example.servicebus.windows.net/myhub",
 ///                       "RootManageSharedAccessKey", "mykey", 1_700_000_000);
 /// assert!(token.contains("sig=SgJoMn7K6nWDCF6e1%2BfsxrmJLsorqPeZ3B8N1uQ31dc%3D"));

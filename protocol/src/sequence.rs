@@ -8,7 +8,7 @@
 /// The sequence number `n` places after `sequence`, wrapping from `i32::MAX` to 0.
 ///
 /// ```
-/// use streaming_producer_layers::sequence::advance;
+/// use eventhubs_protocol::sequence::advance;
 /// assert_eq!(advance(41, 1), 42);
 /// assert_eq!(advance(i32::MAX, 1), 0);
 /// assert_eq!(advance(i32::MAX - 1, 3), 1);

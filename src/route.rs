@@ -1,16 +1,5 @@
 //! Routing events without an explicit partition: partitioners for keys, and the
 //! round-robin and sticky choices for keyless events.
-//!
-//! ```
-//! use streaming_producer_layers::route::{Partitioner, ServiceHash, Sticky};
-//!
-//! assert_eq!(ServiceHash.partition_for_key("alphabet", 11), 4);
-//!
-//! // Sticky: keyless events fill one partition's batch (by weight) before moving on.
-//! let mut sticky = Sticky::new(100);
-//! let picks: Vec<usize> = (0..6).map(|_| sticky.next(40, 3)).collect();
-//! assert_eq!(picks, [0, 0, 1, 1, 2, 2]);
-//! ```
 
 /// Maps a partition key to a partition index.
 ///
@@ -32,30 +21,30 @@ where
     }
 }
 
-/// The service's mapping: Jenkins lookup3, as in [`crate::partition_key`].
+/// The service's mapping: Jenkins lookup3, as in [`eventhubs_protocol::partition_key`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ServiceHash;
+pub(crate) struct ServiceHash;
 
 impl Partitioner for ServiceHash {
     fn partition_for_key(&self, key: &str, partition_count: usize) -> usize {
-        crate::partition_key::partition_index(key, partition_count)
+        eventhubs_protocol::partition_key::partition_index(key, partition_count)
     }
 }
 
 /// Keyless events in turn over the partitions.
 #[derive(Debug, Clone, Default)]
-pub struct RoundRobin {
+pub(crate) struct RoundRobin {
     next: usize,
 }
 
 impl RoundRobin {
     /// Starts at partition 0, as the SDKs do.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The partition for the next event.
-    pub fn next(&mut self, partition_count: usize) -> usize {
+    pub(crate) fn next(&mut self, partition_count: usize) -> usize {
         let n = partition_count.max(1);
         let p = self.next % n;
         self.next = (p + 1) % n;
@@ -69,7 +58,7 @@ impl RoundRobin {
 /// keyless records (KIP-480, "sticky partitioner", and KIP-794, which bounds each stick by
 /// `batch.size` bytes).
 #[derive(Debug, Clone)]
-pub struct Sticky {
+pub(crate) struct Sticky {
     current: usize,
     weight: usize,
     events: usize,
@@ -79,17 +68,17 @@ pub struct Sticky {
 
 /// Where [`Sticky::pick`] sends an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pick {
+pub(crate) struct Pick {
     /// The event's partition.
-    pub partition: usize,
+    pub(crate) partition: usize,
     /// The partition the router just moved away from (never the event's own): its
     /// stick is complete, so its open batch may be published now.
-    pub left: Option<usize>,
+    pub(crate) left: Option<usize>,
 }
 
 impl Sticky {
     /// Sticks until `capacity` weight (e.g. a batch's bytes) went to one partition.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             current: 0,
             weight: 0,
@@ -100,27 +89,20 @@ impl Sticky {
     }
 
     /// Also moves on after `events` events, whatever they weigh.
-    ///
-    /// ```
-    /// use streaming_producer_layers::route::Sticky;
-    ///
-    /// let mut sticky = Sticky::new(1 << 20).max_events(2);
-    /// let picks: Vec<usize> = (0..5).map(|_| sticky.next(10, 4)).collect();
-    /// assert_eq!(picks, [0, 0, 1, 1, 2]);
-    /// ```
-    pub fn max_events(mut self, events: usize) -> Self {
+    pub(crate) fn max_events(mut self, events: usize) -> Self {
         self.max_events = events.max(1);
         self
     }
 
     /// The partition for the next event of this `weight`.
-    pub fn next(&mut self, weight: usize, partition_count: usize) -> usize {
+    #[cfg(test)]
+    pub(crate) fn next(&mut self, weight: usize, partition_count: usize) -> usize {
         self.pick(weight, partition_count).partition
     }
 
     /// The partition for the next event of this `weight`, and the partition left behind
     /// if this event starts a new stick.
-    pub fn pick(&mut self, weight: usize, partition_count: usize) -> Pick {
+    pub(crate) fn pick(&mut self, weight: usize, partition_count: usize) -> Pick {
         let n = partition_count.max(1);
         let mut left = None;
         if self.events > 0
@@ -146,6 +128,18 @@ impl Sticky {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_go_where_the_service_puts_them() {
+        assert_eq!(ServiceHash.partition_for_key("alphabet", 11), 4);
+    }
+
+    #[test]
+    fn sticky_fills_one_partition_by_weight_before_moving_on() {
+        let mut sticky = Sticky::new(100);
+        let picks: Vec<usize> = (0..6).map(|_| sticky.next(40, 3)).collect();
+        assert_eq!(picks, [0, 0, 1, 1, 2, 2]);
+    }
 
     #[test]
     fn round_robin_cycles_from_zero_and_follows_a_changed_count() {
