@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use azure_core::credentials::TokenCredential;
 
 use crate::credential::{AccessToken, Credential, TokenFuture, TokenKind};
-use crate::error::{Error, Kind};
+use crate::Error;
 
 /// The scope Event Hubs tokens are asked for, whatever the namespace (the service's
 /// documented resource, <https://eventhubs.azure.net>).
@@ -51,10 +51,7 @@ impl Credential for AzureTokenCredential {
                 .inner
                 .get_token(&[EVENT_HUBS_SCOPE], None)
                 .await
-                .map_err(|e| {
-                    Error::new(Kind::Auth("the token credential gave no token".into()))
-                        .with_source(e)
-                })?;
+                .map_err(|e| Error::auth("the token credential gave no token").with_source(e))?;
             // Whole seconds are plenty: the token is put again minutes before expiry.
             let seconds = u64::try_from(token.expires_on.unix_timestamp()).unwrap_or(0);
             Ok(AccessToken {

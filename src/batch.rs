@@ -4,6 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::types::messaging::{Batch as Sections, Data};
 
+use streaming_producer_layers::PartitionBatch;
+
 use crate::codec::{self, section_size, Stamp};
 use crate::event::{EventData, Routing};
 use crate::events::Events;
@@ -265,9 +267,32 @@ impl Batch {
     pub(crate) fn stamp(&self) -> Option<Stamp> {
         lock(&self.inner.tries).stamp
     }
+}
 
-    /// Numbers the batch (idempotent publishing); every clone sees it.
-    pub(crate) fn set_stamp(&self, stamp: Option<Stamp>) {
+/// What the stack's layers ask of a batch; each method is the inherent one of the
+/// same name, but for the stamp, which only the idempotency layer sets.
+impl PartitionBatch for Batch {
+    fn partition(&self) -> &str {
+        Batch::partition(self)
+    }
+
+    fn len(&self) -> usize {
+        Batch::len(self)
+    }
+
+    fn size_in_bytes(&self) -> usize {
+        Batch::size_in_bytes(self)
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        Batch::deadline(self)
+    }
+
+    fn may_have_been_stored(&self) -> bool {
+        Batch::may_have_been_stored(self)
+    }
+
+    fn set_stamp(&self, stamp: Option<Stamp>) {
         lock(&self.inner.tries).stamp = stamp;
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
 use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
-use crate::error::Error;
+use crate::Error;
 
 /// The options a builder collects about the namespace, the hub and the credential.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::Error;
 
 /// Credentials a connection string can carry.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eventhubs_protocol::sas;
 
-use crate::error::Error;
+use crate::Error;
 
 /// The kind of a token, as `$cbs` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,9 +173,9 @@ impl Credential for SasTokenCredential {
         let token = self.token.clone();
         Box::pin(async move {
             if token.expires_at <= SystemTime::now() {
-                return Err(Error::new(crate::error::Kind::Auth(
-                    "the shared access signature from the connection string has expired".into(),
-                )));
+                return Err(Error::auth(
+                    "the shared access signature from the connection string has expired",
+                ));
             }
             Ok(token)
         })

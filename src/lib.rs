@@ -122,13 +122,11 @@
 mod amqp;
 #[cfg(feature = "azure-identity")]
 mod azure_identity;
-mod backoff;
 mod batch;
 mod codec;
 mod connect;
 mod connection_string;
 mod credential;
-mod error;
 mod event;
 pub mod events;
 #[cfg(feature = "opentelemetry")]
@@ -149,14 +147,14 @@ pub use connection_string::{ConnectionString, ConnectionStringCredentials};
 pub use credential::{
     AccessToken, Credential, SasTokenCredential, SharedKeyCredential, TokenFuture, TokenKind,
 };
-pub use error::Error;
 pub use event::{EventData, PropertyValue, Routing};
 pub use events::Events;
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
+pub use route::Partitioner;
 pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
-pub use route::Partitioner;
+pub use streaming_producer_layers::Error;
 
 /// The README's code, compiled as doctests so that its quick start stays true.
 #[cfg(doctest)]

@@ -3,8 +3,9 @@
 
 /// Maps a partition key to a partition index.
 ///
-/// The default, [`ServiceHash`], is the service's own mapping, so keyed events land where
-/// the service and every other SDK would put them. A custom partitioner (the buffered
+/// The default is the service's own mapping (Jenkins lookup3, as
+/// [`eventhubs_protocol::partition_key`] computes it), so keyed events land where the
+/// service and every other SDK would put them. A custom partitioner (the buffered
 /// producer proposal lists one as a future enhancement) trades that for your own
 /// distribution; a closure `Fn(&str, usize) -> usize` works too.
 pub trait Partitioner: Send + Sync + 'static {

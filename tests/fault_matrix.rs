@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault};
+use eventhubs_protocol::partition_key::partition_index;
 use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
-use eventhubs_protocol::partition_key::partition_index;
 use tokio::task::JoinHandle;
 
 const HUB: &str = "eh1";

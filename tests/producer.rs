@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault, FaultKind};
+use eventhubs_protocol::partition_key::partition_index;
 use futures_util::{FutureExt, StreamExt};
 use streaming_producer::{
     BatchOutcome, EventData, Outcomes, Partition, Producer, ProducerBuilder, RetryPolicy,
 };
-use eventhubs_protocol::partition_key::partition_index;
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
     Emulator::builder()

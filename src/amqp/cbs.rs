@@ -7,7 +7,7 @@ use serde_amqp::Value;
 
 use super::management::status_error;
 use super::{rpc, Endpoint};
-use crate::error::Error;
+use crate::Error;
 
 /// Puts a token for the hub on `$cbs`; returns when to refresh it.
 pub(super) async fn put_token(

@@ -15,7 +15,7 @@ use fe2o3_amqp::session::SessionHandle;
 use super::props::{idempotent_properties, producer_state_of};
 use super::{wire, Amqp, Attach, ProducerState, Settlement, Wire};
 use super::{IDEMPOTENT_PRODUCER, UNAUTHORIZED};
-use crate::error::{Error, Kind};
+use crate::Error;
 
 /// How often a send that waits for link credit looks at the credit again. Not much
 /// shorter: a send cancelled after it took its credit (while the transfer waits for
@@ -119,7 +119,7 @@ impl Link {
                     // No credit for a whole try: nothing was transferred. A fresh link
                     // on the next try gets credit anew.
                     state.attached = None;
-                    return Err(Error::new(Kind::Timeout));
+                    return Err(Error::timeout());
                 }
                 Credit::ConnectionLost => {
                     // Nothing was transferred: the next round waits for the reconnect.
@@ -290,7 +290,7 @@ impl Link {
             }
         };
         let sender = answered
-            .map_err(|_| Refusal::Local(Error::new(Kind::Timeout)))?
+            .map_err(|_| Refusal::Local(Error::timeout()))?
             .map_err(|err| match &err {
                 fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
                     Refusal::Remote(wire::from_amqp_error(e, true).with_source(err))

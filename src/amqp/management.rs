@@ -9,7 +9,7 @@ use fe2o3_amqp::types::primitives::SimpleValue;
 use serde_amqp::Value;
 
 use super::{rpc, Amqp, Reply};
-use crate::error::{Error, Kind};
+use crate::Error;
 
 /// The `$management` node: its session and request/response links, once attached.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ impl Management {
             .unwrap_or_else(|_| {
                 Err(match amqp.why_disconnected() {
                     Some(why) => Error::connection(why),
-                    None => Error::new(Kind::Timeout),
+                    None => Error::timeout(),
                 })
             })
     }
@@ -108,22 +108,14 @@ impl Management {
 
 pub(super) fn status_error(reply: &Reply, what: &str) -> Error {
     match reply.status {
-        401 | 403 => Error::new(Kind::Auth(format!("{what}: {}", reply.description))),
-        status => Error::new(Kind::Management {
-            status,
-            description: format!("{what}: {}", reply.description),
-        }),
+        401 | 403 => Error::auth(format!("{what}: {}", reply.description)),
+        status => Error::management(status, format!("{what}: {}", reply.description)),
     }
 }
 
 pub(super) fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error> {
     use fe2o3_amqp::types::messaging::{AmqpValue, Body};
-    let bad = || {
-        Error::new(Kind::Management {
-            status: reply.status,
-            description: "the hub's properties have no partition_ids".into(),
-        })
-    };
+    let bad = || Error::management(reply.status, "the hub's properties have no partition_ids");
     let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
         return Err(bad());
     };
@@ -160,10 +152,10 @@ pub(super) fn parse_hub_properties(reply: &Reply) -> Result<HubProperties, Error
 pub(super) fn parse_partition_properties(reply: &Reply) -> Result<PartitionProperties, Error> {
     use fe2o3_amqp::types::messaging::{AmqpValue, Body};
     let bad = |what: &str| {
-        Error::new(Kind::Management {
-            status: reply.status,
-            description: format!("the partition's properties have no valid {what}"),
-        })
+        Error::management(
+            reply.status,
+            format!("the partition's properties have no valid {what}"),
+        )
     };
     let Body::Value(AmqpValue(Value::Map(map))) = &reply.body else {
         return Err(bad("body"));

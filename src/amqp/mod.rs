@@ -38,7 +38,7 @@ use fe2o3_amqp::types::messaging::Outcome;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::credential::Credential;
-use crate::error::Error;
+use crate::Error;
 
 pub(crate) use rpc::Reply;
 pub(crate) use wire::{from_amqp_error, recycle, send_error, to_wire, Wire};
@@ -78,28 +78,9 @@ impl Endpoint {
     }
 }
 
-/// An idempotent producer's state on one partition, as the service reported it when
-/// the link was attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProducerState {
-    pub(crate) producer_id: i64,
-    pub(crate) epoch: i16,
-    /// The sequence number of the last event the service stored for this producer.
-    pub(crate) last_sequence: i32,
-}
+pub(crate) use streaming_producer_layers::idempotency::{Attach, ProducerState};
 
-use eventhubs_protocol::{
-    IDEMPOTENT_PRODUCER, UNAUTHORIZED_ACCESS as UNAUTHORIZED,
-};
-
-/// How [`Amqp::producer_state`] gets the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Attach {
-    /// From the partition link as it is (attaching it if needed).
-    Current,
-    /// From a fresh attach as a new producer group, which the service numbers anew.
-    NewProducer,
-}
+use eventhubs_protocol::{IDEMPOTENT_PRODUCER, UNAUTHORIZED_ACCESS as UNAUTHORIZED};
 
 /// A send in progress: its settlement future.
 pub(crate) type Settlement = DeliveryFut<Result<Outcome, SendError>>;

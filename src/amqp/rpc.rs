@@ -12,7 +12,7 @@ use fe2o3_amqp::types::messaging::{
 use fe2o3_amqp::types::primitives::SimpleValue;
 use serde_amqp::Value;
 
-use crate::error::{Error, Kind};
+use crate::Error;
 
 pub(crate) type Msg = Message<Body<Value>>;
 
@@ -98,7 +98,7 @@ impl Rpc {
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| Error::new(Kind::Timeout))?
+            .map_err(|_| Error::timeout())?
     }
 
     pub(crate) async fn close(self) {

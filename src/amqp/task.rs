@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use super::cbs::put_token;
 use super::props::{client_properties, tls_connect};
 use super::{rpc, Command, Endpoint};
-use crate::backoff::Schedule;
-use crate::error::{Error, Kind};
+use crate::Error;
+use streaming_producer_layers::retry::Schedule;
 
 /// The longest a close waits for the service to answer.
 pub(super) const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
@@ -241,7 +241,7 @@ impl Task {
         let live = self.connect().await?;
         let session = tokio::time::timeout(timeout, Session::begin(&mut live.connection))
             .await
-            .map_err(|_| Error::new(Kind::Timeout))?
+            .map_err(|_| Error::timeout())?
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
         Ok((session, self.generation))
     }
@@ -291,7 +291,7 @@ impl Task {
             let timeout = self.endpoint.timeout;
             let opened = tokio::time::timeout(timeout, self.open())
                 .await
-                .unwrap_or_else(|_| Err(Error::new(Kind::Timeout)));
+                .unwrap_or_else(|_| Err(Error::timeout()));
             match opened {
                 Ok(live) => {
                     self.generation += 1;
@@ -307,7 +307,7 @@ impl Task {
                         schedule: Schedule::new(reconnect),
                     });
                     backoff.failures += 1;
-                    backoff.next_at = backoff.schedule.next().deadline();
+                    backoff.next_at = backoff.schedule.next_backoff().deadline();
                     tracing::debug!(failures = backoff.failures, "cannot connect: {e}");
                     *self.why.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     return Err(e);
@@ -319,7 +319,7 @@ impl Task {
 
     async fn open(&self) -> Result<Live, Error> {
         let e = &self.endpoint;
-        let cannot = |err: crate::error::BoxError| {
+        let cannot = |err: tower::BoxError| {
             Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
         };
         let (tls, authority) = match e.url.split_once("://") {

@@ -11,6 +11,7 @@ use crate::event::PropertyValue;
 use crate::pool::BufferPool;
 use bytes::Bytes;
 use fe2o3_amqp::types::messaging::message::__private::Serializable;
+use streaming_producer_layers::PartitionBatch as _;
 
 /// The batched message exactly as the base service hands it to fe2o3.
 fn wire_len(batch: &Batch) -> usize {

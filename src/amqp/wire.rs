@@ -9,7 +9,7 @@ use fe2o3_amqp::Sendable;
 
 use crate::batch::Batch;
 use crate::codec::{self, Stamp, BATCH_FORMAT};
-use crate::error::{Error, Kind};
+use crate::Error;
 use eventhubs_protocol::sequence::advance;
 
 /// A batch of pre-encoded events for one partition: its data sections behind an
@@ -31,17 +31,11 @@ pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String 
 pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
     let condition = condition_name(&e.condition);
     let description = e.description.clone().unwrap_or_default();
-    Error::new(if detached {
-        Kind::Detached {
-            condition,
-            description,
-        }
+    if detached {
+        Error::detached(condition, description)
     } else {
-        Kind::Rejected {
-            condition,
-            description,
-        }
-    })
+        Error::rejected(condition, description)
+    }
 }
 
 /// Maps a fe2o3 send error.
@@ -54,10 +48,7 @@ pub(crate) fn send_error(err: SendError) -> Error {
         | SendError::LinkStateError(
             LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
         ) => from_amqp_error(e, true).with_source(err),
-        SendError::MessageSizeExceeded(m) => Error::new(Kind::TooLarge {
-            size: m.size as usize,
-            max: m.max_size as usize,
-        }),
+        SendError::MessageSizeExceeded(m) => Error::too_large(m.size as usize, m.max_size as usize),
         _ => Error::connection("the link or connection failed").with_source(err),
     }
 }

@@ -11,9 +11,7 @@ pub(crate) mod decode;
 use crate::event::{EventData, PropertyValue, Routing};
 
 use eventhubs_protocol as names;
-pub(crate) use eventhubs_protocol::{
-    data_section_size as section_size, BATCH_FORMAT,
-};
+pub(crate) use eventhubs_protocol::{data_section_size as section_size, BATCH_FORMAT};
 
 const PARTITION_KEY: &[u8] = names::PARTITION_KEY.as_bytes();
 
@@ -84,12 +82,7 @@ const PRODUCER_EPOCH: &[u8] = names::PRODUCER_EPOCH.as_bytes();
 
 /// The idempotent annotations an event of an idempotent producer carries: its sequence
 /// number (`int`), the producer group id (`long`) and the owner level (`short`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) sequence: i32,
-    pub(crate) producer_id: i64,
-    pub(crate) epoch: i16,
-}
+pub(crate) use streaming_producer_layers::batch::Stamp;
 
 /// Encodes an event as a complete AMQP message: message-annotations (the partition
 /// key, and with `idempotent` room for the idempotent annotations), properties

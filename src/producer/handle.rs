@@ -12,7 +12,7 @@ use super::capacity::Slot;
 use super::lanes::{Shared, Signal};
 use super::{EnqueueError, Partition, ProducerBuilder};
 use crate::amqp::Amqp;
-use crate::error::{Error, Kind};
+use crate::Error;
 use crate::{EventData, PartitionProperties};
 
 /// A close in progress, as `poll_close` drives it.
@@ -276,7 +276,7 @@ impl Producer {
             Partition::Id(id) => ids
                 .iter()
                 .position(|p| p == id)
-                .ok_or_else(|| Error::new(Kind::UnknownPartition(id.clone()))),
+                .ok_or_else(|| Error::unknown_partition(id.clone())),
             Partition::Key(key) => {
                 Ok(self.shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
             }

@@ -36,8 +36,8 @@ pub use builder::ProducerBuilder;
 pub use handle::Producer;
 pub use outcome::{BatchOutcome, Outcomes};
 
-use crate::error::Error;
 use crate::event::EventData;
+use crate::Error;
 
 /// The most partitions an Event Hub can have.
 const MAX_PARTITIONS: usize = 1024;

@@ -13,7 +13,7 @@ use super::lanes::{Keyless, Signal};
 use super::{EnqueueError, Producer};
 use crate::batch::Batch;
 use crate::codec;
-use crate::error::{Error, Kind};
+use crate::Error;
 use crate::{EventData, Routing};
 
 impl Producer {
@@ -85,7 +85,7 @@ impl Producer {
             Routing::PartitionId(id) => ids
                 .iter()
                 .position(|p| p == id)
-                .ok_or_else(|| (id.clone(), Error::new(Kind::UnknownPartition(id.clone())))),
+                .ok_or_else(|| (id.clone(), Error::unknown_partition(id.clone()))),
             Routing::PartitionKey(key) => {
                 Ok(shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
             }
@@ -116,10 +116,7 @@ impl Producer {
             }
             Ok(partition) => (
                 ids[partition].clone(),
-                Error::new(Kind::TooLarge {
-                    size: cost,
-                    max: shared.max_batch_bytes,
-                }),
+                Error::too_large(cost, shared.max_batch_bytes),
             ),
             Err(refused) => refused,
         };

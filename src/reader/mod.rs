@@ -23,7 +23,7 @@ use serde_amqp::descriptor::Descriptor;
 use crate::amqp::{Amqp, Endpoint, HubProperties, PartitionProperties};
 use crate::connect::Address;
 use crate::credential::Credential;
-use crate::error::Error;
+use crate::Error;
 use eventhubs_protocol::{SELECTOR_FILTER, SELECTOR_FILTER_CODE};
 use streaming_producer_layers::retry::RetryPolicy;
 
@@ -318,7 +318,7 @@ impl Open {
             .attach(&mut session);
         let receiver = tokio::time::timeout(timeout, attach)
             .await
-            .map_err(|_| Error::new(crate::error::Kind::Timeout))?
+            .map_err(|_| Error::timeout())?
             .map_err(|err| {
                 let refused = match &err {
                     fe2o3_amqp::link::ReceiverAttachError::RemoteClosedWithError(e) => {

@@ -19,15 +19,14 @@
 //! keeps a clone of each batch it hands in, so a layer can never lose events, and it
 //! reads the producer's [`Error`](crate::Error) back from the boxed one.
 //!
-//! Each layer has a folder with tower's file roles: `idempotency/` and `trace/`
-//! (`layer.rs`, the service in `mod.rs`, the trace hooks in `hooks.rs`), `retry/` (the
-//! policy, for tower's own `RetryLayer`), `send/` (the base service, its
-//! `connection.rs` and the try in `future.rs`).
+//! The idempotency, retry and trace layers come from the `streaming-producer-layers`
+//! crate, which holds them with no AMQP implementation under them (generic over the
+//! batch they carry: [`PartitionBatch`](streaming_producer_layers::PartitionBatch));
+//! they are re-exported here for the producer's [`Batch`]. The base service,
+//! [`AmqpSend`], and the [`Connection`] it publishes over are this crate's (`send/`:
+//! the service, its `connection.rs` and the try in `future.rs`).
 
-mod idempotency;
-mod retry;
 mod send;
-mod trace;
 
 use std::time::Duration;
 
@@ -38,15 +37,44 @@ use tower::timeout::TimeoutLayer;
 use tower::util::{BoxCloneService, BoxService};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
-pub use idempotency::{Idempotency, IdempotencyLayer};
-pub use retry::EventHubsRetry;
 pub use send::{AmqpSend, Connection};
-pub use trace::{
-    DefaultMakeSpan, DefaultOnFailure, MakeSpan, OnFailure, OnSuccess, OnTry, Trace, TraceLayer,
+pub use streaming_producer_layers::idempotency::{Idempotency, IdempotencyLayer};
+pub use streaming_producer_layers::retry::EventHubsRetry;
+pub use streaming_producer_layers::trace::{
+    DefaultMakeSpan, DefaultOnFailure, MakeSpan, OnFailure, OnSuccess, OnTry,
 };
 
 use crate::batch::Batch;
 use streaming_producer_layers::retry::RetryPolicy;
+
+/// The trace layer ([`streaming_producer_layers::trace::TraceLayer`]) for the
+/// producer's [`Batch`]: a `tracing` span per try, named `eventhubs.publish` and
+/// tagged after the OpenTelemetry messaging conventions, with hooks; with the
+/// `opentelemetry` feature it also records the publish metrics.
+///
+/// ```
+/// use std::time::Duration;
+/// use streaming_producer::stack::TraceLayer;
+///
+/// let layer = TraceLayer::new("telemetry")
+///     .on_success(|batch: &streaming_producer::Batch, latency: Duration, _span: &tracing::Span| {
+///         tracing::debug!(events = batch.len(), ?latency, "stored");
+///     })
+///     .on_failure(
+///         |_batch: &streaming_producer::Batch,
+///          error: &tower::BoxError,
+///          _latency: Duration,
+///          span: &tracing::Span| {
+///             span.record("error.type", tracing::field::display(error));
+///             tracing::warn!("a try failed: {error}");
+///         },
+///     );
+/// # drop(layer);
+/// ```
+pub type TraceLayer = streaming_producer_layers::trace::TraceLayer<Batch>;
+
+/// The service of [`TraceLayer`].
+pub type Trace<S> = streaming_producer_layers::trace::Trace<S, Batch>;
 
 /// A partition's batch service, boxed: what [`ProducerBuilder::layer`] wraps and what
 /// [`ProducerBuilder::stack`] returns.
@@ -169,7 +197,7 @@ impl StackContext<'_> {
     pub fn idempotency(&self) -> Option<IdempotencyLayer> {
         match (&self.settings.base, self.settings.idempotent) {
             (Base::Amqp(connection), true) => Some(IdempotencyLayer::new(
-                connection,
+                connection.clone(),
                 self.settings.retry.clone(),
                 self.settings.try_timeout,
             )),

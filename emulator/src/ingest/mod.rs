@@ -20,9 +20,7 @@ use crate::rejection::Rejection;
 use crate::store::{Hub, IdempotentAppend, NewEvent};
 use eventhubs_protocol::partition_key::partition_index;
 
-use eventhubs_protocol::{
-    IDEMPOTENT_PRODUCER as IDEMPOTENT, PRODUCER_EPOCH, PRODUCER_ID,
-};
+use eventhubs_protocol::{IDEMPOTENT_PRODUCER as IDEMPOTENT, PRODUCER_EPOCH, PRODUCER_ID};
 
 mod split;
 

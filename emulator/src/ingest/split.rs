@@ -2,9 +2,9 @@
 //! is routed by, and an idempotent link's sequence numbers.
 
 use bytes::Bytes;
+use eventhubs_protocol::sequence::advance;
 use fe2o3_amqp::types::messaging::{Body, Message};
 use serde_amqp::Value;
-use eventhubs_protocol::sequence::advance;
 
 use crate::codec::{self, BATCH_FORMAT, PRODUCER_SEQUENCE};
 use crate::rejection::Rejection;

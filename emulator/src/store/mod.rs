@@ -5,9 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
+use eventhubs_protocol::sequence::advance;
 use fe2o3_amqp_types::messaging::{Body, Message};
 use serde_amqp::Value;
-use eventhubs_protocol::sequence::advance;
 use tokio::sync::watch;
 
 use crate::config::Retention;

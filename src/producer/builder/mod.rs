@@ -21,13 +21,13 @@ use crate::amqp::{Amqp, Endpoint};
 use crate::batch::Batch;
 use crate::connect::Address;
 use crate::credential::Credential;
-use crate::error::Error;
+use crate::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
 use crate::stack::{
     boxed, boxed_clone, Base, BatchService, Connection, MakeStack, Settings, StackContext,
     TraceLayer, UserLayer,
 };
+use crate::Error;
 use streaming_producer_layers::retry::RetryPolicy;
-use crate::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
 
 /// Configures and builds a [`Producer`].
 pub struct ProducerBuilder {

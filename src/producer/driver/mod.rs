@@ -23,8 +23,8 @@ use super::capacity::Capacity;
 use super::lanes::{Sealed, Shared, Signal, Take};
 use super::outcome::BatchOutcome;
 use crate::batch::Batch;
-use crate::error::{Error, Kind};
 use crate::stack::{BatchService, Settings};
+use crate::Error;
 
 /// A sealed batch waiting for its partition's stack, numbered in the order the driver
 /// received it (for flush barriers).

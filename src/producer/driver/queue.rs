@@ -87,7 +87,7 @@ impl Driver {
         let mut abandoned = 0;
         while let Some(ready) = state.partitions[partition].ready.pop_front() {
             abandoned += ready.batch.len();
-            self.fail_ready(state, partition, ready, Error::new(Kind::Abandoned))
+            self.fail_ready(state, partition, ready, Error::abandoned())
                 .await;
         }
         abandoned

@@ -18,10 +18,10 @@ use tokio::time::Instant;
 use super::capacity::{Budget, Capacity, Slot};
 
 use crate::batch::{Batch, Filling};
-use crate::error::Error;
 use crate::event::EventData;
 use crate::pool::BufferPool;
 use crate::route::{Partitioner, RoundRobin, Sticky};
+use crate::Error;
 
 /// What the producer handles tell the driver, in one FIFO channel.
 #[derive(Debug)]

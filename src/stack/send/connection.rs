@@ -1,5 +1,7 @@
 //! [`Connection`]: the producer's connection, as the stack's layers see it.
 
+use streaming_producer_layers::idempotency::{Attach, ProducerStates, ReadFuture};
+
 use crate::amqp::Amqp;
 
 /// A handle on a producer's AMQP connection (one per producer, shared by every
@@ -19,5 +21,13 @@ impl Connection {
 
     pub(crate) fn amqp(&self) -> &Amqp {
         &self.amqp
+    }
+}
+
+/// The partition links, attached as an idempotent producer, report the state.
+impl ProducerStates for Connection {
+    fn read(&self, partition: &str, attach: Attach) -> ReadFuture {
+        let (amqp, partition) = (self.amqp.clone(), partition.to_owned());
+        Box::pin(async move { amqp.producer_state(&partition, attach).await })
     }
 }

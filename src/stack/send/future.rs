@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::amqp::{recycle, to_wire, Amqp, Link};
 use crate::batch::Batch;
-use crate::error::{Error, Kind};
+use crate::Error;
 
 /// Marks the batch as maybe stored unless the try ends with the service's verdict:
 /// dropped (a timeout cut the try short) or failed without one.
@@ -61,14 +61,11 @@ pub(super) async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result
                 .error
                 .as_ref()
                 .map(|e| crate::amqp::from_amqp_error(e, false))
-                .unwrap_or_else(|| Error::new(Kind::Rejected {
-                    condition: "amqp:internal-error".into(),
-                    description: "rejected without an error".into(),
-                }))),
-            Ok(Outcome::Released(_)) => Err(Error::new(Kind::NotAccepted("released"))),
-            Ok(Outcome::Modified(_)) => Err(Error::new(Kind::NotAccepted("modified"))),
+                .unwrap_or_else(|| Error::rejected("amqp:internal-error", "rejected without an error"))),
+            Ok(Outcome::Released(_)) => Err(Error::released()),
+            Ok(Outcome::Modified(_)) => Err(Error::modified()),
             #[allow(unreachable_patterns)]
-            Ok(_) => Err(Error::new(Kind::NotAccepted("did not accept"))),
+            Ok(_) => Err(Error::not_accepted()),
             // The link or session ended with the delivery unsettled.
             Err(e) => Err(crate::amqp::send_error(e).into_ambiguous()),
         },

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use crate::amqp::{Amqp, Link};
 use crate::batch::Batch;
-use crate::error::Error;
+use crate::Error;
 
 pub use connection::Connection;
 use future::publish;

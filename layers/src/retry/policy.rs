@@ -6,23 +6,19 @@ use tower::BoxError;
 
 use tokio::time::Instant;
 
-use crate::amqp::{Attach, ProducerState};
-use crate::backoff::Schedule;
-use crate::batch::Batch;
+use super::{RetryPolicy, Schedule};
+use crate::batch::PartitionBatch;
 use crate::error::{is_retryable, Error};
-use streaming_producer_layers::retry::RetryPolicy;
 
 /// Event Hubs' retry policy for tower's [`Retry`](tower::retry::Retry): retries the
 /// errors that say so ([`Error::is_retryable`], and tower's `Elapsed` for a try that
 /// timed out), at most [`RetryPolicy::max_retries`] times, waiting with tower's
 /// exponential backoff with jitter, and never starting a try at or after the batch's
-/// [deadline](Batch::deadline). Resends a clone of the batch (cheap: the events sit
-/// behind an `Arc`).
+/// [deadline](PartitionBatch::deadline). Resends a clone of the batch.
 ///
 /// ```
 /// use std::time::Duration;
-/// use streaming_producer::stack::EventHubsRetry;
-/// use streaming_producer::RetryPolicy;
+/// use streaming_producer_layers::retry::{EventHubsRetry, RetryPolicy};
 ///
 /// let layer = tower::retry::RetryLayer::new(EventHubsRetry::new(
 ///     RetryPolicy::default().with_max_retries(5).with_initial_delay(Duration::from_millis(100)),
@@ -50,11 +46,15 @@ impl EventHubsRetry {
 
     /// The wait before the next try, if there is to be one: the failure is worth
     /// retrying, retries are left, and the try would start before `deadline`.
-    fn next(&mut self, deadline: Option<Instant>, retryable: bool) -> Option<tokio::time::Sleep> {
+    pub(crate) fn next(
+        &mut self,
+        deadline: Option<Instant>,
+        retryable: bool,
+    ) -> Option<tokio::time::Sleep> {
         if !retryable || self.retries >= self.policy.max_retries() {
             return None;
         }
-        let sleep = self.backoff.next();
+        let sleep = self.backoff.next_backoff();
         if deadline.is_some_and(|d| sleep.deadline() >= d) {
             return None;
         }
@@ -63,64 +63,32 @@ impl EventHubsRetry {
     }
 }
 
-impl Policy<Batch, (), BoxError> for EventHubsRetry {
+impl<B: PartitionBatch> Policy<B, (), BoxError> for EventHubsRetry {
     type Future = tokio::time::Sleep;
 
-    fn retry(
-        &mut self,
-        batch: &mut Batch,
-        result: &mut Result<(), BoxError>,
-    ) -> Option<Self::Future> {
+    fn retry(&mut self, batch: &mut B, result: &mut Result<(), BoxError>) -> Option<Self::Future> {
         match result {
             Ok(()) => None,
             Err(e) => self.next(batch.deadline(), is_retryable(e.as_ref())),
         }
     }
 
-    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+    fn clone_request(&mut self, batch: &B) -> Option<B> {
         Some(batch.clone())
     }
 }
 
-impl Policy<Batch, (), Error> for EventHubsRetry {
+impl<B: PartitionBatch> Policy<B, (), Error> for EventHubsRetry {
     type Future = tokio::time::Sleep;
 
-    fn retry(&mut self, batch: &mut Batch, result: &mut Result<(), Error>) -> Option<Self::Future> {
+    fn retry(&mut self, batch: &mut B, result: &mut Result<(), Error>) -> Option<Self::Future> {
         match result {
             Ok(()) => None,
             Err(e) => self.next(batch.deadline(), e.is_retryable()),
         }
     }
 
-    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+    fn clone_request(&mut self, batch: &B) -> Option<B> {
         Some(batch.clone())
-    }
-}
-
-/// A read of a partition's idempotent producer state, retried by the same policy as
-/// the batch it is read for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StateRead {
-    pub(crate) attach: Attach,
-    /// The deadline of the batch the state is read for.
-    pub(crate) deadline: Option<Instant>,
-}
-
-impl Policy<StateRead, ProducerState, Error> for EventHubsRetry {
-    type Future = tokio::time::Sleep;
-
-    fn retry(
-        &mut self,
-        read: &mut StateRead,
-        result: &mut Result<ProducerState, Error>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(_) => None,
-            Err(e) => self.next(read.deadline, e.is_retryable()),
-        }
-    }
-
-    fn clone_request(&mut self, read: &StateRead) -> Option<StateRead> {
-        Some(*read)
     }
 }

@@ -27,13 +27,17 @@
 //! Reading the state (attaching the link) is bounded by the try timeout and by the
 //! batch's deadline, and retried as sends are.
 //!
-//! Files as in tower: `layer` ([`IdempotencyLayer`] and the state reads), and here
-//! the service, [`Idempotency`].
+//! Files as in tower: `layer` ([`IdempotencyLayer`]), `state` (the producer state and
+//! [`ProducerStates`], where the layer reads it), and here the service, [`Idempotency`].
 
 mod layer;
+mod state;
+#[cfg(test)]
+mod tests;
 
 pub use layer::IdempotencyLayer;
-use layer::StateReader;
+use state::StateReader;
+pub use state::{Attach, ProducerState, ProducerStates, ReadFuture};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,16 +45,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use streaming_producer_layers::retry::RetryPolicy;
 use eventhubs_protocol::sequence::advance;
+use eventhubs_protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
 use tower::retry::Policy;
 use tower::{BoxError, Service, ServiceExt as _};
 
-use crate::amqp::{Attach, ProducerState};
-use crate::backoff::Schedule;
-use crate::batch::Batch;
-use crate::codec::Stamp;
+use crate::batch::{PartitionBatch, Stamp};
 use crate::error::{is_retryable, Error};
+use crate::retry::{RetryPolicy, Schedule};
 
 /// What the layer knows of a partition (absent: nothing yet, read the link's state).
 #[derive(Debug, Clone, Copy)]
@@ -62,8 +64,6 @@ enum Known {
     NewGroup,
 }
 
-use eventhubs_protocol::OUT_OF_ORDER_SEQUENCE as OUT_OF_ORDER;
-
 /// The service of [`IdempotencyLayer`].
 #[derive(Clone)]
 pub struct Idempotency<S> {
@@ -73,15 +73,41 @@ pub struct Idempotency<S> {
     states: Arc<Mutex<HashMap<String, Known>>>,
 }
 
+impl<S> Idempotency<S> {
+    fn new(inner: S, reader: StateReader) -> Self {
+        Self {
+            inner,
+            reader,
+            states: Arc::default(),
+        }
+    }
+
+    /// The service it wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service it wraps, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service it wraps, taken out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S> std::fmt::Debug for Idempotency<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Idempotency").finish_non_exhaustive()
     }
 }
 
-impl<S> Service<Batch> for Idempotency<S>
+impl<S, B> Service<B> for Idempotency<S>
 where
-    S: Service<Batch, Response = ()> + Clone + Send + 'static,
+    B: PartitionBatch,
+    S: Service<B, Response = ()> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
@@ -93,7 +119,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, batch: Batch) -> Self::Future {
+    fn call(&mut self, batch: B) -> Self::Future {
         // The ready inner service serves the first try; a clone takes its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -103,14 +129,15 @@ where
     }
 }
 
-async fn publish<S>(
+async fn publish<S, B>(
     inner: S,
     reader: StateReader,
     states: Arc<Mutex<HashMap<String, Known>>>,
-    batch: Batch,
+    batch: B,
 ) -> Result<(), BoxError>
 where
-    S: Service<Batch, Response = ()> + Clone,
+    B: PartitionBatch,
+    S: Service<B, Response = ()> + Clone,
     S::Error: Into<BoxError>,
 {
     let partition = batch.partition().to_owned();
@@ -225,19 +252,15 @@ impl UnknownFate {
     }
 }
 
-impl Policy<Batch, (), BoxError> for UnknownFate {
+impl<B: PartitionBatch> Policy<B, (), BoxError> for UnknownFate {
     type Future = tokio::time::Sleep;
 
-    fn retry(
-        &mut self,
-        batch: &mut Batch,
-        result: &mut Result<(), BoxError>,
-    ) -> Option<Self::Future> {
+    fn retry(&mut self, batch: &mut B, result: &mut Result<(), BoxError>) -> Option<Self::Future> {
         let Err(error) = result else { return None };
         if !batch.may_have_been_stored() || !is_retryable(error.as_ref()) {
             return None;
         }
-        let sleep = self.backoff.next();
+        let sleep = self.backoff.next_backoff();
         let in_time = match batch.deadline() {
             Some(d) => sleep.deadline() < d,
             None => self.again < self.max_retries,
@@ -253,7 +276,7 @@ impl Policy<Batch, (), BoxError> for UnknownFate {
         Some(sleep)
     }
 
-    fn clone_request(&mut self, batch: &Batch) -> Option<Batch> {
+    fn clone_request(&mut self, batch: &B) -> Option<B> {
         Some(batch.clone())
     }
 }

@@ -7,17 +7,16 @@ use tower::retry::{Retry, RetryLayer};
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
 
-use super::policy::*;
-use crate::batch::Batch;
+use super::{EventHubsRetry, RetryPolicy};
+use crate::batch::testing::TestBatch;
+use crate::batch::PartitionBatch as _;
 use crate::error::Error;
-use crate::error::Kind;
-use streaming_producer_layers::retry::RetryPolicy;
 use tower::BoxError;
 
-type Handle = mock::Handle<Batch, ()>;
+type Handle = mock::Handle<TestBatch, ()>;
 
-fn retrying(policy: RetryPolicy) -> (Retry<EventHubsRetry, mock::Mock<Batch, ()>>, Handle) {
-    let (service, handle) = mock::pair::<Batch, ()>();
+fn retrying(policy: RetryPolicy) -> (Retry<EventHubsRetry, mock::Mock<TestBatch, ()>>, Handle) {
+    let (service, handle) = mock::pair::<TestBatch, ()>();
     (
         RetryLayer::new(EventHubsRetry::new(policy.with_jitter(0.0))).layer(service),
         handle,
@@ -25,17 +24,14 @@ fn retrying(policy: RetryPolicy) -> (Retry<EventHubsRetry, mock::Mock<Batch, ()>
 }
 
 fn busy() -> Error {
-    Error::new(Kind::Rejected {
-        condition: "com.microsoft:server-busy".into(),
-        description: "throttled".into(),
-    })
+    Error::rejected("com.microsoft:server-busy", "throttled")
 }
 
 #[tokio::test(start_paused = true)]
 async fn transient_failures_are_retried_after_doubling_delays() {
     let (service, mut handle) = retrying(RetryPolicy::default());
     let started = Instant::now();
-    let call = tokio::spawn(service.oneshot(Batch::new("0")));
+    let call = tokio::spawn(service.oneshot(TestBatch::new("0", &["x"])));
     let mut tried_at = Vec::new();
     for _ in 0..3 {
         let (_, reply) = handle.next_request().await.expect("a try");
@@ -55,11 +51,11 @@ async fn transient_failures_are_retried_after_doubling_delays() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_and_foreign_errors_are_not_retried() {
     for error in [
-        BoxError::from(Error::new(Kind::TooLarge { size: 2, max: 1 })),
+        BoxError::from(Error::too_large(2, 1)),
         BoxError::from(std::io::Error::other("a layer's own failure")),
     ] {
         let (service, mut handle) = retrying(RetryPolicy::default());
-        let call = tokio::spawn(service.oneshot(Batch::new("0")));
+        let call = tokio::spawn(service.oneshot(TestBatch::new("0", &["x"])));
         let (_, reply) = handle.next_request().await.expect("a try");
         reply.send_error(error);
         assert!(call.await.unwrap().is_err());
@@ -70,7 +66,7 @@ async fn permanent_failures_and_foreign_errors_are_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_try_that_timed_out_is_retried() {
     let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(1));
-    let call = tokio::spawn(service.oneshot(Batch::new("0")));
+    let call = tokio::spawn(service.oneshot(TestBatch::new("0", &["x"])));
     let (_, reply) = handle.next_request().await.expect("a try");
     reply.send_error(tower::timeout::error::Elapsed::new());
     let (_, reply) = handle.next_request().await.expect("a retry");
@@ -81,7 +77,7 @@ async fn a_try_that_timed_out_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn when_retries_run_out_the_last_error_comes_back() {
     let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(2));
-    let call = tokio::spawn(service.oneshot(Batch::new("0")));
+    let call = tokio::spawn(service.oneshot(TestBatch::new("0", &["x"])));
     for _ in 0..3 {
         let (_, reply) = handle.next_request().await.expect("a try");
         reply.send_error(busy());
@@ -94,9 +90,8 @@ async fn when_retries_run_out_the_last_error_comes_back() {
 async fn no_try_starts_at_or_after_the_deadline() {
     let (service, mut handle) = retrying(RetryPolicy::default().with_max_retries(10));
     let started = Instant::now();
-    let mut batch = Batch::new("0");
     // Tries at 0, 0.8 and 2.4 s; the next would start at 5.6 s.
-    batch.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+    let batch = TestBatch::new("0", &["x"]).with_deadline(Instant::now() + Duration::from_secs(5));
     let call = tokio::spawn(service.oneshot(batch));
     for _ in 0..3 {
         let (_, reply) = handle.next_request().await.expect("a try");
@@ -114,16 +109,13 @@ async fn no_try_starts_at_or_after_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn retries_resend_the_same_events() {
     let (service, mut handle) = retrying(RetryPolicy::default());
-    let mut batch = Batch::new("2");
-    batch
-        .try_push(crate::event::EventData::new("x"), 1024)
-        .unwrap();
+    let batch = TestBatch::new("2", &["x"]);
     let call = tokio::spawn(service.oneshot(batch));
     let (first, reply) = handle.next_request().await.expect("a try");
     reply.send_error(busy());
     let (second, reply) = handle.next_request().await.expect("a retry");
     reply.send_response(());
     call.await.unwrap().unwrap();
-    assert_eq!(first.events(), second.events());
+    assert_eq!(first.events, second.events);
     assert_eq!(second.partition(), "2");
 }

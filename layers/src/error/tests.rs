@@ -3,10 +3,7 @@
 use super::*;
 
 fn rejected(condition: &str) -> Error {
-    Error::new(Kind::Rejected {
-        condition: condition.into(),
-        description: "x".into(),
-    })
+    Error::rejected(condition, "x")
 }
 
 #[test]
@@ -14,8 +11,8 @@ fn throttling_and_transient_conditions_are_retryable() {
     assert!(rejected("com.microsoft:server-busy").is_retryable());
     assert!(rejected("amqp:internal-error").is_retryable());
     assert!(Error::connection("reset").is_retryable());
-    assert!(Error::new(Kind::NotAccepted("released")).is_retryable());
-    assert!(Error::new(Kind::Timeout).is_retryable());
+    assert!(Error::released().is_retryable());
+    assert!(Error::timeout().is_retryable());
 }
 
 #[test]

@@ -4,10 +4,13 @@
 //! or fails.
 //!
 //! Files as in tower: `layer` ([`TraceLayer`]), `hooks` (the hook traits and their
-//! defaults), and here the service, [`Trace`].
+//! defaults), `metrics` (the OpenTelemetry instruments, with the `opentelemetry`
+//! feature), and here the service, [`Trace`].
 
 mod hooks;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+pub mod metrics;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,24 +20,62 @@ use std::time::Instant;
 use tower::{BoxError, Service};
 use tracing::Instrument as _;
 
-use crate::batch::Batch;
+use crate::batch::PartitionBatch;
 
 pub use hooks::{DefaultMakeSpan, DefaultOnFailure, MakeSpan, OnFailure, OnSuccess, OnTry};
 use layer::Hooks;
 pub use layer::TraceLayer;
 
 /// The service of [`TraceLayer`].
-#[derive(Debug, Clone)]
-pub struct Trace<S> {
+pub struct Trace<S, B> {
     inner: S,
-    hooks: Hooks,
+    hooks: Hooks<B>,
     #[cfg(feature = "opentelemetry")]
-    metrics: std::sync::Arc<crate::metrics::PublishMetrics>,
+    metrics: std::sync::Arc<metrics::PublishMetrics>,
 }
 
-impl<S> Service<Batch> for Trace<S>
+// By hand: derives would ask `B: Clone` and `B: Debug`.
+impl<S: Clone, B> Clone for Trace<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            hooks: self.hooks.clone(),
+            #[cfg(feature = "opentelemetry")]
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, B> std::fmt::Debug for Trace<S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("inner", &self.inner)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Trace<S, B> {
+    /// The service it wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service it wraps, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The service it wraps, taken out.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<B> for Trace<S, B>
 where
-    S: Service<Batch, Response = ()>,
+    B: PartitionBatch,
+    S: Service<B, Response = ()>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
@@ -46,7 +87,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, batch: Batch) -> Self::Future {
+    fn call(&mut self, batch: B) -> Self::Future {
         let hooks = self.hooks.clone();
         let span = hooks.make_span.make_span(&batch);
         if let Some(on_try) = &hooks.on_try {
@@ -55,8 +96,8 @@ where
         #[cfg(feature = "opentelemetry")]
         let metrics = self.metrics.clone();
         let started = Instant::now();
-        // The batch is an `Arc` inside: the hooks see it after the inner service
-        // took it.
+        // A clone (cheap, as `PartitionBatch` asks): the hooks see the batch after the
+        // inner service took it.
         let call = self.inner.call(batch.clone());
         Box::pin(async move {
             let result = call.instrument(span.clone()).await.map_err(Into::into);

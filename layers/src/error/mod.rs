@@ -1,10 +1,9 @@
-//! Errors: one opaque type with predicates, in the manner of hyper's `Error`.
+//! [`Error`]: one opaque type with predicates, in the manner of hyper's `Error`.
 
 use std::fmt;
 
 use eventhubs_protocol as protocol;
-
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use tower::BoxError;
 
 /// An error of the producer.
 ///
@@ -12,12 +11,14 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// whether trying the same operation again may succeed. `Display` describes this
 /// level only; the cause, if any, is in [`source`](std::error::Error::source).
 ///
-/// A transport or a layer of yours makes one with [`Error::transport`], or converts
-/// any boxed error with `From<BoxError>`, which recovers this producer's own errors
-/// and takes tower's `Elapsed` (from `TimeoutLayer`) as a retryable timeout:
+/// A transport or a layer of yours makes one with [`Error::transport`] (or with the
+/// constructor of the case it meets, such as [`Error::rejected`] for a service's
+/// verdict), or converts any boxed error with `From<BoxError>`, which recovers this
+/// producer's own errors and takes tower's `Elapsed` (from `TimeoutLayer`) as a
+/// retryable timeout:
 ///
 /// ```
-/// use streaming_producer::Error;
+/// use streaming_producer_layers::Error;
 ///
 /// let e = Error::transport(true, "the socket closed");
 /// assert!(e.is_retryable() && !e.is_ambiguous());
@@ -39,7 +40,7 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Kind {
+enum Kind {
     /// The connection string is malformed; the text names the problem.
     ConnectionString(String),
     /// An option or argument is invalid.
@@ -81,7 +82,7 @@ pub(crate) enum Kind {
 /// Conditions after which the same send may succeed (aligned with
 /// the .NET and Rust SDKs' choices).
 const RETRYABLE_CONDITIONS: &[&str] = &[
-    "com.microsoft:server-busy",
+    protocol::SERVER_BUSY,
     "com.microsoft:timeout",
     "com.microsoft:operation-cancelled",
     "com.microsoft:entity-updated",
@@ -94,7 +95,7 @@ const RETRYABLE_CONDITIONS: &[&str] = &[
 ];
 
 impl Error {
-    pub(crate) fn new(kind: Kind) -> Self {
+    fn new(kind: Kind) -> Self {
         Self {
             inner: Box::new(Inner {
                 kind,
@@ -117,33 +118,106 @@ impl Error {
         self
     }
 
-    pub(crate) fn delivery_timeout() -> Self {
-        Self::new(Kind::DeliveryTimeout)
-    }
-
-    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(source.into());
         self
     }
 
-    fn kind(&self) -> &Kind {
-        &self.inner.kind
+    /// The service settled the batch as `rejected`, with this error condition.
+    pub fn rejected(condition: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(Kind::Rejected {
+            condition: condition.into(),
+            description: description.into(),
+        })
     }
 
-    pub(crate) fn connection_string(why: impl Into<String>) -> Self {
-        Self::new(Kind::ConnectionString(why.into()))
+    /// The service settled the batch as `released`: it did not take it, and a retry
+    /// may succeed.
+    pub fn released() -> Self {
+        Self::new(Kind::NotAccepted("released"))
     }
 
-    pub(crate) fn config(why: impl Into<String>) -> Self {
-        Self::new(Kind::Config(why.into()))
+    /// The service settled the batch as `modified`: it did not take it, and a retry
+    /// may succeed.
+    pub fn modified() -> Self {
+        Self::new(Kind::NotAccepted("modified"))
     }
 
-    pub(crate) fn connection(why: impl Into<String>) -> Self {
+    /// The service settled the batch with an outcome that is none of the four the
+    /// protocol defines.
+    pub fn not_accepted() -> Self {
+        Self::new(Kind::NotAccepted("did not accept"))
+    }
+
+    /// The service detached the link with this error condition.
+    pub fn detached(condition: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(Kind::Detached {
+            condition: condition.into(),
+            description: description.into(),
+        })
+    }
+
+    /// The connection could not be made, or was lost; `why` says how.
+    pub fn connection(why: impl Into<String>) -> Self {
         Self::new(Kind::Connection(why.into()))
     }
 
-    pub(crate) fn closed() -> Self {
+    /// The service refused the credentials; `why` says how.
+    pub fn auth(why: impl Into<String>) -> Self {
+        Self::new(Kind::Auth(why.into()))
+    }
+
+    /// One try or request did not finish in time (retryable).
+    pub fn timeout() -> Self {
+        Self::new(Kind::Timeout)
+    }
+
+    /// The events waited their whole delivery timeout without being published.
+    pub fn delivery_timeout() -> Self {
+        Self::new(Kind::DeliveryTimeout)
+    }
+
+    /// An event takes `size` bytes where a batch holds at most `max`.
+    pub fn too_large(size: usize, max: usize) -> Self {
+        Self::new(Kind::TooLarge { size, max })
+    }
+
+    /// A `$management` request failed with this status.
+    pub fn management(status: i32, description: impl Into<String>) -> Self {
+        Self::new(Kind::Management {
+            status,
+            description: description.into(),
+        })
+    }
+
+    /// The connection string is malformed; `why` names the problem.
+    pub fn connection_string(why: impl Into<String>) -> Self {
+        Self::new(Kind::ConnectionString(why.into()))
+    }
+
+    /// An option or argument is invalid; `why` names it.
+    pub fn config(why: impl Into<String>) -> Self {
+        Self::new(Kind::Config(why.into()))
+    }
+
+    /// The producer is closed (or closing) and takes no more events.
+    pub fn closed() -> Self {
         Self::new(Kind::Closed)
+    }
+
+    /// The event names a partition (`id`) the hub does not have.
+    pub fn unknown_partition(id: impl Into<String>) -> Self {
+        Self::new(Kind::UnknownPartition(id.into()))
+    }
+
+    /// The event was handed back unsent.
+    pub fn abandoned() -> Self {
+        Self::new(Kind::Abandoned)
+    }
+
+    fn kind(&self) -> &Kind {
+        &self.inner.kind
     }
 
     /// Whether trying again may succeed: lost connections, timeouts, throttling,
@@ -215,7 +289,7 @@ impl Error {
     }
 
     /// The operation timed out: one try, or the whole delivery timeout
-    /// ([`ProducerBuilder::delivery_timeout`](crate::ProducerBuilder::delivery_timeout)).
+    /// (the producer's `ProducerBuilder::delivery_timeout`).
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind(), Kind::Timeout | Kind::DeliveryTimeout)
     }
@@ -231,8 +305,8 @@ impl Error {
             || self.condition() == Some("amqp:link:message-size-exceeded")
     }
 
-    /// The event was handed back unsent, by [`Producer::close_abandon`](crate::Producer::close_abandon)
-    /// or [`Producer::clear_partition`](crate::Producer::clear_partition).
+    /// The event was handed back unsent, by the producer's `Producer::close_abandon` or
+    /// `Producer::clear_partition`.
     pub fn is_abandoned(&self) -> bool {
         matches!(self.kind(), Kind::Abandoned)
     }
@@ -326,7 +400,7 @@ impl std::error::Error for Error {
 /// Whether a boxed error (as tower layers pass them) is worth another try: the
 /// producer's own errors say so themselves, tower's `Elapsed` (a try timed out) is,
 /// anything else is not.
-pub(crate) fn is_retryable(error: &(dyn std::error::Error + 'static)) -> bool {
+pub fn is_retryable(error: &(dyn std::error::Error + 'static)) -> bool {
     match error.downcast_ref::<Error>() {
         Some(own) => own.is_retryable(),
         None => error.is::<tower::timeout::error::Elapsed>(),

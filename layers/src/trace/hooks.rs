@@ -6,54 +6,54 @@ use std::time::Duration;
 use tower::BoxError;
 use tracing::Span;
 
-use crate::batch::Batch;
+use crate::batch::PartitionBatch;
 
-/// Makes the span of a try. Implemented for closures `Fn(&Batch) -> Span`.
-pub trait MakeSpan: Send + Sync + 'static {
+/// Makes the span of a try of a batch `B`. Implemented for closures `Fn(&B) -> Span`.
+pub trait MakeSpan<B>: Send + Sync + 'static {
     /// The span the try runs in.
-    fn make_span(&self, batch: &Batch) -> Span;
+    fn make_span(&self, batch: &B) -> Span;
 }
 
 /// Called as a try starts, inside its span. Implemented for closures
-/// `Fn(&Batch, &Span)`.
-pub trait OnTry: Send + Sync + 'static {
+/// `Fn(&B, &Span)`.
+pub trait OnTry<B>: Send + Sync + 'static {
     /// The try of `batch` starts.
-    fn on_try(&self, batch: &Batch, span: &Span);
+    fn on_try(&self, batch: &B, span: &Span);
 }
 
-/// Called when a try succeeds. Implemented for closures `Fn(&Batch, Duration, &Span)`.
-pub trait OnSuccess: Send + Sync + 'static {
+/// Called when a try succeeds. Implemented for closures `Fn(&B, Duration, &Span)`.
+pub trait OnSuccess<B>: Send + Sync + 'static {
     /// The service stored `batch`; the try took `latency`.
-    fn on_success(&self, batch: &Batch, latency: Duration, span: &Span);
+    fn on_success(&self, batch: &B, latency: Duration, span: &Span);
 }
 
 /// Called when a try fails (it may be retried). Implemented for closures
-/// `Fn(&Batch, &BoxError, Duration, &Span)`.
-pub trait OnFailure: Send + Sync + 'static {
+/// `Fn(&B, &BoxError, Duration, &Span)`.
+pub trait OnFailure<B>: Send + Sync + 'static {
     /// The try of `batch` failed with `error` after `latency`.
-    fn on_failure(&self, batch: &Batch, error: &BoxError, latency: Duration, span: &Span);
+    fn on_failure(&self, batch: &B, error: &BoxError, latency: Duration, span: &Span);
 }
 
-impl<F: Fn(&Batch) -> Span + Send + Sync + 'static> MakeSpan for F {
-    fn make_span(&self, batch: &Batch) -> Span {
+impl<B, F: Fn(&B) -> Span + Send + Sync + 'static> MakeSpan<B> for F {
+    fn make_span(&self, batch: &B) -> Span {
         self(batch)
     }
 }
 
-impl<F: Fn(&Batch, &Span) + Send + Sync + 'static> OnTry for F {
-    fn on_try(&self, batch: &Batch, span: &Span) {
+impl<B, F: Fn(&B, &Span) + Send + Sync + 'static> OnTry<B> for F {
+    fn on_try(&self, batch: &B, span: &Span) {
         self(batch, span)
     }
 }
 
-impl<F: Fn(&Batch, Duration, &Span) + Send + Sync + 'static> OnSuccess for F {
-    fn on_success(&self, batch: &Batch, latency: Duration, span: &Span) {
+impl<B, F: Fn(&B, Duration, &Span) + Send + Sync + 'static> OnSuccess<B> for F {
+    fn on_success(&self, batch: &B, latency: Duration, span: &Span) {
         self(batch, latency, span)
     }
 }
 
-impl<F: Fn(&Batch, &BoxError, Duration, &Span) + Send + Sync + 'static> OnFailure for F {
-    fn on_failure(&self, batch: &Batch, error: &BoxError, latency: Duration, span: &Span) {
+impl<B, F: Fn(&B, &BoxError, Duration, &Span) + Send + Sync + 'static> OnFailure<B> for F {
+    fn on_failure(&self, batch: &B, error: &BoxError, latency: Duration, span: &Span) {
         self(batch, error, latency, span)
     }
 }
@@ -63,8 +63,8 @@ impl<F: Fn(&Batch, &BoxError, Duration, &Span) + Send + Sync + 'static> OnFailur
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultMakeSpan;
 
-impl MakeSpan for DefaultMakeSpan {
-    fn make_span(&self, batch: &Batch) -> Span {
+impl<B: PartitionBatch> MakeSpan<B> for DefaultMakeSpan {
+    fn make_span(&self, batch: &B) -> Span {
         tracing::info_span!(
             "eventhubs.publish",
             otel.kind = "producer",
@@ -82,8 +82,8 @@ impl MakeSpan for DefaultMakeSpan {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultOnFailure;
 
-impl OnFailure for DefaultOnFailure {
-    fn on_failure(&self, _batch: &Batch, error: &BoxError, _latency: Duration, span: &Span) {
+impl<B> OnFailure<B> for DefaultOnFailure {
+    fn on_failure(&self, _batch: &B, error: &BoxError, _latency: Duration, span: &Span) {
         span.record("error.type", tracing::field::display(error));
     }
 }
