@@ -88,10 +88,12 @@ pub(super) async fn tls_connect(
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
+        // The process's default provider: the one the application installed, else the
+        // one rustls's features name (ring, which this crate enables). rustls deprecated
+        // naming ring's provider directly, as ring lacks post-quantum key exchange; an
+        // application that installs another provider (aws-lc-rs) gets it here too, and
+        // one that links both must install one, as rustls's message then says.
+        let config = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
         Arc::new(config)
