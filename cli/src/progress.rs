@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use crate::send::readable;
 
@@ -49,16 +49,24 @@ impl Progress {
             let (bar, template) = match total {
                 Some(n) => (
                     ProgressBar::new(n),
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({per_sec}, eta {eta})",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({rate}, eta {eta})",
                 ),
                 None => (
                     ProgressBar::new_spinner(),
-                    "{spinner} [{elapsed_precise}] {human_pos} {msg} ({per_sec})",
+                    "{spinner} [{elapsed_precise}] {human_pos} {msg} ({rate})",
                 ),
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    // Whole events a second, grouped like the other counts (indicatif's
+                    // own `per_sec` prints four decimals).
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{}/s", readable(state.per_sec().round() as u64));
+                        },
+                    ),
             );
             bar.set_message(what);
             bar.enable_steady_tick(Duration::from_millis(200));
