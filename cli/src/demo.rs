@@ -20,7 +20,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 200)]
     size: usize,
     /// Partitions of the embedded emulator's hub.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024),
+          conflicts_with = "connection_string")]
     partitions: u32,
     /// Route by this many distinct partition keys (0: no keys, round-robin).
     #[arg(long, default_value_t = 0)]

@@ -63,12 +63,14 @@ fn an_exported_connection_string_does_not_take_the_demo_over() {
         out.contains("--hub eh1 names a hub of --connection-string"),
         "{out}"
     );
-    let (ok, out) = run(
-        &["demo", "--connection-string", DEAD, "--fault", "throttle"],
-        None,
-    );
-    assert!(!ok, "{out}");
-    assert!(out.contains("cannot be used with"), "{out}");
+    // Flags for the embedded emulator are refused with a real hub, not ignored.
+    for flag in [&["--fault", "throttle"][..], &["--partitions", "8"][..]] {
+        let mut args = vec!["demo", "--connection-string", DEAD];
+        args.extend_from_slice(flag);
+        let (ok, out) = run(&args, None);
+        assert!(!ok, "{out}");
+        assert!(out.contains("cannot be used with"), "{flag:?}: {out}");
+    }
 }
 
 #[test]
