@@ -23,7 +23,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024),
           conflicts_with = "connection_string")]
     partitions: u32,
-    /// Route by this many distinct partition keys (0: no keys, round-robin).
+    /// Route by this many distinct partition keys (0: keyless, sent to one partition at
+    /// a time in runs, the producer's sticky routing).
     #[arg(long, default_value_t = 0)]
     keys: u64,
     /// Publish at most this many events per second (default: as fast as possible).

@@ -271,7 +271,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         read,
         stats,
         unparsable: unparsed.len() as u64,
-        too_long,
+        lines_too_long: too_long,
         max_batch,
         read_failed,
     };
@@ -293,7 +293,7 @@ struct Summary {
     read: u64,
     stats: Stats,
     unparsable: u64,
-    too_long: u64,
+    lines_too_long: u64,
     max_batch: usize,
     read_failed: bool,
 }
@@ -301,11 +301,11 @@ struct Summary {
 impl Summary {
     /// Lines over `--max-line-bytes` and events too large for a batch.
     fn too_long(&self) -> u64 {
-        self.too_long + self.stats.events_too_large
+        self.lines_too_long + self.stats.events_too_large
     }
 
     fn failures(&self) -> u64 {
-        self.stats.events_failed + self.unparsable + self.too_long
+        self.stats.events_failed + self.unparsable + self.lines_too_long
     }
 
     fn ok(&self) -> bool {
