@@ -19,6 +19,11 @@ pub(crate) fn escapes() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A rate as whole things a second, grouped in thousands: `964,250/s`.
+fn per_second(rate: f64) -> String {
+    format!("{}/s", readable(rate.round() as u64))
+}
+
 /// A count of done things, shown as it grows.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
@@ -64,7 +69,7 @@ impl Progress {
                     .with_key(
                         "rate",
                         |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                            let _ = write!(w, "{}/s", readable(state.per_sec().round() as u64));
+                            let _ = w.write_str(&per_second(state.per_sec()));
                         },
                     ),
             );
@@ -96,9 +101,9 @@ impl Progress {
                         format!(", {extra}")
                     };
                     eprintln!(
-                        "hubcat {command}: {}{of} {what} ({}/s{extra}), {:.0} s",
+                        "hubcat {command}: {}{of} {what} ({}{extra}), {:.0} s",
                         readable(done),
-                        readable((done as f64 / secs.max(1e-9)).round() as u64),
+                        per_second(done as f64 / secs.max(1e-9)),
                         secs
                     );
                 }
@@ -132,5 +137,14 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_and_grouped() {
+        assert_eq!(super::per_second(964_249.778), "964,250/s");
+        assert_eq!(super::per_second(0.4), "0/s");
     }
 }
