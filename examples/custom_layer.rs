@@ -15,8 +15,12 @@ use streaming_producer::{Batch, EventData, Producer};
 use tower::util::MapRequestLayer;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (connection_string, _emulator) = common::connect("audited", 3).await;
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, _emulator) = common::connect("audited", 3).await?;
     let sent: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let audit = sent.clone();
     let (mut producer, mut outcomes) = Producer::builder()
@@ -33,15 +37,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    for i in 0..300 {
-        producer
-            .enqueue(EventData::new(format!("event {i}")))
-            .await?;
-    }
-    producer.close().await?;
-    while let Some(outcome) = outcomes.next().await {
-        outcome.result?;
-    }
+    let sending = async {
+        for i in 0..300 {
+            producer
+                .enqueue(EventData::new(format!("event {i}")))
+                .await?;
+        }
+        producer.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    // Outcomes are read while sending: unread, they would hold the producer's room.
+    let reading = async {
+        while let Some(outcome) = outcomes.next().await {
+            outcome.result?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let (sending, reading) = tokio::join!(sending, reading);
+    sending?;
+    reading?;
     let sent = sent.lock().unwrap();
     println!("events per partition, as seen by the layer: {sent:?}");
     assert_eq!(sent.values().sum::<usize>(), 300);

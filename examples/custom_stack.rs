@@ -20,8 +20,12 @@ use tower::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (connection_string, _emulator) = common::connect("custom-stack", 4).await;
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, _emulator) = common::connect("custom-stack", 4).await?;
     let tries = Arc::new(AtomicUsize::new(0));
     let counter = tries.clone();
     let (mut producer, mut outcomes) = Producer::builder()
@@ -53,20 +57,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    for i in 0..1000 {
-        producer
-            .enqueue(
-                EventData::new(format!("reading {i}"))
-                    .with_partition_key(format!("sensor-{}", i % 8)),
-            )
-            .await?;
-    }
-    producer.close().await?;
-    let mut published = 0;
-    while let Some(outcome) = outcomes.next().await {
-        outcome.result?;
-        published += outcome.events.len();
-    }
+    let sending = async {
+        for i in 0..1000 {
+            producer
+                .enqueue(
+                    EventData::new(format!("reading {i}"))
+                        .with_partition_key(format!("sensor-{}", i % 8)),
+                )
+                .await?;
+        }
+        producer.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    // Outcomes are read while sending: unread, they would hold the producer's room.
+    let reading = async {
+        let mut published = 0;
+        while let Some(outcome) = outcomes.next().await {
+            outcome.result?;
+            published += outcome.events.len();
+        }
+        Ok::<_, Box<dyn std::error::Error>>(published)
+    };
+    let (sent, published) = tokio::join!(sending, reading);
+    sent?;
+    let published = published?;
     println!(
         "published {published} events in {} tries",
         tries.load(Ordering::Relaxed)

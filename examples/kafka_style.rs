@@ -10,11 +10,15 @@ mod common;
 use std::time::Duration;
 
 use futures_util::{stream, SinkExt, StreamExt};
-use streaming_producer::{EventData, Producer, RetryPolicy};
+use streaming_producer::{EnqueueError, EventData, Events, Producer, RetryPolicy};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (connection_string, emulator) = common::connect("clicks", 4).await;
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, emulator) = common::connect("clicks", 4).await?;
     if let Some(emulator) = &emulator {
         // Make the service throttle every fifth batch, to have failures to handle.
         emulator.add_fault("throttle,every=3".parse()?);
@@ -31,6 +35,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut clicks = stream::iter(0..1000).map(|i| Ok(EventData::new(format!("click {i}"))));
         sink.send_all(&mut clicks).await
     });
+    // Failed events are re-published by a task of their own: the loop below must go on
+    // reading reports, as reading them is what gives the producer its room back.
+    let (retry, mut retries) = tokio::sync::mpsc::unbounded_channel::<Events>();
+    let mut republisher = producer.clone();
+    let republishing = tokio::spawn(async move {
+        while let Some(events) = retries.recv().await {
+            republisher.enqueue_all(events).await?;
+        }
+        Ok::<_, EnqueueError>(())
+    });
 
     let (mut delivered, mut republished) = (0, 0);
     while delivered < 1000 {
@@ -42,12 +56,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(()) => delivered += report.events.len(),
             Err(e) if e.is_retryable() => {
                 republished += report.events.len();
-                producer.enqueue_all(report.events).await?;
+                retry
+                    .send(report.events)
+                    .map_err(|_| "the republishing task ended")?;
             }
             Err(e) => return Err(e.into()),
         }
     }
+    drop(retry);
     feeding.await??;
+    republishing.await??;
     producer.close().await?;
     println!("delivered {delivered} clicks, {republished} of them after a retryable failure");
     assert_eq!(delivered, 1000);

@@ -64,7 +64,11 @@ fn providers() -> Result<Providers, Box<dyn std::error::Error>> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (traces, metrics) = providers()?;
     // Set before the producer is built: it takes its instruments from the global
     // meter provider.
@@ -73,29 +77,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(tracing_opentelemetry::layer().with_tracer(traces.tracer("otel_export example")))
         .init();
 
-    let (connection_string, _emulator) = common::connect("traced", 2).await;
+    let (connection_string, _emulator) = common::connect("traced", 2).await?;
     let (mut producer, mut outcomes) = Producer::builder()
         .connection_string(&connection_string)
         .max_wait(Duration::from_millis(10))
         .build()
         .await?;
     // Events enqueued while handling a request carry the request's trace context.
-    async {
-        for i in 0..50 {
-            producer
-                .enqueue(EventData::new(format!("traced event {i}")))
-                .await?;
+    let sending = async {
+        async {
+            for i in 0..50 {
+                producer
+                    .enqueue(EventData::new(format!("traced event {i}")))
+                    .await?;
+            }
+            Ok::<_, streaming_producer::EnqueueError>(())
         }
-        Ok::<_, streaming_producer::EnqueueError>(())
-    }
-    .instrument(tracing::info_span!("handle request"))
-    .await?;
-    producer.close().await?;
-    let mut batches = 0;
-    while let Some(outcome) = outcomes.next().await {
-        outcome.result?;
-        batches += 1;
-    }
+        .instrument(tracing::info_span!("handle request"))
+        .await?;
+        producer.close().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    // Outcomes are read while sending: unread, they would hold the producer's room.
+    let reading = async {
+        let mut batches = 0;
+        while let Some(outcome) = outcomes.next().await {
+            outcome.result?;
+            batches += 1;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(batches)
+    };
+    let (sent, batches) = tokio::join!(sending, reading);
+    sent?;
+    let batches = batches?;
     traces.force_flush()?;
     metrics.force_flush()?;
     traces.shutdown()?;

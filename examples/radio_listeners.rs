@@ -12,8 +12,12 @@ use futures_util::StreamExt;
 use streaming_producer::{EventData, Producer};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (connection_string, _emulator) = common::connect("listeners", 2).await;
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, _emulator) = common::connect("listeners", 2).await?;
     let max_wait = Duration::from_millis(200);
     let (mut producer, mut outcomes) = Producer::builder()
         .connection_string(&connection_string)
@@ -22,16 +26,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // A burst of 500 tune-ins: they travel in a few dense batches.
-    for i in 0..500 {
-        producer
-            .enqueue(EventData::new(format!("tune-in {i}")).with_partition_key("station-7"))
-            .await?;
-    }
+    let burst = 500;
     let burst_start = Instant::now();
-    let burst = outcomes.next().await.expect("the burst's batch");
+    let sending = async {
+        for i in 0..burst {
+            producer
+                .enqueue(EventData::new(format!("tune-in {i}")).with_partition_key("station-7"))
+                .await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    // The burst's outcomes are read while it is sent: unread, they would hold the
+    // producer's room.
+    let reading = async {
+        let (mut events, mut batches) = (0, 0);
+        while events < burst {
+            let outcome = outcomes.next().await.ok_or("the outcomes ended")?;
+            outcome.result?;
+            events += outcome.events.len();
+            batches += 1;
+        }
+        Ok::<_, Box<dyn std::error::Error>>(batches)
+    };
+    let (sent, batches) = tokio::join!(sending, reading);
+    sent?;
     println!(
-        "burst: {} events in one batch after {:?}",
-        burst.events.len(),
+        "burst: {burst} events in {} batch(es), all published after {:?}",
+        batches?,
         burst_start.elapsed()
     );
 

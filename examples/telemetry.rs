@@ -13,8 +13,12 @@ use futures_util::{stream, StreamExt};
 use streaming_producer::{EventData, Producer};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (connection_string, _emulator) = common::connect("telemetry", 4).await;
+async fn main() -> std::process::ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (connection_string, _emulator) = common::connect("telemetry", 4).await?;
     let (producer, mut outcomes) = Producer::builder()
         .connection_string(&connection_string)
         .max_wait(Duration::from_millis(100))

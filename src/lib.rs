@@ -34,24 +34,34 @@
 //!     .build()
 //!     .await?;
 //!
-//! // Any stream of events: here 1000 readings keyed by device.
-//! let readings = stream::iter(0..1000).map(|i| {
+//! // Any stream of events: here 10,000 readings keyed by device.
+//! let readings = stream::iter(0..10_000).map(|i| {
 //!     Ok(EventData::new(format!("{{\"device\":\"d{}\",\"value\":{i}}}", i % 10))
 //!         .with_partition_key(format!("d{}", i % 10)))
 //! });
 //! // `forward` closes the producer at the end: everything is published.
-//! readings.forward(producer).await?;
-//!
-//! let mut published = 0;
-//! while let Some(outcome) = outcomes.next().await {
-//!     match &outcome.result {
-//!         Ok(()) => published += outcome.events.len(),
-//!         Err(e) => eprintln!("{} events failed on {}: {e}", outcome.events.len(), outcome.partition),
+//! let sending = readings.forward(producer);
+//! // The outcomes are read while sending: an outcome holds its events' place among the
+//! // pending ones until it is read.
+//! let reading = async {
+//!     let mut published = 0;
+//!     while let Some(outcome) = outcomes.next().await {
+//!         match &outcome.result {
+//!             Ok(()) => published += outcome.events.len(),
+//!             Err(e) => eprintln!("{} events failed on {}: {e}", outcome.events.len(), outcome.partition),
+//!         }
 //!     }
-//! }
-//! assert_eq!(published, 1000);
+//!     published
+//! };
+//! let (sent, published) = tokio::join!(sending, reading);
+//! sent?;
+//! assert_eq!(published, 10_000);
 //! # Ok(()) }
 //! ```
+//!
+//! Read the outcomes concurrently with sending (as here, or in a task of their own), or
+//! drop [`Outcomes`] to ignore them: a producer whose outcomes go unread stops at its
+//! pending bound, and says so in a `tracing` warning after a few seconds.
 //!
 //! # Guarantees
 //!
@@ -117,6 +127,11 @@
 //!
 //! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
 //! with the OpenTelemetry messaging attributes.
+//!
+//! TLS is rustls's, with the process's default `CryptoProvider`: ring, which this crate
+//! enables, unless the application installs another. An application that links a
+//! second provider (aws-lc-rs, through another dependency) must install one with
+//! `CryptoProvider::install_default` before the first connection, as rustls requires.
 #![forbid(unsafe_code)]
 
 mod amqp;

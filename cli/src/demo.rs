@@ -20,14 +20,16 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 200)]
     size: usize,
     /// Partitions of the embedded emulator's hub.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024),
+          conflicts_with = "connection_string")]
     partitions: u32,
-    /// Route by this many distinct partition keys (0: no keys, round-robin).
+    /// Route by this many distinct partition keys (0: keyless, sent to one partition at
+    /// a time in runs, the producer's sticky routing).
     #[arg(long, default_value_t = 0)]
     keys: u64,
-    /// Publish at most this many events per second (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    /// Publish at most this many events per second (default: as fast as possible).
+    #[arg(long, value_name = "PER_SECOND", value_parser = crate::send::parse_rate)]
+    rate: Option<f64>,
     /// How many events may be pending.
     #[arg(long, default_value_t = 100_000)]
     max_pending: usize,
@@ -39,10 +41,13 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     idempotent: bool,
     /// A fault for the embedded emulator (same grammar as `hubcat emulator --fault`).
-    #[arg(long = "fault", value_name = "SPEC", value_parser = crate::parse_fault)]
+    #[arg(long = "fault", value_name = "SPEC", value_parser = crate::parse_fault,
+          conflicts_with = "connection_string")]
     faults: Vec<eventhubs_emulator::Fault>,
-    /// Publish to a real hub instead of the embedded emulator.
-    #[arg(long, env = "EVENTHUBS_CONNECTION_STRING", hide_env_values = true)]
+    /// Publish to a real hub instead of the embedded emulator. Only this flag does:
+    /// the demo does not read EVENTHUBS_CONNECTION_STRING, so that one exported for
+    /// `hubcat send` does not take it over.
+    #[arg(long)]
     connection_string: Option<String>,
     /// The hub, with --connection-string (if it has no EntityPath).
     #[arg(long)]
@@ -64,9 +69,32 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 const MAX_PENDING_BYTES: usize = 256 << 20;
 
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
-    if args.size == 0 || args.count == 0 || args.max_pending == 0 {
-        eprintln!("hubcat demo: --count, --size and --max-pending must be positive");
+    for (flag, value) in [
+        ("--count", args.count),
+        ("--size", args.size as u64),
+        ("--max-pending", args.max_pending as u64),
+    ] {
+        if value == 0 {
+            eprintln!("hubcat demo: {flag} must be positive");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let (Some(hub), None) = (&args.hub, &args.connection_string) {
+        eprintln!(
+            "hubcat demo: --hub {hub} names a hub of --connection-string, and there is none: \
+             without it the demo runs an embedded emulator with a hub of its own"
+        );
         return ExitCode::FAILURE;
+    }
+    if args.connection_string.is_none()
+        && std::env::var_os(crate::hub::CONNECTION_STRING_ENV).is_some()
+        && !args.quiet
+    {
+        eprintln!(
+            "hubcat demo: running on an embedded emulator ({} is for send, tail and \
+             info; give --connection-string to publish to a real hub)",
+            crate::hub::CONNECTION_STRING_ENV
+        );
     }
     // The pending bound in bytes follows the bound in events, up to a ceiling that
     // keeps large events from taking gigabytes; say so when it binds.
@@ -121,7 +149,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "hubcat demo: {}",
-                crate::hub::explain(&e, args.hub.is_some())
+                crate::hub::explain(&e, args.hub.is_some(), false)
             );
             return ExitCode::FAILURE;
         }
@@ -174,7 +202,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     };
 
     let body = bytes::Bytes::from(vec![b'.'; args.size]);
-    let pace = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     for n in 0..args.count {
         if let Some(pace) = pace {
             let due = started + pace.mul_f64(n as f64);
@@ -239,13 +267,25 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     if let Some(emulator) = emulator {
         println!("  per partition (read back from the emulator):");
         let mut stored_total = 0u64;
+        let mut empty = 0;
         for id in &partitions {
             let stored = emulator
                 .partition_info("demo", id)
                 .map(|i| (i.last_sequence_number + 1) as u64)
                 .unwrap_or(0);
             stored_total += stored;
+            empty += usize::from(stored == 0);
             println!("    partition {id:>4}        {}", n(stored));
+        }
+        if args.keys == 0 && empty > 0 && ok > 0 {
+            // Sticky routing: a new user expects keyless events spread evenly.
+            println!(
+                "  (keyless events go to one partition at a time, in runs of up to a quarter \
+                 of --max-pending ({} events here) and at most a batch ({} bytes): fewer \
+                 events leave partitions empty; --keys N spreads them by key)",
+                n(args.max_pending as u64 / 4),
+                n(max_batch as u64)
+            );
         }
         read_back_ok = stored_total == ok;
         println!(

@@ -3,27 +3,48 @@
 use clap::Args;
 use streaming_producer::{Error, Reader};
 
+/// The environment variable that stands in for `--connection-string`.
+pub(crate) const CONNECTION_STRING_ENV: &str = "EVENTHUBS_CONNECTION_STRING";
+
 /// The namespace and hub a command talks to.
 #[derive(Debug, Args)]
 pub(crate) struct HubArgs {
-    /// Connection string of the namespace (or of the hub, with EntityPath).
-    #[arg(long, env = "EVENTHUBS_CONNECTION_STRING", hide_env_values = true)]
-    pub(crate) connection_string: String,
+    /// Connection string of the namespace (or of the hub, with EntityPath); without it,
+    /// the EVENTHUBS_CONNECTION_STRING environment variable's.
+    #[arg(long, value_name = "CONNECTION_STRING")]
+    connection_string: Option<String>,
     /// The event hub, if the connection string has no EntityPath.
     #[arg(long)]
     pub(crate) hub: Option<String>,
 }
 
 impl HubArgs {
-    /// An error of connecting, with a hint where a flag of hubcat's is the fix.
+    /// The connection string: `--connection-string`, else the environment's. Read by
+    /// hand rather than by clap's `env`, so that an error can say which it was.
+    pub(crate) fn connection_string(&self) -> Result<String, String> {
+        if let Some(cs) = &self.connection_string {
+            return Ok(cs.clone());
+        }
+        match std::env::var(CONNECTION_STRING_ENV) {
+            Ok(cs) if !cs.trim().is_empty() => Ok(cs),
+            _ => Err(format!(
+                "no connection string: give --connection-string, or set \
+                 {CONNECTION_STRING_ENV} (`hubcat emulator` runs a local emulator and prints \
+                 its connection string)"
+            )),
+        }
+    }
+
+    /// An error of connecting, with a hint where a flag of hubcat's is the fix, and
+    /// where the connection string came from if the user did not type it.
     pub(crate) fn explain(&self, e: &Error) -> String {
-        explain(e, self.hub.is_some())
+        explain(e, self.hub.is_some(), self.connection_string.is_none())
     }
 
     /// A reader of the hub, through `consumer_group`.
     pub(crate) async fn reader(&self, consumer_group: &str) -> Result<Reader, String> {
         let mut builder = Reader::builder()
-            .connection_string(&self.connection_string)
+            .connection_string(&self.connection_string()?)
             .consumer_group(consumer_group);
         if let Some(hub) = &self.hub {
             builder = builder.hub(hub.clone());
@@ -33,14 +54,29 @@ impl HubArgs {
 }
 
 /// An error of connecting, with a hint where a flag of hubcat's is the fix;
-/// `hub_given` says whether `--hub` was.
-pub(crate) fn explain(e: &Error, hub_given: bool) -> String {
-    let text = crate::chain(e);
+/// `hub_given` says whether `--hub` was, `from_env` whether the connection string came
+/// from the environment.
+pub(crate) fn explain(e: &Error, hub_given: bool, from_env: bool) -> String {
+    let mut text = crate::chain(e);
+    let mut hints = Vec::new();
     if text.contains("no event hub named") && !hub_given {
-        format!("{text} (give it with --hub NAME)")
+        // The library's wording names its builder method; here the fix is a flag.
+        let named = text.replace("(ProducerBuilder::hub)", "with --hub NAME");
+        if named == text {
+            hints.push("give it with --hub NAME".to_owned());
+        }
+        text = named;
     } else if e.is_not_found() {
-        format!("{text} (check --hub or EntityPath)")
-    } else {
+        hints.push("check --hub or EntityPath".to_owned());
+    }
+    if from_env {
+        hints.push(format!(
+            "the connection string came from {CONNECTION_STRING_ENV}"
+        ));
+    }
+    if hints.is_empty() {
         text
+    } else {
+        format!("{text} ({})", hints.join("; "))
     }
 }

@@ -51,8 +51,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct EmulatorArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:5672")]
+    /// Address to listen on, as HOST:PORT (`127.0.0.1:5672`, `localhost:0`, `[::1]:5672`);
+    /// port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5672", value_parser = parse_bind)]
     bind: SocketAddr,
     /// A hub as NAME:PARTITIONS; repeat for several hubs.
     #[arg(long = "hub", value_name = "NAME:PARTITIONS", value_parser = parse_hub)]
@@ -75,6 +76,32 @@ struct EmulatorArgs {
     /// Encoded bytes kept per partition; older events are dropped (default 256 MiB).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     retention_bytes: Option<u64>,
+}
+
+/// `HOST:PORT`, the host an IP address or a name (resolved now: the first address).
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:5672, localhost:0 or [::1]:5672";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("'{s}' has no port: {expected}"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("'{s}' is not an address: {expected}"));
+    }
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .collect();
+    // IPv4 first, for a name with both (`localhost`): any client reaches that one.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))
 }
 
 fn parse_hub(s: &str) -> Result<HubConfig, String> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use crate::send::readable;
 
@@ -17,6 +17,11 @@ const PLAIN_EVERY: Duration = Duration::from_secs(5);
 /// (or empty), as <https://no-color.org> asks.
 pub(crate) fn escapes() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A rate as whole things a second, grouped in thousands: `964,250/s`.
+fn per_second(rate: f64) -> String {
+    format!("{}/s", readable(rate.round() as u64))
 }
 
 /// A count of done things, shown as it grows.
@@ -49,16 +54,24 @@ impl Progress {
             let (bar, template) = match total {
                 Some(n) => (
                     ProgressBar::new(n),
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({per_sec}, eta {eta})",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({rate}, eta {eta})",
                 ),
                 None => (
                     ProgressBar::new_spinner(),
-                    "{spinner} [{elapsed_precise}] {human_pos} {msg} ({per_sec})",
+                    "{spinner} [{elapsed_precise}] {human_pos} {msg} ({rate})",
                 ),
             };
             bar.set_style(
                 ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    // Whole events a second, grouped like the other counts (indicatif's
+                    // own `per_sec` prints four decimals).
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = w.write_str(&per_second(state.per_sec()));
+                        },
+                    ),
             );
             bar.set_message(what);
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -88,9 +101,9 @@ impl Progress {
                         format!(", {extra}")
                     };
                     eprintln!(
-                        "hubcat {command}: {}{of} {what} ({}/s{extra}), {:.0} s",
+                        "hubcat {command}: {}{of} {what} ({}{extra}), {:.0} s",
                         readable(done),
-                        readable((done as f64 / secs.max(1e-9)).round() as u64),
+                        per_second(done as f64 / secs.max(1e-9)),
                         secs
                     );
                 }
@@ -124,5 +137,14 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_and_grouped() {
+        assert_eq!(super::per_second(964_249.778), "964,250/s");
+        assert_eq!(super::per_second(0.4), "0/s");
     }
 }

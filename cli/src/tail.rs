@@ -176,6 +176,15 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
         };
         let event = match next {
             None => break Ok(()),
+            Some(Err(e)) if e.is_not_found() => {
+                // The hub and its partitions were found above: what a read finds missing
+                // is the consumer group.
+                break Err(format!(
+                    "the hub '{}' has no consumer group '{}' (check --consumer-group; \
+                     '$Default' is always there)",
+                    hub.name, args.consumer_group
+                ));
+            }
             Some(Err(e)) => break Err(args.hub.explain(&e)),
             Some(Ok(event)) => event,
         };

@@ -82,23 +82,41 @@ pub(super) async fn tls_connect(
     host: &str,
     tcp: tokio::net::TcpStream,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use tokio_rustls::rustls;
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
-    tokio_rustls::TlsConnector::from(config.clone())
+    tokio_rustls::TlsConnector::from(tls_config())
         .connect(name, tcp)
         .await
+}
+
+/// The TLS client configuration, made once.
+fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            // The process's default provider: the one the application installed, else
+            // the one rustls's features name (ring, which this crate enables). rustls
+            // deprecated naming ring's provider directly, as ring lacks post-quantum key
+            // exchange; an application that installs another provider (aws-lc-rs) gets
+            // it here too, and one that links both must install one, as rustls's
+            // message then says.
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_config_builds_from_the_crates_own_provider() {
+        let config = super::tls_config();
+        assert!(!config.crypto_provider().cipher_suites.is_empty());
+    }
 }

@@ -10,6 +10,7 @@ use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
 
 use super::capacity::Slot;
 use super::lanes::{Shared, Signal};
+use super::stall::StallWatch;
 use super::{EnqueueError, Partition, ProducerBuilder};
 use crate::amqp::Amqp;
 use crate::Error;
@@ -76,6 +77,8 @@ pub struct Producer {
     pub(super) spare: Vec<Vec<u8>>,
     /// `permits` has a wait for room queued: its permit must be taken from there.
     pub(super) waiting_for_room: bool,
+    /// Warns when a wait for room is held up by unread outcomes.
+    pub(super) stall: StallWatch,
 }
 
 impl std::fmt::Debug for Producer {
@@ -101,6 +104,7 @@ impl Clone for Producer {
             ids: self.ids.clone(),
             spare: Vec::new(),
             waiting_for_room: false,
+            stall: self.stall.share(),
         }
     }
 }

@@ -31,6 +31,7 @@ mod handle;
 mod lanes;
 mod outcome;
 mod sink;
+mod stall;
 
 pub use builder::ProducerBuilder;
 pub use handle::Producer;

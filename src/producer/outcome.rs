@@ -51,6 +51,8 @@ impl BatchOutcome {
 /// out here, so outcomes waiting to be read count against `max_pending_events` and
 /// `max_pending_bytes`: a producer whose outcomes are not read stops taking events.
 /// Closing never waits for outcomes to be read. Drop the stream to ignore outcomes.
+/// A handle that has waited a few seconds for room held by unread outcomes says so,
+/// once, in a `tracing` warning.
 #[derive(Debug)]
 pub struct Outcomes {
     /// Each outcome with its events' capacity, given back as the outcome is handed

@@ -32,6 +32,7 @@ impl Producer {
             match self.permits.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => {
                     self.waiting_for_room = false;
+                    self.stall.stop();
                     self.reserved = Some(Budget::slot_of(permit));
                 }
                 Poll::Ready(None) => return Poll::Ready(Err(Error::closed())),
@@ -39,6 +40,8 @@ impl Producer {
                     self.waiting_for_room = true;
                     // No room: what is open will not fill, so publish it now.
                     self.shared.starve(&self.signals);
+                    self.stall.start();
+                    self.stall.poll(cx, &self.shared.budget);
                     return Poll::Pending;
                 }
             }
@@ -50,9 +53,12 @@ impl Producer {
         if let Some(wait) = self.bytes_wait.as_mut() {
             if wait.poll(cx).is_pending() {
                 self.shared.starve(&self.signals);
+                self.stall.start();
+                self.stall.poll(cx, &self.shared.budget);
                 return Poll::Pending;
             }
             self.bytes_wait = None;
+            self.stall.stop();
         }
         Poll::Ready(Ok(()))
     }

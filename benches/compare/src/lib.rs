@@ -3,7 +3,8 @@
 //!
 //! Each contender is a process of its own. It connects, then measures a window that
 //! starts just before its first event is handed over and ends when the last outcome
-//! is in: wall time, its own CPU time and peak RSS (from `/proc/self`), batches, and,
+//! is in: wall time, its own CPU time (`clock_gettime`) and peak RSS (`/proc/self`),
+//! batches, and,
 //! when paced, each event's time from hand-over to outcome. It prints one
 //! `RESULT key=value ...` line on stdout, which the runner (`src/bin/compare.rs`) parses.
 
@@ -130,21 +131,43 @@ pub fn handed_over_at(body: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(body.get(8..16)?.try_into().ok()?))
 }
 
-/// The CPU time this process has used (user and system), from `/proc/self/stat`.
+/// The CPU time this process has used (user and system, every thread), to the
+/// nanosecond: `/proc/self/stat` counts in 10 ms ticks, which a smoke run's few
+/// thousand events do not fill.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    // Linux reports them in USER_HZ, which is 100 on every architecture it supports.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // SAFETY: `now` is a valid, writable timespec for the call's duration.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// A length of time in the unit that suits it: `45 seconds`, `1 minute`, `12 minutes`.
+pub fn duration_in_words(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    let (n, unit) = if secs < 90.0 {
+        (secs.round(), "second")
+    } else {
+        ((secs / 60.0).round(), "minute")
+    };
+    format!("{n:.0} {unit}{}", if n == 1.0 { "" } else { "s" })
+}
+
+/// Microseconds of CPU per event, with the precision that keeps small values from
+/// reading as zero: `12.3`, `1.25`, `0.042`.
+pub fn micros(us: f64) -> String {
+    if us >= 10.0 {
+        format!("{us:.1}")
+    } else if us >= 0.1 {
+        format!("{us:.2}")
+    } else {
+        format!("{us:.3}")
+    }
 }
 
 /// The peak resident set size of this process in KiB (`VmHWM` in `/proc/self/status`).
@@ -260,7 +283,7 @@ impl fmt::Display for Report {
         let mut me = self.clone();
         write!(
             f,
-            "RESULT events={} succeeded={} failed={} batches={} secs={:.4} cpu_secs={:.3} rss_kib={}",
+            "RESULT events={} succeeded={} failed={} batches={} secs={:.4} cpu_secs={:.6} rss_kib={}",
             self.events,
             self.succeeded,
             self.failed,
@@ -342,5 +365,42 @@ mod tests {
         // 3 + 2 + 105 = 110 bytes; 1 MiB / 110 = 9,532.
         assert_eq!(super::events_per_full_batch(100, 1 << 20), 9532);
         assert_eq!(super::section_size(300), 308);
+    }
+
+    #[test]
+    fn durations_and_cpu_figures_read_in_sensible_units() {
+        use std::time::Duration;
+        assert_eq!(super::duration_in_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(
+            super::duration_in_words(Duration::from_secs(45)),
+            "45 seconds"
+        );
+        assert_eq!(
+            super::duration_in_words(Duration::from_secs(95)),
+            "2 minutes"
+        );
+        assert_eq!(
+            super::duration_in_words(Duration::from_secs(60 * 60)),
+            "60 minutes"
+        );
+        assert_eq!(super::micros(12.34), "12.3");
+        assert_eq!(super::micros(1.254), "1.25");
+        assert_eq!(super::micros(0.0421), "0.042");
+    }
+
+    #[test]
+    fn cpu_time_counts_less_than_a_clock_tick() {
+        // Spinning until the CPU clock moves at all: with 10 ms ticks the first move
+        // would be 10 ms; to the nanosecond, it is far less.
+        let start = super::cpu_time();
+        let mut spun = 0u64;
+        let moved = loop {
+            spun = std::hint::black_box(spun.wrapping_add(1));
+            let now = super::cpu_time();
+            if now > start {
+                break now - start;
+            }
+        };
+        assert!(moved < std::time::Duration::from_millis(5), "{moved:?}");
     }
 }

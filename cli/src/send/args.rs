@@ -145,11 +145,14 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
+/// Events per second, more than zero (`hubcat send` and `hubcat demo` alike: no
+/// `--rate` at all is what means no limit).
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!(
-            "'{text}' is not a rate: give events per second, more than zero"
+            "'{text}' is not a rate: give events per second, more than zero (without \
+             --rate there is no limit)"
         )),
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, Outcomes, Producer, RetryPolicy};
 
-pub(crate) use args::SendArgs;
 use args::SummaryFormat;
+pub(crate) use args::{parse_rate, SendArgs};
 use input::{Inputs, Line};
 use shape::Shape;
 
@@ -23,6 +23,8 @@ use shape::Shape;
 struct Stats {
     events_ok: u64,
     events_failed: u64,
+    /// Of the failed events, those too large for any batch.
+    events_too_large: u64,
     batches: u64,
     batch_bytes: u64,
 }
@@ -49,7 +51,15 @@ async fn collect(
             }
             Err(e) => {
                 stats.events_failed += events.len() as u64;
-                tracing::warn!(partition, events = events.len(), "publishing failed: {e}");
+                if e.is_too_large() {
+                    stats.events_too_large += events.len() as u64;
+                    eprintln!("hubcat send: {e}; not published (counted as too long)");
+                } else {
+                    eprintln!(
+                        "hubcat send: {} event(s) for partition {partition} not published: {e}",
+                        events.len()
+                    );
+                }
                 if let Some(out) = failed_out.as_mut() {
                     for body in events.bodies() {
                         out.write_all(body)?;
@@ -68,6 +78,23 @@ async fn collect(
 pub(crate) async fn run(args: SendArgs) -> ExitCode {
     // From here on SIGINT and SIGTERM stop the reading, and what was read is published.
     let mut stop = std::pin::pin!(crate::stop_signal());
+    let connection_string = match args.hub.connection_string() {
+        Ok(cs) => cs,
+        Err(e) => {
+            eprintln!("hubcat send: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let max_wait = Duration::from_millis(args.max_wait_ms);
+    if args.delivery_timeout <= max_wait {
+        // Checked here to be said in the flags' names; the library would refuse it too.
+        eprintln!(
+            "hubcat send: --delivery-timeout ({:?}) must be longer than --max-wait-ms ({:?}): \
+             an event may wait that long in its batch before it is even sent",
+            args.delivery_timeout, max_wait
+        );
+        return ExitCode::FAILURE;
+    }
     let mut inputs = match Inputs::new(&args.files) {
         Ok(inputs) => inputs,
         Err(e) => {
@@ -76,8 +103,8 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         }
     };
     let mut builder = Producer::builder()
-        .connection_string(&args.hub.connection_string)
-        .max_wait(Duration::from_millis(args.max_wait_ms))
+        .connection_string(&connection_string)
+        .max_wait(max_wait)
         .max_pending_events(usize::try_from(args.max_pending).unwrap_or(usize::MAX))
         .delivery_timeout(args.delivery_timeout)
         .idempotent_retries(args.idempotent);
@@ -184,7 +211,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             Line::TooLong(len) => {
                 eprintln!(
                     "hubcat send: line {read} has {len} bytes, more than --max-line-bytes \
-                     {max_line}; not published (counted as a failure)"
+                     {max_line}; not published (counted as too long)"
                 );
                 too_long += 1;
                 continue;
@@ -198,7 +225,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
                 }
             }
             Err((line, why)) => {
-                tracing::warn!(event = read, "skipped: {why}");
+                eprintln!("hubcat send: line {read} skipped: {why}");
                 unparsed.push(line);
             }
         }
@@ -244,7 +271,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         read,
         stats,
         unparsable: unparsed.len() as u64,
-        too_long,
+        lines_too_long: too_long,
         max_batch,
         read_failed,
     };
@@ -266,14 +293,19 @@ struct Summary {
     read: u64,
     stats: Stats,
     unparsable: u64,
-    too_long: u64,
+    lines_too_long: u64,
     max_batch: usize,
     read_failed: bool,
 }
 
 impl Summary {
+    /// Lines over `--max-line-bytes` and events too large for a batch.
+    fn too_long(&self) -> u64 {
+        self.lines_too_long + self.stats.events_too_large
+    }
+
     fn failures(&self) -> u64 {
-        self.stats.events_failed + self.unparsable + self.too_long
+        self.stats.events_failed + self.unparsable + self.lines_too_long
     }
 
     fn ok(&self) -> bool {
@@ -309,7 +341,7 @@ impl Summary {
             readable(self.rate().round() as u64),
             readable(self.failures()),
             self.unparsable,
-            self.too_long,
+            self.too_long(),
         );
         if self.read_failed {
             text.push_str("  input            not read to the end (see above)\n");
@@ -324,7 +356,7 @@ impl Summary {
             "events_sent": self.stats.events_ok,
             "events_failed": self.failures(),
             "unparsable": self.unparsable,
-            "too_long": self.too_long,
+            "too_long": self.too_long(),
             "batches": self.stats.batches,
             "mean_batch_fill": self.fill() / 100.0,
             "max_batch_bytes": self.max_batch,

@@ -53,9 +53,11 @@ pub(crate) fn run(
 ) -> (bool, String, String) {
     let mut cmd = hubcat();
     cmd.args(args);
-    if let Some(cs) = connection_string {
-        cmd.env("EVENTHUBS_CONNECTION_STRING", cs);
-    }
+    // Without one, none: the developer's own exported value must not leak in.
+    match connection_string {
+        Some(cs) => cmd.env("EVENTHUBS_CONNECTION_STRING", cs),
+        None => cmd.env_remove("EVENTHUBS_CONNECTION_STRING"),
+    };
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

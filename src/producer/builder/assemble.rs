@@ -2,6 +2,7 @@
 //! per-partition stacks and the driver.
 
 use super::*;
+use crate::producer::stall::StallWatch;
 
 /// How many sticks of keyless events the pending bound holds (see [`Sticky`]).
 const STICKS_IN_BUDGET: usize = 4;
@@ -210,6 +211,7 @@ impl ProducerBuilder {
         let (signals, signals_rx) = mpsc::unbounded_channel();
         // Every queued outcome holds at least one event's capacity, so this never fills.
         let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
+        let stall = StallWatch::new(&outcomes_tx);
         tokio::spawn(
             Driver {
                 signals: signals_rx,
@@ -237,6 +239,7 @@ impl ProducerBuilder {
             close_done: false,
             spare: Vec::new(),
             waiting_for_room: false,
+            stall,
         };
         (producer, Outcomes::new(outcomes_rx))
     }

@@ -416,8 +416,8 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
     .unwrap();
     writeln!(
         md,
-        "Written by `{command}` on {now}, in {:.0} minutes; do not edit by hand.\n",
-        started.elapsed().as_secs_f64() / 60.0
+        "Written by `{command}` on {now}, in {}; do not edit by hand.\n",
+        compare::duration_in_words(started.elapsed())
     )
     .unwrap();
     writeln!(md, "- Machine: {}.", machine()).unwrap();
@@ -441,7 +441,7 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
         md,
         "- Events/s: events reported stored ÷ the window, which opens before the first \
          event is handed over and closes when the last outcome is in. CPU: the client \
-         process's user + system time in that window (`/proc/self/stat`) ÷ events. RSS: \
+         process's user + system time in that window (`CLOCK_PROCESS_CPUTIME_ID`) ÷ events. RSS: \
          the client's peak (`VmHWM`). Batch fill: events per batch ÷ the events of the \
          workload's size that fit in the emulator's `max-message-size` of 1 MiB.\n"
     )
@@ -494,10 +494,10 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
             }
             writeln!(
                 md,
-                "| {} | {cell} | {:.2}× | {:.2} | {:.0} MB | {:.0} | {:.0}% |",
+                "| {} | {cell} | {:.2}× | {} | {:.0} MB | {:.0} | {:.0}% |",
                 c.label(),
                 r / ours,
-                median(runs.iter().map(Run::cpu_us_per_event).collect()),
+                compare::micros(median(runs.iter().map(Run::cpu_us_per_event).collect())),
                 median(runs.iter().map(|r| r.rss_kib as f64 / 1024.0).collect()),
                 epb,
                 100.0 * epb / full,
@@ -530,11 +530,11 @@ fn report(o: &Options, all: &[(Workload, Results)], started: Instant, command: &
         for (c, runs) in results {
             writeln!(
                 md,
-                "| {} | {:.1} ms | {:.1} ms | {:.2} | {:.0} MB |",
+                "| {} | {:.1} ms | {:.1} ms | {} | {:.0} MB |",
                 c.label(),
                 median(runs.iter().filter_map(|r| r.p50_ms).collect()),
                 median(runs.iter().filter_map(|r| r.p99_ms).collect()),
-                median(runs.iter().map(Run::cpu_us_per_event).collect()),
+                compare::micros(median(runs.iter().map(Run::cpu_us_per_event).collect())),
                 median(runs.iter().map(|r| r.rss_kib as f64 / 1024.0).collect()),
             )
             .unwrap();
@@ -621,10 +621,10 @@ fn main() -> ExitCode {
                 match run_contender(&bin_dir, c, &w, &emulator.connection_string, deadline, &log) {
                     Ok(run) => {
                         eprintln!(
-                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {:.2} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch{}{}{}",
+                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch{}{}{}",
                             c.hub(),
                             run.rate(),
-                            run.cpu_us_per_event(),
+                            compare::micros(run.cpu_us_per_event()),
                             run.rss_kib as f64 / 1024.0,
                             run.events_per_batch(),
                             run.p99_ms.map_or(String::new(), |p| format!("  p50 {:.1} ms p99 {p:.1} ms", run.p50_ms.unwrap_or(f64::NAN))),

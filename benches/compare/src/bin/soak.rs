@@ -166,6 +166,21 @@ struct Counts {
     twice: AtomicU64,
 }
 
+/// Prints a row of the progress table and returns the RSS in KiB.
+fn sample(started: Instant, accepted: u64, counts: &Counts) -> u64 {
+    let rss = compare::rss_kib();
+    let done = counts.outcomes.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "| {secs:.1} s | {accepted} | {done} | {:.0} | {:.1} | {:.1} | {:.1} |",
+        done as f64 / secs.max(1e-9),
+        rss as f64 / 1024.0,
+        compare::anon_rss_kib() as f64 / 1024.0,
+        live_mib()
+    );
+    rss
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match args() {
@@ -260,21 +275,13 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("enqueue: {e}"))?;
         if i % 4096 == 0 && last_sample.elapsed() >= Duration::from_secs(1) {
             last_sample = Instant::now();
-            let rss = compare::rss_kib();
-            samples.push(rss);
-            let done = counts.outcomes.load(Ordering::Relaxed);
-            println!(
-                "| {:.0} s | {} | {done} | {:.0} | {:.1} | {:.1} | {:.1} |",
-                started.elapsed().as_secs_f64(),
-                i + 1,
-                done as f64 / started.elapsed().as_secs_f64(),
-                rss as f64 / 1024.0,
-                compare::anon_rss_kib() as f64 / 1024.0,
-                live_mib()
-            );
+            samples.push(sample(started, i + 1, &counts));
         }
     }
     producer.flush().await.map_err(|e| format!("flush: {e}"))?;
+    // One more at the end: a short run (CI's 200,000 events) may not last a second, and
+    // its table and median would otherwise be empty.
+    samples.push(sample(started, n, &counts));
     let mut stored = 0i64;
     for p in 0..PARTITIONS {
         let props = producer
