@@ -128,10 +128,9 @@
 //! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
 //! with the OpenTelemetry messaging attributes.
 //!
-//! TLS is rustls's, with the process's default `CryptoProvider`: ring, which this crate
-//! enables, unless the application installs another. An application that links a
-//! second provider (aws-lc-rs, through another dependency) must install one with
-//! `CryptoProvider::install_default` before the first connection, as rustls requires.
+//! TLS is rustls's, with the `CryptoProvider` the application installed as the process
+//! default (`CryptoProvider::install_default`, before the first connection), else ring's,
+//! which this crate compiles in.
 #![forbid(unsafe_code)]
 
 mod amqp;

@@ -84,39 +84,45 @@ pub(super) async fn tls_connect(
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
-    tokio_rustls::TlsConnector::from(tls_config())
+    tokio_rustls::TlsConnector::from(tls_config()?)
         .connect(name, tcp)
         .await
 }
 
-/// The TLS client configuration, made once.
-fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+/// The TLS client configuration, made once: the crypto provider the application
+/// installed as the process default, else ring's, which this crate compiles in.
+///
+/// ring's provider is named directly rather than left to `ClientConfig::builder`,
+/// which panics when a process links two providers (ring here, aws-lc-rs through
+/// another crate) and installs neither. rustls deprecated naming ring's provider for
+/// its lack of post-quantum key exchange; an application that wants that installs
+/// aws-lc-rs's provider as the default, and it is used here.
+fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, std::io::Error> {
     use tokio_rustls::rustls;
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            // The process's default provider: the one the application installed, else
-            // the one rustls's features name (ring, which this crate enables). rustls
-            // deprecated naming ring's provider directly, as ring lacks post-quantum key
-            // exchange; an application that installs another provider (aws-lc-rs) gets
-            // it here too, and one that links both must install one, as rustls's
-            // message then says.
-            let config = rustls::ClientConfig::builder()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let provider = match rustls::crypto::CryptoProvider::get_default() {
+            Some(installed) => installed.clone(),
+            #[allow(deprecated)]
+            None => Arc::new(rustls::crypto::ring::default_provider()),
+        };
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+            .map_err(|e| format!("the TLS crypto provider cannot make a client: {e}"))
+    });
+    config.clone().map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_tls_config_builds_from_the_crates_own_provider() {
-        let config = super::tls_config();
+        let config = super::tls_config().unwrap();
         assert!(!config.crypto_provider().cipher_suites.is_empty());
     }
 }
