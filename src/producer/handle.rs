@@ -5,19 +5,26 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::{PollSemaphore, ReusableBoxFuture};
+use tokio::sync::oneshot;
 
-use super::capacity::Slot;
-use super::lanes::{Shared, Signal};
-use super::stall::StallWatch;
+use super::capacity::Reservation;
+use super::driver::{Inbox, Signal};
+use super::lanes::Shared;
 use super::{EnqueueError, Partition, ProducerBuilder};
 use crate::amqp::Amqp;
+use crate::route::{Ids, Index, Router};
 use crate::Error;
 use crate::{EventData, PartitionProperties};
 
 /// A close in progress, as `poll_close` drives it.
 type ClosingFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// Where `poll_close` is.
+pub(super) enum CloseState {
+    Open,
+    Closing(ClosingFuture),
+    Closed,
+}
 
 /// The producer: forward events into it as a [`Sink`](futures_sink::Sink), or call
 /// [`enqueue`](Producer::enqueue). Build one with [`Producer::builder`].
@@ -62,23 +69,19 @@ type ClosingFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 /// the producer (or let `forward` close it) to know when everything is out; each
 /// event's fate is in [`Outcomes`](crate::Outcomes) until that stream ends.
 pub struct Producer {
+    /// The lanes, the budget, the closed flag.
     pub(super) shared: Arc<Shared>,
+    pub(super) router: Arc<Router>,
+    pub(super) inbox: Inbox,
+    /// The connection, for `$management` reads (`None` over a service of your own).
     pub(super) amqp: Option<Amqp>,
-    pub(super) signals: mpsc::UnboundedSender<Signal>,
-    pub(super) permits: PollSemaphore,
-    /// The slot `poll_ready` reserved for the next event.
-    pub(super) reserved: Option<Slot>,
-    pub(super) bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
-    pub(super) closing: Option<ClosingFuture>,
-    pub(super) close_done: bool,
-    /// The partition ids as of `ids_version`.
-    pub(super) ids: (usize, Arc<[String]>),
+    /// Room for this handle's next event.
+    pub(super) reservation: Reservation,
+    /// This handle's copy of the partition ids.
+    pub(super) ids: Ids,
     /// Encode buffers taken from the shared pool, a batch's worth at a time.
     pub(super) spare: Vec<Vec<u8>>,
-    /// `permits` has a wait for room queued: its permit must be taken from there.
-    pub(super) waiting_for_room: bool,
-    /// Warns when a wait for room is held up by unread outcomes.
-    pub(super) stall: StallWatch,
+    pub(super) closing: CloseState,
 }
 
 impl std::fmt::Debug for Producer {
@@ -92,35 +95,34 @@ impl std::fmt::Debug for Producer {
 
 impl Clone for Producer {
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            amqp: self.amqp.clone(),
-            signals: self.signals.clone(),
-            permits: self.permits.clone(),
-            reserved: None,
-            bytes_wait: None,
-            closing: None,
-            close_done: false,
-            ids: self.ids.clone(),
-            spare: Vec::new(),
-            waiting_for_room: false,
-            stall: self.stall.share(),
-        }
-    }
-}
-
-/// A slot reserved by `poll_ready` and never used goes back with the handle.
-impl Drop for Producer {
-    fn drop(&mut self) {
-        self.unreserve();
+        Self::new(
+            self.shared.clone(),
+            self.router.clone(),
+            self.inbox.clone(),
+            self.amqp.clone(),
+            self.reservation.share(),
+        )
     }
 }
 
 impl Producer {
-    /// Gives back the slot `poll_ready` reserved, if any.
-    pub(super) fn unreserve(&mut self) {
-        if let Some(slot) = self.reserved.take() {
-            self.shared.budget.unreserve(slot);
+    /// A handle, unreserved and open.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        router: Arc<Router>,
+        inbox: Inbox,
+        amqp: Option<Amqp>,
+        reservation: Reservation,
+    ) -> Self {
+        Self {
+            ids: router.snapshot(),
+            shared,
+            router,
+            inbox,
+            amqp,
+            reservation,
+            spare: Vec::new(),
+            closing: CloseState::Open,
         }
     }
 
@@ -133,15 +135,13 @@ impl Producer {
 
     /// Events accepted and without an outcome yet, in total.
     pub fn total_pending(&self) -> usize {
-        self.shared.total_pending()
+        self.shared.total_pending(self.router.count())
     }
 
     /// Events accepted and without an outcome yet, for one partition id.
     pub fn pending(&self, partition: &str) -> usize {
-        self.shared
-            .ids()
-            .iter()
-            .position(|id| id == partition)
+        self.router
+            .resolve(&Partition::id(partition))
             .map_or(0, |i| self.shared.pending(i))
     }
 
@@ -170,13 +170,13 @@ impl Producer {
             Error::config("a producer over a custom service has no management connection")
         })?;
         let properties = amqp.properties().await?;
-        self.shared.refresh_ids(properties.partition_ids);
+        self.router.refresh(properties.partition_ids);
         Ok(self.partition_ids())
     }
 
     /// The hub's partition ids.
     pub fn partition_ids(&self) -> Vec<String> {
-        self.shared.ids().to_vec()
+        self.router.ids().to_vec()
     }
 
     /// Waits for room, then accepts the event. Fails only when the producer is closed
@@ -203,14 +203,12 @@ impl Producer {
     /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
     /// their later events do not delay it.
     pub async fn flush(&self) -> Result<(), Error> {
-        self.shared.seal_all(&self.signals)?;
+        self.shared.seal_all(&self.inbox, self.router.count());
         let (done, answer) = oneshot::channel();
-        self.signals
-            .send(Signal::Flush {
-                partition: None,
-                done,
-            })
-            .map_err(|_| Error::closed())?;
+        self.inbox.send_or_closed(Signal::Flush {
+            partition: None,
+            done,
+        })?;
         answer.await.map_err(|_| Error::closed())
     }
 
@@ -238,20 +236,17 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn flush_partition(&self, partition: Partition) -> Result<(), Error> {
-        let partition = self.resolve(&partition)?;
+        let partition = self.router.resolve(&partition)?;
         let (done, answer) = oneshot::channel();
-        self.shared
-            .seal_and_send(&self.signals, partition, |sealed| {
-                let flush = Signal::Flush {
-                    partition: Some(partition),
-                    done,
-                };
-                sealed
-                    .map(Signal::Sealed)
-                    .into_iter()
-                    .chain([flush])
-                    .collect()
-            })?;
+        self.shared.seal_with(partition, |sealed| {
+            if let Some(sealed) = sealed {
+                self.inbox.send_or_closed(Signal::Sealed(sealed))?;
+            }
+            self.inbox.send_or_closed(Signal::Flush {
+                partition: Some(partition),
+                done,
+            })
+        })?;
         answer.await.map_err(|_| Error::closed())
     }
 
@@ -260,31 +255,16 @@ impl Producer {
     /// ([`BatchOutcome::is_abandoned`](super::BatchOutcome::is_abandoned)); returns how many. A send already in flight
     /// finishes. The producer stays open, and the partition takes new events.
     pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
-        let partition = self.resolve(&partition)?;
+        let partition: Index = self.router.resolve(&partition)?;
         let (done, answer) = oneshot::channel();
-        self.shared
-            .seal_and_send(&self.signals, partition, |open| {
-                vec![Signal::Clear {
-                    partition,
-                    open,
-                    done,
-                }]
-            })?;
+        self.shared.seal_with(partition, |open| {
+            self.inbox.send_or_closed(Signal::Clear {
+                partition,
+                open,
+                done,
+            })
+        })?;
         answer.await.map_err(|_| Error::closed())
-    }
-
-    /// The index of a partition named by id or key.
-    fn resolve(&self, partition: &Partition) -> Result<usize, Error> {
-        let ids = self.shared.ids();
-        match partition {
-            Partition::Id(id) => ids
-                .iter()
-                .position(|p| p == id)
-                .ok_or_else(|| Error::unknown_partition(id.clone())),
-            Partition::Key(key) => {
-                Ok(self.shared.partitioner.partition_for_key(key, ids.len()) % ids.len())
-            }
-        }
     }
 
     /// Publishes everything pending, waits for every outcome, then closes the
@@ -304,18 +284,17 @@ impl Producer {
         // Set before the sweep: an event that gets into a lane after the sweep sees it
         // there (under the lane's lock) and is handed back.
         self.shared.closed.store(true, Ordering::SeqCst);
-        self.unreserve();
+        self.reservation.release();
         // Failing sends mean the driver is done already (another handle's close got
         // there first); either way the producer is done once the driver says so.
-        if abandon {
-            let open = self.shared.take_all();
-            let _ = self.signals.send(Signal::Close { abandon, open });
-        } else if self.shared.seal_all(&self.signals).is_ok() {
-            let _ = self.signals.send(Signal::Close {
-                abandon,
-                open: Vec::new(),
-            });
-        }
+        let count = self.router.count();
+        let open = if abandon {
+            self.shared.take_all(count)
+        } else {
+            self.shared.seal_all(&self.inbox, count);
+            Vec::new()
+        };
+        let _ = self.inbox.send(Signal::Close { abandon, open });
         let mut finished = self.shared.finished.clone();
         finished
             .wait_for(|done| *done)

@@ -31,7 +31,6 @@ mod handle;
 mod lanes;
 mod outcome;
 mod sink;
-mod stall;
 
 pub use builder::ProducerBuilder;
 pub use handle::Producer;

@@ -1,14 +1,36 @@
 //! Checking the options and assembling a producer: the connection, the lanes, the
 //! per-partition stacks and the driver.
 
-use super::*;
-use crate::producer::stall::StallWatch;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tower::{BoxError, Service};
+
+use super::ProducerBuilder;
+use crate::amqp::{Amqp, Endpoint};
+use crate::batch::Batch;
+use crate::producer::capacity::{Budget, Reservation, StallWatch};
+use crate::producer::driver::{inbox, Driver};
+use crate::producer::lanes::{LaneSettings, Shared};
+use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
+use crate::route::{Keyless, RoundRobin, Router, Sticky};
+use crate::stack::{boxed_clone, Base, Connection, Settings, TraceLayer};
+use crate::Error;
 
 /// How many sticks of keyless events the pending bound holds (see [`Sticky`]).
 const STICKS_IN_BUDGET: usize = 4;
 
 /// Reads the partition ids every `period` until the producer is gone or closed.
-async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period: Duration) {
+async fn refresh_partitions(
+    shared: Weak<Shared>,
+    router: Weak<Router>,
+    amqp: Amqp,
+    period: Duration,
+) {
     let mut tick = tokio::time::interval(period.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -20,8 +42,8 @@ async fn refresh_partitions(shared: std::sync::Weak<Shared>, amqp: Amqp, period:
         }
         match amqp.properties().await {
             Ok(p) => {
-                if let Some(s) = shared.upgrade() {
-                    s.refresh_ids(p.partition_ids);
+                if let Some(router) = router.upgrade() {
+                    router.refresh(p.partition_ids);
                 }
             }
             Err(e) if e.is_closed() => return,
@@ -112,6 +134,7 @@ impl ProducerBuilder {
         );
         tokio::spawn(refresh_partitions(
             Arc::downgrade(&producer.shared),
+            Arc::downgrade(&producer.router),
             amqp.clone(),
             refresh,
         ));
@@ -121,7 +144,7 @@ impl ProducerBuilder {
             &hub_name,
             &identifier_for_metrics,
             Arc::downgrade(&producer.shared),
-            Shared::total_pending,
+            |shared: &Shared| shared.total_pending(MAX_PARTITIONS),
         );
         Ok((producer, outcomes))
     }
@@ -180,7 +203,6 @@ impl ProducerBuilder {
             },
         };
         let budget = Budget::new(self.max_pending_events, self.max_pending_bytes);
-        let events = budget.events.clone();
         let (finished_tx, finished) = watch::channel(false);
         let keyless = if self.sticky {
             // A stick is a quarter of the pending bound (capped by a batch's size), so
@@ -196,28 +218,29 @@ impl ProducerBuilder {
         };
         // A lane for the most partitions a hub can have, so a refreshed partition list
         // never needs new ones.
-        let shared = Arc::new(Shared::new(
-            self.idempotent,
+        let router = Arc::new(Router::new(
             partition_ids,
             MAX_PARTITIONS,
-            budget,
             self.partitioner,
             keyless,
-            max_batch_bytes,
-            finished,
         ));
-        // Signals are per batch (and per refused event), each bounded by the events'
-        // capacity, so an unbounded channel stays small.
-        let (signals, signals_rx) = mpsc::unbounded_channel();
+        let lanes = LaneSettings {
+            idempotent: self.idempotent,
+            lanes: MAX_PARTITIONS.max(router.count()),
+            max_batch_bytes,
+        };
+        let shared = Arc::new(Shared::new(lanes, budget.clone(), finished));
+        let (inbox, signals) = inbox();
         // Every queued outcome holds at least one event's capacity, so this never fills.
         let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
-        let stall = StallWatch::new(&outcomes_tx);
+        let reservation = Reservation::new(&budget, StallWatch::new(&outcomes_tx));
         tokio::spawn(
             Driver {
-                signals: signals_rx,
+                signals,
                 stacks,
                 outcomes: outcomes_tx,
                 shared: shared.clone(),
+                router: router.clone(),
                 max_batch_bytes,
                 max_wait: self.max_wait,
                 delivery_timeout: self.delivery_timeout,
@@ -226,21 +249,7 @@ impl ProducerBuilder {
             }
             .run(),
         );
-        let ids = (0, shared.ids());
-        let producer = Producer {
-            ids,
-            shared,
-            amqp: None,
-            signals,
-            permits: PollSemaphore::new(events),
-            reserved: None,
-            bytes_wait: None,
-            closing: None,
-            close_done: false,
-            spare: Vec::new(),
-            waiting_for_room: false,
-            stall,
-        };
+        let producer = Producer::new(shared, router, inbox, None, reservation);
         (producer, Outcomes::new(outcomes_rx))
     }
 }

@@ -3,33 +3,19 @@
 
 mod assemble;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::PollSemaphore;
 use tower::{BoxError, Layer, Service};
 
-use super::capacity::Budget;
-use super::driver::Driver;
-use super::lanes::{Keyless, Shared};
-use super::{Outcomes, Producer, MAX_PARTITIONS};
-use crate::amqp::{Amqp, Endpoint};
 use crate::batch::Batch;
 use crate::connect::Address;
 use crate::credential::Credential;
-use crate::route::{Partitioner, RoundRobin, ServiceHash, Sticky};
-use crate::stack::{
-    boxed, boxed_clone, Base, BatchService, Connection, MakeStack, Settings, StackContext,
-    TraceLayer, UserLayer,
-};
-use crate::Error;
+use crate::route::{Partitioner, ServiceHash};
+use crate::stack::{boxed, BatchService, MakeStack, StackContext, TraceLayer, UserLayer};
 use streaming_producer_layers::retry::RetryPolicy;
 
-/// Configures and builds a [`Producer`].
+/// Configures and builds a [`Producer`](crate::Producer).
 pub struct ProducerBuilder {
     address: Address,
     max_wait: Duration,
@@ -221,7 +207,7 @@ impl ProducerBuilder {
     }
 
     /// How failed batches are retried: only retryable errors
-    /// ([`Error::is_retryable`]), with exponential backoff; the default is 3 retries
+    /// ([`Error::is_retryable`](crate::Error::is_retryable)), with exponential backoff; the default is 3 retries
     /// from 0.8 s, doubling, at most 60 s apart, and none after the delivery timeout.
     /// With one send in flight per partition, retries keep the partition's order. A
     /// retried send whose first try was stored after all (a lost acknowledgement) is
@@ -243,7 +229,7 @@ impl ProducerBuilder {
     /// the service acknowledges it or its [delivery
     /// timeout](Self::delivery_timeout) passes, whatever the retry policy's count;
     /// numbers never go to other events meanwhile. If the deadline passes, the batch
-    /// is reported failed with [`Error::is_ambiguous`] and the partition starts a new
+    /// is reported failed with [`Error::is_ambiguous`](crate::Error::is_ambiguous) and the partition starts a new
     /// producer group before it sends anything else. A refusal as out of order (the
     /// service lost its state, say after a restart) costs a new producer group and
     /// one more try, not the events. Needs one send in flight per partition (the
@@ -260,7 +246,7 @@ impl ProducerBuilder {
     /// verdict), and on each connection attempt, link attach and management call;
     /// default 60 s. A try that times out is retried like any transient failure; if
     /// it timed out after its transfer, the batch may have been stored
-    /// ([`Error::is_ambiguous`] if it finally fails).
+    /// ([`Error::is_ambiguous`](crate::Error::is_ambiguous) if it finally fails).
     pub fn try_timeout(mut self, timeout: Duration) -> Self {
         self.try_timeout = timeout;
         self
@@ -272,7 +258,7 @@ impl ProducerBuilder {
     /// connection while it cannot be re-established, every try (each also bounded by
     /// `try_timeout`), and the backoff between them. No retry starts after it; a try in
     /// progress is cut short by it; events still waiting fail at it with an error for
-    /// which [`Error::is_timeout`] is true. So [`Producer::close`] returns within it
+    /// which [`Error::is_timeout`](crate::Error::is_timeout) is true. So [`Producer::close`](crate::Producer::close) returns within it
     /// (plus a few seconds to close the connection) even when the service is gone for
     /// good. It must be longer than `max_wait`, or no event could ever be published.
     ///
@@ -344,7 +330,7 @@ impl ProducerBuilder {
     /// `RateLimit` is not): the layers are then put behind tower's `Buffer` so that
     /// retries can clone them. The producer keeps a clone of each batch, so events are
     /// reported whatever a layer returns, and its own errors are read back from the
-    /// boxed ones ([`Error::from`]). A layer that waits (a rate limit, say) is cut
+    /// boxed ones ([`Error::from`](crate::Error::from)). A layer that waits (a rate limit, say) is cut
     /// short by `try_timeout` and, at the latest, by the batch's delivery deadline.
     ///
     /// ```

@@ -15,14 +15,17 @@ use tokio::time::Instant;
 use tokio_util::time::delay_queue::{DelayQueue, Key};
 use tower::{BoxError, Service};
 
+mod inbox;
 mod queue;
 
+pub(crate) use inbox::{inbox, Inbox, Signal, Signals};
 use queue::{far_future, grow, Timer};
 
 use super::capacity::Capacity;
-use super::lanes::{Sealed, Shared, Signal, Take};
+use super::lanes::{Sealed, Shared, Take};
 use super::outcome::BatchOutcome;
 use crate::batch::Batch;
+use crate::route::Router;
 use crate::stack::{BatchService, Settings};
 use crate::Error;
 
@@ -77,11 +80,12 @@ type InFlight =
 type Readying = Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
 
 pub(crate) struct Driver {
-    pub(crate) signals: mpsc::UnboundedReceiver<Signal>,
+    pub(crate) signals: Signals,
     /// What each partition's stack is made from.
     pub(crate) stacks: Settings,
     pub(crate) outcomes: mpsc::Sender<(BatchOutcome, Capacity)>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) router: Arc<Router>,
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_wait: Duration,
     /// From an event's acceptance to its outcome, at most.
@@ -114,7 +118,7 @@ struct State {
 impl Driver {
     pub(crate) async fn run(mut self) {
         let mut state = State {
-            partitions: (0..self.shared.partition_count())
+            partitions: (0..self.router.count())
                 .map(|_| PartitionState::default())
                 .collect(),
             open: DelayQueue::new(),
@@ -188,7 +192,7 @@ impl Driver {
                     // drops the outcome.
                     let events = batch.into_events();
                     let outcome = BatchOutcome {
-                        partition: self.shared.partition_id(partition),
+                        partition: self.router.id(partition),
                         size_in_bytes,
                         starting_sequence_number,
                         events,
@@ -207,7 +211,7 @@ impl Driver {
         // Signals sent meanwhile (an event refused as the producer closed) are
         // answered; later sends fail, handing their event back.
         self.signals.close();
-        while let Ok(signal) = self.signals.try_recv() {
+        while let Some(signal) = self.signals.try_recv() {
             if let Signal::Refused { .. } = signal {
                 self.handle(&mut state, signal).await;
             }
@@ -286,7 +290,7 @@ impl Driver {
                 let _ = done.send(cleared);
             }
             Signal::Starved => {
-                self.shared.fed();
+                self.signals.fed();
                 self.publish_idle(state);
             }
             Signal::Close { .. } => unreachable!("close is handled by the loop"),

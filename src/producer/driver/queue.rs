@@ -16,7 +16,7 @@ impl Driver {
         if state.unreported_events == 0 {
             return 1;
         }
-        let share = self.shared.budget.held_events() / (2 * self.shared.partition_count().max(1));
+        let share = self.shared.budget.held_events() / (2 * self.router.count().max(1));
         share.max(1)
     }
 
@@ -42,7 +42,7 @@ impl Driver {
     pub(super) fn publish_idle(&self, state: &mut State) {
         let min = self.early_minimum(state);
         let mut skipped = false;
-        for partition in 0..self.shared.partition_count() {
+        for partition in 0..self.router.count() {
             skipped |= self.publish_if_idle(state, partition, min);
         }
         state.starved_pending = skipped;
@@ -186,7 +186,7 @@ impl Driver {
         }
         let mut service = match p.service.take() {
             Some(service) => service,
-            None => self.stacks.make(&self.shared.partition_id(partition)),
+            None => self.stacks.make(&self.router.id(partition)),
         };
         p.readying = true;
         state.readying.push(Box::pin(async move {

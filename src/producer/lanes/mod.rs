@@ -9,10 +9,9 @@
 //! partition's batches in the order they were filled, and a flush or close that
 //! sweeps the lanes is received after every batch that holds an earlier event.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::capacity::{Budget, Capacity, Slot};
@@ -20,53 +19,32 @@ use super::capacity::{Budget, Capacity, Slot};
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
 use crate::pool::BufferPool;
-use crate::route::{Partitioner, RoundRobin, Sticky};
-use crate::Error;
+use crate::route::Index;
 
-/// What the producer handles tell the driver, in one FIFO channel.
-#[derive(Debug)]
-pub(crate) enum Signal {
-    /// A batch opened: publish it when its oldest event has waited `max_wait`, unless
-    /// it is sealed before.
-    Opened {
-        partition: usize,
-        generation: u64,
-        opened: Instant,
-    },
+/// Where a lane tells the driver of a batch that opened (to arm its `max_wait`
+/// deadline) or was sealed (to publish it), under the lane's lock: the driver's inbox.
+pub(crate) trait Outbox {
+    /// A batch of `partition` opened at `opened`; `generation` tells it apart from the
+    /// partition's earlier batches.
+    fn opened(&self, partition: Index, generation: u64, opened: Instant);
     /// A batch to publish.
-    Sealed(Sealed),
-    /// An event that can never be published (unknown partition, too large).
-    Refused {
-        partition: String,
-        event: Box<EventData>,
-        error: Error,
-        capacity: Capacity,
-    },
-    /// Report when every batch received so far (of one partition, or of all) has its
-    /// outcome.
-    Flush {
-        partition: Option<usize>,
-        done: oneshot::Sender<()>,
-    },
-    /// Hand back one partition's batches not yet sent (and its open batch, taken
-    /// here), as abandoned; report how many events.
-    Clear {
-        partition: usize,
-        open: Option<Sealed>,
-        done: oneshot::Sender<usize>,
-    },
-    /// A handle found no capacity: partitions that are not sending publish their open
-    /// batches now rather than wait out `max_wait`, since no more events can come.
-    Starved,
-    /// Every lane has been swept (into `open` when abandoning, so that none of it is
-    /// sent first): publish (or abandon) what is left, then stop.
-    Close { abandon: bool, open: Vec<Sealed> },
+    fn sealed(&self, sealed: Sealed);
+}
+
+/// An event on its way into a lane: encoded, weighed, with its reserved slot.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) event: EventData,
+    pub(crate) encoded: Vec<u8>,
+    /// What it weighs in a batch, in bytes.
+    pub(crate) cost: usize,
+    pub(crate) slot: Slot,
 }
 
 /// A batch being sealed on its way to the driver.
 #[derive(Debug)]
 pub(crate) struct Sealed {
-    pub(crate) partition: usize,
+    pub(crate) partition: Index,
     pub(crate) batch: Batch,
     /// When its first event was accepted.
     pub(crate) opened: Instant,
@@ -95,7 +73,7 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    fn seal(&mut self, partition: usize, pool: &Arc<BufferPool>) -> Option<Sealed> {
+    fn seal(&mut self, partition: Index, pool: &Arc<BufferPool>) -> Option<Sealed> {
         let open = self.open.take()?;
         self.last_len = open.batch.len();
         Some(Sealed {
@@ -117,32 +95,18 @@ pub(crate) enum Take {
     Empty,
 }
 
-/// How events without a partition id or key are spread.
-#[derive(Debug)]
-pub(crate) enum Keyless {
-    RoundRobin(RoundRobin),
-    Sticky(Sticky),
-}
-
-/// State shared by the producer handles and the driver.
+/// The lanes, with what the handles and the driver share of them: the capacity they
+/// hold, the encode buffers they recycle, and whether the producer is closed.
 pub(crate) struct Shared {
     /// Events are encoded with room for the idempotent annotations.
     pub(crate) idempotent: bool,
-    pub(crate) partition_ids: RwLock<Arc<[String]>>,
-    /// Bumped when the partition ids change, so that a handle's copy is checked with
-    /// one load per event.
-    pub(crate) ids_version: AtomicUsize,
     /// One per partition the hub can have, so a grown hub needs no new lanes.
     lanes: Vec<Mutex<Lane>>,
     pub(crate) budget: Arc<Budget>,
-    pub(crate) partitioner: Arc<dyn Partitioner>,
-    pub(crate) keyless: Mutex<Keyless>,
     pub(crate) max_batch_bytes: usize,
     /// Encode buffers of published batches, for the handles to reuse.
     pub(crate) buffers: Arc<BufferPool>,
     pub(crate) closed: AtomicBool,
-    /// A [`Signal::Starved`] is on its way and not yet handled.
-    starved: AtomicBool,
     /// Becomes true when the driver has reported everything and closed the connection.
     pub(crate) finished: tokio::sync::watch::Receiver<bool>,
 }
@@ -150,94 +114,55 @@ pub(crate) struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("partition_ids", &self.partition_ids)
+            .field("lanes", &self.lanes.len())
             .field("max_batch_bytes", &self.max_batch_bytes)
-            .field("keyless", &self.keyless)
             .finish_non_exhaustive()
     }
 }
 
+/// What [`Shared::new`] makes the lanes of.
+#[derive(Debug)]
+pub(crate) struct LaneSettings {
+    /// Encode events with room for the idempotent annotations.
+    pub(crate) idempotent: bool,
+    /// How many lanes: the most partitions the hub may grow to.
+    pub(crate) lanes: usize,
+    /// The largest batch, in encoded bytes.
+    pub(crate) max_batch_bytes: usize,
+}
+
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        idempotent: bool,
-        partition_ids: Vec<String>,
-        lanes: usize,
+        settings: LaneSettings,
         budget: Arc<Budget>,
-        partitioner: Arc<dyn Partitioner>,
-        keyless: Keyless,
-        max_batch_bytes: usize,
         finished: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let budget_events = budget.max_events();
         Self {
-            idempotent,
-            lanes: (0..lanes.max(partition_ids.len()))
-                .map(|_| Mutex::default())
-                .collect(),
-            partition_ids: RwLock::new(partition_ids.into()),
-            ids_version: AtomicUsize::new(0),
+            idempotent: settings.idempotent,
+            lanes: (0..settings.lanes).map(|_| Mutex::default()).collect(),
             budget,
-            partitioner,
-            keyless: Mutex::new(keyless),
-            max_batch_bytes,
+            max_batch_bytes: settings.max_batch_bytes,
             buffers: Arc::new(BufferPool::new(budget_events)),
             closed: AtomicBool::new(false),
-            starved: AtomicBool::new(false),
             finished,
         }
     }
 
-    fn lane(&self, partition: usize) -> MutexGuard<'_, Lane> {
+    fn lane(&self, partition: Index) -> MutexGuard<'_, Lane> {
         self.lanes[partition]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn ids(&self) -> Arc<[String]> {
-        self.partition_ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn partition_count(&self) -> usize {
-        self.ids().len()
-    }
-
-    pub(crate) fn partition_id(&self, index: usize) -> String {
-        self.ids().get(index).cloned().unwrap_or_default()
-    }
-
-    /// Adopts a refreshed list of partition ids if it has more partitions (partitions
-    /// are added, never removed); returns whether it changed.
-    pub(crate) fn refresh_ids(&self, ids: Vec<String>) -> bool {
-        let mut current = self
-            .partition_ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let grows = ids.len() > current.len()
-            && ids.len() <= self.lanes.len()
-            && ids.starts_with(&current[..]);
-        if grows {
-            tracing::info!(
-                from = current.len(),
-                to = ids.len(),
-                "the hub has more partitions"
-            );
-            *current = ids.into();
-            self.ids_version.fetch_add(1, Ordering::Release);
-        }
-        grows
-    }
-
-    pub(crate) fn total_pending(&self) -> usize {
-        (0..self.partition_count())
+    /// Events of the first `count` partitions accepted and without an outcome yet.
+    pub(crate) fn total_pending(&self, count: usize) -> usize {
+        (0..count.min(self.lanes.len()))
             .map(|i| self.lane(i).pending)
             .sum()
     }
 
-    pub(crate) fn pending(&self, partition: usize) -> usize {
+    pub(crate) fn pending(&self, partition: Index) -> usize {
         if partition < self.lanes.len() {
             self.lane(partition).pending
         } else {
@@ -246,28 +171,32 @@ impl Shared {
     }
 
     /// Events of `partition` got their outcome.
-    pub(crate) fn settled(&self, partition: usize, count: usize) {
+    pub(crate) fn settled(&self, partition: Index, count: usize) {
         if partition < self.lanes.len() {
             let mut lane = self.lane(partition);
             lane.pending = lane.pending.saturating_sub(count);
         }
     }
 
-    /// Adds an encoded event (weighing `cost` bytes in a batch) to its partition's
-    /// open batch, opening one or sealing the full one first as needed, and tells the
-    /// driver what it must know. If the producer was closed before the event got in,
-    /// the event comes back.
+    /// Adds an encoded event to the open batch of `partition` (whose id is `id`),
+    /// opening one or sealing the full one first as needed, and tells `out` what the
+    /// driver must know. If the producer was closed before the event got in, the event
+    /// comes back.
     // The event comes back by value, as `TrySendError<T>` does in tokio.
     #[allow(clippy::result_large_err)]
     pub(crate) fn append(
         &self,
-        signals: &mpsc::UnboundedSender<Signal>,
-        partition: usize,
-        event: EventData,
-        encoded: Vec<u8>,
-        cost: usize,
-        slot: Slot,
+        out: &impl Outbox,
+        partition: Index,
+        id: &str,
+        entry: Entry,
     ) -> Result<(), EventData> {
+        let Entry {
+            event,
+            encoded,
+            cost,
+            slot,
+        } = entry;
         let body = event.body().len();
         let mut lane = self.lane(partition);
         // Checked under the lane's lock: a close sets the flag, then sweeps every lane
@@ -281,24 +210,19 @@ impl Shared {
             .as_ref()
             .is_some_and(|o| o.batch.size_in_bytes() + cost > self.max_batch_bytes)
         {
-            let full = lane.seal(partition, &self.buffers).expect("open");
-            let _ = signals.send(Signal::Sealed(full));
+            out.sealed(lane.seal(partition, &self.buffers).expect("open"));
         }
         if lane.open.is_none() {
             lane.generation += 1;
             let opened = Instant::now();
-            let batch = Filling::new(self.partition_id(partition), lane.last_len);
+            let batch = Filling::new(id.to_owned(), lane.last_len);
             lane.open = Some(Open {
                 batch,
                 opened,
                 capacity: Capacity::new(&self.budget),
                 generation: lane.generation,
             });
-            let _ = signals.send(Signal::Opened {
-                partition,
-                generation: lane.generation,
-                opened,
-            });
+            out.opened(partition, lane.generation, opened);
         }
         self.budget.count_bytes(body);
         lane.pending += 1;
@@ -306,8 +230,7 @@ impl Shared {
         open.batch.push(&event, encoded);
         open.capacity.add(slot, body);
         if open.batch.size_in_bytes() >= self.max_batch_bytes {
-            let full = lane.seal(partition, &self.buffers).expect("open");
-            let _ = signals.send(Signal::Sealed(full));
+            out.sealed(lane.seal(partition, &self.buffers).expect("open"));
         }
         Ok(())
     }
@@ -320,43 +243,34 @@ impl Shared {
         capacity
     }
 
-    /// Seals `partition`'s open batch and sends the signals `make` makes of it, under
-    /// the lane's lock (so nothing of the partition gets between them); an error if
-    /// the driver is gone.
-    pub(crate) fn seal_and_send(
+    /// Seals `partition`'s open batch and hands it (if there was one) to `send`, under
+    /// the lane's lock, so nothing of the partition gets between them.
+    pub(crate) fn seal_with<R>(
         &self,
-        signals: &mpsc::UnboundedSender<Signal>,
-        partition: usize,
-        make: impl FnOnce(Option<Sealed>) -> Vec<Signal>,
-    ) -> Result<(), Error> {
+        partition: Index,
+        send: impl FnOnce(Option<Sealed>) -> R,
+    ) -> R {
         let mut lane = self.lane(partition);
-        for signal in make(lane.seal(partition, &self.buffers)) {
-            signals.send(signal).map_err(|_| Error::closed())?;
-        }
-        Ok(())
+        send(lane.seal(partition, &self.buffers))
     }
 
-    /// Seals every partition's open batch and sends them; an error if the driver is
-    /// gone.
-    pub(crate) fn seal_all(&self, signals: &mpsc::UnboundedSender<Signal>) -> Result<(), Error> {
-        for partition in 0..self.partition_count() {
-            self.seal_and_send(signals, partition, |sealed| {
-                sealed.map(Signal::Sealed).into_iter().collect()
-            })?;
+    /// Seals the open batch of each of the first `count` partitions and tells `out`.
+    pub(crate) fn seal_all(&self, out: &impl Outbox, count: usize) {
+        for partition in 0..count.min(self.lanes.len()) {
+            self.seal_with(partition, |sealed| sealed.map(|s| out.sealed(s)));
         }
-        Ok(())
     }
 
-    /// Takes every partition's open batch.
-    pub(crate) fn take_all(&self) -> Vec<Sealed> {
-        (0..self.partition_count())
+    /// Takes the open batch of each of the first `count` partitions.
+    pub(crate) fn take_all(&self, count: usize) -> Vec<Sealed> {
+        (0..count.min(self.lanes.len()))
             .filter_map(|p| self.seal_if(p, None))
             .collect()
     }
 
     /// Seals `partition`'s open batch if the driver's `generation` is still the open
     /// one (its `max_wait` ran out), or unconditionally with `None`.
-    pub(crate) fn seal_if(&self, partition: usize, generation: Option<u64>) -> Option<Sealed> {
+    pub(crate) fn seal_if(&self, partition: Index, generation: Option<u64>) -> Option<Sealed> {
         let mut lane = self.lane(partition);
         let current = lane.open.as_ref().map(|o| o.generation);
         match (current, generation) {
@@ -366,7 +280,7 @@ impl Shared {
     }
 
     /// Seals `partition`'s open batch if it holds at least `min` events.
-    pub(crate) fn seal_at_least(&self, partition: usize, min: usize) -> Take {
+    pub(crate) fn seal_at_least(&self, partition: Index, min: usize) -> Take {
         let mut lane = self.lane(partition);
         match &lane.open {
             None => Take::Empty,
@@ -375,18 +289,6 @@ impl Shared {
                 .seal(partition, &self.buffers)
                 .map_or(Take::Empty, Take::Sealed),
         }
-    }
-
-    /// Asks the driver, once per episode, to publish what it can now.
-    pub(crate) fn starve(&self, signals: &mpsc::UnboundedSender<Signal>) {
-        if !self.starved.swap(true, Ordering::SeqCst) {
-            let _ = signals.send(Signal::Starved);
-        }
-    }
-
-    /// The driver took the starved signal.
-    pub(crate) fn fed(&self) {
-        self.starved.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn lanes(&self) -> usize {

@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use super::capacity::{Budget, Capacity};
-use super::outcome::BatchOutcome;
+use super::{Budget, Capacity};
+use crate::producer::outcome::BatchOutcome;
 
 /// How long a wait for room lasts before unread outcomes are suspected.
 pub(crate) const WARN_AFTER: Duration = Duration::from_secs(5);

@@ -1,11 +1,20 @@
 //! The producer's capacity: a bound on pending events (semaphore permits) and on
 //! their bodies' bytes, held by the events as RAII values until their outcome is
 //! handed out or dropped.
+//!
+//! Files: `reserve` (a handle's [`Reservation`] of room for its next event) and
+//! `stall` (the warning when unread outcomes hold that room).
+
+mod reserve;
+mod stall;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+pub(crate) use reserve::Reservation;
+pub(crate) use stall::StallWatch;
 
 /// One event's permit, taken from the budget's semaphore for a handle's next event
 /// and not yet in a [`Capacity`]: given to one with [`Capacity::add`], or back with
@@ -14,9 +23,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// Permits travel as counts rather than as `OwnedSemaphorePermit`s because an owned
 /// permit costs two atomic operations per event on the semaphore's `Arc` (a clone to
 /// acquire it, a drop when it is merged into the batch's), on a cache line the
-/// outcome reader's thread writes too; that was about 5% of the client's CPU at a
-/// million events a second. `Capacity` (and the handle that holds a `Slot`) give the
-/// permits back on drop, so they stay owned values all the same.
+/// outcome reader's thread writes too: per-event work that need only be per batch.
+/// `Capacity` (and the [`Reservation`] that holds a `Slot`) give the permits back on
+/// drop, so they stay owned values all the same.
 #[must_use = "a slot not given back leaks a permit"]
 #[derive(Debug)]
 pub(crate) struct Slot(());

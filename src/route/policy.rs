@@ -1,5 +1,5 @@
-//! Routing events without an explicit partition: partitioners for keys, and the
-//! round-robin and sticky choices for keyless events.
+//! The routing policies: partitioners for keys, and the round-robin and sticky
+//! choices for keyless events.
 
 /// Maps a partition key to a partition index.
 ///
@@ -30,6 +30,13 @@ impl Partitioner for ServiceHash {
     fn partition_for_key(&self, key: &str, partition_count: usize) -> usize {
         eventhubs_protocol::partition_key::partition_index(key, partition_count)
     }
+}
+
+/// How events without a partition id or key are spread.
+#[derive(Debug)]
+pub(crate) enum Keyless {
+    RoundRobin(RoundRobin),
+    Sticky(Sticky),
 }
 
 /// Keyless events in turn over the partitions.
