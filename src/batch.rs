@@ -173,7 +173,9 @@ impl Batch {
     /// `max-message-size`); otherwise hands it back and leaves the batch as it was.
     ///
     /// For a batch service of your own, or to publish a batch through
-    /// [`AmqpSend`](crate::AmqpSend) yourself. The producer fills its batches this way.
+    /// [`AmqpSend`](crate::AmqpSend) yourself. The producer does not fill its batches
+    /// this way: each partition's lane fills a batch of the crate's own, which costs
+    /// less per event, and makes a `Batch` of it when it is sealed.
     ///
     /// ```
     /// use streaming_producer::{Batch, EventData};

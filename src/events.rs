@@ -112,6 +112,37 @@ impl Events {
         }
     }
 
+    /// The first event, decoded, as [`get(0)`](Self::get); `None` if there is none.
+    ///
+    /// ```
+    /// use streaming_producer::{Batch, EventData};
+    ///
+    /// let mut batch = Batch::new("0");
+    /// assert_eq!(batch.events().first(), None);
+    /// batch.try_push(EventData::new("a"), 1024).unwrap();
+    /// batch.try_push(EventData::new("b"), 1024).unwrap();
+    /// assert_eq!(batch.events().first(), Some(EventData::new("a")));
+    /// ```
+    pub fn first(&self) -> Option<EventData> {
+        self.get(0)
+    }
+
+    /// The last event, decoded, as [`get(len() - 1)`](Self::get); `None` if there is
+    /// none.
+    ///
+    /// ```
+    /// use streaming_producer::{Batch, EventData};
+    ///
+    /// let mut batch = Batch::new("0");
+    /// assert_eq!(batch.events().last(), None);
+    /// batch.try_push(EventData::new("a"), 1024).unwrap();
+    /// batch.try_push(EventData::new("b"), 1024).unwrap();
+    /// assert_eq!(batch.events().last(), Some(EventData::new("b")));
+    /// ```
+    pub fn last(&self) -> Option<EventData> {
+        self.get(self.len().checked_sub(1)?)
+    }
+
     /// The events, decoded one at a time.
     pub fn iter(&self) -> Iter<'_> {
         Decoding {
@@ -296,3 +327,64 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for Bodies<I> {
 }
 
 impl<'a, I: Iterator<Item = &'a [u8]>> ExactSizeIterator for Bodies<I> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Batch;
+
+    fn encoded(events: Vec<EventData>) -> Events {
+        let mut batch = Batch::new("2");
+        for event in events {
+            batch.try_push(event, 1 << 20).unwrap();
+        }
+        batch.into_events()
+    }
+
+    #[test]
+    fn first_and_last_of_no_events_are_none() {
+        assert_eq!(Events::default().first(), None);
+        assert_eq!(Events::default().last(), None);
+        assert_eq!(encoded(Vec::new()).first(), None);
+        assert_eq!(encoded(Vec::new()).last(), None);
+    }
+
+    #[test]
+    fn first_and_last_of_one_event_are_that_event() {
+        let events = encoded(vec![EventData::new("only")]);
+        assert_eq!(events.first(), Some(EventData::new("only")));
+        assert_eq!(events.last(), Some(EventData::new("only")));
+    }
+
+    #[test]
+    fn first_and_last_are_decoded_as_get_decodes_them() {
+        let events = encoded(vec![
+            EventData::new("a").with_partition_id("2"),
+            EventData::new("b"),
+            EventData::new("c").with_partition_key("k"),
+        ]);
+        assert_eq!(events.first(), events.get(0));
+        assert_eq!(events.last(), events.get(2));
+        let first = events.first().unwrap();
+        assert_eq!(first.body().as_ref(), b"a");
+        assert_eq!(first.routing(), &Routing::PartitionId("2".into()));
+        assert_eq!(
+            events.last(),
+            Some(EventData::new("c").with_partition_key("k"))
+        );
+    }
+
+    #[test]
+    fn the_last_of_encoded_and_plain_events_is_the_last_plain_one() {
+        let mut events = encoded(vec![EventData::new("encoded")]);
+        events.append(Events::from(vec![
+            EventData::new("plain 1"),
+            EventData::new("plain 2"),
+        ]));
+        assert_eq!(events.first(), Some(EventData::new("encoded")));
+        assert_eq!(events.last(), Some(EventData::new("plain 2")));
+        let plain = Events::from(vec![EventData::new("x"), EventData::new("y")]);
+        assert_eq!(plain.first(), Some(EventData::new("x")));
+        assert_eq!(plain.last(), Some(EventData::new("y")));
+    }
+}

@@ -80,37 +80,42 @@
 //!   fate is unknown keeps its numbers and is tried again until the service
 //!   acknowledges it or its delivery timeout passes.
 //!
-//! # Coming from .NET's `EventHubBufferedProducerClient`
+//! # Coming from .NET's `EventHubBufferedProducerClient` or from Kafka
 //!
 //! One difference in behavior: events with neither a partition id nor a key go to one
 //! partition at a time, in runs of a quarter of the pending bound, where .NET spreads
 //! them round-robin one by one. Batches then stay full on hubs with many partitions;
 //! [`ProducerBuilder::sticky_routing`]`(false)` gives the round-robin way.
 //!
-//! The proposal this producer implements, by name:
+//! The .NET proposal this producer implements, and Kafka's producer, by name (this is
+//! the one copy of the table; the README points here):
 //!
-//! | .NET | here |
-//! |---|---|
-//! | `EnqueueEventAsync`, `EnqueueEventsAsync` | [`Producer::enqueue`], [`Producer::enqueue_all`], or the [`Sink`](futures_sink::Sink) (`send`, `send_all`, `forward`) |
-//! | `SendEventBatchSucceededAsync` handler | an item of [`Outcomes`] whose `result` is `Ok(())` |
-//! | `SendEventBatchFailedAsync` handler | an item of [`Outcomes`] whose `result` is the [`Error`], with the events |
-//! | `FlushAsync` | [`Producer::flush`] (and [`Producer::flush_partition`]) |
-//! | `CloseAsync(flush: true)`, `DisposeAsync` | [`Producer::close`] |
-//! | `CloseAsync(flush: false)` | [`Producer::close_abandon`]: unsent events come back as abandoned outcomes |
-//! | `GetBufferedEventCount`, `TotalBufferedEventCount` | [`Producer::pending`], [`Producer::total_pending`] |
-//! | `GetPartitionIdsAsync`, `GetPartitionPropertiesAsync` | [`Producer::partition_ids`], [`Producer::partition_properties`] |
-//! | `MaximumWaitTime` | [`ProducerBuilder::max_wait`] |
-//! | `MaximumEventBufferLengthPerPartition` | [`ProducerBuilder::max_pending_events`] (for all partitions together) and [`ProducerBuilder::max_pending_bytes`] |
-//! | `MaximumConcurrentSendsPerPartition` | [`ProducerBuilder::max_concurrent_sends_per_partition`] |
-//! | `EnableIdempotentRetries` | [`ProducerBuilder::idempotent_retries`] |
-//! | `RetryOptions` (`MaximumRetries`, `Delay`, `MaximumDelay`, `TryTimeout`) | [`ProducerBuilder::retry_policy`] with a [`RetryPolicy`], and [`ProducerBuilder::try_timeout`] |
-//! | `Identifier` | [`ProducerBuilder::identifier`] |
-//! | `SendEventOptions.PartitionKey`, `.PartitionId` | [`EventData::with_partition_key`], [`EventData::with_partition_id`] |
-//! | `new(connectionString, eventHubName)` | [`ProducerBuilder::connection_string`] and [`ProducerBuilder::hub`] |
-//! | `new(fullyQualifiedNamespace, eventHubName, credential)` | [`ProducerBuilder::fully_qualified_namespace`], [`ProducerBuilder::hub`], [`ProducerBuilder::credential`] |
+//! | .NET | Kafka producer | here |
+//! |---|---|---|
+//! | `EnqueueEventAsync`, `EnqueueEventsAsync` | `send` | [`Producer::enqueue`], [`Producer::enqueue_all`], or the [`Sink`](futures_sink::Sink) (`send`, `send_all`, `forward`) |
+//! | `SendEventBatchSucceededAsync` handler | the send callback, on success | an item of [`Outcomes`] whose `result` is `Ok(())` |
+//! | `SendEventBatchFailedAsync` handler | the send callback, with an exception | an item of [`Outcomes`] whose `result` is the [`Error`], with the events |
+//! | `FlushAsync` | `flush` | [`Producer::flush`] (and [`Producer::flush_partition`]) |
+//! | `CloseAsync(flush: true)`, `DisposeAsync` | `close` | [`Producer::close`] (or the end of `forward`) |
+//! | `CloseAsync(flush: false)` | `close(Duration.ZERO)` | [`Producer::close_abandon`]: unsent events come back as abandoned outcomes |
+//! | `GetBufferedEventCount`, `TotalBufferedEventCount` | — | [`Producer::pending`], [`Producer::total_pending`] |
+//! | `GetPartitionIdsAsync`, `GetPartitionPropertiesAsync` | `partitionsFor` | [`Producer::partition_ids`], [`Producer::partition_properties`] |
+//! | `MaximumWaitTime` | `linger.ms` | [`ProducerBuilder::max_wait`] |
+//! | `MaximumEventBufferLengthPerPartition` | `buffer.memory` | [`ProducerBuilder::max_pending_events`] (for all partitions together) and [`ProducerBuilder::max_pending_bytes`] |
+//! | `MaximumConcurrentSendsPerPartition` | `max.in.flight.requests.per.connection` | [`ProducerBuilder::max_concurrent_sends_per_partition`] |
+//! | `EnableIdempotentRetries` | `enable.idempotence` | [`ProducerBuilder::idempotent_retries`] |
+//! | `RetryOptions.MaximumRetries`, `.Delay`, `.MaximumDelay` | `retries`, `retry.backoff.ms`, `retry.backoff.max.ms` | [`ProducerBuilder::retry_policy`] with a [`RetryPolicy`] (`RetryPolicy::default().with_max_retries(n).with_initial_delay(d).with_max_delay(m)`) |
+//! | `RetryOptions.TryTimeout` | `request.timeout.ms` | [`ProducerBuilder::try_timeout`] |
+//! | — | `delivery.timeout.ms` | [`ProducerBuilder::delivery_timeout`] |
+//! | `Identifier` | `client.id` | [`ProducerBuilder::identifier`] |
+//! | `SendEventOptions.PartitionKey`, `.PartitionId` | the record's key, partition | [`EventData::with_partition_key`], [`EventData::with_partition_id`] |
+//! | — | `partitioner.class` | [`ProducerBuilder::partitioner`] |
+//! | — | interceptors | [`ProducerBuilder::layer`] (any tower layer), [`ProducerBuilder::stack`], [`ProducerBuilder::trace`] hooks |
+//! | `new(connectionString, eventHubName)` | `bootstrap.servers` with SASL | [`ProducerBuilder::connection_string`] and [`ProducerBuilder::hub`] |
+//! | `new(fullyQualifiedNamespace, eventHubName, credential)` | | [`ProducerBuilder::fully_qualified_namespace`], [`ProducerBuilder::hub`], [`ProducerBuilder::credential`] |
 //!
-//! Beyond the proposal: [`ProducerBuilder::delivery_timeout`] (Kafka's
-//! `delivery.timeout.ms`), [`Producer::clear_partition`], and tower layers of your own.
+//! Beyond the proposal: the rows without a .NET name, and
+//! [`Producer::clear_partition`].
 //!
 //! # Features
 //!

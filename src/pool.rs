@@ -3,9 +3,9 @@
 //! fe2o3 takes a batched message as one `Data` section per event, each owning its
 //! bytes, so every event is encoded into a buffer of its own. Handles allocate those
 //! buffers in the application's task, and the outcome that holds them is dropped in
-//! another: with glibc's allocator such cross-thread frees of small blocks were the
-//! largest single cost left in a profile (about a tenth of the client's CPU, in
-//! `_int_free` and the chunk merging it triggers). When an outcome's events are dropped
+//! another: with glibc's allocator a small block freed on another thread than the one
+//! that allocated it is expensive (in `_int_free` and the chunk merging it triggers),
+//! and there would be one such free per event. When an outcome's events are dropped
 //! their buffers come back here instead, a batch's worth at a time, and handles take
 //! them a batch's worth at a time: one lock per batch on each side, none per event.
 

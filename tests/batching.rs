@@ -10,9 +10,22 @@ use std::convert::Infallible;
 use streaming_producer::{Batch, EventData, Producer};
 use tokio::time::Instant;
 
-type Log = Arc<Mutex<Vec<(Instant, String, usize, usize)>>>;
+/// What the recorder saw of one batch handed to it.
+#[derive(Clone, Debug)]
+struct Published {
+    /// When the batch reached the service (virtual time).
+    at: Instant,
+    /// The partition the batch was for.
+    partition: String,
+    /// How many events it held.
+    events: usize,
+    /// Its encoded size, as [`Batch::size_in_bytes`] counts it.
+    bytes: usize,
+}
 
-/// A batch service that accepts everything and records (time, partition, events, bytes).
+type Log = Arc<Mutex<Vec<Published>>>;
+
+/// A batch service that accepts everything and records each batch as [`Published`].
 fn recorder() -> (
     impl tower::Service<Batch, Response = (), Error = Infallible, Future = impl Send + 'static>
         + Clone
@@ -28,7 +41,7 @@ fn batches(log: &Log) -> Vec<(String, usize)> {
     log.lock()
         .unwrap()
         .iter()
-        .map(|r| (r.1.clone(), r.2))
+        .map(|b| (b.partition.clone(), b.events))
         .collect()
 }
 
@@ -45,12 +58,12 @@ fn slow_recorder(
     let log: Log = Arc::default();
     let l = log.clone();
     let service = tower::service_fn(move |batch: Batch| {
-        l.lock().unwrap().push((
-            Instant::now(),
-            batch.partition().to_owned(),
-            batch.len(),
-            batch.size_in_bytes(),
-        ));
+        l.lock().unwrap().push(Published {
+            at: Instant::now(),
+            partition: batch.partition().to_owned(),
+            events: batch.len(),
+            bytes: batch.size_in_bytes(),
+        });
         async move {
             if !takes.is_zero() {
                 tokio::time::sleep(takes).await;
@@ -83,7 +96,7 @@ async fn a_sparse_forwarded_stream_makes_batches_of_max_wait_worth_of_events() {
         total += o.events.len();
     }
     assert_eq!(total, 250);
-    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|r| r.2).collect();
+    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|b| b.events).collect();
     // Every batch but the last (closed early by the end of the stream) holds the
     // events of one 250 ms window: 25, give or take one at the window's edges.
     let (last, full) = sizes.split_last().unwrap();
@@ -109,8 +122,8 @@ async fn max_wait_counts_from_the_oldest_event_not_from_the_last() {
         tokio::time::sleep(Duration::from_millis(9)).await;
     }
     let first = log.lock().unwrap()[0].clone();
-    assert_eq!(first.0 - start, Duration::from_millis(100));
-    assert_eq!(first.2, 12, "events at 0, 9, ..., 99 ms");
+    assert_eq!(first.at - start, Duration::from_millis(100));
+    assert_eq!(first.events, 12, "events at 0, 9, ..., 99 ms");
 }
 
 #[tokio::test(start_paused = true)]
@@ -134,14 +147,14 @@ async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
     let log = log.lock().unwrap();
     let (full, rest) = log.split_at(log.len() - 1);
     assert!(!full.is_empty());
-    for (at, _, _, bytes) in full {
+    for Published { at, bytes, .. } in full {
         assert_eq!(*at, start, "full batches do not wait for max_wait");
         assert!(*bytes <= limit);
         assert!(*bytes * 100 >= limit * 95, "{bytes} of {limit} bytes");
     }
-    let events: usize = log.iter().map(|r| r.2).sum();
+    let events: usize = log.iter().map(|b| b.events).sum();
     assert_eq!(events, 2000);
-    assert!(rest[0].3 <= limit);
+    assert!(rest[0].bytes <= limit);
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,7 +218,7 @@ async fn by_default_keyless_events_go_in_runs_of_a_quarter_of_the_pending_bound(
         [("0".to_owned(), 100), ("1".to_owned(), 100)]
     );
     assert!(
-        log.lock().unwrap().iter().all(|r| r.0 == start),
+        log.lock().unwrap().iter().all(|b| b.at == start),
         "published without waiting"
     );
     // The stick moves on over every partition and wraps around. (Unread outcomes hold
@@ -222,11 +235,11 @@ async fn by_default_keyless_events_go_in_runs_of_a_quarter_of_the_pending_bound(
     let log = log.lock().unwrap();
     // A run may go out in two batches when the producer is at its bound (what is open
     // is published rather than left waiting), but runs never interleave.
-    let mut order: Vec<&str> = log.iter().map(|r| r.1.as_str()).collect();
+    let mut order: Vec<&str> = log.iter().map(|b| b.partition.as_str()).collect();
     order.dedup();
     assert_eq!(order, ["0", "1", "2", "3", "4", "5", "6", "7", "0"]);
-    assert!(log.iter().all(|r| r.2 <= 100));
-    assert_eq!(log.iter().map(|r| r.2).sum::<usize>(), 900);
+    assert!(log.iter().all(|b| b.events <= 100));
+    assert_eq!(log.iter().map(|b| b.events).sum::<usize>(), 900);
 }
 
 #[tokio::test(start_paused = true)]
@@ -389,7 +402,10 @@ async fn user_layers_see_every_batch() {
     }
     producer.flush().await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 10);
-    assert_eq!(log.lock().unwrap().iter().map(|r| r.2).sum::<usize>(), 10);
+    assert_eq!(
+        log.lock().unwrap().iter().map(|b| b.events).sum::<usize>(),
+        10
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -426,7 +442,7 @@ async fn a_producer_at_its_bound_sends_useful_batches_and_never_waits_out_max_wa
     assert!(enqueued_in < max_wait, "{enqueued_in:?}");
     // But not a stream of tiny batches: while sends are on their way, a batch goes
     // early only with at least half a fair share (400 / 4 / 2 = 50 events).
-    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|r| r.2).collect();
+    let sizes: Vec<usize> = log.lock().unwrap().iter().map(|b| b.events).collect();
     let mean = 20_000 / sizes.len();
     assert!(
         mean >= 50,

@@ -9,7 +9,8 @@
 //! - each partition keeps the order of its events, and keys land where the service
 //!   hash puts them.
 //!
-//! Each case prints one row of a table (run with `--nocapture` to see it):
+//! Each case prints one row of a table, the first under the table's header (run with
+//! `--nocapture` to see it):
 //! `cargo test --test fault_matrix -- --nocapture --test-threads 1 | grep '^|'`.
 
 use std::net::SocketAddr;
@@ -250,9 +251,23 @@ fn errors(outcomes: &[BatchOutcome]) -> String {
         .join("; ")
 }
 
+/// The header of the table [`row`] prints: the case, its delivery mode and retry count,
+/// then the [`Tally`] (events sent, reported published, reported failed, of those
+/// reported ambiguous, events stored at least once, extra copies stored, events reported
+/// published but not stored) and how long the producer took to close (for the repeated
+/// scenario, the whole run).
+const HEADER: &str = "\
+| case | mode | max retries | sent | succeeded | failed | ambiguous | stored | duplicates | lost | took |
+|---|---|---|---|---|---|---|---|---|---|---|";
+
+/// Prints one row of the table, after [`HEADER`] if no row came before it. Each starts
+/// on a line of its own, not after the harness's `test name ... `, so that `grep '^|'`
+/// finds them all.
 fn row(case: &str, setup: &Setup, t: &Tally, close: Duration) {
+    static HEADER_ONCE: std::sync::Once = std::sync::Once::new();
+    HEADER_ONCE.call_once(|| println!("\n{HEADER}"));
     println!(
-        "| {case} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
+        "\n| {case} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
         setup.mode(),
         if setup.retries { "3" } else { "0" },
         t.sent,

@@ -274,7 +274,7 @@ async fn a_refusal_as_out_of_order_costs_a_new_producer_group_not_the_events() {
 }
 
 #[tokio::test]
-async fn idempotence_excludes_concurrent_sends_and_custom_services() {
+async fn idempotence_refuses_more_than_one_send_at_a_time_per_partition() {
     let e = Producer::builder()
         .idempotent_retries(true)
         .max_concurrent_sends_per_partition(2)
@@ -287,6 +287,10 @@ async fn idempotence_excludes_concurrent_sends_and_custom_services() {
         e.to_string().contains("max_concurrent_sends_per_partition"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn idempotence_refuses_a_custom_batch_service() {
     let service =
         tower::service_fn(|_: Batch| async move { Ok::<_, std::convert::Infallible>(()) });
     let e = Producer::builder()

@@ -289,17 +289,24 @@ async fn clearing_a_partition_hands_its_unsent_events_back_as_abandoned() {
     assert_eq!(bodies(&emulator, "0"), ["c0", "c2", "c4"]);
 }
 
-#[tokio::test]
-async fn backpressure_bounds_pending_events_and_a_stuck_partition_stalls_no_other() {
+/// A two-partition emulator whose partition 0 never answers, and a producer on it that
+/// publishes at once and holds at most `max_pending` events.
+async fn stuck_partition_0(max_pending: usize) -> (EmulatorHandle, Producer, Outcomes) {
     let emulator = emulator(2).await;
     emulator.add_fault(Fault::new(FaultKind::Stall).partition("0"));
-    let (mut producer, outcomes) = Producer::builder()
+    let (producer, outcomes) = Producer::builder()
         .connection_string(&emulator.connection_string_for("eh1"))
         .max_wait(Duration::from_millis(1))
-        .max_pending_events(5)
+        .max_pending_events(max_pending)
         .build()
         .await
         .unwrap();
+    (emulator, producer, outcomes)
+}
+
+#[tokio::test]
+async fn backpressure_bounds_pending_events() {
+    let (_emulator, mut producer, outcomes) = stuck_partition_0(5).await;
     for i in 0..5 {
         producer
             .enqueue(EventData::new(format!("stuck{i}")).with_partition_id("0"))
@@ -312,31 +319,26 @@ async fn backpressure_bounds_pending_events_and_a_stuck_partition_stalls_no_othe
         .now_or_never()
         .is_none());
     assert_eq!(producer.total_pending(), 5);
+    drop(outcomes);
+}
 
-    // With room, the other partition keeps publishing while partition 0 is stuck.
-    let emulator2 = self::emulator(2).await;
-    emulator2.add_fault(Fault::new(FaultKind::Stall).partition("0"));
-    let (mut producer2, mut outcomes2) = Producer::builder()
-        .connection_string(&emulator2.connection_string_for("eh1"))
-        .max_wait(Duration::from_millis(1))
-        .max_pending_events(50)
-        .build()
-        .await
-        .unwrap();
-    producer2
+#[tokio::test]
+async fn with_room_a_stuck_partition_stalls_no_other() {
+    let (_emulator, mut producer, mut outcomes) = stuck_partition_0(50).await;
+    producer
         .enqueue(EventData::new("stuck").with_partition_id("0"))
         .await
         .unwrap();
     for i in 0..10 {
-        producer2
+        producer
             .enqueue(EventData::new(format!("free{i}")).with_partition_id("1"))
             .await
             .unwrap();
     }
-    let results = outcomes_for(&mut outcomes2, 10).await;
+    // The other partition keeps publishing while partition 0 is stuck.
+    let results = outcomes_for(&mut outcomes, 10).await;
     assert!(results.iter().all(|o| o.is_success() && o.partition == "1"));
-    assert_eq!(producer2.pending("0"), 1);
-    drop(outcomes);
+    assert_eq!(producer.pending("0"), 1);
 }
 
 #[tokio::test]

@@ -56,11 +56,14 @@ async fn an_expired_token_gets_401() {
 }
 
 #[tokio::test]
-async fn jwt_tokens_are_refused_unless_configured() {
+async fn jwt_tokens_are_refused_by_default() {
     let strict = Emulator::builder().hub("eh1", 1).start().await.unwrap();
     let mut client = TestClient::connect(&strict).await;
     assert_eq!(client.put_token("eyJhbGciOi.e30.sig", "jwt").await.0, 401);
+}
 
+#[tokio::test]
+async fn jwt_tokens_are_accepted_when_configured() {
     let lenient = Emulator::builder()
         .hub("eh1", 1)
         .accept_jwt(true)

@@ -340,10 +340,10 @@ enum Credit {
 /// fe2o3 0.18 wakes a send waiting for credit with `Notify::notify_waiters`, which
 /// keeps no permit: credit that arrives between the send's check and its wait (the
 /// flow that follows an attach reply, say) is never announced, and the send would
-/// wait for good with credit in hand. Seen in 2 of 30 runs of 100,000 events over
-/// 1,024 partitions. A transfer not yet handed to the session is forgotten when its
-/// future is dropped, so the send is started again every [`CREDIT_RECHECK`], which
-/// looks at the credit afresh.
+/// wait for good with credit in hand. The race is rare but real, and the more links a
+/// producer attaches the likelier it is. A transfer not yet handed to the session is
+/// forgotten when its future is dropped, so the send is started again every
+/// [`CREDIT_RECHECK`], which looks at the credit afresh.
 async fn send_when_credit(sender: &mut Sender, message: &Wire, limit: Duration) -> Credit {
     let deadline = tokio::time::Instant::now() + limit;
     loop {

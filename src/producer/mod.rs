@@ -42,7 +42,10 @@ use crate::Error;
 /// The most partitions an Event Hub can have.
 const MAX_PARTITIONS: usize = 1024;
 
-/// routed to, as for an event with that key).
+/// A partition of the hub, named by its id or by a partition key, for
+/// [`Producer::flush_partition`] and [`Producer::clear_partition`]. A key names the
+/// partition events with that key are routed to (by the builder's
+/// [`partitioner`](ProducerBuilder::partitioner), the service's hash unless one is set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Partition {
     /// A partition id, e.g. `"0"`.
