@@ -9,6 +9,11 @@ use fe2o3_amqp::types::{
 };
 use serde_amqp::Value;
 
+use eventhubs_protocol::{
+    ARGUMENT_ERROR, ARGUMENT_OUT_OF_RANGE, EVENTHUB_ENTITY, NOT_FOUND, PARTITION_ENTITY,
+    UNAUTHORIZED_ACCESS,
+};
+
 use crate::address::Node;
 use crate::conn::{filler_properties, Acceptor, Conn};
 use crate::replies::Msg;
@@ -126,7 +131,7 @@ fn unauthorized(why: impl std::fmt::Display) -> Msg {
     status(
         401,
         &format!("Unauthorized: {why}"),
-        Some("amqp:unauthorized-access"),
+        Some(UNAUTHORIZED_ACCESS),
         Value::Null,
     )
 }
@@ -159,7 +164,7 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         return status(
             400,
             "Unsupported operation on $cbs; only put-token is supported.",
-            Some("com.microsoft:argument-error"),
+            Some(ARGUMENT_ERROR),
             Value::Null,
         );
     }
@@ -168,7 +173,7 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
         return status(
             400,
             &format!("Unsupported token type '{kind}'."),
-            Some("com.microsoft:argument-error"),
+            Some(ARGUMENT_ERROR),
             Value::Null,
         );
     }
@@ -184,7 +189,7 @@ fn put_token(request: &Msg, conn: &Conn) -> Msg {
             return status(
                 404,
                 &format!("The messaging entity '{audience}' could not be found."),
-                Some("amqp:not-found"),
+                Some(NOT_FOUND),
                 Value::Null,
             );
         }
@@ -245,16 +250,16 @@ fn management(request: &Msg, conn: &Conn) -> Msg {
         return status(
             404,
             &format!("The messaging entity 'emulator:eventhub:{hub_name}' could not be found."),
-            Some("amqp:not-found"),
+            Some(NOT_FOUND),
             Value::Null,
         );
     };
     let mut map = OrderedMap::new();
     match app_str(request, "type") {
-        Some("com.microsoft:eventhub") => {
+        Some(EVENTHUB_ENTITY) => {
             let ids: Vec<Value> = hub.partition_ids().iter().map(|id| s(id)).collect();
             map.insert(s("name"), s(&hub.name));
-            map.insert(s("type"), s("com.microsoft:eventhub"));
+            map.insert(s("type"), s(EVENTHUB_ENTITY));
             map.insert(
                 s("created_at"),
                 Value::Timestamp(Timestamp::from_milliseconds(hub.created_at_ms)),
@@ -262,19 +267,19 @@ fn management(request: &Msg, conn: &Conn) -> Msg {
             map.insert(s("partition_count"), Value::Int(ids.len() as i32));
             map.insert(s("partition_ids"), Value::Array(Array::from(ids)));
         }
-        Some("com.microsoft:partition") => {
+        Some(PARTITION_ENTITY) => {
             let pid = app_str(request, "partition").unwrap_or_default();
             let Some(partition) = hub.partition(pid) else {
                 return status(
                     400,
                     "The specified partition is invalid for an EventHub partition sender or receiver.",
-                    Some("com.microsoft:argument-out-of-range"),
+                    Some(ARGUMENT_OUT_OF_RANGE),
                     Value::Null,
                 );
             };
             let info = partition.info();
             map.insert(s("name"), s(&hub.name));
-            map.insert(s("type"), s("com.microsoft:partition"));
+            map.insert(s("type"), s(PARTITION_ENTITY));
             map.insert(s("partition"), s(pid));
             map.insert(
                 s("begin_sequence_number"),
@@ -299,7 +304,7 @@ fn management(request: &Msg, conn: &Conn) -> Msg {
             return status(
                 400,
                 &format!("Unsupported management type {other:?}."),
-                Some("com.microsoft:argument-error"),
+                Some(ARGUMENT_ERROR),
                 Value::Null,
             )
         }

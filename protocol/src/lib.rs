@@ -57,8 +57,34 @@ pub const OUT_OF_ORDER_SEQUENCE: &str = "com.microsoft:out-of-order-sequence";
 pub const PRODUCER_EPOCH_STOLEN: &str = "com.microsoft:producer-epoch-stolen";
 /// Error condition: the namespace is throttled.
 pub const SERVER_BUSY: &str = "com.microsoft:server-busy";
-/// Error condition: no valid token for the entity.
+/// Error condition: the service did not finish the operation in time.
+pub const TIMEOUT: &str = "com.microsoft:timeout";
+/// Error condition: the service cancelled the operation.
+pub const OPERATION_CANCELLED: &str = "com.microsoft:operation-cancelled";
+/// Error condition: the entity changed while the operation ran.
+pub const ENTITY_UPDATED: &str = "com.microsoft:entity-updated";
+/// Error condition: the service closed the container the link was on.
+pub const CONTAINER_CLOSE: &str = "com.microsoft:container-close";
+/// Error condition: a request's argument is invalid.
+pub const ARGUMENT_ERROR: &str = "com.microsoft:argument-error";
+/// Error condition: a request's argument is out of range (a partition id, say).
+pub const ARGUMENT_OUT_OF_RANGE: &str = "com.microsoft:argument-out-of-range";
+
+/// AMQP error condition the service uses: no valid token for the entity.
 pub const UNAUTHORIZED_ACCESS: &str = "amqp:unauthorized-access";
+/// AMQP error condition the service uses: the hub, partition or consumer group does
+/// not exist.
+pub const NOT_FOUND: &str = "amqp:not-found";
+/// AMQP error condition the service uses: the message is larger than the link's
+/// `max-message-size`.
+pub const MESSAGE_SIZE_EXCEEDED: &str = "amqp:link:message-size-exceeded";
+/// AMQP error condition the service uses: a transient failure of its own.
+pub const INTERNAL_ERROR: &str = "amqp:internal-error";
+
+/// `$management` entity type of an event hub.
+pub const EVENTHUB_ENTITY: &str = "com.microsoft:eventhub";
+/// `$management` entity type of a partition.
+pub const PARTITION_ENTITY: &str = "com.microsoft:partition";
 
 /// Bytes an event of `len` encoded bytes takes in a batched message: a `data` section
 /// holding it (a 3-byte descriptor, then `vbin8` with a 1-byte length or `vbin32` with

@@ -13,7 +13,7 @@ use fe2o3_amqp::link::{LinkStateError, SendError, Sender};
 use fe2o3_amqp::session::SessionHandle;
 
 use super::props::{idempotent_properties, producer_state_of};
-use super::{wire, Amqp, Attach, ProducerState, Settlement, Wire};
+use super::{verdict, Amqp, Attach, ProducerState, Settlement, Wire};
 use super::{IDEMPOTENT_PRODUCER, UNAUTHORIZED};
 use crate::Error;
 
@@ -144,7 +144,7 @@ impl Link {
                 }
             }
             let link_gone = matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
-            let error = wire::send_error(err);
+            let error = verdict::send_error(err);
             if link_gone && error.condition() == Some(UNAUTHORIZED) && !reauthorized {
                 // Closed for want of a valid token (it expired early by the service's
                 // clock, say): put a fresh one, then attach again.
@@ -293,7 +293,7 @@ impl Link {
             .map_err(|_| Refusal::Local(Error::timeout()))?
             .map_err(|err| match &err {
                 fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
-                    Refusal::Remote(wire::from_amqp_error(e, true).with_source(err))
+                    Refusal::Remote(verdict::from_amqp_error(e, true).with_source(err))
                 }
                 _ => Refusal::Local(
                     Error::connection(format!("cannot attach a sender to {address}"))

@@ -61,9 +61,9 @@ impl Management {
         let generation = *generation;
         let token = endpoint.credential.token(&endpoint.audience()).await?;
         let kind = if partition.is_some() {
-            "com.microsoft:partition"
+            eventhubs_protocol::PARTITION_ENTITY
         } else {
-            "com.microsoft:eventhub"
+            eventhubs_protocol::EVENTHUB_ENTITY
         };
         let mut properties = vec![
             ("operation", SimpleValue::String("READ".into())),

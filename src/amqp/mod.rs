@@ -22,6 +22,7 @@ mod management;
 mod props;
 mod rpc;
 mod task;
+mod verdict;
 mod wire;
 
 #[cfg(test)]
@@ -41,7 +42,8 @@ use crate::credential::Credential;
 use crate::Error;
 
 pub(crate) use rpc::Reply;
-pub(crate) use wire::{from_amqp_error, recycle, send_error, to_wire, Wire};
+pub(crate) use verdict::{from_amqp_error, of_outcome, send_error};
+pub(crate) use wire::{recycle, to_wire, Wire};
 
 pub(crate) use link::Link;
 pub(crate) use management::time_of;

@@ -1,57 +1,17 @@
-//! Between the producer's types and fe2o3's: a batch as the message written on the
-//! wire, and the service's verdicts and link failures as [`Error`]s.
+//! A batch as the message written on the wire (the service's answers to it are in
+//! `verdict`).
 
-use fe2o3_amqp::link::SendError;
-use fe2o3_amqp::types::definitions;
 use fe2o3_amqp::types::messaging::{Batch as AmqpBatch, Data, Message};
 use fe2o3_amqp::types::primitives::Binary;
 use fe2o3_amqp::Sendable;
 
 use crate::batch::Batch;
 use crate::codec::{self, Stamp, BATCH_FORMAT};
-use crate::Error;
 use eventhubs_protocol::sequence::advance;
 
 /// A batch of pre-encoded events for one partition: its data sections behind an
 /// `Arc`, shared with the batch rather than copied for each try.
 pub(crate) type Wire = Sendable<std::sync::Arc<AmqpBatch<Data>>>;
-
-/// The name of an AMQP error condition, e.g. `amqp:link:message-size-exceeded`.
-pub(crate) fn condition_name(condition: &definitions::ErrorCondition) -> String {
-    match condition {
-        definitions::ErrorCondition::Custom(s) => s.as_str().to_owned(),
-        other => match serde_amqp::to_value(other) {
-            Ok(serde_amqp::Value::Symbol(s)) => s.as_str().to_owned(),
-            _ => format!("{other:?}"),
-        },
-    }
-}
-
-/// The service's error: a rejection of a delivery, or the reason a link was detached.
-pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
-    let condition = condition_name(&e.condition);
-    let description = e.description.clone().unwrap_or_default();
-    if detached {
-        Error::detached(condition, description)
-    } else {
-        Error::rejected(condition, description)
-    }
-}
-
-/// Maps a fe2o3 send error.
-pub(crate) fn send_error(err: SendError) -> Error {
-    use fe2o3_amqp::link::{DetachError, LinkStateError};
-    match &err {
-        SendError::Detached(
-            DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e),
-        )
-        | SendError::LinkStateError(
-            LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
-        ) => from_amqp_error(e, true).with_source(err),
-        SendError::MessageSizeExceeded(m) => Error::too_large(m.size as usize, m.max_size as usize),
-        _ => Error::connection("the link or connection failed").with_source(err),
-    }
-}
 
 /// The batched message (format `0x80013700`): one data section per event. The
 /// sections are the batch's own; only when the batch is numbered (idempotent

@@ -194,7 +194,9 @@ impl FromStr for Fault {
         let description = get("description").map(str::to_owned);
         let kind = match kind_name {
             "reject" => FaultKind::Reject {
-                condition: get("condition").unwrap_or("amqp:internal-error").to_owned(),
+                condition: get("condition")
+                    .unwrap_or(eventhubs_protocol::INTERNAL_ERROR)
+                    .to_owned(),
                 description,
             },
             "detach" => FaultKind::Detach {

@@ -83,11 +83,11 @@ enum Kind {
 /// the .NET and Rust SDKs' choices).
 const RETRYABLE_CONDITIONS: &[&str] = &[
     protocol::SERVER_BUSY,
-    "com.microsoft:timeout",
-    "com.microsoft:operation-cancelled",
-    "com.microsoft:entity-updated",
-    "com.microsoft:container-close",
-    "amqp:internal-error",
+    protocol::TIMEOUT,
+    protocol::OPERATION_CANCELLED,
+    protocol::ENTITY_UPDATED,
+    protocol::CONTAINER_CLOSE,
+    protocol::INTERNAL_ERROR,
     "amqp:link:detach-forced",
     "amqp:connection:forced",
     "amqp:connection:framing-error",
@@ -113,6 +113,8 @@ impl Error {
 
     /// Marks the error as one after which the batch may have been stored (its transfer
     /// reached the service and no verdict came back): see [`is_ambiguous`](Self::is_ambiguous).
+    /// The producer marks a failed outcome's error so when a try of the batch recorded
+    /// that doubt on the batch; a transport records it there, not on its error.
     pub fn into_ambiguous(mut self) -> Self {
         self.inner.ambiguous = true;
         self
@@ -260,7 +262,7 @@ impl Error {
     /// `$management`).
     pub fn is_not_found(&self) -> bool {
         matches!(self.kind(), Kind::Management { status: 404, .. })
-            || self.condition() == Some("amqp:not-found")
+            || self.condition() == Some(protocol::NOT_FOUND)
     }
 
     /// The connection could not be made or was lost.
@@ -302,7 +304,7 @@ impl Error {
     /// The event is larger than any batch can be.
     pub fn is_too_large(&self) -> bool {
         matches!(self.kind(), Kind::TooLarge { .. })
-            || self.condition() == Some("amqp:link:message-size-exceeded")
+            || self.condition() == Some(protocol::MESSAGE_SIZE_EXCEEDED)
     }
 
     /// The event was handed back unsent, by the producer's `Producer::close_abandon` or

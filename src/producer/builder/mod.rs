@@ -179,11 +179,10 @@ impl ProducerBuilder {
     /// takes them. Keyless events go to one partition at a time, in runs of a quarter
     /// of the bound (see [`sticky_routing`](Self::sticky_routing)), so a batch holds at
     /// most that many; keyed events spread by key, so a partition's batch holds at most
-    /// its share. With 100-byte keyless events on 4 partitions (`hubcat demo --size 100
-    /// --count 500000 --max-pending N`, on a 2-core machine against the local emulator),
-    /// the mean batch was 8% full at 2,500 (p50 latency 2.1 ms), 58% at 25,000 and 98%
-    /// at 100,000 (p50 86 ms). For full batches, allow about `4 × max_batch_bytes /
-    /// event size` pending events for keyless events (`partitions × max_batch_bytes /
+    /// its share. A 1 MiB batch holds about 9,500 events of 100 bytes, while a run at the
+    /// default bound is 625 events, so such batches stay small (`hubcat demo --size 100
+    /// --max-pending N` prints the mean batch fill and the latency for any bound). For
+    /// full batches, allow about `4 × max_batch_bytes / event size` pending events for keyless events (`partitions × max_batch_bytes /
     /// event size` for keyed ones), with [`max_pending_bytes`](Self::max_pending_bytes)
     /// to match; fewer, fuller batches cost the service fewer requests, at the price of
     /// memory and latency. At low rates a batch holds what arrives within

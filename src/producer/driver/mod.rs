@@ -181,8 +181,9 @@ impl Driver {
                 Some((partition, numbers, batch, capacity, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
                     state.partitions[partition].in_flight -= 1;
                     let result = match result {
-                        // A try that reached the service without a verdict makes the
-                        // whole outcome ambiguous, whatever a later try said.
+                        // The one place a failed outcome is said to be maybe stored: a
+                        // try that reached the service without a verdict recorded it on
+                        // the batch, and that holds whatever a later try said.
                         Err(error) if batch.may_have_been_stored() => Err(error.into_ambiguous()),
                         other => other,
                     };

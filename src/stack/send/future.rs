@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use fe2o3_amqp::types::messaging::Outcome;
 use tokio::time::Instant;
 
-use crate::amqp::{recycle, to_wire, Amqp, Link};
+use crate::amqp::{of_outcome, recycle, send_error, to_wire, Amqp, Link};
 use crate::batch::Batch;
 use crate::Error;
 
 /// Marks the batch as maybe stored unless the try ends with the service's verdict:
-/// dropped (a timeout cut the try short) or failed without one.
+/// dropped (a timeout cut the try short) or failed without one. This is the one place
+/// a try decides that; the outcome's error says so later
+/// ([`Error::is_ambiguous`]).
 struct InDoubt<'a> {
     batch: &'a Batch,
     settled: bool,
@@ -54,26 +55,17 @@ pub(super) async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result
         batch: &batch,
         settled: false,
     };
-    let verdict = tokio::select! {
+    tokio::select! {
         outcome = settlement => match outcome {
-            Ok(Outcome::Accepted(_)) => Ok(()),
-            Ok(Outcome::Rejected(r)) => Err(r
-                .error
-                .as_ref()
-                .map(|e| crate::amqp::from_amqp_error(e, false))
-                .unwrap_or_else(|| Error::rejected("amqp:internal-error", "rejected without an error"))),
-            Ok(Outcome::Released(_)) => Err(Error::released()),
-            Ok(Outcome::Modified(_)) => Err(Error::modified()),
-            #[allow(unreachable_patterns)]
-            Ok(_) => Err(Error::not_accepted()),
+            Ok(outcome) => {
+                doubt.settled = true;
+                of_outcome(outcome)
+            }
             // The link or session ended with the delivery unsettled.
-            Err(e) => Err(crate::amqp::send_error(e).into_ambiguous()),
+            Err(e) => Err(send_error(e)),
         },
         _ = amqp.lost(generation) => Err(Error::connection(
             "the connection was lost before the batch was settled",
-        )
-        .into_ambiguous()),
-    };
-    doubt.settled = !verdict.as_ref().is_err_and(Error::is_ambiguous);
-    verdict
+        )),
+    }
 }

@@ -1,0 +1,68 @@
+//! What the service says of a batch or a link, as [`Error`]s: the one place where a
+//! delivery's outcome, a rejection's or a detach's error condition, and fe2o3's send
+//! failures become the producer's errors.
+//!
+//! Whether a failed batch may have been stored is not decided here: the try that
+//! loses track of its transfer records that on the batch
+//! ([`Batch::mark_maybe_stored`](crate::Batch::mark_maybe_stored)), and the driver
+//! marks the outcome's error ambiguous from it.
+
+use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::types::definitions;
+use fe2o3_amqp::types::messaging::Outcome;
+
+use crate::Error;
+use eventhubs_protocol::INTERNAL_ERROR;
+
+/// The service's verdict on a delivery: `accepted` is success; `rejected` carries the
+/// service's condition; `released` and `modified` are retryable failures.
+pub(crate) fn of_outcome(outcome: Outcome) -> Result<(), Error> {
+    match outcome {
+        Outcome::Accepted(_) => Ok(()),
+        Outcome::Rejected(rejected) => Err(match &rejected.error {
+            Some(e) => from_amqp_error(e, false),
+            None => Error::rejected(INTERNAL_ERROR, "rejected without an error"),
+        }),
+        Outcome::Released(_) => Err(Error::released()),
+        Outcome::Modified(_) => Err(Error::modified()),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::not_accepted()),
+    }
+}
+
+/// The name of an AMQP error condition, e.g. `amqp:link:message-size-exceeded`.
+fn condition_name(condition: &definitions::ErrorCondition) -> String {
+    match condition {
+        definitions::ErrorCondition::Custom(s) => s.as_str().to_owned(),
+        other => match serde_amqp::to_value(other) {
+            Ok(serde_amqp::Value::Symbol(s)) => s.as_str().to_owned(),
+            _ => format!("{other:?}"),
+        },
+    }
+}
+
+/// The service's error: a rejection of a delivery, or the reason a link was detached.
+pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
+    let condition = condition_name(&e.condition);
+    let description = e.description.clone().unwrap_or_default();
+    if detached {
+        Error::detached(condition, description)
+    } else {
+        Error::rejected(condition, description)
+    }
+}
+
+/// Maps a fe2o3 send error.
+pub(crate) fn send_error(err: SendError) -> Error {
+    use fe2o3_amqp::link::{DetachError, LinkStateError};
+    match &err {
+        SendError::Detached(
+            DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e),
+        )
+        | SendError::LinkStateError(
+            LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
+        ) => from_amqp_error(e, true).with_source(err),
+        SendError::MessageSizeExceeded(m) => Error::too_large(m.size as usize, m.max_size as usize),
+        _ => Error::connection("the link or connection failed").with_source(err),
+    }
+}
