@@ -2,8 +2,9 @@
 //! trace layer's publish metrics (`streaming_producer_layers::trace::metrics`), from
 //! the same meter and with the same attributes:
 //!
-//! - `eventhubs.producer.pending_events` (gauge, `{event}`): events enqueued and
-//!   without an outcome yet, the producer's backpressure at a glance, per producer
+//! - `eventhubs.producer.pending_events` (gauge, `{event}`): events enqueued whose
+//!   outcome has not been read yet (`Producer::total_pending`), the producer's
+//!   backpressure at a glance, per producer
 //!   (`eventhubs.producer.identifier`: give producers of one process distinct
 //!   identifiers, or their values overwrite each other).
 
@@ -29,7 +30,7 @@ pub(crate) fn pending_gauge<T: Send + Sync + 'static>(
     meter()
         .u64_observable_gauge("eventhubs.producer.pending_events")
         .with_unit("{event}")
-        .with_description("Events enqueued and without an outcome yet.")
+        .with_description("Events enqueued whose outcome has not been read yet.")
         .with_callback(move |observer| {
             if let Some(shared) = shared.upgrade() {
                 observer.observe(pending(&shared) as u64, &attributes);

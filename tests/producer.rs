@@ -119,14 +119,16 @@ async fn flush_publishes_open_batches_and_waits_for_their_outcomes() {
     }
     assert_eq!(producer.total_pending(), 10);
     producer.flush().await.unwrap();
-    assert_eq!(producer.total_pending(), 0);
-    // The outcomes are already queued when flush returns.
+    // The outcomes are already queued when flush returns; their events stay pending,
+    // holding room under max_pending_events, until the outcomes are read.
+    assert_eq!(producer.total_pending(), 10);
     let mut events = 0;
     while let Some(Some(o)) = outcomes.next().now_or_never() {
         assert!(o.is_success());
         events += o.events.len();
     }
     assert_eq!(events, 10);
+    assert_eq!(producer.total_pending(), 0);
     assert_eq!(
         bodies(&emulator, "0").len() + bodies(&emulator, "1").len(),
         10
@@ -232,17 +234,23 @@ async fn one_partition_is_flushed_by_id_or_by_key_and_the_others_keep_batching()
         .await
         .unwrap();
     // The keyed partition is done when flush_partition returns; the other still waits.
-    assert_eq!(producer.pending(&keyed), 0);
-    assert_eq!(producer.pending(other), 5);
     assert_eq!(bodies(&emulator, &keyed), ["k0", "k1", "k2", "k3", "k4"]);
     assert!(bodies(&emulator, other).is_empty());
     let o = outcomes.next().now_or_never().flatten().expect("queued");
     assert!(o.is_success() && o.partition == keyed);
+    // Read, its events are no longer pending.
+    assert_eq!(producer.pending(&keyed), 0);
+    assert_eq!(producer.pending(other), 5);
     producer
         .flush_partition(Partition::id(other))
         .await
         .unwrap();
     assert_eq!(bodies(&emulator, other).len(), 5);
+    assert_eq!(producer.total_pending(), 5, "until its outcome is read");
+    outcomes
+        .next()
+        .await
+        .expect("the other partition's outcome");
     assert_eq!(producer.total_pending(), 0);
     let unknown = producer
         .flush_partition(Partition::id("9"))

@@ -133,12 +133,17 @@ impl Producer {
         ProducerBuilder::default()
     }
 
-    /// Events accepted and without an outcome yet, in total.
+    /// Pending events, in total: accepted and with no outcome handed out yet (an
+    /// outcome queued and not read from [`Outcomes`](crate::Outcomes) still counts),
+    /// as `max_pending_events` counts them. Events refused at once (an unknown
+    /// partition, too large) hold room until their outcome is read too, but belong to
+    /// no partition and are not counted here.
     pub fn total_pending(&self) -> usize {
         self.shared.total_pending(self.router.count())
     }
 
-    /// Events accepted and without an outcome yet, for one partition id.
+    /// Pending events of one partition id (as [`total_pending`](Self::total_pending)
+    /// counts them); 0 for an id the hub does not have.
     pub fn pending(&self, partition: &str) -> usize {
         self.router
             .resolve(&Partition::id(partition))

@@ -172,7 +172,8 @@ impl ProducerBuilder {
         self
     }
 
-    /// How many events may be pending (in open batches, in flight, awaiting outcome).
+    /// How many events may be pending (in open batches, in flight, or in an outcome not
+    /// yet read).
     /// The default, 2,500, is the proposal's.
     ///
     /// It also sets how full batches get when events come faster than the service

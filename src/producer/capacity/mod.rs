@@ -38,15 +38,28 @@ pub(crate) struct Capacity {
     events: usize,
     bytes: usize,
     budget: Arc<Budget>,
+    /// The count of settled events of the partition's lane, if the events have one:
+    /// they stop being pending there when this is dropped, as they stop holding the
+    /// budget.
+    settled: Option<Arc<AtomicUsize>>,
 }
 
 impl Capacity {
+    /// Capacity of events that belong to no partition.
     pub(crate) fn new(budget: &Arc<Budget>) -> Self {
         Self {
             events: 0,
             bytes: 0,
             budget: budget.clone(),
+            settled: None,
         }
+    }
+
+    /// Capacity of events of a lane whose settled events `settled` counts.
+    pub(crate) fn for_lane(budget: &Arc<Budget>, settled: &Arc<AtomicUsize>) -> Self {
+        let mut capacity = Self::new(budget);
+        capacity.settled = Some(settled.clone());
+        capacity
     }
 
     /// One event's capacity; its bytes are counted in the budget already.
@@ -58,13 +71,26 @@ impl Capacity {
 
     /// Takes over `other`'s capacity.
     pub(crate) fn merge(&mut self, mut other: Capacity) {
+        debug_assert!(
+            self.settled.is_none()
+                || other.settled.is_none()
+                || self.settled.as_ref().map(Arc::as_ptr)
+                    == other.settled.as_ref().map(Arc::as_ptr),
+            "capacities of one lane"
+        );
         self.events += std::mem::take(&mut other.events);
         self.bytes += std::mem::take(&mut other.bytes);
+        if self.settled.is_none() {
+            self.settled = other.settled.take();
+        }
     }
 }
 
 impl Drop for Capacity {
     fn drop(&mut self) {
+        if let Some(settled) = &self.settled {
+            settled.fetch_add(self.events, Ordering::Release);
+        }
         if self.events > 0 {
             self.budget.events.add_permits(self.events);
         }

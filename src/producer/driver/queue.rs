@@ -265,7 +265,6 @@ impl Driver {
         partition: Option<usize>,
     ) {
         if let Some(p) = partition {
-            self.shared.settled(p, outcome.events.len());
             state.unreported -= numbers.len();
             state.unreported_events -= outcome.events.len();
             state.partitions[p].unreported -= numbers.len();

@@ -9,7 +9,7 @@
 //! partition's batches in the order they were filled, and a flush or close that
 //! sweeps the lanes is received after every batch that holds an earlier event.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
@@ -60,11 +60,16 @@ struct Open {
 }
 
 /// A partition's lane: its open batch, and how many of its events are pending.
+///
+/// An event is pending from its acceptance until its outcome is handed out (or
+/// dropped unread), as long as it holds the producer's capacity: `accepted` counts up
+/// here, under the lane's lock, and `settled` is counted by the capacity of the
+/// event's batch when it is given back (once per batch, from whatever thread).
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
     open: Option<Open>,
-    /// Events accepted and without an outcome yet.
-    pending: usize,
+    accepted: usize,
+    settled: Arc<AtomicUsize>,
     /// Numbers the batches opened here, so that a `max_wait` deadline finds its own.
     generation: u64,
     /// How many events the last batch sealed here held: room made up front for the
@@ -155,26 +160,22 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Events of the first `count` partitions accepted and without an outcome yet.
+    /// Pending events (see [`Lane`]) of the first `count` partitions.
     pub(crate) fn total_pending(&self, count: usize) -> usize {
         (0..count.min(self.lanes.len()))
-            .map(|i| self.lane(i).pending)
+            .map(|i| self.pending(i))
             .sum()
     }
 
+    /// Pending events (see [`Lane`]) of `partition`.
     pub(crate) fn pending(&self, partition: Index) -> usize {
-        if partition < self.lanes.len() {
-            self.lane(partition).pending
-        } else {
-            0
-        }
-    }
-
-    /// Events of `partition` got their outcome.
-    pub(crate) fn settled(&self, partition: Index, count: usize) {
-        if partition < self.lanes.len() {
-            let mut lane = self.lane(partition);
-            lane.pending = lane.pending.saturating_sub(count);
+        match self.lanes.get(partition) {
+            Some(_) => {
+                let lane = self.lane(partition);
+                lane.accepted
+                    .saturating_sub(lane.settled.load(Ordering::Acquire))
+            }
+            None => 0,
         }
     }
 
@@ -219,13 +220,13 @@ impl Shared {
             lane.open = Some(Open {
                 batch,
                 opened,
-                capacity: Capacity::new(&self.budget),
+                capacity: Capacity::for_lane(&self.budget, &lane.settled),
                 generation: lane.generation,
             });
             out.opened(partition, lane.generation, opened);
         }
         self.budget.count_bytes(body);
-        lane.pending += 1;
+        lane.accepted += 1;
         let open = lane.open.as_mut().expect("opened above");
         open.batch.push(&event, encoded);
         open.capacity.add(slot, body);

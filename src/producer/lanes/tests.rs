@@ -69,6 +69,8 @@ async fn the_driver_hears_of_batches_not_of_events() {
         add(&shared, &out, i % 2, i);
     }
     let (mut opened, mut sealed, mut events) = (0, 0, 0);
+    // Sealed batches kept: their events are pending until their capacity is given back.
+    let mut kept = Vec::new();
     while let Some(told) = out.next() {
         match told {
             Told::Opened { .. } => opened += 1,
@@ -83,6 +85,7 @@ async fn the_driver_hears_of_batches_not_of_events() {
                 }
                 sealed += 1;
                 events += s.batch.len();
+                kept.push(s);
             }
         }
     }
@@ -95,8 +98,21 @@ async fn the_driver_hears_of_batches_not_of_events() {
     );
     assert_eq!(shared.total_pending(2), 1000);
     assert_eq!(shared.pending(0) + shared.pending(1), 1000);
-    let open: usize = shared.take_all(2).iter().map(|s| s.batch.len()).sum();
-    assert_eq!(events + open, 1000, "every event is in exactly one batch");
+    let open = shared.take_all(2);
+    let in_open: usize = open.iter().map(|s| s.batch.len()).sum();
+    assert_eq!(
+        events + in_open,
+        1000,
+        "every event is in exactly one batch"
+    );
+    drop(kept);
+    assert_eq!(
+        shared.total_pending(2),
+        in_open,
+        "the sealed batches' events settled"
+    );
+    drop(open);
+    assert_eq!(shared.total_pending(2), 0);
 }
 
 #[tokio::test]
