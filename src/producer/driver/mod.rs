@@ -3,81 +3,32 @@
 //! that stack is ready, and queues outcomes. It hears of a batch when it opens and when
 //! it is sealed, never of single events.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
-use tokio_util::time::delay_queue::{DelayQueue, Key};
-use tower::{BoxError, Service};
+use tokio::sync::{mpsc, watch};
+use tokio_util::time::delay_queue::DelayQueue;
 
+mod dispatch;
+mod early;
+mod expiry;
 mod inbox;
-mod queue;
+mod report;
+mod state;
+mod timer;
 
 pub(crate) use inbox::{inbox, Inbox, Signal, Signals};
-use queue::{far_future, grow, Timer};
+use state::{grow, Barrier, PartitionState, State};
+use timer::{far_future, Timer};
 
 use super::capacity::Capacity;
-use super::lanes::{Sealed, Shared, Take};
+use super::lanes::Shared;
 use super::outcome::BatchOutcome;
-use crate::batch::Batch;
 use crate::route::Router;
-use crate::stack::{BatchService, Settings};
-use crate::Error;
-
-/// A sealed batch waiting for its partition's stack, numbered in the order the driver
-/// received it (for flush barriers).
-struct Ready {
-    batch: Batch,
-    number: u64,
-    capacity: Capacity,
-}
-
-#[derive(Default)]
-struct PartitionState {
-    ready: VecDeque<Ready>,
-    in_flight: usize,
-    /// Batches received and not yet reported.
-    unreported: usize,
-    /// The partition's stack, made when it first publishes; `None` meanwhile and
-    /// while a readiness check holds it.
-    service: Option<BatchService>,
-    /// A readiness check of the stack is under way.
-    readying: bool,
-    /// The `max_wait` deadline of the batch opened last, while it is in the queue:
-    /// removed when the next batch opens, so the queue holds one entry per partition
-    /// at most, whatever `max_wait` is.
-    deadline: Option<(u64, Key)>,
-}
-
-impl PartitionState {
-    /// Neither sending nor about to.
-    fn idle(&self) -> bool {
-        self.in_flight == 0 && self.ready.is_empty() && !self.readying
-    }
-}
-
-struct Barrier {
-    /// Only batches of this partition count (all partitions if `None`).
-    partition: Option<usize>,
-    /// Batches numbered below this were received before the flush.
-    before: u64,
-    remaining: usize,
-    done: oneshot::Sender<()>,
-}
-
-/// A send's result: the partition, the numbers of the batches it carried, the batch
-/// (the driver's clone), their capacity, and what the stack answered (or the delivery
-/// deadline, if it came first).
-type InFlight =
-    Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
-
-/// A partition's stack becoming ready (or failing to).
-type Readying = Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
+use crate::stack::Settings;
 
 pub(crate) struct Driver {
     pub(crate) signals: Signals,
@@ -94,25 +45,6 @@ pub(crate) struct Driver {
     /// Set once everything is reported and the connection is closed; dropped (which
     /// the handles also notice) if the driver dies.
     pub(crate) finished: watch::Sender<bool>,
-}
-
-struct State {
-    partitions: Vec<PartitionState>,
-    /// The `max_wait` deadline of each open batch: (partition, generation).
-    open: DelayQueue<(usize, u64)>,
-    in_flight: FuturesUnordered<InFlight>,
-    readying: FuturesUnordered<Readying>,
-    barriers: Vec<Barrier>,
-    next_number: u64,
-    /// Batches received and not yet reported.
-    unreported: usize,
-    /// Events in those batches.
-    unreported_events: usize,
-    /// While starved, a partition's open batch was too small to go early: every idle
-    /// partition is looked at again after the next send.
-    starved_pending: bool,
-    /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
-    next_expiry: Option<Instant>,
 }
 
 impl Driver {

@@ -1,0 +1,93 @@
+//! Reporting: outcomes queued for the application, flush barriers advanced, and the
+//! batches that fail or are abandoned before they are sent.
+
+use tokio::sync::mpsc;
+
+use super::state::{Ready, State};
+use super::Driver;
+use crate::producer::capacity::Capacity;
+use crate::producer::outcome::BatchOutcome;
+use crate::route::Index;
+use crate::Error;
+
+impl Driver {
+    /// Queues an outcome and advances flush barriers. The events' capacity comes back
+    /// when the outcome is handed out (or at once if nobody reads outcomes).
+    pub(super) async fn report(
+        &mut self,
+        state: &mut State,
+        outcome: BatchOutcome,
+        capacity: Capacity,
+        numbers: &[u64],
+        partition: Option<Index>,
+    ) {
+        if let Some(p) = partition {
+            state.unreported -= numbers.len();
+            state.unreported_events -= outcome.events.len();
+            state.partitions[p].unreported -= numbers.len();
+        }
+        match self.outcomes.try_send((outcome, capacity)) {
+            // Dropped with the outcome if nobody reads outcomes any more.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            // Cannot happen: every queued outcome holds at least one capacity slot and
+            // the queue has room for all of them. Waiting is still correct.
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                let _ = self.outcomes.send(item).await;
+            }
+        }
+        let mut i = 0;
+        while i < state.barriers.len() {
+            let b = &mut state.barriers[i];
+            if b.partition.is_none() || b.partition == partition {
+                b.remaining -= numbers.iter().filter(|n| **n < b.before).count();
+            }
+            if b.remaining == 0 {
+                let _ = state.barriers.swap_remove(i).done.send(());
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    pub(super) async fn fail_ready(
+        &mut self,
+        state: &mut State,
+        partition: Index,
+        ready: Ready,
+        error: Error,
+    ) {
+        let outcome = BatchOutcome {
+            partition: ready.batch.partition().to_owned(),
+            size_in_bytes: ready.batch.size_in_bytes(),
+            starting_sequence_number: None,
+            events: ready.batch.into_events(),
+            result: Err(error),
+        };
+        self.report(
+            state,
+            outcome,
+            ready.capacity,
+            &[ready.number],
+            Some(partition),
+        )
+        .await;
+    }
+
+    pub(super) async fn abandon_all(&mut self, state: &mut State) {
+        for i in 0..state.partitions.len() {
+            self.abandon_ready(state, i).await;
+        }
+    }
+
+    /// Hands back the batches of `partition` waiting to be sent, as abandoned; returns
+    /// how many events they held.
+    pub(super) async fn abandon_ready(&mut self, state: &mut State, partition: Index) -> usize {
+        let mut abandoned = 0;
+        while let Some(ready) = state.partitions[partition].ready.pop_front() {
+            abandoned += ready.batch.len();
+            self.fail_ready(state, partition, ready, Error::abandoned())
+                .await;
+        }
+        abandoned
+    }
+}

@@ -1,0 +1,97 @@
+//! What the driver keeps while it runs: each partition's queue of sealed batches, its
+//! stack and sends in flight, the `max_wait` deadlines, and flush barriers.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::time::delay_queue::{DelayQueue, Key};
+use tower::BoxError;
+
+use crate::batch::Batch;
+use crate::producer::capacity::Capacity;
+use crate::route::Index;
+use crate::stack::BatchService;
+use crate::Error;
+
+/// A sealed batch waiting for its partition's stack, numbered in the order the driver
+/// received it (for flush barriers).
+pub(super) struct Ready {
+    pub(super) batch: Batch,
+    pub(super) number: u64,
+    pub(super) capacity: Capacity,
+}
+
+#[derive(Default)]
+pub(super) struct PartitionState {
+    pub(super) ready: VecDeque<Ready>,
+    pub(super) in_flight: usize,
+    /// Batches received and not yet reported.
+    pub(super) unreported: usize,
+    /// The partition's stack, made when it first publishes; `None` meanwhile and
+    /// while a readiness check holds it.
+    pub(super) service: Option<BatchService>,
+    /// A readiness check of the stack is under way.
+    pub(super) readying: bool,
+    /// The `max_wait` deadline of the batch opened last, while it is in the queue:
+    /// removed when the next batch opens, so the queue holds one entry per partition
+    /// at most, whatever `max_wait` is.
+    pub(super) deadline: Option<(u64, Key)>,
+}
+
+impl PartitionState {
+    /// Neither sending nor about to.
+    pub(super) fn idle(&self) -> bool {
+        self.in_flight == 0 && self.ready.is_empty() && !self.readying
+    }
+}
+
+pub(super) struct Barrier {
+    /// Only batches of this partition count (all partitions if `None`).
+    pub(super) partition: Option<usize>,
+    /// Batches numbered below this were received before the flush.
+    pub(super) before: u64,
+    pub(super) remaining: usize,
+    pub(super) done: oneshot::Sender<()>,
+}
+
+/// A send's result: the partition, the numbers of the batches it carried, the batch
+/// (the driver's clone), their capacity, and what the stack answered (or the delivery
+/// deadline, if it came first).
+pub(super) type InFlight =
+    Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
+
+/// A partition's stack becoming ready (or failing to).
+pub(super) type Readying =
+    Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
+
+pub(super) struct State {
+    pub(super) partitions: Vec<PartitionState>,
+    /// The `max_wait` deadline of each open batch: (partition, generation).
+    pub(super) open: DelayQueue<(usize, u64)>,
+    pub(super) in_flight: FuturesUnordered<InFlight>,
+    pub(super) readying: FuturesUnordered<Readying>,
+    pub(super) barriers: Vec<Barrier>,
+    pub(super) next_number: u64,
+    /// Batches received and not yet reported.
+    pub(super) unreported: usize,
+    /// Events in those batches.
+    pub(super) unreported_events: usize,
+    /// While starved, a partition's open batch was too small to go early: every idle
+    /// partition is looked at again after the next send.
+    pub(super) starved_pending: bool,
+    /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
+    pub(super) next_expiry: Option<Instant>,
+}
+
+/// Makes room for partition `index` (the hub may have grown).
+pub(super) fn grow(state: &mut State, index: Index) {
+    if index >= state.partitions.len() {
+        state
+            .partitions
+            .resize_with(index + 1, PartitionState::default);
+    }
+}
