@@ -15,8 +15,52 @@ use crate::producer::Partition;
 use crate::{Error, Routing};
 
 /// A partition's index into the hub's partition ids (as the lanes and the driver
-/// number partitions), as opposed to its id.
-pub(crate) type Index = usize;
+/// number partitions), as opposed to its id (a string) or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Index(pub(crate) usize);
+
+impl Index {
+    /// Every index below `count`.
+    pub(crate) fn all(count: usize) -> impl Iterator<Item = Index> {
+        (0..count).map(Index)
+    }
+}
+
+impl std::fmt::Display for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Per-partition vectors (the lanes, the driver's partitions, the ids) are indexed by
+/// partition index.
+impl<T> std::ops::Index<Index> for [T] {
+    type Output = T;
+
+    fn index(&self, index: Index) -> &T {
+        &self[index.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<Index> for [T] {
+    fn index_mut(&mut self, index: Index) -> &mut T {
+        &mut self[index.0]
+    }
+}
+
+impl<T> std::ops::Index<Index> for Vec<T> {
+    type Output = T;
+
+    fn index(&self, index: Index) -> &T {
+        &self[index.0]
+    }
+}
+
+impl<T> std::ops::IndexMut<Index> for Vec<T> {
+    fn index_mut(&mut self, index: Index) -> &mut T {
+        &mut self[index.0]
+    }
+}
 
 /// The hub's partition ids and how events are spread over them.
 pub(crate) struct Router {
@@ -84,7 +128,7 @@ impl Router {
 
     /// The id of the partition at `index` (empty if there is none).
     pub(crate) fn id(&self, index: Index) -> String {
-        self.ids().get(index).cloned().unwrap_or_default()
+        self.ids().get(index.0).cloned().unwrap_or_default()
     }
 
     /// A copy of the ids for a handle.
@@ -137,14 +181,14 @@ impl Router {
                 return Ok(
                     match &mut *self.keyless.lock().unwrap_or_else(|e| e.into_inner()) {
                         Keyless::RoundRobin(rr) => Route {
-                            partition: rr.next(ids.len()),
+                            partition: Index(rr.next(ids.len())),
                             left: None,
                         },
                         Keyless::Sticky(sticky) => {
                             let pick = sticky.pick(weight, ids.len());
                             Route {
-                                partition: pick.partition,
-                                left: pick.left,
+                                partition: Index(pick.partition),
+                                left: pick.left.map(Index),
                             }
                         }
                     },
@@ -169,13 +213,14 @@ impl Router {
     /// The partition for `key` among `count`; a custom partitioner's answer is kept in
     /// range.
     fn for_key(&self, key: &str, count: usize) -> Index {
-        self.partitioner.partition_for_key(key, count) % count.max(1)
+        Index(self.partitioner.partition_for_key(key, count) % count.max(1))
     }
 }
 
 fn index_of(ids: &[String], id: &str) -> Result<Index, Error> {
     ids.iter()
         .position(|p| p == id)
+        .map(Index)
         .ok_or_else(|| Error::unknown_partition(id))
 }
 
@@ -193,18 +238,20 @@ mod tests {
         let router = router(&["a", "b", "c"], Keyless::RoundRobin(RoundRobin::new()));
         let ids = router.ids();
         let id = Routing::PartitionId("c".into());
-        assert_eq!(router.route(&ids, &id, 10).unwrap().partition, 2);
+        assert_eq!(router.route(&ids, &id, 10).unwrap().partition, Index(2));
         let key = Routing::PartitionKey("alphabet".into());
         let by_key = router.route(&ids, &key, 10).unwrap().partition;
         assert_eq!(
             by_key,
-            eventhubs_protocol::partition_key::partition_index("alphabet", 3)
+            Index(eventhubs_protocol::partition_key::partition_index(
+                "alphabet", 3
+            ))
         );
         assert_eq!(router.resolve(&Partition::key("alphabet")).unwrap(), by_key);
         let auto: Vec<Index> = (0..4)
             .map(|_| router.route(&ids, &Routing::Auto, 10).unwrap().partition)
             .collect();
-        assert_eq!(auto, [0, 1, 2, 0]);
+        assert_eq!(auto, [0, 1, 2, 0].map(Index));
         let unknown = router.route(&ids, &Routing::PartitionId("z".into()), 10);
         assert!(unknown.unwrap_err().is_unknown_partition());
         assert!(router
@@ -223,7 +270,7 @@ mod tests {
             Arc::new(wild),
             Keyless::RoundRobin(RoundRobin::new()),
         );
-        assert_eq!(router.resolve(&Partition::key("k")).unwrap(), 1);
+        assert_eq!(router.resolve(&Partition::key("k")).unwrap(), Index(1));
     }
 
     #[test]
@@ -255,6 +302,6 @@ mod tests {
             .map(|_| router.route(&ids, &Routing::Auto, 10).unwrap())
             .collect();
         let left: Vec<Option<Index>> = routes.iter().map(|r| r.left).collect();
-        assert_eq!(left, [None, None, Some(0)]);
+        assert_eq!(left, [None, None, Some(Index(0))]);
     }
 }

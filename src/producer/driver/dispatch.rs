@@ -15,7 +15,7 @@ use crate::Error;
 impl Driver {
     /// Takes every lane's open batch (no handle is left to do it).
     pub(super) fn sweep(&self, state: &mut State) {
-        for partition in 0..self.shared.lanes() {
+        for partition in Index::all(self.shared.lanes()) {
             if let Some(sealed) = self.shared.seal_if(partition, None) {
                 self.to_ready(state, sealed);
             }
@@ -50,7 +50,7 @@ impl Driver {
     }
 
     pub(super) fn dispatch_all(&self, state: &mut State) {
-        for i in 0..state.partitions.len() {
+        for i in Index::all(state.partitions.len()) {
             self.dispatch(state, i);
         }
     }

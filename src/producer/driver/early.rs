@@ -44,7 +44,7 @@ impl Driver {
     pub(super) fn publish_idle(&self, state: &mut State) {
         let min = self.early_minimum(state);
         let mut skipped = false;
-        for partition in 0..self.router.count() {
+        for partition in Index::all(self.router.count()) {
             skipped |= self.publish_if_idle(state, partition, min);
         }
         state.starved_pending = skipped;
@@ -54,7 +54,7 @@ impl Driver {
     /// the batch holds at least `min` events; true if it was left open for being
     /// smaller.
     pub(super) fn publish_if_idle(&self, state: &mut State, partition: Index, min: usize) -> bool {
-        if state.partitions.get(partition).is_some_and(|p| !p.idle()) {
+        if state.partitions.get(partition.0).is_some_and(|p| !p.idle()) {
             return false;
         }
         match self.shared.seal_at_least(partition, min) {

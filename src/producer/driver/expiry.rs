@@ -4,6 +4,7 @@ use tokio::time::Instant;
 
 use super::state::State;
 use super::Driver;
+use crate::route::Index;
 use crate::Error;
 
 impl Driver {
@@ -11,7 +12,7 @@ impl Driver {
     pub(super) async fn expire(&mut self, state: &mut State) {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        for i in 0..state.partitions.len() {
+        for i in Index::all(state.partitions.len()) {
             let mut expired = Vec::new();
             let ready = &mut state.partitions[i].ready;
             // Batches are queued oldest first, so the expired ones lead.

@@ -74,7 +74,7 @@ impl Driver {
     }
 
     pub(super) async fn abandon_all(&mut self, state: &mut State) {
-        for i in 0..state.partitions.len() {
+        for i in Index::all(state.partitions.len()) {
             self.abandon_ready(state, i).await;
         }
     }

@@ -51,7 +51,7 @@ impl PartitionState {
 
 pub(super) struct Barrier {
     /// Only batches of this partition count (all partitions if `None`).
-    pub(super) partition: Option<usize>,
+    pub(super) partition: Option<Index>,
     /// Batches numbered below this were received before the flush.
     pub(super) before: u64,
     pub(super) remaining: usize,
@@ -62,16 +62,16 @@ pub(super) struct Barrier {
 /// (the driver's clone), their capacity, and what the stack answered (or the delivery
 /// deadline, if it came first).
 pub(super) type InFlight =
-    Pin<Box<dyn Future<Output = (usize, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
+    Pin<Box<dyn Future<Output = (Index, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
 
 /// A partition's stack becoming ready (or failing to).
 pub(super) type Readying =
-    Pin<Box<dyn Future<Output = (usize, BatchService, Result<(), BoxError>)> + Send>>;
+    Pin<Box<dyn Future<Output = (Index, BatchService, Result<(), BoxError>)> + Send>>;
 
 pub(super) struct State {
     pub(super) partitions: Vec<PartitionState>,
     /// The `max_wait` deadline of each open batch: (partition, generation).
-    pub(super) open: DelayQueue<(usize, u64)>,
+    pub(super) open: DelayQueue<(Index, u64)>,
     pub(super) in_flight: FuturesUnordered<InFlight>,
     pub(super) readying: FuturesUnordered<Readying>,
     pub(super) barriers: Vec<Barrier>,
@@ -89,9 +89,9 @@ pub(super) struct State {
 
 /// Makes room for partition `index` (the hub may have grown).
 pub(super) fn grow(state: &mut State, index: Index) {
-    if index >= state.partitions.len() {
+    if index.0 >= state.partitions.len() {
         state
             .partitions
-            .resize_with(index + 1, PartitionState::default);
+            .resize_with(index.0 + 1, PartitionState::default);
     }
 }

@@ -162,14 +162,14 @@ impl Shared {
 
     /// Pending events (see [`Lane`]) of the first `count` partitions.
     pub(crate) fn total_pending(&self, count: usize) -> usize {
-        (0..count.min(self.lanes.len()))
+        Index::all(count.min(self.lanes.len()))
             .map(|i| self.pending(i))
             .sum()
     }
 
     /// Pending events (see [`Lane`]) of `partition`.
     pub(crate) fn pending(&self, partition: Index) -> usize {
-        match self.lanes.get(partition) {
+        match self.lanes.get(partition.0) {
             Some(_) => {
                 let lane = self.lane(partition);
                 lane.accepted
@@ -257,14 +257,14 @@ impl Shared {
 
     /// Seals the open batch of each of the first `count` partitions and tells `out`.
     pub(crate) fn seal_all(&self, out: &impl Outbox, count: usize) {
-        for partition in 0..count.min(self.lanes.len()) {
+        for partition in Index::all(count.min(self.lanes.len())) {
             self.seal_with(partition, |sealed| sealed.map(|s| out.sealed(s)));
         }
     }
 
     /// Takes the open batch of each of the first `count` partitions.
     pub(crate) fn take_all(&self, count: usize) -> Vec<Sealed> {
-        (0..count.min(self.lanes.len()))
+        Index::all(count.min(self.lanes.len()))
             .filter_map(|p| self.seal_if(p, None))
             .collect()
     }

@@ -66,7 +66,7 @@ async fn the_driver_hears_of_batches_not_of_events() {
     let (shared, _finished) = shared(1000);
     let out = Recorder::default();
     for i in 0..1000 {
-        add(&shared, &out, i % 2, i);
+        add(&shared, &out, Index(i % 2), i);
     }
     let (mut opened, mut sealed, mut events) = (0, 0, 0);
     // Sealed batches kept: their events are pending until their capacity is given back.
@@ -81,7 +81,11 @@ async fn the_driver_hears_of_batches_not_of_events() {
                         .unwrap()
                         .parse()
                         .unwrap();
-                    assert_eq!(i % 2, s.partition, "event {i} in its partition's batch");
+                    assert_eq!(
+                        Index(i % 2),
+                        s.partition,
+                        "event {i} in its partition's batch"
+                    );
                 }
                 sealed += 1;
                 events += s.batch.len();
@@ -97,7 +101,7 @@ async fn the_driver_hears_of_batches_not_of_events() {
         "each partition has one batch still open"
     );
     assert_eq!(shared.total_pending(2), 1000);
-    assert_eq!(shared.pending(0) + shared.pending(1), 1000);
+    assert_eq!(shared.pending(Index(0)) + shared.pending(Index(1)), 1000);
     let open = shared.take_all(2);
     let in_open: usize = open.iter().map(|s| s.batch.len()).sum();
     assert_eq!(
@@ -120,10 +124,10 @@ async fn capacity_comes_back_when_the_batch_is_dropped() {
     let (shared, _finished) = shared(1 << 20);
     let out = Recorder::default();
     for i in 0..10 {
-        add(&shared, &out, 0, i);
+        add(&shared, &out, Index(0), i);
     }
     assert_eq!(shared.budget.events.available_permits(), 100_000 - 10);
-    let batch = shared.seal_if(0, None).expect("open");
+    let batch = shared.seal_if(Index(0), None).expect("open");
     assert_eq!(batch.batch.len(), 10);
     drop(batch);
     assert_eq!(shared.budget.events.available_permits(), 100_000);
@@ -135,21 +139,28 @@ async fn capacity_comes_back_when_the_batch_is_dropped() {
 async fn a_deadline_seals_only_the_batch_that_armed_it() {
     let (shared, _finished) = shared(1 << 20);
     let out = Recorder::default();
-    add(&shared, &out, 1, 0);
+    add(&shared, &out, Index(1), 0);
     let Some(Told::Opened { generation }) = out.next() else {
         panic!("no opened signal")
     };
     // Flushed meanwhile; a new batch opens.
-    assert!(shared.seal_if(1, None).is_some());
-    add(&shared, &out, 1, 1);
+    assert!(shared.seal_if(Index(1), None).is_some());
+    add(&shared, &out, Index(1), 1);
     assert!(
-        shared.seal_if(1, Some(generation)).is_none(),
+        shared.seal_if(Index(1), Some(generation)).is_none(),
         "not the batch it armed"
     );
     let Some(Told::Opened { generation }) = out.next() else {
         panic!("no opened signal")
     };
-    assert_eq!(shared.seal_if(1, Some(generation)).unwrap().batch.len(), 1);
+    assert_eq!(
+        shared
+            .seal_if(Index(1), Some(generation))
+            .unwrap()
+            .batch
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -167,7 +178,7 @@ async fn an_event_after_close_is_handed_back() {
         cost,
         slot,
     };
-    match shared.append(&out, 0, "0", entry) {
+    match shared.append(&out, Index(0), "0", entry) {
         Err(event) => assert_eq!(event.body().as_ref(), b"late"),
         Ok(()) => panic!("accepted after close"),
     }
