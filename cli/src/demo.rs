@@ -104,11 +104,11 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         eprintln!(
             "hubcat demo: {} pending events of {} bytes would hold {} MiB; pending bodies are \
              capped at {} MiB (about {} events)",
-            crate::send::readable(args.max_pending as u64),
-            crate::send::readable(args.size as u64),
-            crate::send::readable((wanted >> 20) as u64),
+            crate::progress::readable(args.max_pending as u64),
+            crate::progress::readable(args.size as u64),
+            crate::progress::readable((wanted >> 20) as u64),
             MAX_PENDING_BYTES >> 20,
-            crate::send::readable((MAX_PENDING_BYTES / args.size) as u64),
+            crate::progress::readable((MAX_PENDING_BYTES / args.size) as u64),
         );
     }
     let mut emulator: Option<eventhubs_emulator::EmulatorHandle> = None;
@@ -245,7 +245,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
             "at least once (a retry after a lost acknowledgement may store twice)"
         }
     );
-    let n = crate::send::readable;
+    let n = crate::progress::readable;
     println!("  events published      {} of {}", n(ok), n(args.count));
     println!("  failures              {}", n(failed));
     println!("  elapsed               {elapsed:.2} s");

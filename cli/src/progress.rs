@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
-use crate::send::readable;
-
 /// How often a plain progress line is written.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
@@ -140,11 +138,34 @@ impl Drop for Progress {
     }
 }
 
+/// `1234567` as `1,234,567`.
+pub(crate) fn readable(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use super::readable;
+
     #[test]
     fn rates_are_whole_and_grouped() {
         assert_eq!(super::per_second(964_249.778), "964,250/s");
         assert_eq!(super::per_second(0.4), "0/s");
+    }
+
+    #[test]
+    fn numbers_are_grouped_in_thousands() {
+        assert_eq!(readable(0), "0");
+        assert_eq!(readable(999), "999");
+        assert_eq!(readable(1000), "1,000");
+        assert_eq!(readable(1_234_567), "1,234,567");
     }
 }

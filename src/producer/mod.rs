@@ -32,6 +32,7 @@ mod lanes;
 mod outcome;
 mod sink;
 
+pub use crate::route::Partition;
 pub use builder::ProducerBuilder;
 pub use handle::Producer;
 pub use outcome::{BatchOutcome, Outcomes};
@@ -41,30 +42,6 @@ use crate::Error;
 
 /// The most partitions an Event Hub can have.
 const MAX_PARTITIONS: usize = 1024;
-
-/// A partition of the hub, named by its id or by a partition key, for
-/// [`Producer::flush_partition`] and [`Producer::clear_partition`]. A key names the
-/// partition events with that key are routed to (by the builder's
-/// [`partitioner`](ProducerBuilder::partitioner), the service's hash unless one is set).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Partition {
-    /// A partition id, e.g. `"0"`.
-    Id(String),
-    /// A partition key.
-    Key(String),
-}
-
-impl Partition {
-    /// The partition with this id.
-    pub fn id(id: impl Into<String>) -> Self {
-        Self::Id(id.into())
-    }
-
-    /// The partition this key is routed to.
-    pub fn key(key: impl Into<String>) -> Self {
-        Self::Key(key.into())
-    }
-}
 
 /// An event that was not accepted, handed back with the reason.
 #[derive(Debug)]

@@ -75,3 +75,16 @@ impl Stream for Outcomes {
             .map(|next| next.map(|(outcome, _capacity)| outcome))
     }
 }
+
+/// Counts the outcomes queued on `outcomes` and not yet read, without holding the
+/// queue open.
+pub(super) fn unread(
+    outcomes: &mpsc::Sender<(BatchOutcome, Capacity)>,
+) -> impl Fn() -> usize + Send + Sync + 'static {
+    let outcomes = outcomes.downgrade();
+    move || {
+        outcomes
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+}

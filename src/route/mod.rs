@@ -11,8 +11,31 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use policy::Partitioner;
 pub(crate) use policy::{Keyless, RoundRobin, ServiceHash, Sticky};
 
-use crate::producer::Partition;
 use crate::{Error, Routing};
+
+/// A partition of the hub, named by its id or by a partition key, for
+/// [`Producer::flush_partition`](crate::Producer::flush_partition) and [`Producer::clear_partition`](crate::Producer::clear_partition). A key names the
+/// partition events with that key are routed to (by the builder's
+/// [`partitioner`](crate::ProducerBuilder::partitioner), the service's hash unless one is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partition {
+    /// A partition id, e.g. `"0"`.
+    Id(String),
+    /// A partition key.
+    Key(String),
+}
+
+impl Partition {
+    /// The partition with this id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self::Id(id.into())
+    }
+
+    /// The partition this key is routed to.
+    pub fn key(key: impl Into<String>) -> Self {
+        Self::Key(key.into())
+    }
+}
 
 /// A partition's index into the hub's partition ids (as the lanes and the driver
 /// number partitions), as opposed to its id (a string) or a count.

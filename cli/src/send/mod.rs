@@ -19,6 +19,8 @@ pub(crate) use args::{parse_rate, SendArgs};
 use input::{Inputs, Line};
 use shape::Shape;
 
+use crate::progress::readable;
+
 #[derive(Debug, Default)]
 struct Stats {
     events_ok: u64,
@@ -364,31 +366,5 @@ impl Summary {
             "events_per_second": self.rate(),
             "input_read_to_end": !self.read_failed,
         })
-    }
-}
-
-/// `1234567` as `1,234,567`.
-pub(crate) fn readable(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::readable;
-
-    #[test]
-    fn numbers_are_grouped_in_thousands() {
-        assert_eq!(readable(0), "0");
-        assert_eq!(readable(999), "999");
-        assert_eq!(readable(1000), "1,000");
-        assert_eq!(readable(1_234_567), "1,234,567");
     }
 }

@@ -16,6 +16,7 @@ use crate::batch::Batch;
 use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
 use crate::producer::lanes::{LaneSettings, Shared};
+use crate::producer::outcome::unread;
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::route::{Keyless, RoundRobin, Router, Sticky};
 use crate::stack::{boxed_clone, Base, Connection, Settings, TraceLayer};
@@ -233,7 +234,7 @@ impl ProducerBuilder {
         let (inbox, signals) = inbox();
         // Every queued outcome holds at least one event's capacity, so this never fills.
         let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
-        let reservation = Reservation::new(&budget, StallWatch::new(&outcomes_tx));
+        let reservation = Reservation::new(&budget, StallWatch::new(unread(&outcomes_tx)));
         tokio::spawn(
             Driver {
                 signals,

@@ -14,20 +14,17 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use super::{Budget, Capacity};
-use crate::producer::outcome::BatchOutcome;
+use super::Budget;
 
 /// How long a wait for room lasts before unread outcomes are suspected.
 pub(crate) const WARN_AFTER: Duration = Duration::from_secs(5);
 
 /// What every handle of one producer shares for the check.
-#[derive(Debug)]
 struct Check {
-    /// The outcome queue, to count what waits in it without holding it open.
-    outcomes: mpsc::WeakSender<(BatchOutcome, Capacity)>,
+    /// How many outcomes are queued and not yet read.
+    unread: Box<dyn Fn() -> usize + Send + Sync>,
     /// The producer's runtime: its timers run there, whatever polls the handle.
     runtime: tokio::runtime::Handle,
     warned: AtomicBool,
@@ -36,9 +33,15 @@ struct Check {
 impl Check {
     /// Outcomes queued and not yet read.
     fn unread(&self) -> usize {
-        self.outcomes
-            .upgrade()
-            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+        (self.unread)()
+    }
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("warned", &self.warned)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,11 +56,12 @@ pub(crate) struct StallWatch {
 }
 
 impl StallWatch {
-    /// Must be called in the producer's runtime.
-    pub(crate) fn new(outcomes: &mpsc::Sender<(BatchOutcome, Capacity)>) -> Self {
+    /// Must be called in the producer's runtime; `unread` counts the outcomes queued
+    /// and not yet read.
+    pub(crate) fn new(unread: impl Fn() -> usize + Send + Sync + 'static) -> Self {
         Self {
             check: Arc::new(Check {
-                outcomes: outcomes.downgrade(),
+                unread: Box::new(unread),
                 runtime: tokio::runtime::Handle::current(),
                 warned: AtomicBool::new(false),
             }),
