@@ -87,8 +87,7 @@
 //! them round-robin one by one. Batches then stay full on hubs with many partitions;
 //! [`ProducerBuilder::sticky_routing`]`(false)` gives the round-robin way.
 //!
-//! The .NET proposal this producer implements, and Kafka's producer, by name (this is
-//! the one copy of the table; the README points here):
+//! The .NET proposal this producer implements, and Kafka's producer, by name:
 //!
 //! | .NET | Kafka producer | here |
 //! |---|---|---|
