@@ -15,9 +15,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use eventhubs_protocol::partition_key::{hash16, partition_index};
 use futures_util::StreamExt;
 use streaming_producer::{Batch, EventData, Producer};
-use eventhubs_protocol::partition_key::{hash16, partition_index};
 
 /// Runs `iters` enqueues on a fresh producer over a service that accepts every batch.
 fn enqueue(runtime: &tokio::runtime::Runtime, iters: u64, keyed: bool) -> Duration {

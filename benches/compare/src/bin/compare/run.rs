@@ -1,0 +1,56 @@
+//! One contender's [`Run`]: its `RESULT` line parsed, and the figures derived from it.
+
+/// One contender's `RESULT` line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Run {
+    pub(crate) events: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) batches: u64,
+    pub(crate) secs: f64,
+    pub(crate) cpu_secs: f64,
+    pub(crate) rss_kib: u64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+    pub(crate) timed_out: bool,
+    pub(crate) error: Option<String>,
+}
+
+impl Run {
+    pub(crate) fn parse(line: &str) -> Option<Run> {
+        let rest = line.strip_prefix("RESULT ")?;
+        let mut run = Run::default();
+        for field in rest.split(' ') {
+            let (k, v) = field.split_once('=')?;
+            match k {
+                "events" => run.events = v.parse().ok()?,
+                "succeeded" => run.succeeded = v.parse().ok()?,
+                "failed" => run.failed = v.parse().ok()?,
+                "batches" => run.batches = v.parse().ok()?,
+                "secs" => run.secs = v.parse().ok()?,
+                "cpu_secs" => run.cpu_secs = v.parse().ok()?,
+                "rss_kib" => run.rss_kib = v.parse().ok()?,
+                "p50_ms" => run.p50_ms = v.parse().ok(),
+                "p99_ms" => run.p99_ms = v.parse().ok(),
+                "timed_out" => run.timed_out = v == "1",
+                "error" => run.error = Some(v.trim_matches('"').replace('_', " ")),
+                _ => {}
+            }
+        }
+        Some(run)
+    }
+
+    /// Events reported stored per second of the window.
+    pub(crate) fn rate(&self) -> f64 {
+        self.succeeded as f64 / self.secs.max(1e-9)
+    }
+
+    /// Client CPU per reported event, µs.
+    pub(crate) fn cpu_us_per_event(&self) -> f64 {
+        self.cpu_secs * 1e6 / (self.succeeded + self.failed).max(1) as f64
+    }
+
+    pub(crate) fn events_per_batch(&self) -> f64 {
+        (self.succeeded + self.failed) as f64 / self.batches.max(1) as f64
+    }
+}

@@ -1,0 +1,129 @@
+//! What is compared: the [`Contender`]s (each a binary of this package, publishing to
+//! a hub of its own) and the [`Workload`]s they run, the full set or the smoke run's.
+
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Contender {
+    Producer,
+    Sdk,
+    Ceiling,
+}
+
+impl Contender {
+    pub(crate) fn binary(self) -> &'static str {
+        match self {
+            Contender::Producer => "contender_producer",
+            Contender::Sdk => "contender_sdk",
+            Contender::Ceiling => "contender_ceiling",
+        }
+    }
+    pub(crate) fn hub(self) -> &'static str {
+        match self {
+            Contender::Producer => "producer",
+            Contender::Sdk => "sdk",
+            Contender::Ceiling => "ceiling",
+        }
+    }
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Contender::Producer => "this producer (`Producer::enqueue`)",
+            Contender::Sdk => "Rust SDK `BufferedProducerClient` 0.16",
+            Contender::Ceiling => "ceiling: fe2o3 alone, pre-built full batches",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Workload {
+    pub(crate) size: usize,
+    pub(crate) partitions: u32,
+    pub(crate) keyed: bool,
+    pub(crate) pending: usize,
+    pub(crate) events: u64,
+    /// Events per second, for the latency workloads; 0 for throughput.
+    pub(crate) rate: u64,
+    pub(crate) contenders: Vec<Contender>,
+}
+
+impl Workload {
+    pub(crate) fn label(&self) -> String {
+        let size = if self.size >= 1024 {
+            format!("{} KiB", self.size / 1024)
+        } else {
+            format!("{} B", self.size)
+        };
+        let pending = if self.pending >= 1000 {
+            format!("{}k", self.pending / 1000)
+        } else {
+            self.pending.to_string()
+        };
+        let mut label = format!(
+            "{size}, {} partitions, {}, {pending} pending",
+            self.partitions,
+            if self.keyed { "keyed" } else { "keyless" }
+        );
+        if self.rate > 0 {
+            write!(label, ", paced at {} events/s", self.rate).unwrap();
+        }
+        label
+    }
+}
+
+pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
+    use Contender::*;
+    let w = |size, partitions, keyed, pending, events| Workload {
+        size,
+        partitions,
+        keyed,
+        pending,
+        events,
+        rate: 0,
+        contenders: if keyed {
+            // The ceiling routes nothing, so keys change nothing for it: the keyless
+            // workload's ceiling stands for both.
+            vec![Producer, Sdk]
+        } else {
+            vec![Producer, Sdk, Ceiling]
+        },
+    };
+    let latency = |events| Workload {
+        size: 100,
+        partitions: 4,
+        keyed: false,
+        pending: 6000,
+        events,
+        rate: 1000,
+        contenders: vec![Producer, Sdk],
+    };
+    if smoke {
+        return vec![
+            w(100, 4, false, 6000, 5000),
+            w(100, 4, true, 6000, 5000),
+            latency(2000),
+        ];
+    }
+    let mut all = Vec::new();
+    for partitions in [4, 32, 1024] {
+        for keyed in [false, true] {
+            for pending in [6000, 100_000] {
+                let events = if partitions == 1024 {
+                    300_000
+                } else {
+                    1_000_000
+                };
+                all.push(w(100, partitions, keyed, pending, events));
+            }
+        }
+    }
+    for partitions in [4, 32, 1024] {
+        for keyed in [false, true] {
+            for pending in [6000, 100_000] {
+                let events = if partitions == 1024 { 100_000 } else { 250_000 };
+                all.push(w(1024, partitions, keyed, pending, events));
+            }
+        }
+    }
+    all.push(latency(20_000));
+    all
+}
