@@ -88,6 +88,14 @@ async fn publish(
     (call.await.unwrap(), stamps)
 }
 
+/// The stamp of a one-event batch published after, which the service accepts.
+async fn next_stamp(service: &mut Stack, handle: &mut Handle, event: &str) -> Option<Stamp> {
+    let batch = TestBatch::new("0", &[event]);
+    let (result, stamps) = publish(service, handle, batch, vec![Ok(())]).await;
+    result.expect("accepted");
+    stamps[0]
+}
+
 fn busy() -> Error {
     Error::rejected("com.microsoft:server-busy", "throttled")
 }
@@ -100,15 +108,10 @@ async fn retries_resend_the_same_numbers_and_the_next_batch_follows_them() {
         publish(&mut service, &mut handle, three, vec![Err(busy()), Ok(())]).await;
     result.expect("the retry succeeded");
     assert_eq!(stamps, [stamp(42, 7, 1), stamp(42, 7, 1)]);
-    let (result, stamps) = publish(
-        &mut service,
-        &mut handle,
-        TestBatch::new("0", &["d"]),
-        vec![Ok(())],
-    )
-    .await;
-    result.unwrap();
-    assert_eq!(stamps, [stamp(45, 7, 1)]);
+    assert_eq!(
+        next_stamp(&mut service, &mut handle, "d").await,
+        stamp(45, 7, 1)
+    );
     assert_eq!(
         *states.reads.lock().unwrap(),
         [Attach::Current],
@@ -128,15 +131,11 @@ async fn a_batch_certainly_not_stored_gives_its_numbers_to_the_next() {
     )
     .await;
     assert!(Error::from(result.unwrap_err()).is_too_large());
-    let (result, stamps) = publish(
-        &mut service,
-        &mut handle,
-        TestBatch::new("0", &["c"]),
-        vec![Ok(())],
-    )
-    .await;
-    result.unwrap();
-    assert_eq!(stamps, [stamp(42, 7, 1)], "no gap in the numbers");
+    assert_eq!(
+        next_stamp(&mut service, &mut handle, "c").await,
+        stamp(42, 7, 1),
+        "no gap in the numbers"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -166,15 +165,10 @@ async fn a_batch_of_unknown_fate_is_tried_with_its_numbers_until_its_deadline() 
         "{tries:?}"
     );
     // Its numbers are never given to other events: a new producer group first.
-    let (result, stamps) = publish(
-        &mut service,
-        &mut handle,
-        TestBatch::new("0", &["b"]),
-        vec![Ok(())],
-    )
-    .await;
-    result.unwrap();
-    assert_eq!(stamps, [stamp(0, 8, 0)]);
+    assert_eq!(
+        next_stamp(&mut service, &mut handle, "b").await,
+        stamp(0, 8, 0)
+    );
     assert_eq!(
         *states.reads.lock().unwrap(),
         [Attach::Current, Attach::NewProducer]
@@ -190,13 +184,8 @@ async fn an_out_of_order_refusal_starts_a_new_group_and_tries_once_more() {
         publish(&mut service, &mut handle, batch, vec![Err(refusal), Ok(())]).await;
     result.expect("stored under the new group");
     assert_eq!(stamps, [stamp(42, 7, 1), stamp(0, 8, 0)]);
-    let (result, stamps) = publish(
-        &mut service,
-        &mut handle,
-        TestBatch::new("0", &["c"]),
-        vec![Ok(())],
-    )
-    .await;
-    result.unwrap();
-    assert_eq!(stamps, [stamp(2, 8, 0)]);
+    assert_eq!(
+        next_stamp(&mut service, &mut handle, "c").await,
+        stamp(2, 8, 0)
+    );
 }
