@@ -163,6 +163,7 @@ impl Router {
     }
 
     /// The handle's copy `ids`, brought up to date if the ids changed.
+    #[inline]
     pub(crate) fn current<'a>(&self, ids: &'a mut Ids) -> &'a [String] {
         if self.version.load(Ordering::Acquire) != ids.version {
             *ids = self.snapshot();
@@ -191,6 +192,7 @@ impl Router {
 
     /// The partition of an event routed as `routing` that weighs `weight` bytes in a
     /// batch, among `ids` (a handle's current copy).
+    #[inline]
     pub(crate) fn route(
         &self,
         ids: &[String],

@@ -184,6 +184,8 @@ impl Shared {
     /// driver must know. If the producer was closed before the event got in, the event
     /// comes back.
     // The event comes back by value, as `TrySendError<T>` does in tokio.
+    // Inlined into the handle's accept, its one caller: it runs once per event.
+    #[inline]
     #[allow(clippy::result_large_err)]
     pub(crate) fn append(
         &self,
