@@ -139,21 +139,13 @@ pub(crate) async fn token_expiry_case(idempotent: bool) {
         )
         .with_validity(Duration::from_secs(2)),
     };
-    let (mut producer, outcomes) = Producer::builder()
+    let builder = Producer::builder()
         .connection_string(&emulator.connection_string_for(HUB).replace(
             ";SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE",
             "",
         ))
-        .credential(credential)
-        .max_wait(Duration::from_millis(5))
-        .max_pending_events(setup.max_pending)
-        .try_timeout(setup.try_timeout)
-        .delivery_timeout(setup.delivery_timeout)
-        .retry_policy(setup.policy())
-        .idempotent_retries(setup.idempotent)
-        .build()
-        .await
-        .unwrap();
+        .credential(credential);
+    let (mut producer, outcomes) = setup.configure(builder).build().await.unwrap();
     let collector = collect(outcomes);
     // Paced over about three token lifetimes.
     let started = Instant::now();

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle};
 use futures_util::StreamExt;
-use streaming_producer::{BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
+use streaming_producer::{
+    BatchOutcome, EventData, Outcomes, Producer, ProducerBuilder, RetryPolicy,
+};
 use tokio::task::JoinHandle;
 
 pub(crate) const HUB: &str = "eh1";
@@ -44,6 +46,18 @@ impl Setup {
         }
     }
 
+    /// `builder` with the case's options: a short `max_wait`, its bounds, timeouts,
+    /// retries and idempotence.
+    pub(crate) fn configure(&self, builder: ProducerBuilder) -> ProducerBuilder {
+        builder
+            .max_wait(Duration::from_millis(5))
+            .max_pending_events(self.max_pending)
+            .try_timeout(self.try_timeout)
+            .delivery_timeout(self.delivery_timeout)
+            .retry_policy(self.policy())
+            .idempotent_retries(self.idempotent)
+    }
+
     pub(crate) fn policy(&self) -> RetryPolicy {
         // The default count (3), with delays short enough for a test suite.
         let quick = RetryPolicy::default()
@@ -78,14 +92,9 @@ pub(crate) async fn emulator(partitions: u32, addr: Option<SocketAddr>) -> Emula
 }
 
 pub(crate) async fn producer(emulator: &EmulatorHandle, setup: &Setup) -> (Producer, Outcomes) {
-    Producer::builder()
-        .connection_string(&emulator.connection_string_for(HUB))
-        .max_wait(Duration::from_millis(5))
-        .max_pending_events(setup.max_pending)
-        .try_timeout(setup.try_timeout)
-        .delivery_timeout(setup.delivery_timeout)
-        .retry_policy(setup.policy())
-        .idempotent_retries(setup.idempotent)
+    let builder = Producer::builder().connection_string(&emulator.connection_string_for(HUB));
+    setup
+        .configure(builder)
         .partition_refresh_interval(Duration::from_millis(100))
         .build()
         .await
