@@ -15,7 +15,7 @@ const ENV: &str = "EVENTHUBS_CONNECTION_STRING";
 fn from_environment() -> Option<String> {
     let cs = std::env::var(ENV).ok().filter(|cs| !cs.trim().is_empty())?;
     match cs.parse::<ConnectionString>() {
-        Ok(parsed) if parsed.entity_path().is_some() => Some(cs),
+        Ok(parsed) if names_a_hub(&parsed) => Some(cs),
         Ok(_) => {
             eprintln!(
                 "note: {ENV} names no event hub (no EntityPath); running on the embedded emulator"
@@ -29,6 +29,12 @@ fn from_environment() -> Option<String> {
             None
         }
     }
+}
+
+/// Whether a connection string names its event hub (`EntityPath`), which is what makes
+/// the examples use it.
+fn names_a_hub(cs: &ConnectionString) -> bool {
+    cs.entity_path().is_some()
 }
 
 /// A connection string for `hub`, and the emulator serving it (unless the environment
@@ -58,10 +64,7 @@ pub(crate) fn report(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    if std::env::var(ENV).is_ok_and(|cs| {
-        cs.parse::<ConnectionString>()
-            .is_ok_and(|cs| cs.entity_path().is_some())
-    }) {
+    if std::env::var(ENV).is_ok_and(|cs| cs.parse().is_ok_and(|cs| names_a_hub(&cs))) {
         text.push_str(&format!(
             " (the connection string came from {ENV}; unset it to run on the embedded emulator)"
         ));
