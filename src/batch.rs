@@ -36,12 +36,15 @@ struct Inner {
 }
 
 /// What tries of the batch learned; shared by its clones.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Tries {
     /// With idempotent publishing: the first event's numbers; the others follow.
     stamp: Option<Stamp>,
     /// A try reached the service (or may have) and brought back no verdict.
     maybe_stored: bool,
+    /// Sent one message per event (to a generic broker): which events the broker
+    /// accepted, so that a retry sends only the others. Empty until one is.
+    accepted: Vec<bool>,
 }
 
 impl Clone for Inner {
@@ -50,7 +53,7 @@ impl Clone for Inner {
             events: self.events.clone(),
             size: self.size,
             deadline: self.deadline,
-            tries: Mutex::new(*lock(&self.tries)),
+            tries: Mutex::new(lock(&self.tries).clone()),
         }
     }
 }
@@ -264,6 +267,36 @@ impl Batch {
     /// transport of your own calls this when it loses track of a transfer.
     pub fn mark_maybe_stored(&self) {
         lock(&self.inner.tries).maybe_stored = true;
+    }
+
+    /// Sent one message per event: the events the broker has not accepted yet, by
+    /// their place in the batch.
+    pub(crate) fn unaccepted(&self) -> Vec<usize> {
+        let tries = lock(&self.inner.tries);
+        (0..self.len())
+            .filter(|&i| !tries.accepted.get(i).copied().unwrap_or(false))
+            .collect()
+    }
+
+    /// Records that the broker accepted the event at `index`; every clone sees it.
+    pub(crate) fn mark_accepted(&self, index: usize) {
+        let mut tries = lock(&self.inner.tries);
+        if tries.accepted.len() < self.len() {
+            tries.accepted.resize(self.len(), false);
+        }
+        if let Some(slot) = tries.accepted.get_mut(index) {
+            *slot = true;
+        }
+    }
+
+    /// How many of the batch's events the broker accepted (sent one message per
+    /// event).
+    pub(crate) fn accepted_count(&self) -> usize {
+        lock(&self.inner.tries)
+            .accepted
+            .iter()
+            .filter(|a| **a)
+            .count()
     }
 
     pub(crate) fn stamp(&self) -> Option<Stamp> {

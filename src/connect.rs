@@ -29,6 +29,25 @@ pub(crate) struct Resolved {
 }
 
 impl Address {
+    /// With a generic broker, which takes the place of all of these: an error naming
+    /// the first that was given too.
+    pub(crate) fn refuse_with_broker(&self) -> Result<(), Error> {
+        let given = [
+            (self.connection_string.is_some(), "a connection string"),
+            (self.namespace.is_some(), "a fully qualified namespace"),
+            (self.hub.is_some(), "a hub"),
+            (self.credential.is_some(), "a credential"),
+            (self.development_emulator, "use_development_emulator"),
+        ];
+        match given.iter().find(|(set, _)| *set) {
+            Some((_, what)) => Err(Error::config(format!(
+                "amqp_broker takes the place of Event Hubs' namespace, hub and credential: \
+                 give either a broker or {what}, not both"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn resolve(&self) -> Result<Resolved, Error> {
         let cs: ConnectionString = match (&self.connection_string, &self.namespace) {
             (Some(_), Some(_)) => {
@@ -82,5 +101,125 @@ impl Address {
             hub,
             credential,
         })
+    }
+}
+
+/// A generic AMQP 1.0 broker's URL, checked: `amqp://user:password@host:port` (SASL
+/// PLAIN) or `amqp://host:port` (SASL ANONYMOUS); `amqps://` for TLS.
+#[derive(Clone)]
+pub(crate) struct BrokerUrl {
+    /// `amqp://host:port` or `amqps://host:port`, without the credentials (safe to
+    /// print).
+    pub(crate) url: String,
+    pub(crate) host: String,
+    /// The SASL PLAIN user name and password, percent-decoded.
+    pub(crate) login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerUrl")
+            .field("url", &self.url)
+            .field("user", &self.login.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerUrl {
+    pub(crate) fn parse(text: &str) -> Result<Self, Error> {
+        let shape = "expected amqp://user:password@host:port, amqp://host:port, or amqps://…";
+        let bad = |why: String| Error::config(format!("the broker URL {why} ({shape})"));
+        let parsed = url::Url::parse(text.trim())
+            .map_err(|e| bad(format!("'{}' is not a URL: {e}", redact(text))))?;
+        let (scheme, default_port) = match parsed.scheme() {
+            "amqp" => ("amqp", 5672),
+            "amqps" => ("amqps", 5671),
+            other => return Err(bad(format!("has the scheme '{other}'"))),
+        };
+        let host = match parsed.host_str() {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ => return Err(bad("has no host".to_owned())),
+        };
+        if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+            return Err(bad(format!(
+                "'{}' has a path or query; the broker's addresses are given apart from it",
+                redact(text)
+            )));
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| bad("has a user or password that is not UTF-8".to_owned()))
+        };
+        let login = match (parsed.username(), parsed.password()) {
+            ("", None) => None,
+            ("", Some(_)) => return Err(bad("has a password but no user name".to_owned())),
+            (user, password) => Some((decode(user)?, decode(password.unwrap_or(""))?)),
+        };
+        let port = parsed.port().unwrap_or(default_port);
+        // IPv6 hosts keep their brackets in `host_str`, as a socket address needs.
+        Ok(Self {
+            url: format!("{scheme}://{host}:{port}"),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            login,
+        })
+    }
+}
+
+/// `text` with any password replaced, for error messages.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(start), Some(at)) if at > start => match text[start + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &text[..start + 3], &text[at..]),
+            None => text.to_owned(),
+        },
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_give_the_login_and_a_printable_url() {
+        let b = BrokerUrl::parse("amqp://ci:p%40ss%3Aw@127.0.0.1:5682").unwrap();
+        assert_eq!(b.url, "amqp://127.0.0.1:5682");
+        assert_eq!(b.host, "127.0.0.1");
+        assert_eq!(b.login, Some(("ci".into(), "p@ss:w".into())));
+        assert!(!format!("{b:?}").contains("p@ss"));
+
+        let b = BrokerUrl::parse("amqps://broker.example").unwrap();
+        assert_eq!(b.url, "amqps://broker.example:5671");
+        assert_eq!(b.login, None);
+        let b = BrokerUrl::parse("amqp://[::1]/").unwrap();
+        assert_eq!(
+            (b.url.as_str(), b.host.as_str()),
+            ("amqp://[::1]:5672", "::1")
+        );
+        let b = BrokerUrl::parse("amqp://guest@h").unwrap();
+        assert_eq!(b.login, Some(("guest".into(), String::new())));
+    }
+
+    #[test]
+    fn bad_broker_urls_say_why_without_the_password() {
+        for (text, why) in [
+            ("broker:5672", "scheme 'broker'"),
+            ("http://h", "scheme 'http'"),
+            ("amqp://", "has no host"),
+            ("amqp://u:secret@h/vhost", "path or query"),
+            ("amqp://u:secret@h?x=1", "path or query"),
+            ("amqp://:secret@h", "no user name"),
+            ("not a url", "is not a URL"),
+        ] {
+            let e = BrokerUrl::parse(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.contains("amqp://user:password@host:port"), "{text}: {e}");
+            assert!(!e.contains("secret"), "{text}: {e}");
+        }
     }
 }

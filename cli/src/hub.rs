@@ -1,7 +1,8 @@
-//! What the commands that talk to a hub share: where it is, and a reader of it.
+//! What the commands that talk to a hub share: where it is (or, instead, a generic
+//! AMQP 1.0 broker), a producer builder and a reader of it.
 
 use clap::Args;
-use streaming_producer::{Error, Reader};
+use streaming_producer::{Error, Producer, ProducerBuilder, Reader};
 
 /// The environment variable that stands in for `--connection-string`.
 pub(crate) const CONNECTION_STRING_ENV: &str = "EVENTHUBS_CONNECTION_STRING";
@@ -16,9 +17,32 @@ pub(crate) struct HubArgs {
     /// The event hub, if the connection string has no EntityPath.
     #[arg(long)]
     pub(crate) hub: Option<String>,
+    /// A generic AMQP 1.0 broker instead of Event Hubs: amqp://user:password@host:port,
+    /// amqp://host:port (anonymous) or amqps://... for TLS; its queues or topics are
+    /// given with --address.
+    #[arg(long, value_name = "URL", requires = "addresses",
+          conflicts_with_all = ["connection_string", "hub"])]
+    pub(crate) amqp_url: Option<String>,
+    /// With --amqp-url: an address (queue or topic) that stands in for a partition;
+    /// repeat for several. Keys hash over them in the order given, as over a hub's
+    /// partitions.
+    #[arg(long = "address", value_name = "ADDRESS", requires = "amqp_url")]
+    pub(crate) addresses: Vec<String>,
 }
 
 impl HubArgs {
+    /// A producer builder for the hub, or for the broker of `--amqp-url`.
+    pub(crate) fn producer_builder(&self) -> Result<ProducerBuilder, String> {
+        if let Some(url) = &self.amqp_url {
+            return Ok(Producer::builder().amqp_broker(url, self.addresses.iter()));
+        }
+        let mut builder = Producer::builder().connection_string(&self.connection_string()?);
+        if let Some(hub) = &self.hub {
+            builder = builder.hub(hub.clone());
+        }
+        Ok(builder)
+    }
+
     /// The connection string: `--connection-string`, else the environment's. Read by
     /// hand rather than by clap's `env`, so that an error can say which it was.
     pub(crate) fn connection_string(&self) -> Result<String, String> {
@@ -38,11 +62,26 @@ impl HubArgs {
     /// An error of connecting, with a hint where a flag of hubcat's is the fix, and
     /// where the connection string came from if the user did not type it.
     pub(crate) fn explain(&self, e: &Error) -> String {
+        if self.amqp_url.is_some() {
+            let text = crate::chain(e);
+            return if e.is_not_found() {
+                format!("{text} (check --address)")
+            } else {
+                text
+            };
+        }
         explain(e, self.hub.is_some(), self.connection_string.is_none())
     }
 
     /// A reader of the hub, through `consumer_group`.
     pub(crate) async fn reader(&self, consumer_group: &str) -> Result<Reader, String> {
+        if let Some(url) = &self.amqp_url {
+            return Reader::builder()
+                .amqp_broker(url)
+                .build()
+                .await
+                .map_err(|e| self.explain(&e));
+        }
         let mut builder = Reader::builder()
             .connection_string(&self.connection_string()?)
             .consumer_group(consumer_group);

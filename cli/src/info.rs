@@ -43,6 +43,13 @@ pub(crate) async fn run(args: InfoArgs) -> ExitCode {
 }
 
 async fn info(args: &InfoArgs) -> Result<(), String> {
+    if args.hub.amqp_url.is_some() {
+        return Err(
+            "--amqp-url: a generic broker has no hub or partition properties to \
+                    show; hubcat info reads Event Hubs'"
+                .to_owned(),
+        );
+    }
     let reader = args.hub.reader("$Default").await?;
     let hub = reader
         .hub_properties()

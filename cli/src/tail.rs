@@ -2,14 +2,14 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use clap::{Args, ValueEnum};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use futures_util::FutureExt as _;
 use serde_json::{json, Map, Value};
-use streaming_producer::{PartitionProperties, PropertyValue, ReceivedEvent, StartPosition};
+use streaming_producer::{Error, PartitionProperties, PropertyValue, ReceivedEvent, StartPosition};
 
 use crate::hub::HubArgs;
 use crate::info::rfc3339;
@@ -104,6 +104,9 @@ fn last_to_read(p: &PartitionProperties, from: &StartPosition) -> Option<i64> {
 }
 
 async fn tail(args: &TailArgs) -> Result<(), String> {
+    if args.hub.amqp_url.is_some() {
+        return tail_broker(args).await;
+    }
     let reader = args.hub.reader(&args.consumer_group).await?;
     let hub = reader
         .hub_properties()
@@ -157,6 +160,66 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
         };
         reads.push(read);
     }
+    let consumer_group = args.consumer_group.clone();
+    let hub_name = hub.name.clone();
+    let result = drain(args, reads, None, |e| {
+        if e.is_not_found() {
+            // The hub and its partitions were found above: what a read finds missing
+            // is the consumer group.
+            format!(
+                "the hub '{hub_name}' has no consumer group '{consumer_group}' (check \
+                 --consumer-group; '$Default' is always there)"
+            )
+        } else {
+            args.hub.explain(e)
+        }
+    })
+    .await;
+    reader.close().await;
+    result
+}
+
+/// How long `tail` without `--follow` waits for a broker's next message before it
+/// takes the queues as read to the end (a queue has no last sequence number to stop
+/// at).
+const BROKER_IDLE: Duration = Duration::from_secs(2);
+
+/// `hubcat tail --amqp-url`: the messages of the broker's queues, taken off them.
+async fn tail_broker(args: &TailArgs) -> Result<(), String> {
+    if args.from != StartPosition::Earliest {
+        return Err("--from: a broker's queue is read from its head (take --from start)".into());
+    }
+    let addresses = &args.hub.addresses;
+    if let Some(unknown) = args.partitions.iter().find(|p| !addresses.contains(p)) {
+        return Err(format!(
+            "--partition '{unknown}' is not one of the --address values ({})",
+            addresses.join(", ")
+        ));
+    }
+    let reader = args.hub.reader(&args.consumer_group).await?;
+    let read = if args.partitions.is_empty() {
+        addresses
+    } else {
+        &args.partitions
+    };
+    let reads = read
+        .iter()
+        .map(|a| reader.read(a, StartPosition::Earliest).boxed())
+        .collect();
+    let idle = (!args.follow).then_some(BROKER_IDLE);
+    let result = drain(args, reads, idle, |e| args.hub.explain(e)).await;
+    reader.close().await;
+    result
+}
+
+/// Writes the events of `reads` to stdout until they end, `--count` is reached, the
+/// reader of stdout goes away or, with `idle`, no event has come for that long.
+async fn drain<'a>(
+    args: &TailArgs,
+    reads: Vec<BoxStream<'a, Result<ReceivedEvent, Error>>>,
+    idle: Option<Duration>,
+    explain: impl Fn(&Error) -> String,
+) -> Result<(), String> {
     let mut events = stream::select_all(reads);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut written = 0u64;
@@ -171,21 +234,18 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
                 if out.flush().is_err() {
                     break Ok(());
                 }
-                events.next().await
+                match idle {
+                    Some(idle) => match tokio::time::timeout(idle, events.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break Ok(()),
+                    },
+                    None => events.next().await,
+                }
             }
         };
         let event = match next {
             None => break Ok(()),
-            Some(Err(e)) if e.is_not_found() => {
-                // The hub and its partitions were found above: what a read finds missing
-                // is the consumer group.
-                break Err(format!(
-                    "the hub '{}' has no consumer group '{}' (check --consumer-group; \
-                     '$Default' is always there)",
-                    hub.name, args.consumer_group
-                ));
-            }
-            Some(Err(e)) => break Err(args.hub.explain(&e)),
+            Some(Err(e)) => break Err(explain(&e)),
             Some(Ok(event)) => event,
         };
         if write_event(&mut out, &event, args.format).is_err() {
@@ -195,9 +255,6 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
         written += 1;
     };
     let _ = out.flush();
-    drop(out);
-    drop(events);
-    reader.close().await;
     result
 }
 

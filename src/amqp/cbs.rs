@@ -15,7 +15,7 @@ pub(super) async fn put_token(
     endpoint: &Endpoint,
 ) -> Result<tokio::time::Instant, Error> {
     let audience = endpoint.audience();
-    let token = endpoint.credential.token(&audience).await?;
+    let token = endpoint.token().await?;
     let expires_ms = token
         .expires_at
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -45,7 +45,8 @@ pub(super) async fn put_token(
             &format!(
                 "no event hub named '{}' in the namespace {}: check the hub name \
                  (EntityPath in the connection string, or the hub given to the builder)",
-                endpoint.hub, endpoint.host
+                endpoint.hub(),
+                endpoint.host
             ),
         ));
     }

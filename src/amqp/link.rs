@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use fe2o3_amqp::link::{LinkStateError, SendError, Sender};
 use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::messaging::SerializableBody;
+use fe2o3_amqp::Sendable;
 
 use super::props::{idempotent_properties, producer_state_of};
 use super::{verdict, Amqp, Attach, ProducerState, Settlement, Wire};
@@ -92,12 +94,36 @@ impl Link {
         amqp: &Amqp,
         message: &Wire,
     ) -> Result<(Settlement, u64), Error> {
+        let mut handed = Handed::default();
+        self.send_all(amqp, std::slice::from_ref(message), &mut handed)
+            .await?;
+        match (handed.settlements.pop(), handed.stopped) {
+            (Some(settlement), _) => Ok((settlement, handed.generation)),
+            (None, error) => Err(error.unwrap_or_else(Error::timeout)),
+        }
+    }
+
+    /// Transfers `messages` in order, each once the link has credit, without waiting
+    /// for one's settlement before the next (pipelined within the link's credit).
+    /// What was transferred goes into `handed` as it is, so a caller that stops
+    /// waiting still knows. An error means none was transferred; once one is, the
+    /// rest go out on the same link or not at all ([`Handed::stopped`]).
+    pub(crate) async fn send_all<T: SerializableBody>(
+        &self,
+        amqp: &Amqp,
+        messages: &[Sendable<T>],
+        handed: &mut Handed,
+    ) -> Result<(), Error> {
         let mut state = self.state.lock().await;
         let mut link_failures = 0;
         let mut session_stops = 0;
         let mut reauthorized = false;
-        loop {
-            self.attach(&mut state, amqp).await?;
+        let puts_tokens = !amqp.endpoint().is_broker();
+        while let Some(message) = messages.get(handed.settlements.len()) {
+            let first = handed.settlements.is_empty();
+            if first {
+                self.attach(&mut state, amqp).await?;
+            }
             let (generation, credit) = {
                 let State { attached, cut, .. } = &mut *state;
                 let attached = attached.as_mut().expect("attached above");
@@ -113,27 +139,49 @@ impl Link {
                 guard.armed = false;
                 (generation, credit)
             };
-            let sent = match credit {
-                Credit::Sent(sent) => sent,
-                Credit::TimedOut => {
-                    // No credit for a whole try: nothing was transferred. A fresh link
-                    // on the next try gets credit anew.
+            // Once some went out on this link, a failure ends the transfers: the
+            // others are not sent on another link behind their backs, out of order.
+            let err = match credit {
+                Credit::Sent(Ok(settlement)) => {
+                    handed.generation = generation;
+                    handed.settlements.push(settlement);
+                    continue;
+                }
+                Credit::Sent(Err(err)) => {
                     state.attached = None;
+                    if !first {
+                        handed.stopped = Some(if puts_tokens {
+                            verdict::send_error(err)
+                        } else {
+                            verdict::broker_send_error(err, &self.partition)
+                        });
+                        return Ok(());
+                    }
+                    err
+                }
+                // No credit for a whole try: nothing was transferred. A fresh link on
+                // the next try gets credit anew.
+                Credit::TimedOut => {
+                    state.attached = None;
+                    if !first {
+                        handed.stopped = Some(Error::timeout());
+                        return Ok(());
+                    }
                     return Err(Error::timeout());
                 }
+                // Nothing was transferred: the next round waits for the reconnect.
                 Credit::ConnectionLost => {
-                    // Nothing was transferred: the next round waits for the reconnect.
                     state.attached = None;
+                    if !first {
+                        handed.stopped = Some(Error::connection(
+                            "the connection was lost during the transfers",
+                        ));
+                        return Ok(());
+                    }
                     continue;
                 }
             };
-            let err = match sent {
-                Ok(settlement) => return Ok((settlement, generation)),
-                Err(err) => err,
-            };
-            // The link is unusable: forget it (and its session). Nothing was
-            // transferred, so one more try on a fresh link is safe.
-            state.attached = None;
+            // Nothing was transferred, so one more try on a fresh link is safe.
             if let SendError::LinkStateError(LinkStateError::SessionStopped(_)) = err {
                 // The session or its connection stopped: the next round begins a new
                 // session, waiting for the reconnect if need be. A service that keeps
@@ -144,8 +192,13 @@ impl Link {
                 }
             }
             let link_gone = matches!(err, SendError::LinkStateError(_) | SendError::Detached(_));
-            let error = verdict::send_error(err);
-            if link_gone && error.condition() == Some(UNAUTHORIZED) && !reauthorized {
+            let error = if puts_tokens {
+                verdict::send_error(err)
+            } else {
+                verdict::broker_send_error(err, &self.partition)
+            };
+            if link_gone && error.condition() == Some(UNAUTHORIZED) && !reauthorized && puts_tokens
+            {
                 // Closed for want of a valid token (it expired early by the service's
                 // clock, say): put a fresh one, then attach again.
                 tracing::debug!(
@@ -161,6 +214,7 @@ impl Link {
                 return Err(error);
             }
         }
+        Ok(())
     }
 
     /// The link's `max-message-size` (attaching it if needed).
@@ -244,7 +298,11 @@ impl Link {
             let generation = state.attached.as_ref().map_or(0, |a| a.generation);
             match self.attach_sender(state, amqp).await {
                 Ok(()) => return Ok(()),
-                Err(Refusal::Remote(e)) if e.condition() == Some(UNAUTHORIZED) && !reauthorized => {
+                Err(Refusal::Remote(e))
+                    if e.condition() == Some(UNAUTHORIZED)
+                        && !reauthorized
+                        && !amqp.endpoint().is_broker() =>
+                {
                     tracing::debug!(
                         partition = self.partition,
                         "attach refused as unauthorized; putting a fresh token"
@@ -269,7 +327,7 @@ impl Link {
     async fn attach_sender(&self, state: &mut State, amqp: &Amqp) -> Result<(), Refusal> {
         let endpoint = amqp.endpoint();
         let attached = state.attached.as_mut().expect("a session is begun first");
-        let address = format!("{}/Partitions/{}", endpoint.hub, self.partition);
+        let address = endpoint.target(&self.partition);
         let mut builder = Sender::builder()
             .name(format!("{}-{}", endpoint.identifier, self.partition))
             .target(address.as_str());
@@ -293,7 +351,12 @@ impl Link {
             .map_err(|_| Refusal::Local(Error::timeout()))?
             .map_err(|err| match &err {
                 fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(e) => {
-                    Refusal::Remote(verdict::from_amqp_error(e, true).with_source(err))
+                    let refused = if endpoint.is_broker() {
+                        verdict::attach_refused(e, &address)
+                    } else {
+                        verdict::from_amqp_error(e, true)
+                    };
+                    Refusal::Remote(refused.with_source(err))
                 }
                 _ => Refusal::Local(
                     Error::connection(format!("cannot attach a sender to {address}"))
@@ -315,6 +378,17 @@ impl Link {
         attached.sender = Some(sender);
         Ok(())
     }
+}
+
+/// What [`Link::send_all`] handed to the session.
+#[derive(Default)]
+pub(crate) struct Handed {
+    /// The settlement of each message transferred, in order.
+    pub(crate) settlements: Vec<Settlement>,
+    /// The connection generation they went out on.
+    pub(crate) generation: u64,
+    /// Why the messages after those were not transferred, if they were not.
+    pub(crate) stopped: Option<Error>,
 }
 
 /// Why an attach failed.
@@ -344,7 +418,11 @@ enum Credit {
 /// producer attaches the likelier it is. A transfer not yet handed to the session is
 /// forgotten when its future is dropped, so the send is started again every
 /// [`CREDIT_RECHECK`], which looks at the credit afresh.
-async fn send_when_credit(sender: &mut Sender, message: &Wire, limit: Duration) -> Credit {
+async fn send_when_credit<T: SerializableBody>(
+    sender: &mut Sender,
+    message: &Sendable<T>,
+    limit: Duration,
+) -> Credit {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let wait =

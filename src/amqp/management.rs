@@ -59,7 +59,7 @@ impl Management {
             generation, rpc, ..
         } = node.as_mut().expect("attached above");
         let generation = *generation;
-        let token = endpoint.credential.token(&endpoint.audience()).await?;
+        let token = endpoint.token().await?;
         let kind = if partition.is_some() {
             eventhubs_protocol::PARTITION_ENTITY
         } else {
@@ -68,7 +68,7 @@ impl Management {
         let mut properties = vec![
             ("operation", SimpleValue::String("READ".into())),
             ("type", SimpleValue::String(kind.into())),
-            ("name", SimpleValue::String(endpoint.hub.clone())),
+            ("name", SimpleValue::String(endpoint.hub().to_owned())),
             ("security_token", SimpleValue::String(token.token)),
         ];
         if let Some(p) = partition {

@@ -43,9 +43,9 @@ use crate::Error;
 
 pub(crate) use rpc::Reply;
 pub(crate) use verdict::{from_amqp_error, of_outcome, send_error};
-pub(crate) use wire::{recycle, to_wire, Wire};
+pub(crate) use wire::{recycle, to_messages, to_wire, Wire};
 
-pub(crate) use link::Link;
+pub(crate) use link::{Handed, Link};
 pub(crate) use management::time_of;
 use management::Management;
 pub use management::{HubProperties, PartitionProperties};
@@ -60,10 +60,10 @@ use task::Task;
 pub(crate) struct Endpoint {
     /// `amqp://host:port` or `amqps://host:port`.
     pub(crate) url: String,
-    /// The namespace host, for the open frame and token audiences.
+    /// The host, for the open frame, TLS and token audiences.
     pub(crate) host: String,
-    pub(crate) hub: String,
-    pub(crate) credential: Arc<dyn Credential>,
+    /// Event Hubs, or a generic AMQP 1.0 broker.
+    pub(crate) peer: Peer,
     /// Container id.
     pub(crate) identifier: String,
     /// Bound on connecting, attaching and each management call.
@@ -74,9 +74,83 @@ pub(crate) struct Endpoint {
     pub(crate) reconnect: streaming_producer_layers::retry::RetryPolicy,
 }
 
+/// What is at the other end, which decides how the connection is authorized, what a
+/// partition's link is attached to and how a batch is written.
+#[derive(Clone)]
+pub(crate) enum Peer {
+    /// Event Hubs (or its emulator): SASL ANONYMOUS and a token for the hub on
+    /// `$cbs`; partition `P`'s link targets `HUB/Partitions/P`; a batch is one batched
+    /// message (format `0x80013700`).
+    EventHubs {
+        hub: String,
+        credential: Arc<dyn Credential>,
+    },
+    /// A generic AMQP 1.0 broker: SASL PLAIN with this login, or ANONYMOUS; each
+    /// "partition" is a target address; a batch is one message per transfer.
+    Broker { login: Option<(String, String)> },
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::EventHubs { hub, .. } => f.debug_struct("EventHubs").field("hub", hub).finish(),
+            // The password stays out of logs.
+            Peer::Broker { login } => f
+                .debug_struct("Broker")
+                .field("user", &login.as_ref().map(|(user, _)| user))
+                .finish(),
+        }
+    }
+}
+
+fn no_management() -> Error {
+    Error::config(
+        "a generic AMQP broker has no $management node (hub and partition properties) \
+         and takes no tokens: that needs Event Hubs",
+    )
+}
+
 impl Endpoint {
-    fn audience(&self) -> String {
-        format!("amqps://{}/{}", self.host, self.hub)
+    /// The hub's name; empty for a generic broker.
+    pub(crate) fn hub(&self) -> &str {
+        match &self.peer {
+            Peer::EventHubs { hub, .. } => hub,
+            Peer::Broker { .. } => "",
+        }
+    }
+
+    /// Whether this is a generic broker rather than Event Hubs.
+    pub(crate) fn is_broker(&self) -> bool {
+        matches!(self.peer, Peer::Broker { .. })
+    }
+
+    /// Fails for a generic broker, which has no `$cbs` or `$management` node (no hub
+    /// properties, partition ids or tokens).
+    pub(crate) fn needs_event_hubs(&self) -> Result<(), Error> {
+        match self.peer {
+            Peer::EventHubs { .. } => Ok(()),
+            Peer::Broker { .. } => Err(no_management()),
+        }
+    }
+
+    /// The token for the hub, for `$cbs` and `$management` (Event Hubs only).
+    pub(crate) async fn token(&self) -> Result<crate::credential::AccessToken, Error> {
+        match &self.peer {
+            Peer::EventHubs { credential, .. } => credential.token(&self.audience()).await,
+            Peer::Broker { .. } => Err(no_management()),
+        }
+    }
+
+    pub(crate) fn audience(&self) -> String {
+        format!("amqps://{}/{}", self.host, self.hub())
+    }
+
+    /// The address a partition's sender link is attached to.
+    pub(crate) fn target(&self, partition: &str) -> String {
+        match &self.peer {
+            Peer::EventHubs { hub, .. } => format!("{hub}/Partitions/{partition}"),
+            Peer::Broker { .. } => partition.to_owned(),
+        }
     }
 }
 
@@ -189,6 +263,7 @@ impl Amqp {
 
     /// Reads the hub's properties.
     pub(crate) async fn properties(&self) -> Result<HubProperties, Error> {
+        self.endpoint.needs_event_hubs()?;
         let reply = self.management.read(self, None).await?;
         management::parse_hub_properties(&reply)
     }
@@ -198,6 +273,7 @@ impl Amqp {
         &self,
         partition: &str,
     ) -> Result<PartitionProperties, Error> {
+        self.endpoint.needs_event_hubs()?;
         let reply = self.management.read(self, Some(partition)).await?;
         management::parse_partition_properties(&reply)
     }

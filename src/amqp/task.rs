@@ -1,4 +1,4 @@
-//! The connection task: connects (SASL, `$cbs` token), reconnects with backoff while
+//! The connection task: connects (SASL, and for Event Hubs a `$cbs` token), reconnects with backoff while
 //! the service cannot be reached, parks the session requests waiting for it, refreshes
 //! the token, begins the partition links' sessions and answers management reads.
 
@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::cbs::put_token;
 use super::props::{client_properties, tls_connect};
-use super::{rpc, Command, Endpoint};
+use super::{rpc, Command, Endpoint, Peer};
 use crate::Error;
 use streaming_producer_layers::retry::Schedule;
 
@@ -23,10 +23,11 @@ pub(super) const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 struct Live {
     connection: ConnectionHandle<()>,
-    /// The session of `$cbs`.
+    /// The session of `$cbs` (a generic broker's connection has one too, unused, so
+    /// that both kinds close alike).
     session: SessionHandle<()>,
-    cbs: rpc::Rpc,
-    refresh_at: tokio::time::Instant,
+    /// Event Hubs' `$cbs` node and when to put the next token; none for a broker.
+    cbs: Option<(rpc::Rpc, tokio::time::Instant)>,
 }
 
 pub(super) struct Task {
@@ -92,7 +93,10 @@ impl Task {
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
-            let refresh_at = self.live.as_ref().map(|l| l.refresh_at);
+            let refresh_at = self
+                .live
+                .as_ref()
+                .and_then(|l| l.cbs.as_ref().map(|(_, at)| *at));
             let retry_at = match (&self.backoff, self.parked.is_empty()) {
                 (_, true) => None,
                 (Some(b), false) => Some(b.next_at),
@@ -105,7 +109,7 @@ impl Task {
                         self.connection_lost();
                         continue;
                     }
-                    _ = tokio::time::sleep_until(refresh_at.unwrap_or_else(tokio::time::Instant::now)) => {
+                    _ = sleep_until(refresh_at) => {
                         if let Err(e) = self.refresh_token().await {
                             tracing::warn!("token refresh failed: {e}");
                             self.connection_lost();
@@ -271,7 +275,9 @@ impl Task {
     async fn shutdown(&mut self) {
         if let Some(mut live) = self.live.take() {
             let polite = async {
-                live.cbs.close().await;
+                if let Some((cbs, _)) = live.cbs.take() {
+                    cbs.close().await;
+                }
                 let _ = live.session.end().await;
                 let _ = live.connection.close().await;
             };
@@ -332,11 +338,22 @@ impl Task {
             .map_err(|err| cannot(Box::new(err)))?;
         // Nagle would hold back the small frames (flows, CBS requests) behind big ones.
         let _ = tcp.set_nodelay(true);
+        // Event Hubs authorizes with a token on `$cbs` after an anonymous SASL
+        // exchange; a generic broker with SASL alone.
+        let sasl = match &e.peer {
+            Peer::Broker {
+                login: Some((username, password)),
+            } => SaslProfile::Plain {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            _ => SaslProfile::Anonymous,
+        };
         let builder = Connection::builder()
             .container_id(e.identifier.clone())
             .hostname(e.host.as_str())
             .scheme("amqp")
-            .sasl_profile(SaslProfile::Anonymous)
+            .sasl_profile(sasl)
             .max_frame_size(65536u32)
             // A session per partition link (and one for `$cbs` and `$management`):
             // fe2o3's default of 255 channels would not do for a hub of 1,024
@@ -347,10 +364,14 @@ impl Task {
             // The service speaks TLS from the first byte, with no AMQP TLS header first.
             let stream = tls_connect(&e.host, tcp).await.map_err(|err| {
                 if plaintext_server(&err) {
+                    let hint = if e.is_broker() {
+                        "use amqp:// for a broker that speaks plain AMQP"
+                    } else {
+                        "if it is the local emulator, add UseDevelopmentEmulator=true to the \
+                         connection string"
+                    };
                     Error::connection(format!(
-                        "cannot connect to {}: the server does not speak TLS; if it is the \
-                         local emulator, add UseDevelopmentEmulator=true to the connection \
-                         string",
+                        "cannot connect to {}: the server does not speak TLS; {hint}",
                         e.url
                     ))
                     .with_source(err)
@@ -362,27 +383,74 @@ impl Task {
         } else {
             builder.open_with_stream(tcp).await
         };
-        let mut connection = opened.map_err(|err| cannot(Box::new(err)))?;
+        let mut connection =
+            opened.map_err(|err| match sasl_refusal(&err).filter(|_| e.is_broker()) {
+                // Not retried: the same login would be refused again.
+                Some(why) => {
+                    Error::auth(format!("{} refused the login: {why}", e.url)).with_source(err)
+                }
+                None => cannot(Box::new(err)),
+            })?;
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
-        let cbs = rpc::Rpc::attach(&mut session, "$cbs").await?;
-        let mut live = Live {
+        let cbs = match e.peer {
+            Peer::EventHubs { .. } => {
+                let mut cbs = rpc::Rpc::attach(&mut session, "$cbs").await?;
+                let refresh_at = put_token(&mut cbs, e).await?;
+                Some((cbs, refresh_at))
+            }
+            Peer::Broker { .. } => None,
+        };
+        Ok(Live {
             connection,
             session,
             cbs,
-            refresh_at: tokio::time::Instant::now(),
-        };
-        live.refresh_at = put_token(&mut live.cbs, e).await?;
-        Ok(live)
+        })
     }
 
     async fn refresh_token(&mut self) -> Result<(), Error> {
         let endpoint = Arc::clone(&self.endpoint);
         if let Some(live) = self.live.as_mut() {
-            live.refresh_at = put_token(&mut live.cbs, &endpoint).await?;
+            if let Some((cbs, refresh_at)) = live.cbs.as_mut() {
+                *refresh_at = put_token(cbs, &endpoint).await?;
+            }
         }
         Ok(())
+    }
+}
+
+/// What a SASL exchange that failed says, if that is why the connection failed: a
+/// wrong user name or password, or a mechanism the server does not offer.
+fn sasl_refusal(err: &fe2o3_amqp::connection::OpenError) -> Option<String> {
+    use fe2o3_amqp::connection::OpenError;
+    use fe2o3_amqp::types::sasl::SaslCode;
+    match err {
+        OpenError::SaslError { code, .. } => Some(match code {
+            SaslCode::Auth => "wrong user name or password (SASL outcome auth)".to_owned(),
+            other => format!("SASL outcome {other:?}"),
+        }),
+        // fe2o3 says so when the server's mechanisms lack the one it was given.
+        OpenError::NotImplemented(Some(text)) if text.contains("is not supported") => {
+            Some(if text.contains("PLAIN") {
+                "it does not take a user name and password (no SASL PLAIN); give the URL \
+                 without them to connect anonymously"
+                    .to_owned()
+            } else {
+                "it needs a user name and password (no SASL ANONYMOUS): give them in the \
+                 URL, amqp://user:password@host:port"
+                    .to_owned()
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Sleeps until `at`; never, without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -52,6 +52,32 @@ pub(crate) fn from_amqp_error(e: &definitions::Error, detached: bool) -> Error {
     }
 }
 
+/// A broker's refusal of a sender link, at its attach or by a detach soon after (as
+/// the emulator and Event Hubs itself refuse): as [`from_amqp_error`], naming the
+/// address, which a broker's own description may not.
+pub(crate) fn attach_refused(e: &definitions::Error, address: &str) -> Error {
+    let description = e.description.as_deref().unwrap_or("no description");
+    Error::detached(
+        condition_name(&e.condition),
+        format!("the sender link to {address} was refused: {description}"),
+    )
+}
+
+/// Maps a fe2o3 send error on a broker's link to `address`: as [`send_error`], and a
+/// detach names the address.
+pub(crate) fn broker_send_error(err: SendError, address: &str) -> Error {
+    use fe2o3_amqp::link::{DetachError, LinkStateError};
+    match &err {
+        SendError::Detached(
+            DetachError::RemoteDetachedWithError(e) | DetachError::RemoteClosedWithError(e),
+        )
+        | SendError::LinkStateError(
+            LinkStateError::RemoteDetachedWithError(e) | LinkStateError::RemoteClosedWithError(e),
+        ) => attach_refused(e, address).with_source(err),
+        _ => send_error(err),
+    }
+}
+
 /// Maps a fe2o3 send error.
 pub(crate) fn send_error(err: SendError) -> Error {
     use fe2o3_amqp::link::{DetachError, LinkStateError};

@@ -20,8 +20,8 @@ use futures_util::Stream;
 use serde_amqp::described::Described;
 use serde_amqp::descriptor::Descriptor;
 
-use crate::amqp::{Amqp, Endpoint, HubProperties, PartitionProperties};
-use crate::connect::Address;
+use crate::amqp::{Amqp, Endpoint, HubProperties, PartitionProperties, Peer};
+use crate::connect::{Address, BrokerUrl};
 use crate::credential::Credential;
 use crate::Error;
 use eventhubs_protocol::{SELECTOR_FILTER, SELECTOR_FILTER_CODE};
@@ -66,6 +66,8 @@ impl StartPosition {
 #[derive(Debug)]
 pub struct ReaderBuilder {
     address: Address,
+    /// A generic AMQP broker's URL, instead of a hub.
+    broker: Option<String>,
     consumer_group: String,
     prefetch: u32,
     timeout: Duration,
@@ -75,6 +77,7 @@ impl Default for ReaderBuilder {
     fn default() -> Self {
         Self {
             address: Address::default(),
+            broker: None,
             consumer_group: "$Default".to_owned(),
             prefetch: 300,
             timeout: Duration::from_secs(60),
@@ -115,6 +118,16 @@ impl ReaderBuilder {
         self
     }
 
+    /// A generic AMQP 1.0 broker instead of Event Hubs (see
+    /// [`ProducerBuilder::amqp_broker`](crate::ProducerBuilder::amqp_broker)): a
+    /// [`read`](Reader::read) of such a reader takes the messages of a queue (its
+    /// address in place of a partition id) from its head, accepting each one it
+    /// yields, so that the broker removes it.
+    pub fn amqp_broker(mut self, url: &str) -> Self {
+        self.broker = Some(url.to_owned());
+        self
+    }
+
     /// The consumer group reads go through (default `$Default`).
     pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
         self.consumer_group = group.into();
@@ -146,12 +159,25 @@ impl ReaderBuilder {
         if self.timeout.is_zero() {
             return Err(Error::config("the timeout must be positive"));
         }
-        let address = self.address.resolve()?;
+        let (url, host, peer) = match &self.broker {
+            Some(url) => {
+                self.address.refuse_with_broker()?;
+                let broker = BrokerUrl::parse(url)?;
+                let login = broker.login;
+                (broker.url, broker.host, Peer::Broker { login })
+            }
+            None => {
+                let address = self.address.resolve()?;
+                let hub = address.hub;
+                let credential = address.credential;
+                let peer = Peer::EventHubs { hub, credential };
+                (address.url, address.host, peer)
+            }
+        };
         let amqp = Amqp::spawn(Endpoint {
-            url: address.url,
-            host: address.host,
-            hub: address.hub,
-            credential: address.credential,
+            url,
+            host,
+            peer,
             identifier: format!("hubcat-reader-{}", std::process::id()),
             timeout: self.timeout,
             idempotent: false,
@@ -162,7 +188,19 @@ impl ReaderBuilder {
             consumer_group: self.consumer_group,
             prefetch: self.prefetch,
         };
-        if let Err(e) = reader.hub_properties().await {
+        // A wrong hub, address or credential fails here rather than on the first read.
+        let checked = if reader.amqp.endpoint().is_broker() {
+            match reader.amqp.session(false).await {
+                Ok((mut session, _)) => {
+                    let _ = tokio::time::timeout(self.timeout, session.end()).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            reader.hub_properties().await.map(drop)
+        };
+        if let Err(e) = checked {
             reader.amqp.close().await;
             return Err(e);
         }
@@ -206,9 +244,9 @@ impl Reader {
         ReaderBuilder::default()
     }
 
-    /// The hub this reader reads.
+    /// The hub this reader reads (empty for a generic broker).
     pub fn hub(&self) -> &str {
-        &self.amqp.endpoint().hub
+        self.amqp.endpoint().hub()
     }
 
     /// The hub's properties, read from `$management`.
@@ -226,6 +264,10 @@ impl Reader {
 
     /// The events of `partition` from `from` on, as they arrive: the stream waits for
     /// new events and ends only with an error (yielded last) or when dropped.
+    ///
+    /// With a generic broker, `partition` is a queue's address, read from its head
+    /// (only [`StartPosition::Earliest`] applies), and each message is accepted, so
+    /// taken off the queue, as it is yielded.
     pub fn read(
         &self,
         partition: &str,
@@ -233,10 +275,15 @@ impl Reader {
     ) -> impl Stream<Item = Result<ReceivedEvent, Error>> + Send + 'static {
         let amqp = self.amqp.clone();
         let endpoint = amqp.endpoint();
-        let address = format!(
-            "{}/ConsumerGroups/{}/Partitions/{partition}",
-            endpoint.hub, self.consumer_group
-        );
+        let address = if endpoint.is_broker() {
+            partition.to_owned()
+        } else {
+            format!(
+                "{}/ConsumerGroups/{}/Partitions/{partition}",
+                endpoint.hub(),
+                self.consumer_group
+            )
+        };
         let name = format!("{}-read-{partition}", endpoint.identifier);
         let partition = partition.to_owned();
         let prefetch = self.prefetch;
@@ -298,21 +345,38 @@ struct Attached {
 
 impl Open {
     async fn attach(self) -> Result<Box<Attached>, Error> {
-        let timeout = self.amqp.endpoint().timeout;
+        let endpoint = self.amqp.endpoint();
+        let (timeout, broker) = (endpoint.timeout, endpoint.is_broker());
+        if broker && self.from != StartPosition::Earliest {
+            return Err(Error::config(format!(
+                "a broker's queue is read from its head: {:?} needs Event Hubs",
+                self.from
+            )));
+        }
         let (mut session, _generation) = self.amqp.session(true).await?;
-        let filter = Described {
-            descriptor: Descriptor::Code(SELECTOR_FILTER_CODE),
-            value: Value::String(self.from.expression()),
+        let source = Source::builder().address(self.address.as_str());
+        let source = if broker {
+            source.build()
+        } else {
+            let filter = Described {
+                descriptor: Descriptor::Code(SELECTOR_FILTER_CODE),
+                value: Value::String(self.from.expression()),
+            };
+            source.add_to_filter(SELECTOR_FILTER, filter).build()
         };
-        let source = Source::builder()
-            .address(self.address.as_str())
-            .add_to_filter(SELECTOR_FILTER, filter)
-            .build();
+        // A broker's message is taken off its queue once accepted, so it is sent
+        // unsettled and accepted as it is read: one not read yet goes back to the
+        // queue if the reader stops. Event Hubs' events stay in their partition.
+        let settle = if broker {
+            SenderSettleMode::Unsettled
+        } else {
+            SenderSettleMode::Settled
+        };
         let attach = Receiver::builder()
             .name(self.name)
             .source(source)
             .target("hubcat")
-            .sender_settle_mode(SenderSettleMode::Settled)
+            .sender_settle_mode(settle)
             .receiver_settle_mode(ReceiverSettleMode::First)
             .credit_mode(CreditMode::Auto(self.prefetch))
             .attach(&mut session);

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use streaming_producer::{BatchOutcome, Outcomes, Producer, RetryPolicy};
+use streaming_producer::{BatchOutcome, Outcomes, RetryPolicy};
 
 use args::SummaryFormat;
 pub(crate) use args::{parse_rate, SendArgs};
@@ -80,13 +80,21 @@ async fn collect(
 pub(crate) async fn run(args: SendArgs) -> ExitCode {
     // From here on SIGINT and SIGTERM stop the reading, and what was read is published.
     let mut stop = std::pin::pin!(crate::stop_signal());
-    let connection_string = match args.hub.connection_string() {
-        Ok(cs) => cs,
+    let builder = match args.hub.producer_builder() {
+        Ok(builder) => builder,
         Err(e) => {
             eprintln!("hubcat send: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if args.idempotent && args.hub.amqp_url.is_some() {
+        // Said in the flags' names; the library would refuse it too.
+        eprintln!(
+            "hubcat send: --idempotent needs Event Hubs' idempotent producers, which a \
+             generic broker (--amqp-url) does not have"
+        );
+        return ExitCode::FAILURE;
+    }
     let max_wait = Duration::from_millis(args.max_wait_ms);
     if args.delivery_timeout <= max_wait {
         // Checked here to be said in the flags' names; the library would refuse it too.
@@ -104,15 +112,11 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = Producer::builder()
-        .connection_string(&connection_string)
+    let mut builder = builder
         .max_wait(max_wait)
         .max_pending_events(usize::try_from(args.max_pending).unwrap_or(usize::MAX))
         .delivery_timeout(args.delivery_timeout)
         .idempotent_retries(args.idempotent);
-    if let Some(hub) = &args.hub.hub {
-        builder = builder.hub(hub.clone());
-    }
     if let Some(n) = args.retries {
         builder = builder.retry_policy(RetryPolicy::default().with_max_retries(n));
     }
@@ -139,10 +143,17 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     if let Some(p) = &args.partition {
         let ids = producer.partition_ids();
         if !ids.contains(p) {
-            eprintln!(
-                "hubcat send: the hub has no partition '{p}' (its partitions: {})",
-                ids.join(", ")
-            );
+            if args.hub.amqp_url.is_some() {
+                eprintln!(
+                    "hubcat send: --partition '{p}' is not one of the --address values ({})",
+                    ids.join(", ")
+                );
+            } else {
+                eprintln!(
+                    "hubcat send: the hub has no partition '{p}' (its partitions: {})",
+                    ids.join(", ")
+                );
+            }
             let _ = producer.close().await;
             return ExitCode::FAILURE;
         }

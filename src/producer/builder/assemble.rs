@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tower::{BoxError, Service};
 
 use super::ProducerBuilder;
-use crate::amqp::{Amqp, Endpoint};
+use crate::amqp::{Amqp, Endpoint, Peer};
 use crate::batch::Batch;
 use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
@@ -21,6 +21,9 @@ use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::route::{Keyless, RoundRobin, Router, Sticky};
 use crate::stack::{boxed_clone, Base, Connection, Settings, TraceLayer};
 use crate::Error;
+
+/// How often the hub's partition ids are read again unless the builder says.
+const DEFAULT_PARTITION_REFRESH: Duration = Duration::from_secs(30);
 
 /// How many sticks of keyless events the pending bound holds (see [`Sticky`]).
 const STICKS_IN_BUDGET: usize = 4;
@@ -54,7 +57,7 @@ async fn refresh_partitions(
 }
 
 impl ProducerBuilder {
-    fn validate(&self) -> Result<(), Error> {
+    pub(super) fn validate(&self) -> Result<(), Error> {
         if !(1..=1 << 24).contains(&self.max_pending_events) {
             return Err(Error::config(
                 "max_pending_events must be between 1 and 16,777,216",
@@ -89,26 +92,21 @@ impl ProducerBuilder {
 
     /// Connects, reads the hub's partitions and the link's `max-message-size`, and
     /// starts the producer.
-    pub async fn build(self) -> Result<(Producer, Outcomes), Error> {
+    pub async fn build(mut self) -> Result<(Producer, Outcomes), Error> {
         self.validate()?;
+        if let Some(broker) = self.broker.take() {
+            return self.build_broker(broker).await;
+        }
         let address = self.address.resolve()?;
-        let identifier = self
-            .identifier
-            .clone()
-            .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()));
-        #[cfg(feature = "opentelemetry")]
-        let identifier_for_metrics = identifier.clone();
         let hub_name = address.hub.clone();
-        let amqp = Amqp::spawn(Endpoint {
-            url: address.url,
-            host: address.host,
-            hub: address.hub,
-            credential: address.credential,
-            identifier,
-            timeout: self.try_timeout,
-            idempotent: self.idempotent,
-            reconnect: self.retry.clone(),
-        });
+        let amqp = self.spawn(
+            address.url,
+            address.host,
+            Peer::EventHubs {
+                hub: address.hub,
+                credential: address.credential,
+            },
+        );
         let started = async {
             let properties = amqp.properties().await?;
             let max = amqp.max_message_size(&properties.partition_ids[0]).await?;
@@ -121,33 +119,68 @@ impl ProducerBuilder {
                 return Err(e);
             }
         };
+        let refresh = self.partition_refresh.unwrap_or(DEFAULT_PARTITION_REFRESH);
+        let (producer, outcomes) =
+            self.launch(&amqp, &hub_name, properties.partition_ids, max as usize);
+        tokio::spawn(refresh_partitions(
+            Arc::downgrade(&producer.shared),
+            Arc::downgrade(&producer.router),
+            amqp,
+            refresh,
+        ));
+        Ok((producer, outcomes))
+    }
+
+    /// Starts the connection task (the connection itself is made on first use).
+    pub(super) fn spawn(&self, url: String, host: String, peer: Peer) -> Amqp {
+        Amqp::spawn(Endpoint {
+            url,
+            host,
+            peer,
+            identifier: self.container_id(),
+            timeout: self.try_timeout,
+            idempotent: self.idempotent,
+            reconnect: self.retry.clone(),
+        })
+    }
+
+    fn container_id(&self) -> String {
+        self.identifier
+            .clone()
+            .unwrap_or_else(|| format!("streaming-producer-{}", std::process::id()))
+    }
+
+    /// Starts the producer over `amqp`, which closes with it; `destination` names the
+    /// hub (or broker) in traces and metrics.
+    pub(super) fn launch(
+        self,
+        amqp: &Amqp,
+        destination: &str,
+        partition_ids: Vec<String>,
+        max_batch_bytes: usize,
+    ) -> (Producer, Outcomes) {
+        #[cfg(feature = "opentelemetry")]
+        let identifier = self.container_id();
         let base = Base::Amqp(Connection::new(amqp.clone()));
         let closer = amqp.clone();
         let on_close: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(async move { closer.close().await });
-        let refresh = self.partition_refresh;
         let (mut producer, outcomes) = self.start(
             base,
-            &hub_name,
-            properties.partition_ids,
-            max as usize,
+            destination,
+            partition_ids,
+            max_batch_bytes,
             Some(on_close),
         );
-        tokio::spawn(refresh_partitions(
-            Arc::downgrade(&producer.shared),
-            Arc::downgrade(&producer.router),
-            amqp.clone(),
-            refresh,
-        ));
-        producer.amqp = Some(amqp);
+        producer.amqp = Some(amqp.clone());
         #[cfg(feature = "opentelemetry")]
         crate::metrics::pending_gauge(
-            &hub_name,
-            &identifier_for_metrics,
+            destination,
+            &identifier,
             Arc::downgrade(&producer.shared),
             |shared: &Shared| shared.total_pending(MAX_PARTITIONS),
         );
-        Ok((producer, outcomes))
+        (producer, outcomes)
     }
 
     /// Starts a producer over your own batch service instead of the AMQP connection:
@@ -182,7 +215,7 @@ impl ProducerBuilder {
         Ok(self.start(base, "", partition_ids, max_batch_bytes, None))
     }
 
-    fn start(
+    pub(super) fn start(
         self,
         base: Base,
         hub: &str,

@@ -1,7 +1,9 @@
 //! Configuring and starting a producer: the options here, their checks and the
-//! assembly of the producer in `assemble`.
+//! assembly of the producer in `assemble`, and a generic AMQP broker's options and
+//! start in `broker`.
 
 mod assemble;
+mod broker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use streaming_producer_layers::retry::RetryPolicy;
 /// Configures and builds a [`Producer`](crate::Producer).
 pub struct ProducerBuilder {
     address: Address,
+    /// A generic AMQP broker instead of Event Hubs.
+    broker: Option<broker::Broker>,
     max_wait: Duration,
     max_pending_events: usize,
     max_pending_bytes: usize,
@@ -29,7 +33,8 @@ pub struct ProducerBuilder {
     stack: Option<MakeStack>,
     partitioner: Arc<dyn Partitioner>,
     sticky: bool,
-    partition_refresh: Duration,
+    /// Set explicitly (which a broker refuses), or the default.
+    partition_refresh: Option<Duration>,
     retry: RetryPolicy,
     idempotent: bool,
     trace: Option<ConfigureTrace>,
@@ -42,6 +47,7 @@ impl std::fmt::Debug for ProducerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProducerBuilder")
             .field("hub", &self.address.hub)
+            .field("broker", &self.broker)
             .field("namespace", &self.address.namespace)
             .field("max_wait", &self.max_wait)
             .field("max_pending_events", &self.max_pending_events)
@@ -67,6 +73,7 @@ impl Default for ProducerBuilder {
     fn default() -> Self {
         Self {
             address: Address::default(),
+            broker: None,
             max_wait: Duration::from_millis(250),
             max_pending_events: 2500,
             max_pending_bytes: 64 << 20,
@@ -78,7 +85,7 @@ impl Default for ProducerBuilder {
             stack: None,
             partitioner: Arc::new(ServiceHash),
             sticky: true,
-            partition_refresh: Duration::from_secs(30),
+            partition_refresh: None,
             retry: RetryPolicy::default(),
             idempotent: false,
             trace: None,
@@ -310,7 +317,7 @@ impl ProducerBuilder {
     /// partition count is applied at once, so keys hash over the new count as the
     /// service does.
     pub fn partition_refresh_interval(mut self, interval: Duration) -> Self {
-        self.partition_refresh = interval;
+        self.partition_refresh = Some(interval);
         self
     }
 

@@ -1,9 +1,11 @@
 //! The base service: publishes one batch on its partition's link.
 //!
 //! Files as in tower: `connection` ([`Connection`], what the service is made from),
-//! `future` (one try), and here the service, [`AmqpSend`].
+//! `future` (one try: a batched message to Event Hubs), `each` (one try to a generic
+//! broker: a message per event), and here the service, [`AmqpSend`].
 
 mod connection;
+mod each;
 mod future;
 
 use std::future::Future;
@@ -16,10 +18,13 @@ use crate::batch::Batch;
 use crate::Error;
 
 pub use connection::Connection;
+use each::publish_each;
 use future::publish;
 
 /// Publishes a [`Batch`] as one batched AMQP message (format `0x80013700`) on the
-/// partition's sender link and maps the disposition: `accepted` is success;
+/// partition's sender link (to a generic broker: a message per event, see
+/// [`ProducerBuilder::amqp_broker`](crate::ProducerBuilder::amqp_broker)) and maps the
+/// disposition: `accepted` is success;
 /// `rejected` carries the service's condition; `released` and `modified` are
 /// retryable failures; a connection lost before the verdict fails the batch at once,
 /// marked as [maybe stored](Batch::may_have_been_stored).
@@ -63,6 +68,10 @@ impl tower::Service<Batch> for AmqpSend {
                 link
             }
         };
-        Box::pin(publish(self.amqp.clone(), link, batch))
+        if self.amqp.endpoint().is_broker() {
+            Box::pin(publish_each(self.amqp.clone(), link, batch))
+        } else {
+            Box::pin(publish(self.amqp.clone(), link, batch))
+        }
     }
 }
