@@ -49,7 +49,7 @@ impl ProducerBuilder {
     /// namespace, hub or credential.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), streaming_producer::Error> {
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use futures_util::SinkExt;
     /// use streaming_producer::{EventData, Producer};
     ///
