@@ -58,8 +58,9 @@ async fn collect(
                     eprintln!("hubcat send: {e}; not published (counted as too long)");
                 } else {
                     eprintln!(
-                        "hubcat send: {} event(s) for partition {partition} not published: {e}",
-                        events.len()
+                        "hubcat send: {} event(s) for partition {partition} not published: {}",
+                        events.len(),
+                        crate::chain(&e)
                     );
                 }
                 if let Some(out) = failed_out.as_mut() {

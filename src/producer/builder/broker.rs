@@ -123,16 +123,23 @@ impl ProducerBuilder {
         let url = BrokerUrl::parse(&url)?;
         let login = url.login.clone();
         let amqp = self.spawn(url.url.clone(), url.host.clone(), Peer::Broker { login });
-        let attached =
-            futures_util::future::join_all(addresses.iter().map(|a| amqp.max_message_size(a)))
-                .await;
+        // The first address alone, so that a refused login is tried once (brokers slow
+        // down failed logins: RabbitMQ by seconds), then the others together.
         let mut max = u64::MAX;
-        for size in attached {
-            match size {
-                Ok(size) => max = max.min(size),
-                Err(e) => {
-                    amqp.close().await;
-                    return Err(e);
+        let Some((first, others)) = addresses.split_first() else {
+            return Err(Error::config("amqp_broker needs at least one address"));
+        };
+        for batch in [vec![first], others.iter().collect()] {
+            let sizes =
+                futures_util::future::join_all(batch.into_iter().map(|a| amqp.max_message_size(a)))
+                    .await;
+            for size in sizes {
+                match size {
+                    Ok(size) => max = max.min(size),
+                    Err(e) => {
+                        amqp.close().await;
+                        return Err(e);
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use super::Driver;
 use crate::producer::capacity::Capacity;
 use crate::producer::outcome::BatchOutcome;
 use crate::route::Index;
+use crate::stack::Base;
 use crate::Error;
 
 impl Driver {
@@ -16,11 +17,14 @@ impl Driver {
     pub(super) async fn report(
         &mut self,
         state: &mut State,
-        outcome: BatchOutcome,
+        mut outcome: BatchOutcome,
         capacity: Capacity,
         numbers: &[u64],
         partition: Option<Index>,
     ) {
+        if let Err(e) = &mut outcome.result {
+            self.say_why_disconnected(e);
+        }
         if let Some(p) = partition {
             state.unreported -= numbers.len();
             state.unreported_events -= outcome.events.len();
@@ -46,6 +50,24 @@ impl Driver {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// A timeout while the connection cannot be made says why (the last connection
+    /// attempt's error), where the timeout itself does not: "refused" tells the
+    /// application more than "timed out".
+    fn say_why_disconnected(&self, error: &mut Error) {
+        use std::error::Error as _;
+        if !error.is_timeout() || error.source().is_some() {
+            return;
+        }
+        let why = match &self.stacks.base {
+            Base::Amqp(connection) => connection.amqp().why_disconnected(),
+            Base::Custom(_) => None,
+        };
+        if let Some(why) = why {
+            let taken = std::mem::replace(error, Error::closed());
+            *error = taken.with_source(format!("while disconnected: {why}"));
         }
     }
 
