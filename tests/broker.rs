@@ -222,7 +222,7 @@ async fn a_broker_that_stops_answering_fails_every_event_in_time() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_fails_the_build_and_a_wrong_address_its_events() {
+async fn a_wrong_password_or_no_broker_fails_the_build_and_a_wrong_address_its_events() {
     let emulator = keyed_emulator(&[("eh1", 2)]).await;
     let e = Producer::builder()
         .amqp_broker(&url(&emulator, "wrong"), addresses("eh1", 2))
@@ -235,6 +235,23 @@ async fn a_wrong_password_fails_the_build_and_a_wrong_address_its_events() {
         !e.to_string().contains("wrong\""),
         "the password stays out: {e}"
     );
+
+    // Nothing listening: the build fails at once rather than wait to reconnect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("amqp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let started = std::time::Instant::now();
+    let e = Producer::builder()
+        .amqp_broker(&nobody, ["q"])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.is_connection(), "{e}");
+    assert!(
+        chain(&e).contains("cannot connect to amqp://127.0.0.1"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // Like Event Hubs, the emulator refuses a link by a detach right after its attach,
     // so a wrong address shows in the outcome of what is sent to it.
@@ -258,6 +275,17 @@ async fn a_wrong_password_fails_the_build_and_a_wrong_address_its_events() {
     assert!(e.is_not_found() && !e.is_ambiguous(), "{e}");
     assert!(e.to_string().contains("nohub/Partitions/0"), "{e}");
     producer.close().await.unwrap();
+}
+
+/// The error and its causes, as one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 #[tokio::test]

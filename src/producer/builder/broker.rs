@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::ProducerBuilder;
-use crate::amqp::Peer;
+use crate::amqp::{Amqp, Peer};
 use crate::connect::BrokerUrl;
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::Error;
@@ -123,29 +123,49 @@ impl ProducerBuilder {
         let url = BrokerUrl::parse(&url)?;
         let login = url.login.clone();
         let amqp = self.spawn(url.url.clone(), url.host.clone(), Peer::Broker { login });
+        match self.attach_all(&amqp, &addresses).await {
+            Ok(max) => {
+                // The smallest link's limit bounds every batch, so each of its messages
+                // fits whichever address it goes to.
+                let max = usize::try_from(max).unwrap_or(usize::MAX);
+                Ok(self.launch(&amqp, &url.url, addresses, max))
+            }
+            Err(e) => {
+                amqp.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects, failing at once if the broker cannot be reached (rather than waiting
+    /// to reconnect, as sends do), then attaches every address's link, each within the
+    /// try timeout; returns the smallest `max-message-size`.
+    async fn attach_all(&self, amqp: &Amqp, addresses: &[String]) -> Result<u64, Error> {
+        let bounded = |what: String| move |_| Error::timeout().with_source(what);
+        let (mut session, _) = tokio::time::timeout(self.try_timeout, amqp.session(false))
+            .await
+            .map_err(bounded(format!("connecting to {}", amqp.endpoint().url)))??;
+        let _ = tokio::time::timeout(self.try_timeout, session.end()).await;
         // The first address alone, so that a refused login is tried once (brokers slow
         // down failed logins: RabbitMQ by seconds), then the others together.
-        let mut max = u64::MAX;
         let Some((first, others)) = addresses.split_first() else {
             return Err(Error::config("amqp_broker needs at least one address"));
         };
+        let mut max = u64::MAX;
         for batch in [vec![first], others.iter().collect()] {
-            let sizes =
-                futures_util::future::join_all(batch.into_iter().map(|a| amqp.max_message_size(a)))
-                    .await;
-            for size in sizes {
-                match size {
-                    Ok(size) => max = max.min(size),
-                    Err(e) => {
-                        amqp.close().await;
-                        return Err(e);
-                    }
+            let sizes = futures_util::future::join_all(batch.into_iter().map(|a| {
+                let attach = amqp.max_message_size(a);
+                async move {
+                    tokio::time::timeout(self.try_timeout, attach)
+                        .await
+                        .map_err(bounded(format!("attaching a sender to {a}")))?
                 }
+            }))
+            .await;
+            for size in sizes {
+                max = max.min(size?);
             }
         }
-        // The smallest link's limit bounds every batch, so each of its messages fits
-        // whichever address it goes to.
-        let max = usize::try_from(max).unwrap_or(usize::MAX);
-        Ok(self.launch(&amqp, &url.url, addresses, max))
+        Ok(max)
     }
 }
