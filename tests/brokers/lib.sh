@@ -7,40 +7,16 @@
 # unused to shellcheck when this file is checked on its own.
 # shellcheck disable=SC2034
 
-PASSED=0
-FAILED=0
-SKIPPED=0
-SUMMARY_DONE=0
+# shellcheck source-path=SCRIPTDIR source=../results.sh
+source "$HERE/../results.sh"
 RMQ_UP=0
 PB_PID=""
 EMU_PID=""
 POLICY_CREATED=0
 
 # ---------------------------------------------------------------------------
-# Results and small helpers
+# Small helpers
 # ---------------------------------------------------------------------------
-summary() {
-  SUMMARY_DONE=1
-  if [[ $SKIPPED -gt 0 ]]; then
-    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-  else
-    echo "$PASSED passed, $FAILED failed"
-  fi
-}
-pass() {
-  echo "PASS $1${2:+: $2}"
-  PASSED=$((PASSED + 1))
-}
-fail() {
-  echo "FAIL $1: $2"
-  FAILED=$((FAILED + 1))
-}
-skip() {
-  echo "SKIP $1${2:+: $2}"
-  SKIPPED=$((SKIPPED + 1))
-}
-# A failure that is not a check of its own (install, broker start, crash).
-harness_fail() { fail "$@"; }
 # harness_abort NAME REASON: a failure that leaves nothing worth running.
 harness_abort() {
   harness_fail "$@"

@@ -14,6 +14,8 @@ every byte then is one character, as the service hashes UTF-8 bytes.
 """
 
 import functools
+import json
+import os
 import random
 
 from workload import make_keys
@@ -26,22 +28,11 @@ except ImportError as e:  # pragma: no cover - reported by run.sh's install step
     PartitionResolver = None
     IMPORT_ERROR = e
 
-# .NET SDK PartitionResolverTests / JS SDK mapPartitionKeyToId vectors (the same
-# ones tests/interop/py_checks.py uses).
-HASH_VECTORS = {
-    "7": -15263,
-    "131": 30562,
-    "7149583486996073602": 12977,
-    "FWfAT": -22341,
-    "sOdeEAsyQoEuEFPGerWO": -6503,
-    "FAyAIctPeCgmiwLKbJcyswoHglHVjQdvtBowLACDNORsYvOcLddNJYDmhAVkbyLOrHTKLneMNcbgWVlasVywOByANjs": 5226,
-    "!c*_!I@1^c": 15372,
-    "p4*!jioeO/z-!-;w:dh": -3104,
-    "$0cb": 26269,
-    "-4189260826195535198": 453,
-}
-PARTITION_VECTORS = [("alphabet", 3, 0), ("alphabet", 11, 4), ("TheBestParitionEver", 4, 2),
-                     ("TheWorstParitionEver", 15, 1)]
+# The Azure SDKs' own partition-key test vectors, shared with tests/interop.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "partition_key_vectors.json")) as f:
+    _VECTORS = json.load(f)
+HASH_VECTORS = _VECTORS["hash16"]
+PARTITION_VECTORS = [tuple(v) for v in _VECTORS["partition"]]
 
 
 def available():

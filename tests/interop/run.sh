@@ -21,26 +21,9 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$HERE/.work"
 mkdir -p "$WORK"
 
-PASSED=0
-FAILED=0
-SKIPPED=0
+# shellcheck source-path=SCRIPTDIR source=../results.sh
+source "$HERE/../results.sh"
 EMU_PID=""
-SUMMARY_DONE=0
-
-summary() {
-  SUMMARY_DONE=1
-  if [[ $SKIPPED -gt 0 ]]; then
-    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
-  else
-    echo "$PASSED passed, $FAILED failed"
-  fi
-}
-
-# A failure that is not a check of its own (install, emulator start, crash).
-harness_fail() {
-  echo "FAIL $1: $2"
-  FAILED=$((FAILED + 1))
-}
 
 stop_emulator() {
   if [[ -n "$EMU_PID" ]] && kill -0 "$EMU_PID" 2>/dev/null; then
@@ -215,7 +198,7 @@ for i in range($HUBCAT_SEND_COUNT):
 if "$HUBCAT" send --connection-string "$EH_CS" --hub hubcatsend --key-field user \
   --failed-out "$WORK/hubcat_send.failed" --summary json <"$WORK/hubcat_send.jsonl" \
   >"$WORK/hubcat_send.json" 2>"$WORK/hubcat_send.stderr" &&
-  grep -q "\"events_sent\":$HUBCAT_SEND_COUNT[,}]" "$WORK/hubcat_send.json"; then
+  grep -q "\"events_sent\":${HUBCAT_SEND_COUNT}[,}]" "$WORK/hubcat_send.json"; then
   echo "PASS hubcat.send.keyed_json_lines"
   PASSED=$((PASSED + 1))
   export HUBCAT_SEND_HUB=hubcatsend HUBCAT_SEND_COUNT
