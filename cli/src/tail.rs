@@ -189,6 +189,9 @@ async fn tail_broker(args: &TailArgs) -> Result<(), String> {
     if args.from != StartPosition::Earliest {
         return Err("--from: a broker's queue is read from its head (take --from start)".into());
     }
+    if args.consumer_group != "$Default" {
+        return Err("--consumer-group: a broker's queue has no consumer groups".into());
+    }
     let addresses = &args.hub.addresses;
     if let Some(unknown) = args.partitions.iter().find(|p| !addresses.contains(p)) {
         return Err(format!(

@@ -220,12 +220,39 @@ print(("OK " if mid else "BAD ") + desc + ("" if mid or not good else " (the kil
 
 AUTH_PATTERN='auth|password|sasl|credential|unauthori[sz]ed|login|mechanism'
 
+# tail_check NAME URL ADDRESS: `hubcat tail --amqp-url` takes back, in order, what
+# `hubcat send` put on a queue, stops on its own once the queue is empty, and has
+# taken the messages off it (a second tail finds none).
+tail_check() {
+  local name="$1" url="$2" address="$3" rc=0
+  [[ "${SEND[0]}" == "$HUBCAT" ]] || { skip "$name" "hubcat tail needs hubcat"; return; }
+  seq 1 50 | sed 's/^/tail-/' >"$WORK/$name.in"
+  "$HUBCAT" send -q --amqp-url "$url" --address "$address" "$WORK/$name.in" 2>"$WORK/$name.stderr" || rc=$?
+  [[ $rc -eq 0 ]] || { fail "$name" "hubcat send exited with $rc: $(tail1 "$WORK/$name.stderr")"; return; }
+  local t0 again
+  t0=$(now)
+  timeout 60 "$HUBCAT" tail --amqp-url "$url" --address "$address" >"$WORK/$name.out" 2>>"$WORK/$name.stderr" || rc=$?
+  local secs
+  secs=$(since "$t0")
+  again=$(timeout 60 "$HUBCAT" tail --amqp-url "$url" --address "$address" 2>>"$WORK/$name.stderr" | wc -l) || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    fail "$name" "hubcat tail exited with $rc: $(tail1 "$WORK/$name.stderr")"
+  elif ! cmp -s "$WORK/$name.in" "$WORK/$name.out"; then
+    fail "$name" "read back differs: $(head -c 200 "$WORK/$name.out" | tr '\n' ' ')"
+  elif [[ $again -ne 0 ]]; then
+    fail "$name" "a second tail read $again more: the first did not take them off the queue"
+  else
+    pass "$name" "50 events back in order in ${secs}s (stopping 2 s after the last), none left"
+  fi
+}
+
 check_rabbitmq() {
   BROKER_LABEL="RabbitMQ $RMQ_VERSION \`/queue/\`"
   local url="amqp://$RMQ_USER:$RMQ_PASS@127.0.0.1:$RMQ_PORT"
   roundtrip rabbitmq.roundtrip "$url" "$WORK/big.tsv" /queue/rt-0 /queue/rt-1 /queue/rt-2 /queue/rt-3
   BROKER_LABEL="RabbitMQ $RMQ_VERSION \`/amq/queue/\`"
   roundtrip rabbitmq.roundtrip_amq_queue "$url" "$WORK/small.tsv" /amq/queue/amq-0 /amq/queue/amq-1 /amq/queue/amq-2 /amq/queue/amq-3
+  tail_check rabbitmq.tail "$url" /queue/tail
   # RabbitMQ 3.10 ends the session (amqp:not-found) when an attach names an
   # exchange that does not exist. /amq/queue/NAME of a missing queue would not
   # do: its messages are accepted and dropped.
@@ -246,6 +273,7 @@ check_proton() {
   BROKER_LABEL="Qpid Proton 0.37 C broker"
   local url="amqp://127.0.0.1:$PB_PORT"
   roundtrip proton.roundtrip "$url" "$WORK/big.tsv" rt-0 rt-1 rt-2 rt-3
+  tail_check proton.tail "$url" tail
   # It offers SASL ANONYMOUS only, so user:password (PLAIN) is refused.
   expect_failure proton.bad_password 60 "$AUTH_PATTERN" \
     "amqp://$RMQ_USER:secret@127.0.0.1:$PB_PORT" "$WORK/1k.tsv" 1000 --delivery-timeout 30s --try-timeout 10s -- \
