@@ -28,19 +28,36 @@ pub(crate) struct HubArgs {
     /// partitions.
     #[arg(long = "address", value_name = "ADDRESS", requires = "amqp_url")]
     pub(crate) addresses: Vec<String>,
+    /// Trust the CA certificates of this PEM file over TLS, besides the public roots
+    /// (`hubcat emulator --tls-ca-out` writes the one it makes).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
 }
 
 impl HubArgs {
     /// A producer builder for the hub, or for the broker of `--amqp-url`.
     pub(crate) fn producer_builder(&self) -> Result<ProducerBuilder, String> {
-        if let Some(url) = &self.amqp_url {
-            return Ok(Producer::builder().amqp_broker(url, self.addresses.iter()));
-        }
-        let mut builder = Producer::builder().connection_string(&self.connection_string()?);
+        let mut builder = match &self.amqp_url {
+            Some(url) => Producer::builder().amqp_broker(url, self.addresses.iter()),
+            None => Producer::builder().connection_string(&self.connection_string()?),
+        };
         if let Some(hub) = &self.hub {
             builder = builder.hub(hub.clone());
         }
+        if let Some(pem) = self.tls_ca()? {
+            builder = builder.add_root_certificate_pem(pem);
+        }
         Ok(builder)
+    }
+
+    /// The PEM of `--tls-ca`, read.
+    fn tls_ca(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(path) = &self.tls_ca else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| format!("--tls-ca: cannot read {}: {e}", path.display()))
     }
 
     /// The connection string: `--connection-string`, else the environment's. Read by
@@ -62,6 +79,14 @@ impl HubArgs {
     /// An error of connecting, with a hint where a flag of hubcat's is the fix, and
     /// where the connection string came from if the user did not type it.
     pub(crate) fn explain(&self, e: &Error) -> String {
+        // The library names its builder method where the fix here is a flag.
+        self.explain_in_library_words(e).replace(
+            "add it with add_root_certificate_pem",
+            "trust it with --tls-ca FILE",
+        )
+    }
+
+    fn explain_in_library_words(&self, e: &Error) -> String {
         if self.amqp_url.is_some() {
             let text = crate::chain(e);
             return if e.is_not_found() {
@@ -75,18 +100,17 @@ impl HubArgs {
 
     /// A reader of the hub, through `consumer_group`.
     pub(crate) async fn reader(&self, consumer_group: &str) -> Result<Reader, String> {
-        if let Some(url) = &self.amqp_url {
-            return Reader::builder()
-                .amqp_broker(url)
-                .build()
-                .await
-                .map_err(|e| self.explain(&e));
-        }
-        let mut builder = Reader::builder()
-            .connection_string(&self.connection_string()?)
-            .consumer_group(consumer_group);
+        let mut builder = match &self.amqp_url {
+            Some(url) => Reader::builder().amqp_broker(url),
+            None => Reader::builder()
+                .connection_string(&self.connection_string()?)
+                .consumer_group(consumer_group),
+        };
         if let Some(hub) = &self.hub {
             builder = builder.hub(hub.clone());
+        }
+        if let Some(pem) = self.tls_ca()? {
+            builder = builder.add_root_certificate_pem(pem);
         }
         builder.build().await.map_err(|e| self.explain(&e))
     }

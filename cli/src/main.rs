@@ -13,7 +13,7 @@ mod send;
 mod tail;
 
 use clap::{Args, Parser, Subcommand};
-use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention};
+use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention, TlsIdentity};
 
 #[derive(Debug, Parser)]
 #[command(name = "hubcat", version, about)]
@@ -76,6 +76,42 @@ struct EmulatorArgs {
     /// Encoded bytes kept per partition; older events are dropped (default 256 MiB).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     retention_bytes: Option<u64>,
+    /// Also listen with TLS here (as the service does on 5671), e.g. 127.0.0.1:5671; a
+    /// second stdout line gives its connection string (host localhost).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
+    tls_bind: Option<SocketAddr>,
+    /// With --tls-bind: the certificate chain to present, PEM (without it, a CA and a
+    /// certificate for localhost and 127.0.0.1 are made at start).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_bind", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// With --tls-cert: its private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// With --tls-bind and no --tls-cert: write the made CA's certificate (PEM) here for
+    /// clients to trust, rather than to stderr.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_bind",
+        conflicts_with = "tls_cert"
+    )]
+    tls_ca_out: Option<std::path::PathBuf>,
+}
+
+/// The TLS identity `--tls-bind` asks for: the files given, or one made now.
+fn tls_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<TlsIdentity, String> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            TlsIdentity::from_pem(&read(cert)?, &read(key)?).map_err(|e| e.to_string())
+        }
+        _ => TlsIdentity::generate(&["localhost", "127.0.0.1"]).map_err(|e| e.to_string()),
+    }
 }
 
 /// `HOST:PORT`, the host an IP address or a name (resolved now: the first address).
@@ -196,6 +232,19 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
         tracing::info!(%fault, "fault injected");
         builder = builder.fault(fault);
     }
+    let mut made_ca = None;
+    if let Some(addr) = args.tls_bind {
+        match tls_identity(args.tls_cert.as_deref(), args.tls_key.as_deref()) {
+            Ok(identity) => {
+                made_ca = identity.ca_pem().map(str::to_owned);
+                builder = builder.tls(identity, addr);
+            }
+            Err(e) => {
+                eprintln!("hubcat emulator: --tls-bind: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let emulator = match builder.start().await {
         Ok(e) => e,
         Err(e) => {
@@ -206,7 +255,30 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
     // The handlers go in before the connection string goes out: whoever reads it may
     // signal at once.
     let stop = stop_signal();
+    // The CA is written before the connection strings go out: whoever reads them may
+    // use it at once.
+    match (made_ca, &args.tls_ca_out) {
+        (Some(ca), Some(path)) => {
+            if let Err(e) = std::fs::write(path, ca) {
+                eprintln!("hubcat emulator: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        (Some(ca), None) => eprintln!(
+            "hubcat emulator: TLS on {} with a certificate for localhost and 127.0.0.1, \
+             signed by this CA (trust it in the client, or write it to a file with \
+             --tls-ca-out FILE):\n{ca}",
+            emulator
+                .tls_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        ),
+        (None, _) => {}
+    }
     println!("{}", emulator.connection_string());
+    if let Some(tls) = emulator.tls_connection_string("localhost") {
+        println!("{tls}");
+    }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %emulator.addr(), "emulator ready");

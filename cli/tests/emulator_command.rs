@@ -1,7 +1,11 @@
 //! `hubcat emulator` as a process: the one-line stdout contract, flags, bad input.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+
+use common::Emulator;
 
 fn hubcat() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hubcat"))
@@ -144,4 +148,46 @@ async fn retention_bytes_keeps_only_the_newest_events() {
         (1..=40).contains(&kept),
         "kept {kept} events of 200 in 4096 bytes"
     );
+}
+
+#[test]
+fn the_emulator_serves_tls_with_a_ca_it_writes_out_and_send_trusts_it_with_tls_ca() {
+    let dir = std::env::temp_dir().join(format!("hubcat-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let ca_arg = ca.to_str().unwrap();
+    let emulator = Emulator::start_with(&["--tls-bind", "127.0.0.1:0", "--tls-ca-out", ca_arg]);
+    let tls = emulator.tls_connection_string.clone().unwrap();
+    assert!(tls.starts_with("Endpoint=sb://localhost:"), "{tls}");
+    assert!(!tls.contains("UseDevelopmentEmulator"), "{tls}");
+    let send = |extra: &[&str]| {
+        let mut args = vec!["send", "--connection-string", &tls, "--hub", "eh1"];
+        args.extend_from_slice(extra);
+        common::run(&args, None, "over tls\n")
+    };
+    let (ok, _, err) = send(&["--tls-ca", ca_arg]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = send(&[]);
+    assert!(!ok);
+    assert!(
+        err.contains("not signed by a certificate authority"),
+        "{err}"
+    );
+    assert!(err.contains("trust it with --tls-ca FILE"), "{err}");
+    assert!(!err.contains("add_root_certificate_pem"), "{err}");
+    // What went over TLS is there over plain AMQP too: one emulator, two listeners.
+    let (ok, out, err) = common::run(
+        &[
+            "tail",
+            "--connection-string",
+            &emulator.connection_string,
+            "--hub",
+            "eh1",
+        ],
+        None,
+        "",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "over tls\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }

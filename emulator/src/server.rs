@@ -84,7 +84,14 @@ impl Drop for Live {
     }
 }
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// Accepts connections on `listener` until `stop`; with `tls`, each speaks TLS from its
+/// first byte, as on the service's port 5671.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut stop_wait = stop.clone();
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -98,8 +105,9 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watc
                 let live = Live::new(shared.clone());
                 let shared = shared.clone();
                 let stop = stop.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    if let Err(e) = connection(tcp, shared, stop).await {
+                    if let Err(e) = connection(tcp, shared, stop, tls).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                     drop(live);
@@ -125,12 +133,43 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watc
 async fn connection(
     tcp: TcpStream,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let _ = tcp.set_nodelay(true);
     let std_tcp = tcp.into_std()?;
+    // A handle on the socket itself, for dropping the connection (a fault, a stop)
+    // whatever stream sits on top of it.
     let socket = std_tcp.try_clone()?;
-    let tcp = crate::wire::WireFixes::new(TcpStream::from_std(std_tcp)?, shared.max_message_size);
+    let tcp = TcpStream::from_std(std_tcp)?;
+    let max = shared.max_message_size;
+    match tls {
+        None => amqp(crate::wire::WireFixes::new(tcp, max), socket, shared, stop).await,
+        Some(tls) => {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(30), tls.accept(tcp));
+            let stream = handshake.await??;
+            amqp(
+                crate::wire::WireFixes::new(stream, max),
+                socket,
+                shared,
+                stop,
+            )
+            .await
+        }
+    }
+}
+
+/// The AMQP connection over `stream`.
+async fn amqp<S>(
+    tcp: crate::wire::WireFixes<S>,
+    socket: std::net::TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
     let plain_ok = Arc::new(AtomicBool::new(false));
     let acceptor = ConnectionAcceptor::builder()
         .container_id("eventhubs-emulator")

@@ -49,6 +49,7 @@ pub(crate) use link::{Handed, Link};
 pub(crate) use management::time_of;
 use management::Management;
 pub use management::{HubProperties, PartitionProperties};
+pub(crate) use props::{roots_of, Roots};
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -72,6 +73,8 @@ pub(crate) struct Endpoint {
     pub(crate) idempotent: bool,
     /// Backoff between failed connection attempts.
     pub(crate) reconnect: streaming_producer_layers::retry::RetryPolicy,
+    /// Certificates trusted over TLS besides the public roots.
+    pub(crate) roots: props::Roots,
 }
 
 /// What is at the other end, which decides how the connection is authorized, what a

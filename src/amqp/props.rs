@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
 use serde_amqp::Value;
 
 use super::ProducerState;
@@ -76,15 +78,47 @@ pub(super) fn client_properties() -> fe2o3_amqp::types::definitions::Fields {
     fields
 }
 
+/// Certificates a client trusts besides the public roots.
+pub(crate) type Roots = Arc<Vec<CertificateDer<'static>>>;
+
+/// The certificates of PEM texts (CAs', say), for [`tls_connect`] to trust.
+pub(crate) fn roots_of(pems: &[Vec<u8>]) -> Result<Roots, crate::Error> {
+    let mut roots = Vec::new();
+    for pem in pems {
+        roots.extend(parse_roots(pem)?);
+    }
+    Ok(Arc::new(roots))
+}
+
+fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, crate::Error> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crate::Error::config(format!("the root certificate is not PEM: {e}")))?;
+    if certificates.is_empty() {
+        return Err(crate::Error::config(
+            "the root certificate PEM holds no CERTIFICATE block",
+        ));
+    }
+    Ok(certificates)
+}
+
 /// A TLS client stream to `host`, verified against the Mozilla root certificates
-/// (`webpki-roots`), as the service's certificates chain to public roots.
+/// (`webpki-roots`), as the service's certificates chain to public roots, and against
+/// `extra` roots the application added (a local emulator's CA, a corporate CA).
 pub(super) async fn tls_connect(
     host: &str,
     tcp: tokio::net::TcpStream,
+    extra: &Roots,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
-    tokio_rustls::TlsConnector::from(tls_config()?)
+    let config = if extra.is_empty() {
+        tls_config()?
+    } else {
+        tls_config_with(extra).map_err(std::io::Error::other)?
+    };
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
 }
@@ -98,24 +132,34 @@ pub(super) async fn tls_connect(
 /// its lack of post-quantum key exchange; an application that wants that installs
 /// aws-lc-rs's provider as the default, and it is used here.
 fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, std::io::Error> {
-    use tokio_rustls::rustls;
-    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+    static CONFIG: std::sync::OnceLock<Result<Arc<tokio_rustls::rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = match rustls::crypto::CryptoProvider::get_default() {
-            Some(installed) => installed.clone(),
-            #[allow(deprecated)]
-            None => Arc::new(rustls::crypto::ring::default_provider()),
-        };
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
-            .map_err(|e| format!("the TLS crypto provider cannot make a client: {e}"))
-    });
+    let config = CONFIG.get_or_init(|| tls_config_with(&[]));
     config.clone().map_err(std::io::Error::other)
+}
+
+/// A TLS client configuration trusting the public roots and `extra`.
+fn tls_config_with(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use tokio_rustls::rustls;
+    let provider = match rustls::crypto::CryptoProvider::get_default() {
+        Some(installed) => installed.clone(),
+        #[allow(deprecated)]
+        None => Arc::new(rustls::crypto::ring::default_provider()),
+    };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for certificate in extra {
+        roots
+            .add(certificate.clone())
+            .map_err(|e| format!("an added root certificate cannot be trusted: {e}"))?;
+    }
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+        .map_err(|e| format!("the TLS crypto provider cannot make a client: {e}"))
 }
 
 #[cfg(test)]

@@ -362,8 +362,11 @@ impl Task {
             .properties(client_properties());
         let opened = if tls {
             // The service speaks TLS from the first byte, with no AMQP TLS header first.
-            let stream = tls_connect(&e.host, tcp).await.map_err(|err| {
-                if plaintext_server(&err) {
+            let stream = tls_connect(&e.host, tcp, &e.roots).await.map_err(|err| {
+                if let Some(why) = certificate_problem(&err, &e.host) {
+                    Error::connection(format!("cannot connect to {}: {why}", e.url))
+                        .with_source(err)
+                } else if plaintext_server(&err) {
                     let hint = if e.is_broker() {
                         "use amqp:// for a broker that speaks plain AMQP"
                     } else {
@@ -452,6 +455,29 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// What is wrong with the server's certificate, if that is why the TLS handshake
+/// failed, in words that say what to do.
+fn certificate_problem(err: &std::io::Error, host: &str) -> Option<String> {
+    use tokio_rustls::rustls::{CertificateError, Error as Tls};
+    let tls = err.get_ref()?.downcast_ref::<Tls>()?;
+    let Tls::InvalidCertificate(problem) = tls else {
+        return None;
+    };
+    Some(match problem {
+        CertificateError::UnknownIssuer => "the server's certificate is not signed by a \
+            certificate authority this client trusts (for a private CA, such as a local \
+            emulator's, add it with add_root_certificate_pem)"
+            .to_owned(),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("the server's certificate is not for the host name '{host}'")
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "the server's certificate has expired".to_owned()
+        }
+        other => format!("the server's certificate was refused: {other:?}"),
+    })
 }
 
 /// Whether a TLS handshake failed because the server answered in something other than

@@ -68,6 +68,8 @@ pub struct ReaderBuilder {
     address: Address,
     /// A generic AMQP broker's URL, instead of a hub.
     broker: Option<String>,
+    /// PEM texts of certificates to trust over TLS besides the public roots.
+    root_certificates: Vec<Vec<u8>>,
     consumer_group: String,
     prefetch: u32,
     timeout: Duration,
@@ -78,6 +80,7 @@ impl Default for ReaderBuilder {
         Self {
             address: Address::default(),
             broker: None,
+            root_certificates: Vec::new(),
             consumer_group: "$Default".to_owned(),
             prefetch: 300,
             timeout: Duration::from_secs(60),
@@ -128,6 +131,13 @@ impl ReaderBuilder {
         self
     }
 
+    /// Trusts the certificates of `pem` over TLS besides the public roots; see
+    /// [`ProducerBuilder::add_root_certificate_pem`](crate::ProducerBuilder::add_root_certificate_pem).
+    pub fn add_root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.root_certificates.push(pem.as_ref().to_vec());
+        self
+    }
+
     /// The consumer group reads go through (default `$Default`).
     pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
         self.consumer_group = group.into();
@@ -174,10 +184,12 @@ impl ReaderBuilder {
                 (address.url, address.host, peer)
             }
         };
+        let roots = crate::amqp::roots_of(&self.root_certificates)?;
         let amqp = Amqp::spawn(Endpoint {
             url,
             host,
             peer,
+            roots,
             identifier: format!("hubcat-reader-{}", std::process::id()),
             timeout: self.timeout,
             idempotent: false,

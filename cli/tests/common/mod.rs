@@ -11,6 +11,8 @@ pub(crate) fn hubcat() -> Command {
 pub(crate) struct Emulator {
     child: Child,
     pub(crate) connection_string: String,
+    /// With `--tls-bind`: the second line, the TLS listener's connection string.
+    pub(crate) tls_connection_string: Option<String>,
 }
 
 impl Emulator {
@@ -26,13 +28,18 @@ impl Emulator {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn emulator");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
+        let tls_connection_string = extra.contains(&"--tls-bind").then(|| {
+            let mut tls = String::new();
+            stdout.read_line(&mut tls).unwrap();
+            tls.trim().to_owned()
+        });
         Self {
             child,
             connection_string: line.trim().to_owned(),
+            tls_connection_string,
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tower::{BoxError, Service};
 
 use super::ProducerBuilder;
-use crate::amqp::{Amqp, Endpoint, Peer};
+use crate::amqp::{Amqp, Endpoint, Peer, Roots};
 use crate::batch::Batch;
 use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
@@ -99,7 +99,9 @@ impl ProducerBuilder {
         }
         let address = self.address.resolve()?;
         let hub_name = address.hub.clone();
+        let roots = self.roots()?;
         let amqp = self.spawn(
+            roots,
             address.url,
             address.host,
             Peer::EventHubs {
@@ -132,11 +134,12 @@ impl ProducerBuilder {
     }
 
     /// Starts the connection task (the connection itself is made on first use).
-    pub(super) fn spawn(&self, url: String, host: String, peer: Peer) -> Amqp {
+    pub(super) fn spawn(&self, roots: Roots, url: String, host: String, peer: Peer) -> Amqp {
         Amqp::spawn(Endpoint {
             url,
             host,
             peer,
+            roots,
             identifier: self.container_id(),
             timeout: self.try_timeout,
             idempotent: self.idempotent,

@@ -122,7 +122,13 @@ impl ProducerBuilder {
         self.check_broker(&addresses)?;
         let url = BrokerUrl::parse(&url)?;
         let login = url.login.clone();
-        let amqp = self.spawn(url.url.clone(), url.host.clone(), Peer::Broker { login });
+        let roots = self.roots()?;
+        let amqp = self.spawn(
+            roots,
+            url.url.clone(),
+            url.host.clone(),
+            Peer::Broker { login },
+        );
         match self.attach_all(&amqp, &addresses).await {
             Ok(max) => {
                 // The smallest link's limit bounds every batch, so each of its messages

@@ -1,9 +1,10 @@
 //! Configuring and starting a producer: the options here, their checks and the
-//! assembly of the producer in `assemble`, and a generic AMQP broker's options and
-//! start in `broker`.
+//! assembly of the producer in `assemble`, a generic AMQP broker's options and start
+//! in `broker`, and what TLS trusts in `tls`.
 
 mod assemble;
 mod broker;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct ProducerBuilder {
     address: Address,
     /// A generic AMQP broker instead of Event Hubs.
     broker: Option<broker::Broker>,
+    /// PEM texts of certificates to trust over TLS besides the public roots.
+    root_certificates: Vec<Vec<u8>>,
     max_wait: Duration,
     max_pending_events: usize,
     max_pending_bytes: usize,
@@ -74,6 +77,7 @@ impl Default for ProducerBuilder {
         Self {
             address: Address::default(),
             broker: None,
+            root_certificates: Vec::new(),
             max_wait: Duration::from_millis(250),
             max_pending_events: 2500,
             max_pending_bytes: 64 << 20,
