@@ -70,6 +70,10 @@ pyamqp_transport._AbstractTransport._set_socket_options = _set_socket_options_ig
 CS = os.environ["EH_CS"]
 RUN_ID = os.environ.get("EH_RUN_ID") or uuid.uuid4().hex[:8]
 MAX_MESSAGE_SIZE = int(os.environ["EH_MAX_MESSAGE_SIZE"]) if os.environ.get("EH_MAX_MESSAGE_SIZE") else None
+# The emulator's TLS listener on 5671 (the SDK dials 5671 for amqps whatever port the
+# endpoint names) and the CA that signed its certificate, when run.sh could bind it.
+TLS_CS = os.environ.get("EH_TLS_CS")
+TLS_CA = os.environ.get("EH_TLS_CA")
 
 # Short retry settings everywhere: a broken emulator must make a check fail
 # quickly instead of spending minutes in SDK back-off.
@@ -457,6 +461,30 @@ def c_send_single_event():
         record("pysend", b, partition="0")
 
 
+def c_send_over_tls():
+    """TLS as the SDK does it for the service (no UseDevelopmentEmulator: port 5671,
+    SNI, the certificate checked), trusting the emulator's CA through the SDK's own
+    option for a custom certificate authority, `connection_verify`."""
+    bs = bodies("tls", 10)
+    with EventHubProducerClient.from_connection_string(TLS_CS, eventhub_name="pysend", connection_verify=TLS_CA,
+                                                       **CLIENT_KW) as p:
+        p.send_batch([EventData(b) for b in bs], partition_id="2")
+    record("pysend", bs, partition="2")
+
+
+def c_tls_untrusted_refused():
+    """Without the CA, the SDK refuses the emulator's certificate."""
+    try:
+        with EventHubProducerClient.from_connection_string(TLS_CS, eventhub_name="pysend", **CLIENT_KW) as p:
+            p.get_eventhub_properties()
+    except Exception as exc:  # noqa: BLE001 - the SDK wraps the SSL error
+        text = f"{type(exc).__name__}: {exc} {exc.__cause__!r}"
+        expect("CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text,
+               f"refused, but not for the certificate: {_one_line(text)}")
+        return
+    raise CheckFailed("the SDK accepted a certificate whose CA it was not given")
+
+
 def c_buffered():
     ok_count = [0]
     errs = []
@@ -649,6 +677,11 @@ def main():
     check("py.send_batch.partition_key", c_send_partition_key, 45)
     check("py.send_batch.partition_id", c_send_partition_id, 30)
     check("py.send_event.single", c_send_single_event, 30)
+    if TLS_CS:
+        check("py.tls.send_batch_trusting_the_emulators_ca", c_send_over_tls, 30)
+        check("py.tls.untrusted_certificate_refused", c_tls_untrusted_refused, 30)
+    else:
+        print("SKIP py.tls: port 5671 was not free for the emulator's TLS listener", flush=True)
     check("py.buffered.1000_on_success", c_buffered, 60)
     check("py.receive.send_batch_events_exactly_once", c_readback_send, 60)
     check("py.receive.keyed_events_on_lookup3_partition", c_readback_keys, 60)

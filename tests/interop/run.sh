@@ -113,18 +113,32 @@ KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took ef
 KEY="interop-$RANDOM$RANDOM-key"
 HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
 
+# Microsoft's Python SDK dials 5671 for TLS whatever port the endpoint names, so the
+# emulator's TLS listener goes there when the port is free (its CA written for the SDK).
+TLS_PORT=5671
+tls_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; }
 start_emulator() {
   local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
-  local h
+  local h lines=1
   for h in "${HUBS[@]}"; do args+=(--hub "$h"); done
+  EH_TLS_CS=""
+  EH_TLS_CA=""
+  if tls_port_free; then
+    args+=(--tls-bind "127.0.0.1:$TLS_PORT" --tls-ca-out "$WORK/tls-ca.pem")
+    lines=2
+  fi
   : >"$WORK/emulator.stdout"
   echo "starting: $HUBCAT ${args[*]}" >"$WORK/emulator.log"
   "$HUBCAT" "${args[@]}" >"$WORK/emulator.stdout" 2>>"$WORK/emulator.log" &
   EMU_PID=$!
   local i
   for i in $(seq 1 150); do # 15 s
-    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge 1 ]]; then
+    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge $lines ]]; then
       EH_CS="$(head -n 1 "$WORK/emulator.stdout" | tr -d '\r')"
+      if [[ $lines -eq 2 ]]; then
+        EH_TLS_CS="$(sed -n 2p "$WORK/emulator.stdout" | tr -d '\r')"
+        EH_TLS_CA="$WORK/tls-ca.pem"
+      fi
       return 0
     fi
     if ! kill -0 "$EMU_PID" 2>/dev/null; then
@@ -160,7 +174,7 @@ fi
 echo "emulator pid $EMU_PID: $EH_CS" >&2
 
 RUN_ID="$(date +%s)-$$"
-export EH_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE"
+export EH_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE" EH_TLS_CS EH_TLS_CA
 
 # Runs one check script; its PASS/FAIL lines are echoed and counted; a
 # non-zero exit (crash) or a missing line-less run counts as one failure.
@@ -268,12 +282,14 @@ else
   EMU_PID=""
 fi
 
-# Contract: exactly one line on stdout (the connection string), logs on stderr.
-if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq 1 ]]; then
-  echo "PASS emulator.stdout_one_line"
-  PASSED=$((PASSED + 1))
+# Contract: the connection strings on stdout (one line, and a second for the TLS
+# listener), logs on stderr.
+want_lines=1
+[[ -n "$EH_TLS_CS" ]] && want_lines=2
+if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq $want_lines ]]; then
+  pass "emulator.stdout_connection_strings_only" "$want_lines line(s)"
 else
-  harness_fail "emulator.stdout_one_line" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, e.g.: $(sed -n 2p "$WORK/emulator.stdout" | cut -c1-200)"
+  harness_fail "emulator.stdout_connection_strings_only" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, not $want_lines, e.g.: $(sed -n "$((want_lines + 1))p" "$WORK/emulator.stdout" | cut -c1-200)"
 fi
 
 if [[ $FAILED -gt 0 ]]; then
