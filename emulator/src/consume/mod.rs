@@ -1,0 +1,147 @@
+//! Links on which clients read a partition through a consumer group.
+
+use std::sync::Arc;
+
+use fe2o3_amqp::acceptor::{LinkAcceptor, SupportedSenderSettleModes};
+use fe2o3_amqp::link::Sender;
+use fe2o3_amqp::types::{
+    definitions::SenderSettleMode,
+    messaging::{annotations::OwnedKey, Body, Data, Message, MessageAnnotations},
+    performatives::Attach,
+    primitives::{Symbol, Timestamp},
+};
+use serde_amqp::Value;
+
+use crate::codec;
+use crate::conn::{filler_properties, Acceptor, Conn};
+use crate::store::{Hub, StoredEvent};
+
+use crate::rejection::Rejection;
+
+use eventhubs_protocol::SELECTOR_FILTER as SELECTOR;
+
+mod filter;
+
+use filter::StartFilter;
+
+/// An accepted reading link, before it is attached.
+#[derive(Debug)]
+pub(crate) struct ConsumePlan {
+    partition: Arc<crate::store::Partition>,
+    start: i64,
+    /// Checked on each event until one passes (offsets and times only grow).
+    filter: Option<StartFilter>,
+}
+
+fn selector(attach: &Attach) -> Option<&str> {
+    let filter = attach.source.as_ref()?.filter.as_ref()?;
+    match filter.get(&Symbol::from(SELECTOR))? {
+        Value::Described(d) => match &d.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        },
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+pub(crate) fn plan(
+    attach: &Attach,
+    hub: Arc<Hub>,
+    partition: &str,
+) -> Result<ConsumePlan, Rejection> {
+    let p = hub
+        .partition(partition)
+        .ok_or_else(|| Rejection::new("com.microsoft:argument-out-of-range", "bad partition"))?;
+    // Without a filter a reader starts at the end, as the service's default is `@latest`.
+    let filter = selector(attach).map(StartFilter::parse).transpose()?;
+    let start = match &filter {
+        None | Some(StartFilter::Latest) => p.tail(),
+        Some(filter) => filter.position(&p),
+    };
+    Ok(ConsumePlan {
+        partition: p,
+        start,
+        filter: filter.filter(|f| *f != StartFilter::Latest),
+    })
+}
+
+/// Deliveries go out pre-settled, so a client that never settles costs no memory.
+pub(crate) fn acceptor() -> Acceptor {
+    LinkAcceptor::builder()
+        .properties(filler_properties())
+        .supported_sender_settle_modes(SupportedSenderSettleModes::Settled)
+        .fallback_sender_settle_mode(SenderSettleMode::Settled)
+        .build()
+}
+
+fn to_delivery(e: &StoredEvent) -> Message<Body<Value>> {
+    let mut message = codec::decode_message(&e.raw).unwrap_or_else(|_| Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: None,
+        properties: None,
+        application_properties: None,
+        body: Body::Data(vec![Data(e.raw.to_vec().into())].into()),
+        footer: None,
+    });
+    let annotations = message
+        .message_annotations
+        .get_or_insert_with(MessageAnnotations::default);
+    let mut put = |k: &str, v: Value| {
+        annotations.0.insert(OwnedKey::Symbol(Symbol::from(k)), v);
+    };
+    put(codec::SEQUENCE_NUMBER, Value::Long(e.sequence_number));
+    put(codec::OFFSET, Value::String(e.offset.to_string()));
+    put(
+        codec::ENQUEUED_TIME,
+        Value::Timestamp(Timestamp::from_milliseconds(e.enqueued_time_ms)),
+    );
+    if let Some(key) = &e.envelope_key() {
+        put(codec::PARTITION_KEY, Value::String(key.clone()));
+    }
+    message
+}
+
+pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) {
+    let partition = &plan.partition;
+    let mut stop = conn.stop.clone();
+    let mut tail = partition.subscribe();
+    let mut next = plan.start;
+    let mut filter = plan.filter;
+    'outer: loop {
+        let batch = partition.read_from(next, 64);
+        if batch.is_empty() {
+            tokio::select! {
+                changed = tail.changed() => if changed.is_err() { break },
+                _ = stop.wait_for(|s| *s) => break,
+                _ = sender.on_detach() => return,
+            }
+            continue;
+        }
+        if !conn.authorized() {
+            let _ = sender
+                .close_with_error(conn.unauthorized().to_error())
+                .await;
+            return;
+        }
+        for e in batch {
+            next = e.sequence_number + 1;
+            if let Some(f) = &filter {
+                if !f.admits(&e) {
+                    continue;
+                }
+                filter = None;
+            }
+            let message = to_delivery(&e);
+            let sent = tokio::select! {
+                r = sender.send_batchable(message) => r.is_ok(),
+                _ = stop.wait_for(|s| *s) => break 'outer,
+            };
+            if !sent {
+                return;
+            }
+        }
+    }
+    let _ = sender.close().await;
+}
