@@ -53,10 +53,15 @@ pub(crate) fn plan(
     let p = hub
         .partition(partition)
         .ok_or_else(|| Rejection::new("com.microsoft:argument-out-of-range", "bad partition"))?;
-    // Without a filter a reader starts at the end, as the service's default is `@latest`.
     let filter = selector(attach).map(StartFilter::parse).transpose()?;
     let start = match &filter {
-        None | Some(StartFilter::Latest) => p.tail(),
+        // Without a filter the service starts at the beginning of the partition:
+        // Microsoft's recorded live run (azure-sdk-for-python,
+        // sdk/eventhub/azure-eventhub/tests/amqpproxy_recordings/livetest/synctests/test_send.test_send_list[pyamqp]-2.json)
+        // attaches with no filter and is handed sequence number 0, enqueued 11 s
+        // earlier. Reading from 0 yields whatever is retained.
+        None => 0,
+        Some(StartFilter::Latest) => p.tail(),
         Some(filter) => filter.position(&p),
     };
     Ok(ConsumePlan {
