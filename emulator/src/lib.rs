@@ -16,7 +16,8 @@
 //!   hash, idempotent producers;
 //! - receiver links `hub/ConsumerGroups/<cg>/Partitions/<id>` with selector filters on
 //!   offset, sequence number and enqueued time (without one, from the partition's
-//!   start, as the service reads).
+//!   start, as the service reads), and epoch (owner level) receivers that displace
+//!   lower ones.
 //!
 //! # Example
 //!

@@ -36,6 +36,12 @@ pub const OFFSET: &str = "x-opt-offset";
 /// Message annotation set by the service: when the event was stored.
 pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
 
+/// Link property of a reading link: its owner level (epoch), a `long`. The receiver
+/// with the highest epoch owns the partition for its consumer group.
+pub const CONSUMER_EPOCH: &str = "com.microsoft:epoch";
+/// Link property of a reading link: the name the service quotes in epoch errors.
+pub const RECEIVER_NAME: &str = "com.microsoft:receiver-name";
+
 /// Source filter of a reading link: where in the partition it starts, as an SQL-like
 /// expression over the annotations above (`amqp.annotation.x-opt-offset > '-1'`).
 pub const SELECTOR_FILTER: &str = "apache.org:selector-filter:string";
@@ -80,6 +86,9 @@ pub const NOT_FOUND: &str = "amqp:not-found";
 pub const MESSAGE_SIZE_EXCEEDED: &str = "amqp:link:message-size-exceeded";
 /// AMQP error condition the service uses: a transient failure of its own.
 pub const INTERNAL_ERROR: &str = "amqp:internal-error";
+/// AMQP error condition the service uses: a reader was displaced, or refused, by a
+/// receiver with a higher epoch on its partition and consumer group.
+pub const LINK_STOLEN: &str = "amqp:link:stolen";
 
 /// `$management` entity type of an event hub.
 pub const EVENTHUB_ENTITY: &str = "com.microsoft:eventhub";

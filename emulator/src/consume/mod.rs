@@ -14,15 +14,17 @@ use serde_amqp::Value;
 
 use crate::codec;
 use crate::conn::{filler_properties, Acceptor, Conn};
+use crate::rejection::Rejection;
 use crate::store::{Hub, StoredEvent};
 
-use crate::rejection::Rejection;
-
-use eventhubs_protocol::SELECTOR_FILTER as SELECTOR;
+use eventhubs_protocol::{CONSUMER_EPOCH, RECEIVER_NAME, SELECTOR_FILTER as SELECTOR};
 
 mod filter;
+mod owners;
 
 use filter::StartFilter;
+pub(crate) use owners::Readers;
+use owners::{Claim, Registration};
 
 /// An accepted reading link, before it is attached.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub(crate) struct ConsumePlan {
     start: i64,
     /// Checked on each event until one passes (offsets and times only grow).
     filter: Option<StartFilter>,
+    /// The reader's place on the partition, held for as long as the link runs.
+    registration: Registration,
 }
 
 fn selector(attach: &Attach) -> Option<&str> {
@@ -45,9 +49,21 @@ fn selector(attach: &Attach) -> Option<&str> {
     }
 }
 
+fn claim(attach: &Attach) -> Claim {
+    let property = |key: &str| attach.properties.as_ref()?.get(&Symbol::from(key));
+    Claim {
+        epoch: property(CONSUMER_EPOCH).and_then(codec::as_integer),
+        name: match property(RECEIVER_NAME) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        },
+    }
+}
+
 pub(crate) fn plan(
     attach: &Attach,
     hub: Arc<Hub>,
+    consumer_group: &str,
     partition: &str,
 ) -> Result<ConsumePlan, Rejection> {
     let p = hub
@@ -64,14 +80,19 @@ pub(crate) fn plan(
         Some(StartFilter::Latest) => p.tail(),
         Some(filter) => filter.position(&p),
     };
+    // Checked last, so that a link refused for its filter displaces nobody.
+    let registration = p.readers.join(consumer_group, claim(attach))?;
     Ok(ConsumePlan {
         partition: p,
         start,
         filter: filter.filter(|f| *f != StartFilter::Latest),
+        registration,
     })
 }
 
 /// Deliveries go out pre-settled, so a client that never settles costs no memory.
+/// fe2o3 echoes the client's attach properties (its epoch among them) in the reply,
+/// as the service does.
 pub(crate) fn acceptor() -> Acceptor {
     LinkAcceptor::builder()
         .properties(filler_properties())
@@ -108,27 +129,44 @@ fn to_delivery(e: &StoredEvent) -> Message<Body<Value>> {
     message
 }
 
+/// What ended a wait of the reading loop.
+enum Wake {
+    More,
+    Stop,
+    Detached,
+    Displaced(Rejection),
+}
+
 pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) {
-    let partition = &plan.partition;
+    let ConsumePlan {
+        partition,
+        start,
+        mut filter,
+        mut registration,
+    } = plan;
     let mut stop = conn.stop.clone();
     let mut tail = partition.subscribe();
-    let mut next = plan.start;
-    let mut filter = plan.filter;
-    'outer: loop {
+    let mut next = start;
+    let why = 'outer: loop {
         let batch = partition.read_from(next, 64);
         if batch.is_empty() {
-            tokio::select! {
-                changed = tail.changed() => if changed.is_err() { break },
-                _ = stop.wait_for(|s| *s) => break,
-                _ = sender.on_detach() => return,
+            // Biased: a reader displaced before new events arrived never sees them.
+            let wake = tokio::select! {
+                biased;
+                why = registration.displaced() => Wake::Displaced(why),
+                changed = tail.changed() => if changed.is_err() { Wake::Stop } else { Wake::More },
+                _ = stop.wait_for(|s| *s) => Wake::Stop,
+                _ = sender.on_detach() => Wake::Detached,
+            };
+            match wake {
+                Wake::More => continue,
+                Wake::Stop => break None,
+                Wake::Detached => return,
+                Wake::Displaced(why) => break Some(why),
             }
-            continue;
         }
         if !conn.authorized() {
-            let _ = sender
-                .close_with_error(conn.unauthorized().to_error())
-                .await;
-            return;
+            break Some(conn.unauthorized());
         }
         for e in batch {
             next = e.sequence_number + 1;
@@ -138,15 +176,30 @@ pub(crate) async fn run(mut sender: Sender, plan: ConsumePlan, conn: Arc<Conn>) 
                 }
                 filter = None;
             }
+            if let Some(why) = registration.displaced_now() {
+                break 'outer Some(why);
+            }
             let message = to_delivery(&e);
-            let sent = tokio::select! {
-                r = sender.send_batchable(message) => r.is_ok(),
-                _ = stop.wait_for(|s| *s) => break 'outer,
+            let wake = tokio::select! {
+                biased;
+                why = registration.displaced() => Wake::Displaced(why),
+                r = sender.send_batchable(message) => if r.is_ok() { Wake::More } else { Wake::Detached },
+                _ = stop.wait_for(|s| *s) => Wake::Stop,
             };
-            if !sent {
-                return;
+            match wake {
+                Wake::More => {}
+                Wake::Stop => break 'outer None,
+                Wake::Detached => return,
+                Wake::Displaced(why) => break 'outer Some(why),
             }
         }
+    };
+    match why {
+        Some(why) => {
+            let _ = sender.close_with_error(why.to_error()).await;
+        }
+        None => {
+            let _ = sender.close().await;
+        }
     }
-    let _ = sender.close().await;
 }
