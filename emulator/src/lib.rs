@@ -16,8 +16,8 @@
 //!   hash, idempotent producers;
 //! - receiver links `hub/ConsumerGroups/<cg>/Partitions/<id>` with selector filters on
 //!   offset, sequence number and enqueued time (without one, from the partition's
-//!   start, as the service reads), and epoch (owner level) receivers that displace
-//!   lower ones.
+//!   start), epoch (owner level) receivers that displace lower ones, and the
+//!   last-enqueued-event delivery annotations for readers that desire runtime metrics.
 //!
 //! # Example
 //!

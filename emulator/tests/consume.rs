@@ -72,6 +72,14 @@ async fn a_reader_from_the_start_gets_every_event_with_service_annotations() {
         assert_eq!(ann(m, "x-opt-offset"), Value::String(e.offset.to_string()));
         assert!(matches!(ann(m, "x-opt-enqueued-time"), Value::Timestamp(_)));
         assert_eq!(ann(m, "x-opt-partition-key"), Value::String("k".into()));
+        // An `int`, -1 without geo-replication, on every transfer the service was
+        // recorded making (azure-sdk-for-python, sdk/eventhub/azure-eventhub/tests/
+        // amqpproxy_recordings/livetest/synctests/test_receive.*.json).
+        assert_eq!(ann(m, "x-opt-sequence-number-epoch"), Value::Int(-1));
+        assert!(
+            m.delivery_annotations.is_none(),
+            "no runtime metric asked for"
+        );
     }
 }
 
