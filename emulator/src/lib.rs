@@ -15,7 +15,9 @@
 //!   shapes, batched messages, partition-key routing with the service's
 //!   hash, idempotent producers;
 //! - receiver links `hub/ConsumerGroups/<cg>/Partitions/<id>` with selector filters on
-//!   offset, sequence number and enqueued time.
+//!   offset, sequence number and enqueued time (without one, from the partition's
+//!   start), epoch (owner level) receivers that displace lower ones, and the
+//!   last-enqueued-event delivery annotations for readers that desire runtime metrics.
 //!
 //! # Example
 //!

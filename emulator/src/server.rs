@@ -310,7 +310,7 @@ fn plan(attach: &Attach, conn: &Conn) -> Plan {
                     }
                     Some(h) if h.partition(&partition).is_none() => Plan::Refuse(bad_partition()),
                     Some(_) if !conn.authorized() => Plan::Refuse(conn.unauthorized()),
-                    Some(h) => crate::consume::plan(attach, h.clone(), &partition)
+                    Some(h) => crate::consume::plan(attach, h.clone(), &consumer_group, &partition)
                         .map(Plan::Consume)
                         .unwrap_or_else(Plan::Refuse),
                 },

@@ -72,7 +72,42 @@ async fn a_reader_from_the_start_gets_every_event_with_service_annotations() {
         assert_eq!(ann(m, "x-opt-offset"), Value::String(e.offset.to_string()));
         assert!(matches!(ann(m, "x-opt-enqueued-time"), Value::Timestamp(_)));
         assert_eq!(ann(m, "x-opt-partition-key"), Value::String("k".into()));
+        // An `int`, -1 without geo-replication, on every transfer the service was
+        // recorded making (azure-sdk-for-python, sdk/eventhub/azure-eventhub/tests/
+        // amqpproxy_recordings/livetest/synctests/test_receive.*.json).
+        assert_eq!(ann(m, "x-opt-sequence-number-epoch"), Value::Int(-1));
+        assert!(
+            m.delivery_annotations.is_none(),
+            "no runtime metric asked for"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_reader_with_no_filter_starts_at_the_beginning_of_the_partition() {
+    // The service's default, recorded in azure-sdk-for-python (sdk/eventhub/
+    // azure-eventhub/tests/amqpproxy_recordings/livetest/synctests/
+    // test_send.test_send_list[pyamqp]-2.json): an attach with no filter is handed
+    // sequence number 0, enqueued 11 s before.
+    let (_emulator, mut client) = seeded(3).await;
+    let mut receiver = client
+        .receiver("eh1/ConsumerGroups/$Default/Partitions/0", None)
+        .await;
+    // Sent after the attach: a reader that started at the end would get it first.
+    let mut sender = client.sender("eh1/Partitions/0").await;
+    assert!(sender
+        .send(event("fresh", None))
+        .await
+        .unwrap()
+        .is_accepted());
+    let first = read(&mut receiver, 1).await;
+    assert_eq!(body(&first[0]), "m0");
+    assert_eq!(ann(&first[0], "x-opt-sequence-number"), Value::Long(0));
+    let rest = read(&mut receiver, 3).await;
+    assert_eq!(
+        rest.iter().map(body).collect::<Vec<_>>(),
+        ["m1", "m2", "fresh"]
+    );
 }
 
 #[tokio::test]

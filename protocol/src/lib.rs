@@ -35,6 +35,28 @@ pub const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
 pub const OFFSET: &str = "x-opt-offset";
 /// Message annotation set by the service: when the event was stored.
 pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
+/// Message annotation set by the service: the replication epoch of the sequence number,
+/// an `int`, -1 on a namespace without geo-replication.
+pub const SEQUENCE_NUMBER_EPOCH: &str = "x-opt-sequence-number-epoch";
+
+/// Link property of a reading link: its owner level (epoch), a `long`. The receiver
+/// with the highest epoch owns the partition for its consumer group.
+pub const CONSUMER_EPOCH: &str = "com.microsoft:epoch";
+/// Link property of a reading link: the name the service quotes in epoch errors.
+pub const RECEIVER_NAME: &str = "com.microsoft:receiver-name";
+/// Link capability a reader desires to have each delivery annotated with the
+/// partition's last enqueued event (the `LAST_ENQUEUED_*` delivery annotations).
+pub const RECEIVER_RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
+/// Delivery annotation: sequence number of the partition's last enqueued event, a `long`.
+pub const LAST_ENQUEUED_SEQUENCE_NUMBER: &str = "last_enqueued_sequence_number";
+/// Delivery annotation: replication epoch of that sequence number, an `int`.
+pub const LAST_ENQUEUED_SEQUENCE_NUMBER_EPOCH: &str = "last_enqueued_sequence_number_epoch";
+/// Delivery annotation: offset of the partition's last enqueued event, a `string`.
+pub const LAST_ENQUEUED_OFFSET: &str = "last_enqueued_offset";
+/// Delivery annotation: enqueued time of the partition's last event, a `timestamp`.
+pub const LAST_ENQUEUED_TIME: &str = "last_enqueued_time_utc";
+/// Delivery annotation: when the service read the values above, a `timestamp`.
+pub const RUNTIME_INFO_RETRIEVAL_TIME: &str = "runtime_info_retrieval_time_utc";
 
 /// Source filter of a reading link: where in the partition it starts, as an SQL-like
 /// expression over the annotations above (`amqp.annotation.x-opt-offset > '-1'`).
@@ -80,6 +102,9 @@ pub const NOT_FOUND: &str = "amqp:not-found";
 pub const MESSAGE_SIZE_EXCEEDED: &str = "amqp:link:message-size-exceeded";
 /// AMQP error condition the service uses: a transient failure of its own.
 pub const INTERNAL_ERROR: &str = "amqp:internal-error";
+/// AMQP error condition the service uses: a reader was displaced, or refused, by a
+/// receiver with a higher epoch on its partition and consumer group.
+pub const LINK_STOLEN: &str = "amqp:link:stolen";
 
 /// `$management` entity type of an event hub.
 pub const EVENTHUB_ENTITY: &str = "com.microsoft:eventhub";

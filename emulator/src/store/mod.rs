@@ -105,6 +105,8 @@ pub(crate) struct Partition {
     retention: Retention,
     /// The next sequence number to be stored; consumers wait on it.
     tail: watch::Sender<i64>,
+    /// Who reads it, by consumer group, and who owns it by epoch.
+    pub(crate) readers: crate::consume::Readers,
 }
 
 /// An event ready to be appended.
@@ -128,6 +130,7 @@ impl Partition {
             }),
             retention,
             tail: watch::channel(0).0,
+            readers: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::{
+    definitions::Fields,
     messaging::{
         annotations::OwnedKey, AmqpValue, ApplicationProperties, Body, Data, Message,
         MessageAnnotations, Outcome, Properties, Source,
@@ -27,6 +28,8 @@ pub struct TestClient {
     cbs: Option<(Sender, Receiver)>,
     mgmt: Option<(Sender, Receiver)>,
     next_id: u64,
+    /// Receivers attached so far, for unique link names.
+    links: u64,
     pub host: String,
 }
 
@@ -47,6 +50,7 @@ impl TestClient {
             cbs: None,
             mgmt: None,
             next_id: 0,
+            links: 0,
             host: emulator.addr().to_string(),
         }
     }
@@ -158,21 +162,63 @@ impl TestClient {
         address: &str,
         selector: Option<serde_amqp::described::Described<Value>>,
     ) -> Receiver {
+        self.receiver_with(
+            address,
+            ReceiverOptions {
+                selector,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A receiver with an epoch, a name or desired capabilities; each gets a link name
+    /// of its own, so several can read one partition from one session.
+    pub async fn receiver_with(&mut self, address: &str, options: ReceiverOptions) -> Receiver {
+        self.links += 1;
         let mut source = Source::builder().address(address);
-        if let Some(filter) = selector {
+        if let Some(filter) = options.selector {
             source = source.add_to_filter(
                 Symbol::from("apache.org:selector-filter:string"),
                 Some(filter),
             );
         }
-        Receiver::builder()
-            .name(format!("receiver-{address}-{}", self.next_id))
+        let mut builder = Receiver::builder()
+            .name(format!("receiver-{address}-{}", self.links))
             .source(source.build())
-            .target("client")
+            .target("client");
+        let mut properties = Fields::default();
+        if let Some(epoch) = options.epoch {
+            properties.insert(Symbol::from("com.microsoft:epoch"), Value::Long(epoch));
+        }
+        if let Some(name) = options.name {
+            properties.insert(
+                Symbol::from("com.microsoft:receiver-name"),
+                Value::String(name),
+            );
+        }
+        if !properties.is_empty() {
+            builder = builder.properties(properties);
+        }
+        for capability in options.capabilities {
+            builder = builder.add_desired_capabilities(capability);
+        }
+        builder
             .attach(&mut self.session)
             .await
             .expect("attach receiver")
     }
+}
+
+/// How [`TestClient::receiver_with`] attaches, beyond the address.
+#[derive(Default)]
+pub struct ReceiverOptions {
+    pub selector: Option<serde_amqp::described::Described<Value>>,
+    /// `com.microsoft:epoch`, sent as a `long` as the SDKs do.
+    pub epoch: Option<i64>,
+    /// `com.microsoft:receiver-name`.
+    pub name: Option<String>,
+    pub capabilities: Vec<&'static str>,
 }
 
 pub fn status_of(reply: &Msg) -> (i32, String) {
@@ -265,6 +311,34 @@ pub async fn detach_condition_of_sender(sender: &mut Sender) -> String {
             error_condition(&e)
         }
         other => panic!("expected a detach with an error, got {other:?}"),
+    }
+}
+
+/// The error a receiving link was ended with, and whether the detach closed it.
+#[derive(Debug)]
+pub struct LinkEnd {
+    pub condition: String,
+    pub description: String,
+    pub closed: bool,
+}
+
+/// Waits for the emulator to end a receiving link with an error; panics if a delivery
+/// comes first.
+pub async fn end_of_receiver(receiver: &mut Receiver) -> LinkEnd {
+    use fe2o3_amqp::link::{LinkStateError, RecvError};
+    let (e, closed) = match receiver.recv::<Body<Value>>().await {
+        Err(RecvError::LinkStateError(LinkStateError::RemoteClosedWithError(e))) => (e, true),
+        Err(RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(e))) => (e, false),
+        Err(other) => panic!("expected the link to end with an error, got {other:?}"),
+        Ok(d) => panic!(
+            "expected the link to end, got a delivery: {:?}",
+            d.into_message().body
+        ),
+    };
+    LinkEnd {
+        condition: error_condition(&e),
+        description: e.description.clone().unwrap_or_default(),
+        closed,
     }
 }
 
