@@ -138,6 +138,24 @@ impl ReaderBuilder {
         self
     }
 
+    /// Connects with AMQP over WebSockets; see
+    /// [`ProducerBuilder::web_sockets`](crate::ProducerBuilder::web_sockets). Needs the
+    /// crate's `websockets` feature.
+    #[cfg(feature = "websockets")]
+    pub fn web_sockets(mut self, web_sockets: bool) -> Self {
+        self.address.web_sockets = web_sockets;
+        self
+    }
+
+    /// Goes through an HTTP proxy's tunnel; see
+    /// [`ProducerBuilder::proxy`](crate::ProducerBuilder::proxy). Needs the crate's
+    /// `websockets` feature.
+    #[cfg(feature = "websockets")]
+    pub fn proxy(mut self, url: &str) -> Self {
+        self.address.proxy = Some(url.to_owned());
+        self
+    }
+
     /// The consumer group reads go through (default `$Default`).
     pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
         self.consumer_group = group.into();
@@ -169,19 +187,20 @@ impl ReaderBuilder {
         if self.timeout.is_zero() {
             return Err(Error::config("the timeout must be positive"));
         }
-        let (url, host, peer) = match &self.broker {
+        let (url, host, peer, proxy) = match &self.broker {
             Some(url) => {
                 self.address.refuse_with_broker()?;
                 let broker = BrokerUrl::parse(url)?;
+                let proxy = self.address.broker_proxy(&broker)?;
                 let login = broker.login;
-                (broker.url, broker.host, Peer::Broker { login })
+                (broker.url, broker.host, Peer::Broker { login }, proxy)
             }
             None => {
                 let address = self.address.resolve()?;
                 let hub = address.hub;
                 let credential = address.credential;
                 let peer = Peer::EventHubs { hub, credential };
-                (address.url, address.host, peer)
+                (address.url, address.host, peer, address.proxy)
             }
         };
         let roots = crate::amqp::roots_of(&self.root_certificates)?;
@@ -190,6 +209,7 @@ impl ReaderBuilder {
             host,
             peer,
             roots,
+            proxy,
             identifier: format!("hubcat-reader-{}", std::process::id()),
             timeout: self.timeout,
             idempotent: false,
