@@ -58,14 +58,16 @@ trap 'exit 130' INT TERM
 # Installs (reused when present)
 # ---------------------------------------------------------------------------
 PY_VERSION="5.15.1"
+# The SDK's WebSocket transport needs websocket-client, which it does not depend on.
+WS_CLIENT_VERSION="1.9.2"
 VENV="$HERE/.venv"
 install_python() {
-  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import azure.eventhub, sys; sys.exit(azure.eventhub.__version__ != '$PY_VERSION')" 2>/dev/null; then
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import azure.eventhub, websocket, sys; sys.exit(azure.eventhub.__version__ != '$PY_VERSION' or websocket.__version__ != '$WS_CLIENT_VERSION')" 2>/dev/null; then
     return 0
   fi
-  echo "installing azure-eventhub==$PY_VERSION into $VENV" >&2
+  echo "installing azure-eventhub==$PY_VERSION websocket-client==$WS_CLIENT_VERSION into $VENV" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "azure-eventhub==$PY_VERSION" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "azure-eventhub==$PY_VERSION" "websocket-client==$WS_CLIENT_VERSION" >&2
 }
 install_node() {
   if [[ -f "$HERE/node_modules/@azure/event-hubs/package.json" ]] &&
@@ -111,10 +113,11 @@ HUBCAT="${HUBCAT:-target/release/hubcat}"
 MAX_MESSAGE_SIZE=262144 # not the 1 MiB default, so the checks see the flag took effect
 KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took effect
 KEY="interop-$RANDOM$RANDOM-key"
-HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
+HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 pyws:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
 
 start_emulator() {
-  local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
+  # --ws-bind: a second stdout line, the WebSocket listener's connection string.
+  local args=(emulator --bind 127.0.0.1:0 --ws-bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
   local h
   for h in "${HUBS[@]}"; do args+=(--hub "$h"); done
   : >"$WORK/emulator.stdout"
@@ -123,8 +126,9 @@ start_emulator() {
   EMU_PID=$!
   local i
   for i in $(seq 1 150); do # 15 s
-    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge 1 ]]; then
+    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge 2 ]]; then
       EH_CS="$(head -n 1 "$WORK/emulator.stdout" | tr -d '\r')"
+      EH_WS_CS="$(sed -n 2p "$WORK/emulator.stdout" | tr -d '\r')"
       return 0
     fi
     if ! kill -0 "$EMU_PID" 2>/dev/null; then
@@ -160,7 +164,7 @@ fi
 echo "emulator pid $EMU_PID: $EH_CS" >&2
 
 RUN_ID="$(date +%s)-$$"
-export EH_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE"
+export EH_CS EH_WS_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE"
 
 # Runs one check script; its PASS/FAIL lines are echoed and counted; a
 # non-zero exit (crash) or a missing line-less run counts as one failure.
@@ -242,6 +246,7 @@ fi
 cd "$HERE"
 if [[ $RUN_PY == 1 ]]; then
   run_suite py_checks 240 "$VENV/bin/python" -u "$HERE/py_checks.py"
+  run_suite py_ws_checks 120 "$VENV/bin/python" -u "$HERE/py_ws_checks.py"
 fi
 if [[ $RUN_JS == 1 ]]; then
   run_suite js_checks 240 node "$HERE/js_checks.mjs"
@@ -268,12 +273,15 @@ else
   EMU_PID=""
 fi
 
-# Contract: exactly one line on stdout (the connection string), logs on stderr.
-if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq 1 ]]; then
-  echo "PASS emulator.stdout_one_line"
+# Contract: on stdout the connection strings alone, the plain listener's and then the
+# WebSocket listener's (same key, its own port); logs on stderr.
+WS_RE="^Endpoint=sb://127\.0\.0\.1:([0-9]+);SharedAccessKeyName=${KEY_NAME};SharedAccessKey=${KEY};UseDevelopmentEmulator=true$"
+if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq 2 ]] && [[ "$EH_WS_CS" =~ $WS_RE ]] &&
+  [[ "$EH_WS_CS" != "$EH_CS" ]]; then
+  echo "PASS emulator.stdout_connection_strings_only"
   PASSED=$((PASSED + 1))
 else
-  harness_fail "emulator.stdout_one_line" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, e.g.: $(sed -n 2p "$WORK/emulator.stdout" | cut -c1-200)"
+  harness_fail "emulator.stdout_connection_strings_only" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, e.g.: $(sed -n 3p "$WORK/emulator.stdout" | cut -c1-200); second: $EH_WS_CS"
 fi
 
 if [[ $FAILED -gt 0 ]]; then
