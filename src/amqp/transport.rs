@@ -200,6 +200,7 @@ mod web_socket {
                 )
             }
         };
-        Error::connection(format!("cannot connect to {url}: {why}")).with_source(err)
+        // tungstenite's errors repeat their cause in their text: one line of it will do.
+        Error::connection(format!("cannot connect to {url}: {why}")).with_source(err.to_string())
     }
 }
