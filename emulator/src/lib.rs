@@ -47,6 +47,7 @@ mod listeners;
 pub use eventhubs_protocol::sas;
 mod rejection;
 mod replies;
+mod sasl;
 mod server;
 mod store;
 mod tls;

@@ -4,69 +4,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fe2o3_amqp::acceptor::{
-    sasl_acceptor::SaslServerFrame, ConnectionAcceptor, LinkAcceptor, LinkEndpoint,
-    ListenerSessionHandle, SaslAcceptor, SessionAcceptor,
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
 };
-use fe2o3_amqp::types::{
-    performatives::Attach,
-    primitives::{Array, Symbol},
-    sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse},
-};
+use fe2o3_amqp::types::performatives::Attach;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::address::{self, Node};
 use crate::conn::{filler_properties, Conn, Shared};
 use crate::rejection::Rejection;
-
-/// The mechanisms an Event Hubs client may ask for.
-#[derive(Debug, Clone)]
-struct Sasl {
-    key_name: String,
-    key: String,
-    plain_ok: Arc<AtomicBool>,
-}
-
-impl SaslAcceptor for Sasl {
-    fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(vec![
-            Symbol::from("MSSBCBS"),
-            Symbol::from("ANONYMOUS"),
-            Symbol::from("PLAIN"),
-        ])
-    }
-
-    fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
-        let code = if init.mechanism.as_str() == "PLAIN" {
-            let response = init
-                .initial_response
-                .map(|b| b.into_vec())
-                .unwrap_or_default();
-            let mut parts = response.split(|b| *b == 0);
-            let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-            if user == Some(self.key_name.as_bytes()) && pass == Some(self.key.as_bytes()) {
-                self.plain_ok.store(true, Ordering::SeqCst);
-                SaslCode::Ok
-            } else {
-                SaslCode::Auth
-            }
-        } else {
-            // ANONYMOUS and MSSBCBS: the client authorises later through $cbs.
-            SaslCode::Ok
-        };
-        SaslServerFrame::Outcome(SaslOutcome {
-            code,
-            additional_data: None,
-        })
-    }
-
-    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
-        SaslServerFrame::Outcome(SaslOutcome {
-            code: SaslCode::Auth,
-            additional_data: None,
-        })
-    }
-}
+use crate::sasl::Sasl;
 
 /// Counts a live connection for as long as it is held.
 struct Live(Arc<Shared>);
