@@ -284,6 +284,30 @@ mod tests {
     }
 
     #[test]
+    fn web_sockets_go_to_443_on_the_service_and_to_the_endpoints_port_on_the_emulator() {
+        let url = |cs: &str| web_socket_url(&cs.parse().unwrap());
+        let key = "SharedAccessKeyName=k;SharedAccessKey=v";
+        assert_eq!(
+            url(&format!("Endpoint=sb://ns.servicebus.windows.net/;{key}")),
+            "wss://ns.servicebus.windows.net:443/$servicebus/websocket"
+        );
+        assert_eq!(
+            url(&format!("Endpoint=sb://ns.example:8443;{key}")),
+            "wss://ns.example:8443/$servicebus/websocket"
+        );
+        assert_eq!(
+            url(&format!(
+                "Endpoint=sb://127.0.0.1:5673;{key};UseDevelopmentEmulator=true"
+            )),
+            "ws://127.0.0.1:5673/$servicebus/websocket"
+        );
+        let b = BrokerUrl::parse("wss://u:p@broker.example/ws").unwrap();
+        assert_eq!(b.url, "wss://broker.example:443/ws");
+        let b = BrokerUrl::parse("ws://broker.example:15675").unwrap();
+        assert_eq!(b.url, "ws://broker.example:15675/");
+    }
+
+    #[test]
     fn bad_broker_urls_say_why_without_the_password() {
         for (text, why) in [
             ("broker:5672", "scheme 'broker'"),

@@ -314,3 +314,56 @@ async fn a_server_that_does_not_speak_web_sockets_or_a_proxy_without_them_fail_c
         "{e}"
     );
 }
+
+/// What a WebSocket server at a fresh port is asked for by the first client: the path
+/// and the `Sec-WebSocket-Protocol` offered. It refuses the upgrade after looking.
+// tungstenite's callback returns its error response by value.
+#[allow(clippy::result_large_err)]
+async fn what_is_asked() -> (u16, tokio::task::JoinHandle<(String, String)>) {
+    use eventhubs_protocol::web_socket::tokio_tungstenite::{self, tungstenite};
+    use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut seen = (String::new(), String::new());
+        let look = |request: &Request, _: Response| -> Result<Response, ErrorResponse> {
+            let protocol = &request.headers()["sec-websocket-protocol"];
+            seen = (
+                request.uri().path().to_owned(),
+                protocol.to_str().unwrap().to_owned(),
+            );
+            Err(ErrorResponse::new(None))
+        };
+        let _ = tokio_tungstenite::accept_hdr_async(tcp, look).await;
+        seen
+    });
+    (port, asked)
+}
+
+#[tokio::test]
+async fn event_hubs_asks_for_amqpwsb10_and_a_broker_for_amqp_at_their_paths() {
+    let (port, asked) = what_is_asked().await;
+    let cs = format!(
+        "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName={DEFAULT_KEY_NAME};\
+         SharedAccessKey={DEFAULT_KEY};UseDevelopmentEmulator=true;EntityPath=eh1"
+    );
+    let built = Producer::builder()
+        .connection_string(&cs)
+        .web_sockets(true)
+        .build()
+        .await;
+    assert!(built.is_err());
+    let (path, protocol) = asked.await.unwrap();
+    assert_eq!(
+        (path.as_str(), protocol.as_str()),
+        ("/$servicebus/websocket", "AMQPWSB10")
+    );
+
+    let (port, asked) = what_is_asked().await;
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let built = Producer::builder().amqp_broker(&url, ["q"]).build().await;
+    assert!(built.is_err());
+    let (path, protocol) = asked.await.unwrap();
+    assert_eq!((path.as_str(), protocol.as_str()), ("/ws", "amqp"));
+}
