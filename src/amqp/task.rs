@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::cbs::put_token;
 use super::props::client_properties;
-use super::{rpc, transport, Command, Endpoint, Peer};
+use super::{rpc, transport, verdict, Command, Endpoint, Peer};
 use crate::Error;
 use streaming_producer_layers::retry::Schedule;
 
@@ -352,13 +352,17 @@ impl Task {
             .open_with_stream(stream)
             .await;
         let mut connection =
-            opened.map_err(|err| match sasl_refusal(&err).filter(|_| e.is_broker()) {
-                // Not retried: the same login would be refused again.
-                Some(why) => {
-                    Error::auth(format!("{} refused the login: {why}", e.url)).with_source(err)
-                }
-                None => Error::connection(format!("cannot connect to {}", e.url)).with_source(err),
-            })?;
+            opened.map_err(
+                |err| match verdict::sasl_refusal(&err).filter(|_| e.is_broker()) {
+                    // Not retried: the same login would be refused again.
+                    Some(why) => {
+                        Error::auth(format!("{} refused the login: {why}", e.url)).with_source(err)
+                    }
+                    None => {
+                        Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
+                    }
+                },
+            )?;
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
@@ -385,32 +389,6 @@ impl Task {
             }
         }
         Ok(())
-    }
-}
-
-/// What a SASL exchange that failed says, if that is why the connection failed: a
-/// wrong user name or password, or a mechanism the server does not offer.
-fn sasl_refusal(err: &fe2o3_amqp::connection::OpenError) -> Option<String> {
-    use fe2o3_amqp::connection::OpenError;
-    use fe2o3_amqp::types::sasl::SaslCode;
-    match err {
-        OpenError::SaslError { code, .. } => Some(match code {
-            SaslCode::Auth => "wrong user name or password (SASL outcome auth)".to_owned(),
-            other => format!("SASL outcome {other:?}"),
-        }),
-        // fe2o3 says so when the server's mechanisms lack the one it was given.
-        OpenError::NotImplemented(Some(text)) if text.contains("is not supported") => {
-            Some(if text.contains("PLAIN") {
-                "it does not take a user name and password (no SASL PLAIN); give the URL \
-                 without them to connect anonymously"
-                    .to_owned()
-            } else {
-                "it needs a user name and password (no SASL ANONYMOUS): give them in the \
-                 URL, amqp://user:password@host:port"
-                    .to_owned()
-            })
-        }
-        _ => None,
     }
 }
 
