@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::amqp::Proxy;
 use crate::connection_string::{ConnectionString, ConnectionStringCredentials};
 use crate::credential::{Credential, SasTokenCredential, SharedKeyCredential};
 use crate::Error;
+use eventhubs_protocol::WEB_SOCKET_PATH;
 
 /// The options a builder collects about the namespace, the hub and the credential.
 #[derive(Debug, Default)]
@@ -16,16 +18,22 @@ pub(crate) struct Address {
     pub(crate) hub: Option<String>,
     pub(crate) credential: Option<Arc<dyn Credential>>,
     pub(crate) development_emulator: bool,
+    /// AMQP over WebSockets rather than AMQP over TCP.
+    pub(crate) web_sockets: bool,
+    /// An HTTP proxy's URL, for its tunnel.
+    pub(crate) proxy: Option<String>,
 }
 
 /// An [`Address`] checked and made whole.
 #[derive(Debug)]
 pub(crate) struct Resolved {
-    /// `amqps://host:5671`, or `amqp://host:5672` for the emulator.
+    /// `amqps://host:5671`, or `amqp://host:5672` for the emulator; over WebSockets
+    /// `wss://host:443/$servicebus/websocket`, or `ws://host:port/…` for the emulator.
     pub(crate) url: String,
     pub(crate) host: String,
     pub(crate) hub: String,
     pub(crate) credential: Arc<dyn Credential>,
+    pub(crate) proxy: Option<Proxy>,
 }
 
 impl Address {
@@ -95,21 +103,80 @@ impl Address {
                 ))
             }
         };
+        let url = if self.web_sockets {
+            web_socket_url(&cs)
+        } else {
+            cs.amqp_url()
+        };
         Ok(Resolved {
-            url: cs.amqp_url(),
+            url,
             host: cs.host().to_owned(),
             hub,
             credential,
+            proxy: self.proxy(self.web_sockets)?,
         })
+    }
+
+    /// A broker's proxy, read: over WebSockets if its URL is `ws://` or `wss://`.
+    pub(crate) fn broker_proxy(&self, broker: &BrokerUrl) -> Result<Option<Proxy>, Error> {
+        let web_sockets = broker.url.starts_with("ws");
+        if self.web_sockets && !web_sockets {
+            return Err(Error::config(
+                "a broker's URL says how to reach it: for AMQP over WebSockets give a \
+                 ws:// or wss:// URL with the path of its WebSocket endpoint, rather than \
+                 web_sockets(true)",
+            ));
+        }
+        self.proxy(web_sockets)
+    }
+
+    /// The proxy, read; `web_sockets` says whether the connection goes over them,
+    /// which a proxy needs.
+    pub(crate) fn proxy(&self, web_sockets: bool) -> Result<Option<Proxy>, Error> {
+        let Some(text) = &self.proxy else {
+            return Ok(None);
+        };
+        if !web_sockets {
+            // As the .NET SDK has it (a proxy with AmqpTcp is an error there; Python's
+            // `http_proxy` turns WebSockets on): a proxy that lets port 443 out passes
+            // WebSockets, and AMQP's own ports are what it is there to avoid.
+            return Err(Error::config(
+                "a proxy carries AMQP over WebSockets only: add web_sockets(true) (for a \
+                 broker, a ws:// or wss:// URL)",
+            ));
+        }
+        Proxy::parse(text).map(Some)
     }
 }
 
+/// Where a connection string's namespace takes AMQP over WebSockets:
+/// `wss://HOST:443/$servicebus/websocket`, or for the emulator `ws://HOST:PORT/…` on
+/// the endpoint's port; an explicit port wins, as in the .NET SDK's
+/// `AmqpConnectionScope.CreateTransportSettingsForWebSockets`.
+fn web_socket_url(cs: &ConnectionString) -> String {
+    let (scheme, default_port) = if cs.is_development_emulator() {
+        ("ws", 80)
+    } else {
+        ("wss", 443)
+    };
+    let port = cs.port().unwrap_or(default_port);
+    let host = cs.host();
+    // An IPv6 address goes in brackets, as in any URL.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{scheme}://{host}:{port}{WEB_SOCKET_PATH}")
+}
+
 /// A generic AMQP 1.0 broker's URL, checked: `amqp://user:password@host:port` (SASL
-/// PLAIN) or `amqp://host:port` (SASL ANONYMOUS); `amqps://` for TLS.
+/// PLAIN) or `amqp://host:port` (SASL ANONYMOUS); `amqps://` for TLS; `ws://` and
+/// `wss://` (with the path of the broker's WebSocket endpoint) for AMQP over WebSockets.
 #[derive(Clone)]
 pub(crate) struct BrokerUrl {
-    /// `amqp://host:port` or `amqps://host:port`, without the credentials (safe to
-    /// print).
+    /// `amqp://host:port` or `amqps://host:port` (`ws://host:port/path`,
+    /// `wss://host:port/path`), without the credentials (safe to print).
     pub(crate) url: String,
     pub(crate) host: String,
     /// The SASL PLAIN user name and password, percent-decoded.
@@ -127,20 +194,30 @@ impl std::fmt::Debug for BrokerUrl {
 
 impl BrokerUrl {
     pub(crate) fn parse(text: &str) -> Result<Self, Error> {
-        let shape = "expected amqp://user:password@host:port, amqp://host:port, or amqps://…";
+        let shape = "expected amqp://user:password@host:port, amqp://host:port, amqps://…, \
+                     or ws://…/path and wss://…/path over WebSockets";
         let bad = |why: String| Error::config(format!("the broker URL {why} ({shape})"));
         let parsed = url::Url::parse(text.trim())
             .map_err(|e| bad(format!("'{}' is not a URL: {e}", redact(text))))?;
         let (scheme, default_port) = match parsed.scheme() {
             "amqp" => ("amqp", 5672),
             "amqps" => ("amqps", 5671),
+            "ws" if cfg!(feature = "websockets") => ("ws", 80),
+            "wss" if cfg!(feature = "websockets") => ("wss", 443),
+            "ws" | "wss" => {
+                return Err(Error::config(
+                    "this build has no AMQP over WebSockets: enable the `websockets` feature",
+                ))
+            }
             other => return Err(bad(format!("has the scheme '{other}'"))),
         };
+        let web_socket = matches!(scheme, "ws" | "wss");
         let host = match parsed.host_str() {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => return Err(bad("has no host".to_owned())),
         };
-        if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        // Over WebSockets the path is the endpoint's; otherwise there is none.
+        if (!web_socket && !matches!(parsed.path(), "" | "/")) || parsed.query().is_some() {
             return Err(bad(format!(
                 "'{}' has a path or query; the broker's addresses are given apart from it",
                 redact(text)
@@ -159,8 +236,9 @@ impl BrokerUrl {
         };
         let port = parsed.port().unwrap_or(default_port);
         // IPv6 hosts keep their brackets in `host_str`, as a socket address needs.
+        let path = if web_socket { parsed.path() } else { "" };
         Ok(Self {
-            url: format!("{scheme}://{host}:{port}"),
+            url: format!("{scheme}://{host}:{port}{path}"),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -203,6 +281,30 @@ mod tests {
         );
         let b = BrokerUrl::parse("amqp://guest@h").unwrap();
         assert_eq!(b.login, Some(("guest".into(), String::new())));
+    }
+
+    #[test]
+    fn web_sockets_go_to_443_on_the_service_and_to_the_endpoints_port_on_the_emulator() {
+        let url = |cs: &str| web_socket_url(&cs.parse().unwrap());
+        let key = "SharedAccessKeyName=k;SharedAccessKey=v";
+        assert_eq!(
+            url(&format!("Endpoint=sb://ns.servicebus.windows.net/;{key}")),
+            "wss://ns.servicebus.windows.net:443/$servicebus/websocket"
+        );
+        assert_eq!(
+            url(&format!("Endpoint=sb://ns.example:8443;{key}")),
+            "wss://ns.example:8443/$servicebus/websocket"
+        );
+        assert_eq!(
+            url(&format!(
+                "Endpoint=sb://127.0.0.1:5673;{key};UseDevelopmentEmulator=true"
+            )),
+            "ws://127.0.0.1:5673/$servicebus/websocket"
+        );
+        let b = BrokerUrl::parse("wss://u:p@broker.example/ws").unwrap();
+        assert_eq!(b.url, "wss://broker.example:443/ws");
+        let b = BrokerUrl::parse("ws://broker.example:15675").unwrap();
+        assert_eq!(b.url, "ws://broker.example:15675/");
     }
 
     #[test]

@@ -32,6 +32,16 @@ pub(crate) struct HubArgs {
     /// (`hubcat emulator --tls-ca-out` writes the one it makes).
     #[arg(long, value_name = "FILE")]
     pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// Connect with AMQP over WebSockets (wss://HOST:443/$servicebus/websocket; to the
+    /// emulator, ws:// on the connection string's port), for networks that let only
+    /// HTTPS out. With --amqp-url, give a ws:// or wss:// URL instead.
+    #[arg(long, conflicts_with = "amqp_url")]
+    pub(crate) web_sockets: bool,
+    /// Go through this HTTP proxy's tunnel: http://host:port or
+    /// http://user:password@host:port. Needs --web-sockets (or a ws:// or wss://
+    /// --amqp-url).
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
 }
 
 impl HubArgs {
@@ -46,6 +56,10 @@ impl HubArgs {
         }
         if let Some(pem) = self.tls_ca()? {
             builder = builder.add_root_certificate_pem(pem);
+        }
+        builder = builder.web_sockets(self.web_sockets);
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy(proxy);
         }
         Ok(builder)
     }
@@ -80,10 +94,13 @@ impl HubArgs {
     /// where the connection string came from if the user did not type it.
     pub(crate) fn explain(&self, e: &Error) -> String {
         // The library names its builder method where the fix here is a flag.
-        self.explain_in_library_words(e).replace(
-            "add it with add_root_certificate_pem",
-            "trust it with --tls-ca FILE",
-        )
+        self.explain_in_library_words(e)
+            .replace(
+                "add it with add_root_certificate_pem",
+                "trust it with --tls-ca FILE",
+            )
+            .replace("drop web_sockets", "drop --web-sockets")
+            .replace("add web_sockets(true)", "add --web-sockets")
     }
 
     fn explain_in_library_words(&self, e: &Error) -> String {
@@ -111,6 +128,10 @@ impl HubArgs {
         }
         if let Some(pem) = self.tls_ca()? {
             builder = builder.add_root_certificate_pem(pem);
+        }
+        builder = builder.web_sockets(self.web_sockets);
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy(proxy);
         }
         builder.build().await.map_err(|e| self.explain(&e))
     }

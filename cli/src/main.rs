@@ -26,8 +26,9 @@ struct Cli {
 enum Command {
     /// Run the Event Hubs emulator until SIGINT or SIGTERM.
     ///
-    /// When it is ready it prints one line to stdout, the connection string, and then
-    /// logs only to stderr.
+    /// When it is ready it prints its connection strings to stdout, one a line, and
+    /// then logs only to stderr: the plain AMQP listener's first, then those of
+    /// --tls-bind, --ws-bind and --wss-bind, in that order, each only if given.
     Emulator(EmulatorArgs),
     /// Publish newline-delimited events from stdin (each line is a body).
     ///
@@ -77,7 +78,7 @@ struct EmulatorArgs {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     retention_bytes: Option<u64>,
     /// Also listen with TLS here (as the service does on 5671), e.g. 127.0.0.1:5671; a
-    /// second stdout line gives its connection string (host localhost).
+    /// further stdout line gives its connection string (host localhost).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
     tls_bind: Option<SocketAddr>,
     /// With --tls-bind: the certificate chain to present, PEM (without it, a CA and a
@@ -96,6 +97,16 @@ struct EmulatorArgs {
         conflicts_with = "tls_cert"
     )]
     tls_ca_out: Option<std::path::PathBuf>,
+    /// Also listen for AMQP over WebSockets without TLS here (ws://HOST:PORT/$servicebus/
+    /// websocket, subprotocol AMQPWSB10 or amqp); a further stdout line gives its
+    /// connection string, for clients that connect over WebSockets.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
+    ws_bind: Option<SocketAddr>,
+    /// With --tls-bind: also listen for AMQP over WebSockets with TLS here (wss://, as
+    /// the service on 443), presenting the same certificate; a further stdout line gives
+    /// its connection string (host localhost).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind, requires = "tls_bind")]
+    wss_bind: Option<SocketAddr>,
 }
 
 /// The TLS identity `--tls-bind` asks for: the files given, or one made now.
@@ -245,6 +256,12 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
             }
         }
     }
+    if let Some(addr) = args.ws_bind {
+        builder = builder.web_sockets(addr);
+    }
+    if let Some(addr) = args.wss_bind {
+        builder = builder.web_sockets_tls(addr);
+    }
     let emulator = match builder.start().await {
         Ok(e) => e,
         Err(e) => {
@@ -275,9 +292,16 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
         ),
         (None, _) => {}
     }
+    // One line per listener, in this order, each only if asked for: plain AMQP, TLS,
+    // WebSockets, WebSockets with TLS.
     println!("{}", emulator.connection_string());
-    if let Some(tls) = emulator.tls_connection_string("localhost") {
-        println!("{tls}");
+    let further = [
+        emulator.tls_connection_string("localhost"),
+        emulator.ws_connection_string(),
+        emulator.wss_connection_string("localhost"),
+    ];
+    for line in further.into_iter().flatten() {
+        println!("{line}");
     }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

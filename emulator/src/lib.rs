@@ -45,12 +45,15 @@ mod consume;
 mod control;
 mod fault;
 mod ingest;
+mod listeners;
 pub use eventhubs_protocol::sas;
 mod rejection;
 mod replies;
+mod sasl;
 mod server;
 mod store;
 mod tls;
+mod web_socket;
 mod wire;
 
 use std::net::SocketAddr;
@@ -107,8 +110,8 @@ pub struct EmulatorBuilder {
     accept_jwt: bool,
     faults: Vec<Fault>,
     clock: Arc<dyn Clock>,
-    /// A second listener, with TLS, and where it binds.
-    tls: Option<(TlsIdentity, SocketAddr)>,
+    /// The listeners besides the plain AMQP one (TLS, WebSockets).
+    listeners: listeners::Options,
 }
 
 /// The emulator; start one with [`Emulator::builder`].
@@ -127,7 +130,7 @@ impl Emulator {
             accept_jwt: false,
             faults: Vec::new(),
             clock: Arc::new(SystemClock),
-            tls: None,
+            listeners: listeners::Options::default(),
         }
     }
 }
@@ -147,14 +150,6 @@ impl EmulatorBuilder {
     /// The address to listen on (default `127.0.0.1:0`, an ephemeral port).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
-        self
-    }
-
-    /// A second listener that speaks AMQP over TLS, as the service does on port 5671,
-    /// presenting `identity`, on `addr` (`127.0.0.1:0` for an ephemeral port). Both
-    /// listeners serve the same hubs.
-    pub fn tls(mut self, identity: TlsIdentity, addr: SocketAddr) -> Self {
-        self.tls = Some((identity, addr));
         self
     }
 
@@ -233,19 +228,7 @@ impl EmulatorBuilder {
             .await
             .map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let tls = match &self.tls {
-            Some((identity, bind)) => {
-                let config = identity
-                    .server_config()
-                    .map_err(|e| StartError::Config(e.to_string()))?;
-                let listener = tokio::net::TcpListener::bind(bind)
-                    .await
-                    .map_err(StartError::Bind)?;
-                let addr = listener.local_addr().map_err(StartError::Bind)?;
-                Some((listener, addr, tokio_rustls::TlsAcceptor::from(config)))
-            }
-            None => None,
-        };
+        let extra = self.listeners.bind().await?;
         let shared = Arc::new(conn::Shared {
             store: store::Store::new(&self.hubs, self.clock.now_ms()),
             faults: RwLock::new(
@@ -265,24 +248,27 @@ impl EmulatorBuilder {
             held_attaches: tokio::sync::watch::channel(0).0,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let tls_addr = tls.as_ref().map(|(_, addr, _)| *addr);
-        let tls_task = tls.map(|(listener, _, acceptor)| {
-            tokio::spawn(server::serve(
-                listener,
-                shared.clone(),
-                stop_rx.clone(),
-                Some(acceptor),
-            ))
-        });
-        let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx, None));
+        let extra_tasks = extra
+            .listeners
+            .into_iter()
+            .map(|(listener, layers)| {
+                tokio::spawn(server::serve(
+                    listener,
+                    shared.clone(),
+                    stop_rx.clone(),
+                    layers,
+                ))
+            })
+            .collect();
+        let plain = server::Layers {
+            tls: None,
+            web_socket: false,
+        };
+        let task = tokio::spawn(server::serve(listener, shared.clone(), stop_rx, plain));
         Ok(EmulatorHandle {
             addr,
-            tls_addr,
-            tls_ca_pem: self
-                .tls
-                .as_ref()
-                .and_then(|(identity, _)| identity.ca_pem().map(str::to_owned)),
-            tls_task,
+            extra: extra.addrs,
+            extra_tasks,
             shared,
             stop: stop_tx,
             task: Some(task),
@@ -301,9 +287,9 @@ impl EmulatorBuilder {
 #[derive(Debug)]
 pub struct EmulatorHandle {
     addr: SocketAddr,
-    tls_addr: Option<SocketAddr>,
-    tls_ca_pem: Option<String>,
-    tls_task: Option<tokio::task::JoinHandle<()>>,
+    /// Where the listeners besides the plain AMQP one listen.
+    extra: listeners::Addrs,
+    extra_tasks: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<conn::Shared>,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -326,38 +312,6 @@ impl EmulatorHandle {
     /// A connection string for one hub (with `EntityPath`).
     pub fn connection_string_for(&self, hub: &str) -> String {
         format!("{};EntityPath={hub}", self.connection_string())
-    }
-
-    /// The address of the TLS listener, if the emulator has one
-    /// ([`EmulatorBuilder::tls`]).
-    pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls_addr
-    }
-
-    /// The CA a client trusts to reach the TLS listener, in PEM, if the emulator made
-    /// its certificate ([`TlsIdentity::generate`]).
-    pub fn tls_ca_pem(&self) -> Option<&str> {
-        self.tls_ca_pem.as_deref()
-    }
-
-    /// A connection string over TLS, without `EntityPath`, as a client reaches the
-    /// service: `sb://HOST:PORT` without `UseDevelopmentEmulator`, so `amqps` on the TLS
-    /// listener's port. `host` must be a name the certificate is for (`localhost` for
-    /// one the emulator made); `None` without a TLS listener.
-    pub fn tls_connection_string(&self, host: &str) -> Option<String> {
-        let port = self.tls_addr?.port();
-        Some(format!(
-            "Endpoint=sb://{host}:{port};SharedAccessKeyName={};SharedAccessKey={}",
-            self.shared.key_name, self.shared.key
-        ))
-    }
-
-    /// [`tls_connection_string`](Self::tls_connection_string) for one hub.
-    pub fn tls_connection_string_for(&self, host: &str, hub: &str) -> Option<String> {
-        Some(format!(
-            "{};EntityPath={hub}",
-            self.tls_connection_string(host)?
-        ))
     }
 
     /// A SAS token for `resource`, valid for `ttl_secs` from the emulator's clock.
@@ -425,7 +379,7 @@ impl EmulatorHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(task) = self.tls_task.take() {
+        for task in self.extra_tasks.drain(..) {
             let _ = task.await;
         }
     }

@@ -4,69 +4,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fe2o3_amqp::acceptor::{
-    sasl_acceptor::SaslServerFrame, ConnectionAcceptor, LinkAcceptor, LinkEndpoint,
-    ListenerSessionHandle, SaslAcceptor, SessionAcceptor,
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
 };
-use fe2o3_amqp::types::{
-    performatives::Attach,
-    primitives::{Array, Symbol},
-    sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse},
-};
+use fe2o3_amqp::types::performatives::Attach;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::address::{self, Node};
 use crate::conn::{filler_properties, Conn, Shared};
 use crate::rejection::Rejection;
-
-/// The mechanisms an Event Hubs client may ask for.
-#[derive(Debug, Clone)]
-struct Sasl {
-    key_name: String,
-    key: String,
-    plain_ok: Arc<AtomicBool>,
-}
-
-impl SaslAcceptor for Sasl {
-    fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(vec![
-            Symbol::from("MSSBCBS"),
-            Symbol::from("ANONYMOUS"),
-            Symbol::from("PLAIN"),
-        ])
-    }
-
-    fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
-        let code = if init.mechanism.as_str() == "PLAIN" {
-            let response = init
-                .initial_response
-                .map(|b| b.into_vec())
-                .unwrap_or_default();
-            let mut parts = response.split(|b| *b == 0);
-            let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
-            if user == Some(self.key_name.as_bytes()) && pass == Some(self.key.as_bytes()) {
-                self.plain_ok.store(true, Ordering::SeqCst);
-                SaslCode::Ok
-            } else {
-                SaslCode::Auth
-            }
-        } else {
-            // ANONYMOUS and MSSBCBS: the client authorises later through $cbs.
-            SaslCode::Ok
-        };
-        SaslServerFrame::Outcome(SaslOutcome {
-            code,
-            additional_data: None,
-        })
-    }
-
-    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
-        SaslServerFrame::Outcome(SaslOutcome {
-            code: SaslCode::Auth,
-            additional_data: None,
-        })
-    }
-}
+use crate::sasl::Sasl;
 
 /// Counts a live connection for as long as it is held.
 struct Live(Arc<Shared>);
@@ -84,13 +31,21 @@ impl Drop for Live {
     }
 }
 
-/// Accepts connections on `listener` until `stop`; with `tls`, each speaks TLS from its
-/// first byte, as on the service's port 5671.
+/// What a listener's connections speak under AMQP.
+#[derive(Clone)]
+pub(crate) struct Layers {
+    /// TLS from the first byte, as on the service's port 5671 (and 443).
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// A WebSocket (over TLS if `tls`), as on the service's port 443.
+    pub(crate) web_socket: bool,
+}
+
+/// Accepts connections on `listener` until `stop`, each speaking AMQP over `layers`.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    layers: Layers,
 ) {
     let mut stop_wait = stop.clone();
     let mut connections = tokio::task::JoinSet::new();
@@ -105,9 +60,9 @@ pub(crate) async fn serve(
                 let live = Live::new(shared.clone());
                 let shared = shared.clone();
                 let stop = stop.clone();
-                let tls = tls.clone();
+                let layers = layers.clone();
                 connections.spawn(async move {
-                    if let Err(e) = connection(tcp, shared, stop, tls).await {
+                    if let Err(e) = connection(tcp, shared, stop, layers).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                     drop(live);
@@ -130,33 +85,62 @@ pub(crate) async fn serve(
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long a client may take over a TLS or WebSocket handshake.
+const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn connection(
     tcp: TcpStream,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    layers: Layers,
+) -> Result<(), BoxError> {
     let _ = tcp.set_nodelay(true);
     let std_tcp = tcp.into_std()?;
     // A handle on the socket itself, for dropping the connection (a fault, a stop)
     // whatever stream sits on top of it.
     let socket = std_tcp.try_clone()?;
     let tcp = TcpStream::from_std(std_tcp)?;
-    let max = shared.max_message_size;
-    match tls {
-        None => amqp(crate::wire::WireFixes::new(tcp, max), socket, shared, stop).await,
+    match layers.tls {
+        None => over(tcp, layers.web_socket, socket, shared, stop).await,
         Some(tls) => {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(30), tls.accept(tcp));
-            let stream = handshake.await??;
-            amqp(
-                crate::wire::WireFixes::new(stream, max),
-                socket,
-                shared,
-                stop,
-            )
-            .await
+            let stream = tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(tcp)).await??;
+            over(stream, layers.web_socket, socket, shared, stop).await
         }
+    }
+}
+
+/// AMQP over `stream`, or over a WebSocket on it.
+async fn over<S>(
+    stream: S,
+    web_socket: bool,
+    socket: std::net::TcpStream,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
+    let max = shared.max_message_size;
+    if web_socket {
+        let stream =
+            tokio::time::timeout(HANDSHAKE_LIMIT, crate::web_socket::accept(stream)).await??;
+        amqp(
+            crate::wire::WireFixes::new(stream, max),
+            socket,
+            shared,
+            stop,
+        )
+        .await
+    } else {
+        amqp(
+            crate::wire::WireFixes::new(stream, max),
+            socket,
+            shared,
+            stop,
+        )
+        .await
     }
 }
 
@@ -166,7 +150,7 @@ async fn amqp<S>(
     socket: std::net::TcpStream,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> Result<(), BoxError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {

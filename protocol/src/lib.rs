@@ -2,7 +2,9 @@
 //! of its own: the names and numbers of the protocol (annotations, capabilities, error
 //! conditions, the batched-message format), the partition-key hash
 //! ([`partition_key`]), shared access signatures ([`sas`]) and idempotent producer
-//! sequence numbers ([`sequence`]).
+//! sequence numbers ([`sequence`]); with the `websockets` feature, AMQP over
+//! WebSockets (`web_socket`: the service's path and subprotocol, and a byte stream
+//! over a WebSocket).
 //!
 //! The producer (`streaming-producer`) and the emulator (`eventhubs-emulator`) both
 //! depend on this crate, so the two sides of every test speak from one definition.
@@ -22,6 +24,13 @@
 pub mod partition_key;
 pub mod sas;
 pub mod sequence;
+#[cfg(feature = "websockets")]
+pub mod web_socket;
+
+/// The path of the service's endpoint for AMQP over WebSockets (azure-sdk-for-python's
+/// `_configuration.py` appends it to the host; .NET's `AmqpConnectionScope` has it with
+/// a trailing `/`, which a server takes as the same).
+pub const WEB_SOCKET_PATH: &str = "/$servicebus/websocket";
 
 /// Message-format code of a batched message: the body is N `data` sections, each a
 /// complete encoded message (one event).

@@ -14,14 +14,18 @@
 //! (putting tokens),
 //! `link` (a partition's session and sender link: attach, credit, transfers), `wire`
 //! (batches to messages, verdicts to errors), `props` and `management` (what the
-//! attach and `$management` frames carry), `rpc` (request/response over a link pair).
+//! attach and `$management` frames carry), `rpc` (request/response over a link pair),
+//! `transport` (the layers under AMQP: TCP, a proxy's tunnel from `proxy`, TLS, a
+//! WebSocket).
 
 mod cbs;
 mod link;
 mod management;
 mod props;
+mod proxy;
 mod rpc;
 mod task;
+mod transport;
 mod verdict;
 mod wire;
 
@@ -50,6 +54,7 @@ pub(crate) use management::time_of;
 use management::Management;
 pub use management::{HubProperties, PartitionProperties};
 pub(crate) use props::{roots_of, Roots};
+pub(crate) use proxy::Proxy;
 
 /// `max-message-size` assumed when a link announces none: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -59,7 +64,8 @@ use task::Task;
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
-    /// `amqp://host:port` or `amqps://host:port`.
+    /// `amqp://host:port` or `amqps://host:port`; over WebSockets
+    /// `ws://host:port/path` or `wss://host:port/path`.
     pub(crate) url: String,
     /// The host, for the open frame, TLS and token audiences.
     pub(crate) host: String,
@@ -75,6 +81,8 @@ pub(crate) struct Endpoint {
     pub(crate) reconnect: streaming_producer_layers::retry::RetryPolicy,
     /// Certificates trusted over TLS besides the public roots.
     pub(crate) roots: props::Roots,
+    /// An HTTP proxy whose tunnel the connection goes through.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 /// What is at the other end, which decides how the connection is authorized, what a

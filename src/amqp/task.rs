@@ -13,8 +13,8 @@ use fe2o3_amqp::{Connection, Session};
 use tokio::sync::{mpsc, watch};
 
 use super::cbs::put_token;
-use super::props::{client_properties, tls_connect};
-use super::{rpc, Command, Endpoint, Peer};
+use super::props::client_properties;
+use super::{rpc, transport, verdict, Command, Endpoint, Peer};
 use crate::Error;
 use streaming_producer_layers::retry::Schedule;
 
@@ -325,19 +325,7 @@ impl Task {
 
     async fn open(&self) -> Result<Live, Error> {
         let e = &self.endpoint;
-        let cannot = |err: tower::BoxError| {
-            Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
-        };
-        let (tls, authority) = match e.url.split_once("://") {
-            Some(("amqps", rest)) => (true, rest),
-            Some((_, rest)) => (false, rest),
-            None => (false, e.url.as_str()),
-        };
-        let tcp = tokio::net::TcpStream::connect(authority)
-            .await
-            .map_err(|err| cannot(Box::new(err)))?;
-        // Nagle would hold back the small frames (flows, CBS requests) behind big ones.
-        let _ = tcp.set_nodelay(true);
+        let stream = transport::connect(e).await?;
         // Event Hubs authorizes with a token on `$cbs` after an anonymous SASL
         // exchange; a generic broker with SASL alone.
         let sasl = match &e.peer {
@@ -349,9 +337,10 @@ impl Task {
             },
             _ => SaslProfile::Anonymous,
         };
-        let builder = Connection::builder()
+        let opened = Connection::builder()
             .container_id(e.identifier.clone())
             .hostname(e.host.as_str())
+            // TLS, if any, is a layer of the stream already.
             .scheme("amqp")
             .sasl_profile(sasl)
             .max_frame_size(65536u32)
@@ -359,41 +348,21 @@ impl Task {
             // fe2o3's default of 255 channels would not do for a hub of 1,024
             // partitions. The service's open frame says how many it takes.
             .channel_max(u16::MAX)
-            .properties(client_properties());
-        let opened = if tls {
-            // The service speaks TLS from the first byte, with no AMQP TLS header first.
-            let stream = tls_connect(&e.host, tcp, &e.roots).await.map_err(|err| {
-                if let Some(why) = certificate_problem(&err, &e.host) {
-                    Error::connection(format!("cannot connect to {}: {why}", e.url))
-                        .with_source(err)
-                } else if plaintext_server(&err) {
-                    let hint = if e.is_broker() {
-                        "use amqp:// for a broker that speaks plain AMQP"
-                    } else {
-                        "if it is the local emulator, add UseDevelopmentEmulator=true to the \
-                         connection string"
-                    };
-                    Error::connection(format!(
-                        "cannot connect to {}: the server does not speak TLS; {hint}",
-                        e.url
-                    ))
-                    .with_source(err)
-                } else {
-                    cannot(Box::new(err))
-                }
-            })?;
-            builder.open_with_stream(stream).await
-        } else {
-            builder.open_with_stream(tcp).await
-        };
+            .properties(client_properties())
+            .open_with_stream(stream)
+            .await;
         let mut connection =
-            opened.map_err(|err| match sasl_refusal(&err).filter(|_| e.is_broker()) {
-                // Not retried: the same login would be refused again.
-                Some(why) => {
-                    Error::auth(format!("{} refused the login: {why}", e.url)).with_source(err)
-                }
-                None => cannot(Box::new(err)),
-            })?;
+            opened.map_err(
+                |err| match verdict::sasl_refusal(&err).filter(|_| e.is_broker()) {
+                    // Not retried: the same login would be refused again.
+                    Some(why) => {
+                        Error::auth(format!("{} refused the login: {why}", e.url)).with_source(err)
+                    }
+                    None => {
+                        Error::connection(format!("cannot connect to {}", e.url)).with_source(err)
+                    }
+                },
+            )?;
         let mut session = Session::begin(&mut connection)
             .await
             .map_err(|err| Error::connection("cannot begin a session").with_source(err))?;
@@ -423,69 +392,10 @@ impl Task {
     }
 }
 
-/// What a SASL exchange that failed says, if that is why the connection failed: a
-/// wrong user name or password, or a mechanism the server does not offer.
-fn sasl_refusal(err: &fe2o3_amqp::connection::OpenError) -> Option<String> {
-    use fe2o3_amqp::connection::OpenError;
-    use fe2o3_amqp::types::sasl::SaslCode;
-    match err {
-        OpenError::SaslError { code, .. } => Some(match code {
-            SaslCode::Auth => "wrong user name or password (SASL outcome auth)".to_owned(),
-            other => format!("SASL outcome {other:?}"),
-        }),
-        // fe2o3 says so when the server's mechanisms lack the one it was given.
-        OpenError::NotImplemented(Some(text)) if text.contains("is not supported") => {
-            Some(if text.contains("PLAIN") {
-                "it does not take a user name and password (no SASL PLAIN); give the URL \
-                 without them to connect anonymously"
-                    .to_owned()
-            } else {
-                "it needs a user name and password (no SASL ANONYMOUS): give them in the \
-                 URL, amqp://user:password@host:port"
-                    .to_owned()
-            })
-        }
-        _ => None,
-    }
-}
-
 /// Sleeps until `at`; never, without one.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// What is wrong with the server's certificate, if that is why the TLS handshake
-/// failed, in words that say what to do.
-fn certificate_problem(err: &std::io::Error, host: &str) -> Option<String> {
-    use tokio_rustls::rustls::{CertificateError, Error as Tls};
-    let tls = err.get_ref()?.downcast_ref::<Tls>()?;
-    let Tls::InvalidCertificate(problem) = tls else {
-        return None;
-    };
-    Some(match problem {
-        CertificateError::UnknownIssuer => "the server's certificate is not signed by a \
-            certificate authority this client trusts (for a private CA, such as a local \
-            emulator's, add it with add_root_certificate_pem)"
-            .to_owned(),
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            format!("the server's certificate is not for the host name '{host}'")
-        }
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            "the server's certificate has expired".to_owned()
-        }
-        other => format!("the server's certificate was refused: {other:?}"),
-    })
-}
-
-/// Whether a TLS handshake failed because the server answered in something other than
-/// TLS (the emulator, which speaks plain AMQP): rustls then reads the AMQP header as a
-/// record of an invalid content type.
-fn plaintext_server(err: &std::io::Error) -> bool {
-    use tokio_rustls::rustls::{Error as Tls, InvalidMessage};
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<Tls>())
-        .is_some_and(|tls| matches!(tls, Tls::InvalidMessage(InvalidMessage::InvalidContentType)))
 }

@@ -1,6 +1,6 @@
 //! What the service says of a batch or a link, as [`Error`]s: the one place where a
 //! delivery's outcome, a rejection's or a detach's error condition, and fe2o3's send
-//! failures become the producer's errors.
+//! failures become the producer's errors; and what a broker's refused login says.
 //!
 //! Whether a failed batch may have been stored is not decided here: the try that
 //! loses track of its transfer records that on the batch
@@ -90,5 +90,31 @@ pub(crate) fn send_error(err: SendError) -> Error {
         ) => from_amqp_error(e, true).with_source(err),
         SendError::MessageSizeExceeded(m) => Error::too_large(m.size as usize, m.max_size as usize),
         _ => Error::connection("the link or connection failed").with_source(err),
+    }
+}
+
+/// What a SASL exchange that failed says, if that is why the connection failed: a
+/// wrong user name or password, or a mechanism the server does not offer.
+pub(super) fn sasl_refusal(err: &fe2o3_amqp::connection::OpenError) -> Option<String> {
+    use fe2o3_amqp::connection::OpenError;
+    use fe2o3_amqp::types::sasl::SaslCode;
+    match err {
+        OpenError::SaslError { code, .. } => Some(match code {
+            SaslCode::Auth => "wrong user name or password (SASL outcome auth)".to_owned(),
+            other => format!("SASL outcome {other:?}"),
+        }),
+        // fe2o3 says so when the server's mechanisms lack the one it was given.
+        OpenError::NotImplemented(Some(text)) if text.contains("is not supported") => {
+            Some(if text.contains("PLAIN") {
+                "it does not take a user name and password (no SASL PLAIN); give the URL \
+                 without them to connect anonymously"
+                    .to_owned()
+            } else {
+                "it needs a user name and password (no SASL ANONYMOUS): give them in the \
+                 URL, amqp://user:password@host:port"
+                    .to_owned()
+            })
+        }
+        _ => None,
     }
 }

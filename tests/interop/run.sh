@@ -58,14 +58,16 @@ trap 'exit 130' INT TERM
 # Installs (reused when present)
 # ---------------------------------------------------------------------------
 PY_VERSION="5.15.1"
+# The SDK's WebSocket transport needs websocket-client, which it does not depend on.
+WS_CLIENT_VERSION="1.9.2"
 VENV="$HERE/.venv"
 install_python() {
-  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import azure.eventhub, sys; sys.exit(azure.eventhub.__version__ != '$PY_VERSION')" 2>/dev/null; then
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import azure.eventhub, websocket, sys; sys.exit(azure.eventhub.__version__ != '$PY_VERSION' or websocket.__version__ != '$WS_CLIENT_VERSION')" 2>/dev/null; then
     return 0
   fi
-  echo "installing azure-eventhub==$PY_VERSION into $VENV" >&2
+  echo "installing azure-eventhub==$PY_VERSION websocket-client==$WS_CLIENT_VERSION into $VENV" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "azure-eventhub==$PY_VERSION" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "azure-eventhub==$PY_VERSION" "websocket-client==$WS_CLIENT_VERSION" >&2
 }
 install_node() {
   if [[ -f "$HERE/node_modules/@azure/event-hubs/package.json" ]] &&
@@ -111,21 +113,24 @@ HUBCAT="${HUBCAT:-target/release/hubcat}"
 MAX_MESSAGE_SIZE=262144 # not the 1 MiB default, so the checks see the flag took effect
 KEY_NAME="InteropPolicy" # not the default, so the checks see --key-name took effect
 KEY="interop-$RANDOM$RANDOM-key"
-HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
+HUBS=(eh1:4 pysend:4 pybuf:4 keys3:3 keys11:11 pytrace:2 pyws:2 jssend:4 jsbuf:4 jsidem:4 hubcatsend:4 rsprops:4 rssend:4 rsbuf:4)
 
 # Microsoft's Python SDK dials 5671 for TLS whatever port the endpoint names, so the
 # emulator's TLS listener goes there when the port is free (its CA written for the SDK).
 TLS_PORT=5671
 tls_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; }
 start_emulator() {
-  local args=(emulator --bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
-  local h lines=1
+  # --ws-bind: a stdout line of its own, the WebSocket listener's connection string
+  # (after the TLS listener's, when there is one).
+  local args=(emulator --bind 127.0.0.1:0 --ws-bind 127.0.0.1:0 --key-name "$KEY_NAME" --key "$KEY" --max-message-size "$MAX_MESSAGE_SIZE")
+  local h
+  EMU_LINES=2
   for h in "${HUBS[@]}"; do args+=(--hub "$h"); done
   EH_TLS_CS=""
   EH_TLS_CA=""
   if tls_port_free; then
     args+=(--tls-bind "127.0.0.1:$TLS_PORT" --tls-ca-out "$WORK/tls-ca.pem")
-    lines=2
+    EMU_LINES=3
   fi
   : >"$WORK/emulator.stdout"
   echo "starting: $HUBCAT ${args[*]}" >"$WORK/emulator.log"
@@ -133,12 +138,13 @@ start_emulator() {
   EMU_PID=$!
   local i
   for i in $(seq 1 150); do # 15 s
-    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge $lines ]]; then
+    if [[ -s "$WORK/emulator.stdout" ]] && [[ "$(wc -l <"$WORK/emulator.stdout")" -ge $EMU_LINES ]]; then
       EH_CS="$(head -n 1 "$WORK/emulator.stdout" | tr -d '\r')"
-      if [[ $lines -eq 2 ]]; then
+      if [[ $EMU_LINES -eq 3 ]]; then
         EH_TLS_CS="$(sed -n 2p "$WORK/emulator.stdout" | tr -d '\r')"
         EH_TLS_CA="$WORK/tls-ca.pem"
       fi
+      EH_WS_CS="$(sed -n "${EMU_LINES}p" "$WORK/emulator.stdout" | tr -d '\r')"
       return 0
     fi
     if ! kill -0 "$EMU_PID" 2>/dev/null; then
@@ -174,7 +180,7 @@ fi
 echo "emulator pid $EMU_PID: $EH_CS" >&2
 
 RUN_ID="$(date +%s)-$$"
-export EH_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE" EH_TLS_CS EH_TLS_CA
+export EH_CS EH_WS_CS EH_RUN_ID="$RUN_ID" EH_MAX_MESSAGE_SIZE="$MAX_MESSAGE_SIZE" EH_TLS_CS EH_TLS_CA
 
 # Runs one check script; its PASS/FAIL lines are echoed and counted; a
 # non-zero exit (crash) or a missing line-less run counts as one failure.
@@ -256,6 +262,7 @@ fi
 cd "$HERE"
 if [[ $RUN_PY == 1 ]]; then
   run_suite py_checks 240 "$VENV/bin/python" -u "$HERE/py_checks.py"
+  run_suite py_ws_checks 120 "$VENV/bin/python" -u "$HERE/py_ws_checks.py"
 fi
 if [[ $RUN_JS == 1 ]]; then
   run_suite js_checks 240 node "$HERE/js_checks.mjs"
@@ -282,14 +289,15 @@ else
   EMU_PID=""
 fi
 
-# Contract: the connection strings on stdout (one line, and a second for the TLS
-# listener), logs on stderr.
-want_lines=1
-[[ -n "$EH_TLS_CS" ]] && want_lines=2
-if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq $want_lines ]]; then
-  pass "emulator.stdout_connection_strings_only" "$want_lines line(s)"
+# Contract: on stdout the connection strings alone: the plain listener's, the TLS
+# listener's when there is one, then the WebSocket listener's (same key, its own
+# port); logs on stderr.
+WS_RE="^Endpoint=sb://127\.0\.0\.1:([0-9]+);SharedAccessKeyName=${KEY_NAME};SharedAccessKey=${KEY};UseDevelopmentEmulator=true$"
+if [[ "$(wc -l <"$WORK/emulator.stdout")" -eq $EMU_LINES ]] && [[ "$EH_WS_CS" =~ $WS_RE ]] &&
+  [[ "$EH_WS_CS" != "$EH_CS" ]]; then
+  pass "emulator.stdout_connection_strings_only" "$EMU_LINES lines"
 else
-  harness_fail "emulator.stdout_connection_strings_only" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, not $want_lines, e.g.: $(sed -n "$((want_lines + 1))p" "$WORK/emulator.stdout" | cut -c1-200)"
+  harness_fail "emulator.stdout_connection_strings_only" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, not $EMU_LINES, e.g.: $(sed -n "$((EMU_LINES + 1))p" "$WORK/emulator.stdout" | cut -c1-200); WebSocket: $EH_WS_CS"
 fi
 
 if [[ $FAILED -gt 0 ]]; then

@@ -13,6 +13,9 @@ pub(crate) struct Emulator {
     pub(crate) connection_string: String,
     /// With `--tls-bind`: the second line, the TLS listener's connection string.
     pub(crate) tls_connection_string: Option<String>,
+    /// The lines after the first: one for each of `--tls-bind`, `--ws-bind` and
+    /// `--wss-bind` given, in that order.
+    pub(crate) further: Vec<String>,
 }
 
 impl Emulator {
@@ -31,15 +34,22 @@ impl Emulator {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let tls_connection_string = extra.contains(&"--tls-bind").then(|| {
-            let mut tls = String::new();
-            stdout.read_line(&mut tls).unwrap();
-            tls.trim().to_owned()
-        });
+        let listeners = ["--tls-bind", "--ws-bind", "--wss-bind"];
+        let further: Vec<String> = listeners
+            .iter()
+            .filter(|flag| extra.contains(flag))
+            .map(|_| {
+                let mut next = String::new();
+                stdout.read_line(&mut next).unwrap();
+                next.trim().to_owned()
+            })
+            .collect();
+        let tls_connection_string = extra.contains(&"--tls-bind").then(|| further[0].clone());
         Self {
             child,
             connection_string: line.trim().to_owned(),
             tls_connection_string,
+            further,
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tower::{BoxError, Service};
 
 use super::ProducerBuilder;
-use crate::amqp::{Amqp, Endpoint, Peer, Roots};
+use crate::amqp::{Amqp, Endpoint, Peer, Proxy, Roots};
 use crate::batch::Batch;
 use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
@@ -102,6 +102,7 @@ impl ProducerBuilder {
         let roots = self.roots()?;
         let amqp = self.spawn(
             roots,
+            address.proxy,
             address.url,
             address.host,
             Peer::EventHubs {
@@ -134,12 +135,20 @@ impl ProducerBuilder {
     }
 
     /// Starts the connection task (the connection itself is made on first use).
-    pub(super) fn spawn(&self, roots: Roots, url: String, host: String, peer: Peer) -> Amqp {
+    pub(super) fn spawn(
+        &self,
+        roots: Roots,
+        proxy: Option<Proxy>,
+        url: String,
+        host: String,
+        peer: Peer,
+    ) -> Amqp {
         Amqp::spawn(Endpoint {
             url,
             host,
             peer,
             roots,
+            proxy,
             identifier: self.container_id(),
             timeout: self.try_timeout,
             idempotent: self.idempotent,

@@ -123,8 +123,10 @@ impl ProducerBuilder {
         let url = BrokerUrl::parse(&url)?;
         let login = url.login.clone();
         let roots = self.roots()?;
+        let proxy = self.address.broker_proxy(&url)?;
         let amqp = self.spawn(
             roots,
+            proxy,
             url.url.clone(),
             url.host.clone(),
             Peer::Broker { login },

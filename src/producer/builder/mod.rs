@@ -1,10 +1,13 @@
 //! Configuring and starting a producer: the options here, their checks and the
 //! assembly of the producer in `assemble`, a generic AMQP broker's options and start
-//! in `broker`, and what TLS trusts in `tls`.
+//! in `broker`, what TLS trusts in `tls`, and AMQP over WebSockets and proxies in
+//! `web_sockets`.
 
 mod assemble;
 mod broker;
 mod tls;
+#[cfg(feature = "websockets")]
+mod web_sockets;
 
 use std::sync::Arc;
 use std::time::Duration;
