@@ -23,6 +23,8 @@ import {
 import { randomBytes } from "node:crypto";
 
 const CS = process.env.EH_CS;
+// The emulator's TLS listener (on 5671), when run.sh could bind it.
+const TLS_CS = process.env.EH_TLS_CS;
 if (!CS) {
   console.error("EH_CS is not set");
   process.exit(3);
@@ -358,6 +360,17 @@ async function sendGateway() {
   });
 }
 
+// TLS as the SDK does it for the service (no UseDevelopmentEmulator: amqps on 5671, SNI,
+// the certificate checked), trusting the emulator's CA the way Node.js takes a custom
+// CA, NODE_EXTRA_CA_CERTS (run.sh sets it for this process).
+async function sendOverTls() {
+  await using(new EventHubProducerClient(TLS_CS, "jssend", CLIENT_OPTS), async (p) => {
+    const bodies = makeBodies("tls", 10);
+    await p.sendBatch(bodies.map((body) => ({ body })), { partitionId: "2" });
+    record("jssend", bodies, "2");
+  });
+}
+
 async function sendPartitionKey() {
   await using(new EventHubProducerClient(CS, "jssend", CLIENT_OPTS), async (p) => {
     for (const [i, key] of KEYS_4.entries()) {
@@ -631,6 +644,8 @@ async function main() {
   await check("js.sendBatch.gateway", sendGateway, 30000);
   await check("js.sendBatch.partitionKey", sendPartitionKey, 45000);
   await check("js.sendBatch.partitionId", sendPartitionId, 30000);
+  if (TLS_CS && process.env.NODE_EXTRA_CA_CERTS) await check("js.tls.sendBatch_trusting_the_emulators_ca", sendOverTls, 30000);
+  else console.log("SKIP js.tls: no TLS listener on 5671");
   await check("js.buffered.1000_successes", buffered, 60000);
   await check("js.idempotent.attach_properties", idempotentAttach, 30000);
   await check("js.idempotent.sendBatch", idempotentSend, 45000);

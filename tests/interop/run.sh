@@ -265,7 +265,12 @@ if [[ $RUN_PY == 1 ]]; then
   run_suite py_ws_checks 120 "$VENV/bin/python" -u "$HERE/py_ws_checks.py"
 fi
 if [[ $RUN_JS == 1 ]]; then
-  run_suite js_checks 240 node "$HERE/js_checks.mjs"
+  # Node.js reads the CA it is to trust besides its own from NODE_EXTRA_CA_CERTS.
+  if [[ -n "$EH_TLS_CA" ]]; then
+    run_suite js_checks 240 env NODE_EXTRA_CA_CERTS="$EH_TLS_CA" node "$HERE/js_checks.mjs"
+  else
+    run_suite js_checks 240 node "$HERE/js_checks.mjs"
+  fi
 fi
 
 # The emulator must still be alive after all that, and stop cleanly on SIGTERM.
