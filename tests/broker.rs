@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{bodies, emulator, outcomes_for};
+use common::{bodies, chain, emulator, outcomes_for};
 use eventhubs_emulator::{Emulator, EmulatorHandle};
 use futures_util::{SinkExt, StreamExt};
 use streaming_producer::{
@@ -275,17 +275,6 @@ async fn a_wrong_password_or_no_broker_fails_the_build_and_a_wrong_address_its_e
     assert!(e.is_not_found() && !e.is_ambiguous(), "{e}");
     assert!(e.to_string().contains("nohub/Partitions/0"), "{e}");
     producer.close().await.unwrap();
-}
-
-/// The error and its causes, as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]

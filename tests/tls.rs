@@ -2,8 +2,11 @@
 //! checked against what the client trusts), on the emulator's TLS listener with a
 //! certificate authority it makes.
 
+mod common;
+
 use std::time::Duration;
 
+use common::chain;
 use eventhubs_emulator::{Emulator, EmulatorHandle, TlsIdentity};
 use futures_util::StreamExt;
 use streaming_producer::{EventData, Producer, Reader, StartPosition};
@@ -16,17 +19,6 @@ async fn tls_emulator() -> EmulatorHandle {
         .start()
         .await
         .unwrap()
-}
-
-/// The error and its causes, as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]

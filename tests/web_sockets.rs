@@ -4,10 +4,14 @@
 //! test that records what it was asked), and the errors of a proxy that refuses and
 //! of a server that does not speak WebSockets.
 
+mod common;
+
 #[path = "web_sockets/relay.rs"]
 mod relay;
 
 use std::time::Duration;
+
+use common::chain;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle, TlsIdentity, DEFAULT_KEY, DEFAULT_KEY_NAME};
 use futures_util::StreamExt;
@@ -27,17 +31,6 @@ async fn emulator() -> EmulatorHandle {
         .start()
         .await
         .unwrap()
-}
-
-/// The error and its causes, as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// Publishes `body` to partition 1 with `builder`, and checks its outcome.

@@ -9,6 +9,7 @@ use eventhubs_emulator::{Emulator, EmulatorHandle};
 use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, Outcomes, Producer, ProducerBuilder, RetryPolicy};
 
+#[allow(dead_code)]
 pub(crate) async fn emulator(partitions: u32) -> EmulatorHandle {
     Emulator::builder()
         .hub("eh1", partitions)
@@ -44,6 +45,7 @@ pub(crate) fn bounded(
         .try_timeout(Duration::from_secs(10))
 }
 
+#[allow(dead_code)]
 pub(crate) fn bodies(emulator: &EmulatorHandle, partition: &str) -> Vec<String> {
     emulator
         .events("eh1", partition)
@@ -78,4 +80,16 @@ pub(crate) async fn producer_retrying(
         .build()
         .await
         .unwrap()
+}
+
+/// The error and its causes, as one line.
+#[allow(dead_code)]
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
