@@ -22,6 +22,8 @@ pub(crate) struct Address {
     pub(crate) web_sockets: bool,
     /// An HTTP proxy's URL, for its tunnel.
     pub(crate) proxy: Option<String>,
+    /// PEM texts of certificates to trust over TLS besides the public roots.
+    pub(crate) root_certificates: Vec<Vec<u8>>,
 }
 
 /// An [`Address`] checked and made whole.
@@ -37,6 +39,11 @@ pub(crate) struct Resolved {
 }
 
 impl Address {
+    /// The certificates given to trust, read.
+    pub(crate) fn roots(&self) -> Result<crate::amqp::Roots, Error> {
+        crate::amqp::roots_of(&self.root_certificates)
+    }
+
     /// With a generic broker, which takes the place of all of these: an error naming
     /// the first that was given too.
     pub(crate) fn refuse_with_broker(&self) -> Result<(), Error> {

@@ -17,8 +17,6 @@ pub struct ReaderBuilder {
     address: Address,
     /// A generic AMQP broker's URL, instead of a hub.
     broker: Option<String>,
-    /// PEM texts of certificates to trust over TLS besides the public roots.
-    root_certificates: Vec<Vec<u8>>,
     consumer_group: String,
     prefetch: u32,
     timeout: Duration,
@@ -29,7 +27,6 @@ impl Default for ReaderBuilder {
         Self {
             address: Address::default(),
             broker: None,
-            root_certificates: Vec::new(),
             consumer_group: "$Default".to_owned(),
             prefetch: 300,
             timeout: Duration::from_secs(60),
@@ -83,7 +80,7 @@ impl ReaderBuilder {
     /// Trusts the certificates of `pem` over TLS besides the public roots; see
     /// [`ProducerBuilder::add_root_certificate_pem`](crate::ProducerBuilder::add_root_certificate_pem).
     pub fn add_root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.root_certificates.push(pem.as_ref().to_vec());
+        self.address.root_certificates.push(pem.as_ref().to_vec());
         self
     }
 
@@ -152,7 +149,7 @@ impl ReaderBuilder {
                 (address.url, address.host, peer, address.proxy)
             }
         };
-        let roots = crate::amqp::roots_of(&self.root_certificates)?;
+        let roots = self.address.roots()?;
         let amqp = Amqp::spawn(Endpoint {
             url,
             host,

@@ -99,7 +99,7 @@ impl ProducerBuilder {
         }
         let address = self.address.resolve()?;
         let hub_name = address.hub.clone();
-        let roots = self.roots()?;
+        let roots = self.address.roots()?;
         let amqp = self.spawn(
             roots,
             address.proxy,

@@ -122,7 +122,7 @@ impl ProducerBuilder {
         self.check_broker(&addresses)?;
         let url = BrokerUrl::parse(&url)?;
         let login = url.login.clone();
-        let roots = self.roots()?;
+        let roots = self.address.roots()?;
         let proxy = self.address.broker_proxy(&url)?;
         let amqp = self.spawn(
             roots,

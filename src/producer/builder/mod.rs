@@ -26,8 +26,6 @@ pub struct ProducerBuilder {
     address: Address,
     /// A generic AMQP broker instead of Event Hubs.
     broker: Option<broker::Broker>,
-    /// PEM texts of certificates to trust over TLS besides the public roots.
-    root_certificates: Vec<Vec<u8>>,
     max_wait: Duration,
     max_pending_events: usize,
     max_pending_bytes: usize,
@@ -80,7 +78,6 @@ impl Default for ProducerBuilder {
         Self {
             address: Address::default(),
             broker: None,
-            root_certificates: Vec::new(),
             max_wait: Duration::from_millis(250),
             max_pending_events: 2500,
             max_pending_bytes: 64 << 20,

@@ -1,8 +1,6 @@
 //! What the producer trusts over TLS besides the public roots.
 
 use super::ProducerBuilder;
-use crate::amqp::{roots_of, Roots};
-use crate::Error;
 
 impl ProducerBuilder {
     /// Trusts the certificates of `pem` (one or more `CERTIFICATE` blocks) as
@@ -27,12 +25,7 @@ impl ProducerBuilder {
     /// # drop((producer, outcomes)); Ok(()) }
     /// ```
     pub fn add_root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.root_certificates.push(pem.as_ref().to_vec());
+        self.address.root_certificates.push(pem.as_ref().to_vec());
         self
-    }
-
-    /// The added certificates, read.
-    pub(super) fn roots(&self) -> Result<Roots, Error> {
-        roots_of(&self.root_certificates)
     }
 }
