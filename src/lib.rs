@@ -153,6 +153,7 @@ mod pool;
 mod producer;
 mod reader;
 mod route;
+mod spool;
 pub mod stack;
 #[cfg(feature = "opentelemetry")]
 mod trace_context;
@@ -170,6 +171,7 @@ pub use events::Events;
 pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use route::Partitioner;
+pub use spool::Durability;
 pub use stack::AmqpSend;
 pub use streaming_producer_layers::retry::RetryPolicy;
 pub use streaming_producer_layers::Error;

@@ -43,6 +43,8 @@ pub(super) enum Kind {
     Abandoned,
     /// A transport's or layer's own failure.
     Transport { retryable: bool },
+    /// The producer's spool (its log on disk) cannot be opened, read or written.
+    Spool(String),
 }
 
 /// Conditions after which the same send may succeed (aligned with
@@ -100,6 +102,7 @@ impl fmt::Display for Kind {
             ),
             Kind::Abandoned => f.write_str("the event was abandoned before it was sent"),
             Kind::Transport { .. } => f.write_str("the transport failed"),
+            Kind::Spool(why) => write!(f, "spool: {why}"),
         }
     }
 }

@@ -161,6 +161,12 @@ impl Error {
         Self::new(Kind::UnknownPartition(id.into()))
     }
 
+    /// The producer's spool (its log on disk) cannot be opened, read or written; `why`
+    /// names the file and the cause.
+    pub fn spool(why: impl Into<String>) -> Self {
+        Self::new(Kind::Spool(why.into()))
+    }
+
     /// The event was handed back unsent.
     pub fn abandoned() -> Self {
         Self::new(Kind::Abandoned)
@@ -191,6 +197,7 @@ impl Error {
             | Kind::UnknownPartition(_)
             | Kind::TooLarge { .. }
             | Kind::DeliveryTimeout
+            | Kind::Spool(_)
             | Kind::Abandoned => false,
             Kind::Transport { retryable } => *retryable,
         }
@@ -259,6 +266,12 @@ impl Error {
     /// `Producer::clear_partition`.
     pub fn is_abandoned(&self) -> bool {
         matches!(self.kind(), Kind::Abandoned)
+    }
+
+    /// The producer's spool (its log on disk) failed: it cannot be opened (held by
+    /// another producer, damaged) or written (a full disk).
+    pub fn is_spool(&self) -> bool {
+        matches!(self.kind(), Kind::Spool(_))
     }
 
     /// The AMQP error condition the service gave, if any.

@@ -1,0 +1,377 @@
+//! Opening a spool: its lock, then every segment read back in order, a torn tail cut
+//! at the last whole record, and the events still without an outcome handed to the
+//! producer to publish first.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
+
+use streaming_producer_layers::batch::Stamp;
+use tokio::sync::{watch, Notify};
+
+use super::books::{Books, Part, Segment};
+use super::record::{self, Bad, Base, Record, MAGIC};
+use super::writer::segment_path;
+use super::{Inner, Progress, SpoolOptions};
+use crate::Error;
+
+/// An event found in the spool with no outcome.
+#[derive(Debug)]
+pub(crate) struct RecoveredEvent {
+    pub(crate) index: u64,
+    pub(crate) pinned: bool,
+    pub(crate) encoded: Vec<u8>,
+    /// With idempotent retries: the numbers it is (or was to be) published with.
+    pub(crate) stamp: Option<Stamp>,
+}
+
+/// A partition's events found in the spool, in their order.
+#[derive(Debug)]
+pub(crate) struct RecoveredPartition {
+    pub(crate) partition: String,
+    pub(crate) events: Vec<RecoveredEvent>,
+}
+
+/// What a spool held when it was opened.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    /// Whether its events were encoded for idempotent publishing.
+    pub(crate) idempotent: bool,
+    pub(crate) partitions: Vec<RecoveredPartition>,
+}
+
+impl Recovered {
+    pub(crate) fn events(&self) -> usize {
+        self.partitions.iter().map(|p| p.events.len()).sum()
+    }
+}
+
+/// An event of the replay: its segment and record.
+struct Found {
+    segment: u64,
+    pinned: bool,
+    encoded: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Replayed {
+    destination: Option<String>,
+    idempotent: bool,
+    parts: HashMap<String, (u64, Option<Base>)>,
+    events: HashMap<String, BTreeMap<u64, Found>>,
+}
+
+impl Replayed {
+    fn apply(&mut self, segment: u64, record: Record<'_>) {
+        match record {
+            Record::Snapshot {
+                destination,
+                idempotent,
+                partitions,
+            } => {
+                self.destination = Some(destination.to_owned());
+                self.idempotent = idempotent;
+                for p in partitions {
+                    if let Some(events) = self.events.get_mut(&p.partition) {
+                        *events = events.split_off(&p.floor);
+                    }
+                    let entry = self.parts.entry(p.partition).or_default();
+                    entry.0 = entry.0.max(p.next);
+                    entry.1 = p.base;
+                }
+            }
+            Record::Event {
+                partition,
+                index,
+                pinned,
+                encoded,
+                ..
+            } => {
+                let entry = self.parts.entry(partition.to_owned()).or_default();
+                entry.0 = entry.0.max(index + 1);
+                self.events.entry(partition.to_owned()).or_default().insert(
+                    index,
+                    Found {
+                        segment,
+                        pinned,
+                        encoded: encoded.to_vec(),
+                    },
+                );
+            }
+            Record::Done {
+                partition,
+                first,
+                count,
+            } => {
+                if let Some(events) = self.events.get_mut(partition) {
+                    let end = first + u64::from(count);
+                    let mut later = events.split_off(&first);
+                    let mut after = later.split_off(&end);
+                    events.append(&mut after);
+                }
+            }
+            Record::Base { partition, base } => {
+                self.parts.entry(partition.to_owned()).or_default().1 = Some(base);
+            }
+        }
+    }
+}
+
+fn io(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::spool(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Takes the spool's lock, or says who holds it.
+fn lock(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, "open", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {holder})")
+            };
+            return Err(Error::spool(format!(
+                "the spool in {} is in use by another producer{who}; a spool serves one \
+                 producer at a time",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path, "lock", e)),
+    }
+    // Who holds it, for the message above (the lock itself is what counts).
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+/// The segment numbers in `dir`, in order.
+fn segments(dir: &Path) -> Result<Vec<u64>, Error> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, "read", e))? {
+        let entry = entry.map_err(|e| io(dir, "read", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("segment-")
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Reads one segment into `replayed`. In the newest segment, a record cut short or
+/// damaged at the very end of the file is a write the crash interrupted: the file is
+/// cut there. Anywhere else damage is an error that names the file and offset.
+fn read_segment(
+    path: &Path,
+    number: u64,
+    newest: bool,
+    replayed: &mut Replayed,
+) -> Result<(), Error> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, "read", e))?;
+    let damaged = |offset: usize, why: &dyn std::fmt::Display| {
+        Error::spool(format!(
+            "the spool segment {} is damaged at offset {offset}: {why}; the records after \
+             it are intact, so this is not a write cut short by a crash. Nothing was \
+             skipped: move the segment away to start without its events",
+            path.display()
+        ))
+    };
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        if newest && MAGIC.starts_with(&bytes) {
+            // Created, and the crash came before its first bytes were written.
+            tracing::warn!(segment = %path.display(), "removing an empty spool segment");
+            std::fs::remove_file(path).map_err(|e| io(path, "remove", e))?;
+            return Ok(());
+        }
+        return Err(Error::spool(format!(
+            "{} is not a spool segment (it does not start as one)",
+            path.display()
+        )));
+    }
+    let mut offset = MAGIC.len();
+    while offset < bytes.len() {
+        match record::read(&bytes[offset..]) {
+            Ok((record, len)) => {
+                replayed.apply(number, record);
+                offset += len;
+            }
+            Err(bad) => {
+                let rest = &bytes[offset..];
+                let declared = rest
+                    .get(..4)
+                    .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize);
+                let torn = match bad {
+                    Bad::Truncated => true,
+                    // Zeros where the write had not reached, or a last record whose
+                    // bytes did not all reach the disk.
+                    _ => {
+                        rest.iter().all(|b| *b == 0)
+                            || declared.is_some_and(|l| record::HEADER + l == rest.len())
+                    }
+                };
+                if !(newest && torn) {
+                    return Err(damaged(offset, &bad));
+                }
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    cut = rest.len(),
+                    "cutting a torn write at the end of the spool ({bad})"
+                );
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io(path, "open", e))?;
+                file.set_len(offset as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io(path, "cut the torn end of", e))?;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn open(
+    options: &SpoolOptions,
+    destination: &str,
+    idempotent: bool,
+) -> Result<(Inner, Recovered), Error> {
+    let dir = &options.dir;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, "create the spool directory", e))?;
+    let lock = lock(dir)?;
+    let numbers = segments(dir)?;
+    let mut replayed = Replayed::default();
+    for (i, &number) in numbers.iter().enumerate() {
+        let newest = i + 1 == numbers.len();
+        read_segment(&segment_path(dir, number), number, newest, &mut replayed)?;
+    }
+    let pending: usize = replayed.events.values().map(BTreeMap::len).sum();
+    if pending > 0 {
+        if let Some(theirs) = replayed.destination.as_deref().filter(|d| *d != destination) {
+            return Err(Error::spool(format!(
+                "the spool in {} holds {pending} events for {theirs}, not for {destination}; \
+                 open it with a producer for {theirs}, or give this one another spool",
+                dir.display()
+            )));
+        }
+    }
+    // Segments and partitions as the replay left them.
+    let mut live: BTreeMap<u64, u64> = numbers.iter().map(|n| (*n, 0)).collect();
+    let mut parts: HashMap<String, Part> = HashMap::new();
+    let mut recovered = Recovered {
+        idempotent: replayed.idempotent,
+        partitions: Vec::new(),
+    };
+    let mut names: Vec<_> = replayed.parts.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let (next, base) = replayed.parts[&name];
+        let events = replayed.events.remove(&name).unwrap_or_default();
+        let mut part = Part {
+            next,
+            floor: events.keys().next().copied().unwrap_or(next),
+            base,
+            ..Part::default()
+        };
+        let mut expected = part.floor;
+        let mut out = Vec::with_capacity(events.len());
+        for (index, found) in events {
+            if index > expected {
+                part.done.insert(expected, index);
+            }
+            expected = index + 1;
+            *live.entry(found.segment).or_default() += 1;
+            if part.runs.back().is_none_or(|r| r.1 != found.segment) {
+                part.runs.push_back((index, found.segment));
+            }
+            out.push(RecoveredEvent {
+                index,
+                pinned: found.pinned,
+                stamp: base.filter(|b| b.index <= index).map(|b| b.stamp_of(index)),
+                encoded: found.encoded,
+            });
+        }
+        if expected < next && !out.is_empty() {
+            part.done.insert(expected, next);
+        }
+        if !out.is_empty() {
+            recovered.partitions.push(RecoveredPartition {
+                partition: name.clone(),
+                events: out,
+            });
+        }
+        parts.insert(name, part);
+    }
+    // Segments whose events are all done go, oldest first; a later one with done
+    // events only stays while an older one is kept (its done records may be what
+    // says the older one's events are done).
+    let mut segments = VecDeque::new();
+    let mut keep = false;
+    for (number, live) in &live {
+        keep |= *live > 0;
+        let path = segment_path(dir, *number);
+        if keep {
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            segments.push_back(Segment {
+                number: *number,
+                bytes,
+                live: *live,
+            });
+        } else {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, "remove", e)),
+            }
+        }
+    }
+    let next_segment = numbers.last().map_or(1, |n| n + 1);
+    let segment_bytes = (options.max_bytes / 8).clamp(4 << 10, 64 << 20);
+    let mut books = Books {
+        destination: destination.to_owned(),
+        idempotent,
+        parts,
+        segments,
+        segment_bytes,
+        appended: 0,
+        chunks: VecDeque::new(),
+        delete: Vec::new(),
+        urgent: false,
+        writer_idle: false,
+        closing: false,
+        broken: None,
+    };
+    books.start_segment(next_segment);
+    let inner = Inner {
+        dir: dir.clone(),
+        durability: options.durability,
+        max_bytes: options.max_bytes,
+        books: Mutex::new(books),
+        work: Condvar::new(),
+        progress: watch::Sender::new(Progress::default()),
+        freed: Notify::new(),
+        _lock: lock,
+    };
+    Ok((inner, recovered))
+}
