@@ -9,6 +9,7 @@ use streaming_producer_layers::PartitionBatch;
 use crate::codec::{self, section_size, Stamp};
 use crate::event::{EventData, Routing};
 use crate::events::Events;
+use crate::spool::Spool;
 
 /// Events for one partition, AMQP-encoded, ready to be published as one batched
 /// message.
@@ -33,6 +34,8 @@ struct Inner {
     /// When its events' delivery timeout runs out (from the oldest event's acceptance).
     deadline: Option<tokio::time::Instant>,
     tries: Mutex<Tries>,
+    /// The spool its events are in, if the producer has one.
+    spool: Option<Spool>,
 }
 
 /// What tries of the batch learned; shared by its clones.
@@ -45,6 +48,9 @@ struct Tries {
     /// Sent one message per event (to a generic broker): which events the broker
     /// accepted, so that a retry sends only the others. Empty until one is.
     accepted: Vec<bool>,
+    /// With a spool: where the log must be durable before the batch goes out, after
+    /// its numbering was logged.
+    barrier: Option<u64>,
 }
 
 impl Clone for Inner {
@@ -54,12 +60,13 @@ impl Clone for Inner {
             size: self.size,
             deadline: self.deadline,
             tries: Mutex::new(lock(&self.tries).clone()),
+            spool: self.spool.clone(),
         }
     }
 }
 
 /// Whether the event was routed by partition id (which its encoding does not say).
-fn pinned(event: &EventData) -> bool {
+pub(crate) fn pinned(event: &EventData) -> bool {
     matches!(event.routing(), Routing::PartitionId(_))
 }
 
@@ -72,17 +79,28 @@ pub(crate) struct Filling {
     sections: Vec<Data>,
     pinned: Vec<u32>,
     size: usize,
+    /// Where its events are in the spool.
+    spooled: Vec<(u64, u32)>,
+    /// Its events were recovered from the spool.
+    recovered: bool,
 }
 
 impl Filling {
     /// An empty batch for `partition`, with room for `events` events.
-    pub(crate) fn new(partition: String, events: usize) -> Self {
+    pub(crate) fn new(partition: String, events: usize, recovered: bool) -> Self {
         Self {
             partition,
             sections: Vec::with_capacity(events),
             pinned: Vec::new(),
             size: 0,
+            spooled: Vec::new(),
+            recovered,
         }
+    }
+
+    /// Whether its events were recovered from the spool.
+    pub(crate) fn is_recovered(&self) -> bool {
+        self.recovered
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -94,23 +112,29 @@ impl Filling {
         self.size
     }
 
-    /// As [`Batch::push`].
-    pub(crate) fn push(&mut self, event: &EventData, encoded: Vec<u8>) {
+    /// As [`Batch::push`]; `spooled` is the event's index in the spool, if it is in
+    /// one.
+    pub(crate) fn push(&mut self, pinned: bool, encoded: Vec<u8>, spooled: Option<u64>) {
         self.size += Batch::cost(&encoded);
-        if pinned(event) {
+        if pinned {
             self.pinned.push(self.sections.len() as u32);
         }
         self.sections.push(Data(encoded.into()));
+        if let Some(index) = spooled {
+            crate::events::push_span(&mut self.spooled, index, 1);
+        }
     }
 
     /// The batch, its encode buffers going back to `pool` once its events are dropped.
-    pub(crate) fn seal(self, pool: &Arc<crate::pool::BufferPool>) -> Batch {
-        let mut events = Events::from_encoded(&self.partition, self.sections, self.pinned);
+    pub(crate) fn seal(self, pool: &Arc<crate::pool::BufferPool>, spool: Option<&Spool>) -> Batch {
+        let mut events = Events::from_encoded(&self.partition, self.sections, self.pinned)
+            .spooled_at(self.spooled, self.recovered);
         events.recycle_into(pool);
         Batch {
             inner: Arc::new(Inner {
                 events,
                 size: self.size,
+                spool: spool.cloned(),
                 ..Inner::default()
             }),
         }
@@ -216,6 +240,26 @@ impl Batch {
         let inner = self.inner_mut();
         inner.size += Self::cost(&encoded);
         inner.events.push_encoded(encoded, pinned(event));
+    }
+
+    /// Whether its events were recovered from the spool.
+    pub(crate) fn is_recovered(&self) -> bool {
+        self.inner.events.is_recovered()
+    }
+
+    /// With a spool, once a numbering was logged for this batch: waits until the log
+    /// is durable that far, so that a restart knows the numbers the batch goes out
+    /// with. A spool that cannot be written any more does not hold the batch up.
+    pub(crate) async fn numbering_durable(&self) {
+        let barrier = lock(&self.inner.tries).barrier;
+        if let (Some(target), Some(spool)) = (barrier, &self.inner.spool) {
+            if let Err(e) = spool.durable(Some(target)).await {
+                tracing::warn!(
+                    partition = self.partition(),
+                    "sending without the spool's record of the batch's numbers: {e}"
+                );
+            }
+        }
     }
 
     /// Moves the events of `later` (for the same partition, not yet numbered) behind
@@ -328,6 +372,19 @@ impl PartitionBatch for Batch {
     }
 
     fn set_stamp(&self, stamp: Option<Stamp>) {
-        lock(&self.inner.tries).stamp = stamp;
+        let barrier = match (stamp, &self.inner.spool) {
+            (Some(stamp), Some(spool)) => self
+                .inner
+                .events
+                .spooled()
+                .first()
+                .and_then(|&(first, _)| spool.numbered(self.partition(), first, stamp)),
+            _ => None,
+        };
+        let mut tries = lock(&self.inner.tries);
+        tries.stamp = stamp;
+        if barrier.is_some() {
+            tries.barrier = barrier;
+        }
     }
 }

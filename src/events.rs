@@ -49,6 +49,10 @@ pub struct Events {
     plain: Vec<EventData>,
     /// Where the encode buffers go once the last holder lets go of them.
     pool: Option<Arc<BufferPool>>,
+    /// With a spool: where the events are in it, as runs of `(first index, count)`.
+    spooled: Vec<(u64, u32)>,
+    /// Accepted by an earlier producer on the spool and recovered from it.
+    recovered: bool,
 }
 
 /// No sections: what a dropped or drained `Events` is left holding (a shared `Arc`,
@@ -74,6 +78,8 @@ impl Events {
             partition: partition.into(),
             plain: Vec::new(),
             pool: None,
+            spooled: Vec::new(),
+            recovered: false,
         }
     }
 
@@ -86,7 +92,27 @@ impl Events {
             partition: partition.into(),
             plain: Vec::new(),
             pool: None,
+            spooled: Vec::new(),
+            recovered: false,
         }
+    }
+
+    /// Marks where the events are in the spool, and whether they were recovered from
+    /// it.
+    pub(crate) fn spooled_at(mut self, spans: Vec<(u64, u32)>, recovered: bool) -> Self {
+        self.spooled = spans;
+        self.recovered = recovered;
+        self
+    }
+
+    /// Where the events are in the spool (none without one).
+    pub(crate) fn spooled(&self) -> &[(u64, u32)] {
+        &self.spooled
+    }
+
+    /// Whether the events were recovered from the spool.
+    pub(crate) fn is_recovered(&self) -> bool {
+        self.recovered
     }
 
     /// The partition the events are for.
@@ -202,6 +228,9 @@ impl Events {
         let sections = Arc::try_unwrap(sections).unwrap_or_else(|shared| (*shared).clone());
         Arc::make_mut(&mut self.sections).extend(sections.into_inner());
         self.plain.append(&mut later.plain);
+        for (first, count) in std::mem::take(&mut later.spooled) {
+            push_span(&mut self.spooled, first, count);
+        }
     }
 
     /// Sends the encode buffers to `pool` when the last holder of these events drops
@@ -213,6 +242,15 @@ impl Events {
     /// The pool the encode buffers go back to, if any.
     pub(crate) fn pool(&self) -> Option<&Arc<BufferPool>> {
         self.pool.as_ref()
+    }
+}
+
+/// Adds `count` events from index `first` to `spans`, joining the last run when they
+/// follow it.
+pub(crate) fn push_span(spans: &mut Vec<(u64, u32)>, first: u64, count: u32) {
+    match spans.last_mut() {
+        Some((start, n)) if *start + u64::from(*n) == first => *n += count,
+        _ => spans.push((first, count)),
     }
 }
 

@@ -227,6 +227,16 @@ impl Link {
             .unwrap_or(crate::amqp::DEFAULT_MAX_MESSAGE_SIZE))
     }
 
+    /// Makes the link's first attach resume an idempotent producer group (one that a
+    /// spool recorded), unless it already has one.
+    pub(crate) fn resume(&self, producer_id: i64, epoch: i16) {
+        if let Ok(mut state) = self.state.try_lock() {
+            if state.identity.is_none() && state.attached.is_none() {
+                state.identity = Some((producer_id, epoch));
+            }
+        }
+    }
+
     /// The idempotent producer state, from the link as it is or from a fresh attach.
     pub(crate) async fn producer_state(
         &self,

@@ -82,6 +82,8 @@ pub struct Producer {
     /// Encode buffers taken from the shared pool, a batch's worth at a time.
     pub(super) spare: Vec<Vec<u8>>,
     pub(super) closing: CloseState,
+    /// A wait for room in a full spool.
+    pub(super) spool_wait: Option<tokio_util::sync::ReusableBoxFuture<'static, ()>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -123,6 +125,7 @@ impl Producer {
             reservation,
             spare: Vec::new(),
             closing: CloseState::Open,
+            spool_wait: None,
         }
     }
 
@@ -182,6 +185,25 @@ impl Producer {
     /// The hub's partition ids.
     pub fn partition_ids(&self) -> Vec<String> {
         self.router.ids().to_vec()
+    }
+
+    /// With a [spool](ProducerBuilder::spool): resolves once every event this producer
+    /// accepted before the call is durable in the spool, as its
+    /// [`Durability`](crate::Durability) defines durable (synced to the disk, or handed
+    /// to the operating system), and so would be published by a producer built on
+    /// the spool after a crash. It does not hurry the policy: with
+    /// `Durability::Interval` it waits for the next sync. Accepting events never
+    /// waits for the disk; this is the way to.
+    ///
+    /// Fails with [`Error::is_spool`] if the spool can no longer be written, and with
+    /// [`Error::is_config`] on a producer without a spool.
+    pub async fn wait_durable(&self) -> Result<(), Error> {
+        match &self.shared.spool {
+            Some(spool) => spool.durable(None).await,
+            None => Err(Error::config(
+                "wait_durable needs a spool (ProducerBuilder::spool)",
+            )),
+        }
     }
 
     /// Waits for room, then accepts the event. Fails only when the producer is closed

@@ -30,6 +30,7 @@ mod driver;
 mod handle;
 mod lanes;
 mod outcome;
+mod recover;
 mod sink;
 
 pub use crate::route::Partition;

@@ -28,6 +28,11 @@ pub struct BatchOutcome {
     /// unsent carry an error for which [`Error::is_abandoned`] is true; an error for
     /// which [`Error::is_ambiguous`] is true means the batch may have been stored.
     pub result: Result<(), Error>,
+    /// Whether the events were accepted by an earlier producer on the same
+    /// [spool](crate::ProducerBuilder::spool) (before a crash or a restart) and
+    /// recovered from it: the application learns their fate here, and can tell them
+    /// by their body, properties or message id.
+    pub recovered: bool,
 }
 
 impl BatchOutcome {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll};
 
 use futures_sink::Sink;
+use tokio_util::sync::ReusableBoxFuture;
 
 use super::driver::Signal;
 use super::handle::CloseState;
@@ -20,6 +21,23 @@ impl Producer {
     pub(super) fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Error::closed()));
+        }
+        if let Some(spool) = &self.shared.spool {
+            // The spool's bound on disk: wait while it is full, as for the pending
+            // bound; a spool that can no longer be written refuses events.
+            if self.spool_wait.is_none() && spool.full()? {
+                self.spool_wait = Some(ReusableBoxFuture::new(spool.clone().room()));
+            }
+            if let Some(wait) = self.spool_wait.as_mut() {
+                if wait.poll(cx).is_pending() {
+                    self.inbox.starve();
+                    return Poll::Pending;
+                }
+                self.spool_wait = None;
+                if let Err(e) = spool.full() {
+                    return Poll::Ready(Err(e));
+                }
+            }
         }
         let inbox = &self.inbox;
         self.reservation.poll_reserve(cx, || inbox.starve())
@@ -61,7 +79,7 @@ impl Producer {
                     };
                     return shared
                         .append(&self.inbox, partition, &ids[partition], entry)
-                        .map_err(|event| EnqueueError::new(Error::closed(), event));
+                        .map_err(|(error, event)| EnqueueError::new(error, event));
                 }
                 (
                     ids[partition].clone(),

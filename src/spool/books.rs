@@ -115,7 +115,10 @@ pub(super) struct Chunk {
 
 impl Books {
     pub(super) fn active(&self) -> u64 {
-        self.segments.back().expect("a segment is always open").number
+        self.segments
+            .back()
+            .expect("a segment is always open")
+            .number
     }
 
     /// Bytes of the segments still on disk (or about to be).
@@ -127,8 +130,7 @@ impl Books {
     /// starts with a snapshot of the partitions) when the open one is full.
     pub(super) fn room(&mut self, len: usize) -> &mut Vec<u8> {
         let open = self.segments.back().expect("a segment is always open");
-        if open.bytes + len as u64 > self.segment_bytes && open.bytes > record::MAGIC.len() as u64
-        {
+        if open.bytes + len as u64 > self.segment_bytes && open.bytes > record::MAGIC.len() as u64 {
             let number = open.number + 1;
             self.start_segment(number);
         }

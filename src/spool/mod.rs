@@ -27,9 +27,9 @@
 mod books;
 mod record;
 mod replay;
-mod writer;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,7 +40,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::Error;
 use books::Books;
-pub(crate) use replay::{Recovered, RecoveredEvent, RecoveredPartition};
+pub(crate) use replay::{Recovered, RecoveredEvent};
 
 /// When the spool's writes are made durable: synced to the disk with `fdatasync`
 /// (so they survive a power cut), or only handed to the operating system (they
@@ -104,8 +104,9 @@ pub(crate) struct Inner {
     progress: watch::Sender<Progress>,
     /// Told when segments are deleted (room on disk) or the writer fails.
     freed: Notify,
-    /// Held for the spool's life: a second producer on the directory is refused.
-    _lock: std::fs::File,
+    /// Held until the writer stops after a close (or the spool goes): a second
+    /// producer on the directory is refused meanwhile.
+    lock_file: Mutex<Option<std::fs::File>>,
 }
 
 impl Inner {
@@ -216,7 +217,14 @@ impl Spool {
         }
         books.room(len);
         let index = books.add_event(partition);
-        record::put_event(books.buffer(), partition, index, pinned, accepted_ms, encoded);
+        record::put_event(
+            books.buffer(),
+            partition,
+            index,
+            pinned,
+            accepted_ms,
+            encoded,
+        );
         books.wrote(len);
         self.wake(&mut books);
         Ok(index)
@@ -318,10 +326,7 @@ impl Spool {
             self.inner.work.notify_one();
         }
         let mut progress = self.inner.progress.subscribe();
-        let _ = tokio::time::timeout(
-            limit,
-            progress.wait_for(|p| p.closed || p.broken.is_some()),
-        )
-        .await;
+        let _ = tokio::time::timeout(limit, progress.wait_for(|p| p.closed || p.broken.is_some()))
+            .await;
     }
 }

@@ -431,7 +431,11 @@ mod tests {
             panic!("{r:?}")
         };
         assert_eq!(base.stamp_of(9).sequence, i32::MAX);
-        assert_eq!(base.stamp_of(11).sequence, 1, "wraps to 0 as the service does");
+        assert_eq!(
+            base.stamp_of(11).sequence,
+            1,
+            "wraps to 0 as the service does"
+        );
     }
 
     #[test]

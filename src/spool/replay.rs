@@ -268,7 +268,11 @@ pub(super) fn open(
     }
     let pending: usize = replayed.events.values().map(BTreeMap::len).sum();
     if pending > 0 {
-        if let Some(theirs) = replayed.destination.as_deref().filter(|d| *d != destination) {
+        if let Some(theirs) = replayed
+            .destination
+            .as_deref()
+            .filter(|d| *d != destination)
+        {
             return Err(Error::spool(format!(
                 "the spool in {} holds {pending} events for {theirs}, not for {destination}; \
                  open it with a producer for {theirs}, or give this one another spool",
@@ -371,7 +375,7 @@ pub(super) fn open(
         work: Condvar::new(),
         progress: watch::Sender::new(Progress::default()),
         freed: Notify::new(),
-        _lock: lock,
+        lock_file: Mutex::new(Some(lock)),
     };
     Ok((inner, recovered))
 }

@@ -167,7 +167,10 @@ async fn damage_in_an_older_segment_is_an_error_even_at_its_end() {
         .set_len(len - 10)
         .unwrap();
     let error = Spool::open(&options, "sb://host/hub", false).unwrap_err();
-    assert!(error.to_string().contains(&first.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&first.display().to_string()),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +228,11 @@ async fn segments_are_deleted_oldest_first_once_their_events_are_done() {
     drop(spool);
     let (_spool, recovered) = Spool::open(&options, "sb://host/hub", false).unwrap();
     assert_eq!(bodies(&recovered, "0").len(), 100);
-    assert_eq!(bodies(&recovered, "0")[0], [44u8; 100], "event 300 comes first");
+    assert_eq!(
+        bodies(&recovered, "0")[0],
+        [44u8; 100],
+        "event 300 comes first"
+    );
     assert!(bodies(&recovered, "1").is_empty());
 }
 
@@ -242,7 +249,9 @@ async fn numbering_is_logged_only_where_it_does_not_follow_on() {
         for i in 0..6u8 {
             spool.append("0", false, &[i]).unwrap();
         }
-        let first = spool.numbered("0", 0, stamp(100)).expect("a first numbering");
+        let first = spool
+            .numbered("0", 0, stamp(100))
+            .expect("a first numbering");
         spool.durable(Some(first)).await.unwrap();
         assert_eq!(spool.numbered("0", 2, stamp(102)), None, "follows on");
         spool.done("0", &[(0, 2)]);
@@ -280,7 +289,10 @@ async fn a_spool_that_cannot_be_written_says_so_and_takes_no_more() {
     }
     let error = spool.durable(None).await.unwrap_err();
     assert!(error.is_spool(), "{error}");
-    assert!(error.to_string().contains("cannot write the spool"), "{error}");
+    assert!(
+        error.to_string().contains("cannot write the spool"),
+        "{error}"
+    );
     let refused = spool.append("0", false, b"later").unwrap_err();
     assert!(refused.is_spool());
     assert!(spool.full().unwrap_err().is_spool());

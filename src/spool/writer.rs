@@ -76,7 +76,10 @@ pub(super) fn run(inner: Arc<Inner>) {
                         }
                     }
                     let path = segment_path(&inner.dir, chunk.segment);
-                    let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+                    let mut file = OpenOptions::new()
+                        .create_new(true)
+                        .append(true)
+                        .open(&path)?;
                     file.write_all(MAGIC)?;
                     open = Some(Open {
                         number: chunk.segment,
@@ -137,7 +140,9 @@ pub(super) fn run(inner: Arc<Inner>) {
                 .into();
                 tracing::error!("{why}");
                 inner.lock().broken = Some(why.clone());
-                inner.progress.send_modify(|p: &mut Progress| p.broken = Some(why));
+                inner
+                    .progress
+                    .send_modify(|p: &mut Progress| p.broken = Some(why));
                 inner.freed.notify_waiters();
                 return;
             }
@@ -158,6 +163,12 @@ pub(super) fn run(inner: Arc<Inner>) {
                         let _ = dir.sync_all();
                     }
                 }
+                // The directory is free for the next producer.
+                inner
+                    .lock_file
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 inner.progress.send_modify(|p| p.closed = true);
                 return;
             }

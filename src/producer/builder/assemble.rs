@@ -17,6 +17,7 @@ use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
 use crate::producer::lanes::{LaneSettings, Shared};
 use crate::producer::outcome::unread;
+use crate::producer::recover::{place, recover, resume_groups};
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::route::{Keyless, RoundRobin, Router, Sticky};
 use crate::stack::{boxed_clone, Base, Connection, Settings, TraceLayer};
@@ -81,6 +82,7 @@ impl ProducerBuilder {
                 self.delivery_timeout, self.max_wait
             )));
         }
+        self.check_spool()?;
         if self.idempotent && self.max_concurrent_sends_per_partition > 1 {
             return Err(Error::config(
                 "idempotent_retries needs max_concurrent_sends_per_partition = 1: \
@@ -100,6 +102,10 @@ impl ProducerBuilder {
         let address = self.address.resolve()?;
         let hub_name = address.hub.clone();
         let roots = self.address.roots()?;
+        let recovered = self
+            .open_spool(&format!("{}/{}", address.host, address.hub))
+            .await?;
+        let try_timeout = self.try_timeout;
         let amqp = self.spawn(
             roots,
             address.proxy,
@@ -110,6 +116,7 @@ impl ProducerBuilder {
                 credential: address.credential,
             },
         );
+        resume_groups(&amqp, &recovered);
         let started = async {
             let properties = amqp.properties().await?;
             let max = amqp.max_message_size(&properties.partition_ids[0]).await?;
@@ -123,8 +130,12 @@ impl ProducerBuilder {
             }
         };
         let refresh = self.partition_refresh.unwrap_or(DEFAULT_PARTITION_REFRESH);
-        let (producer, outcomes) =
+        let (mut producer, outcomes) =
             self.launch(&amqp, &hub_name, properties.partition_ids, max as usize);
+        if let Err(e) = recover(&producer, Some(&amqp), recovered, try_timeout).await {
+            let _ = producer.close_abandon().await;
+            return Err(e);
+        }
         tokio::spawn(refresh_partitions(
             Arc::downgrade(&producer.shared),
             Arc::downgrade(&producer.router),
@@ -200,7 +211,7 @@ impl ProducerBuilder {
     /// `service` at its bottom. `max_batch_bytes` plays the part of the link's
     /// `max-message-size`.
     pub fn build_with_service<S>(
-        self,
+        mut self,
         service: S,
         partition_ids: Vec<String>,
         max_batch_bytes: usize,
@@ -223,12 +234,20 @@ impl ProducerBuilder {
                  AMQP connection of build() has",
             ));
         }
+        // This builder is not async: the spool is opened on the caller's thread.
+        let recovered = self.open_spool_here(&format!("service:{}", partition_ids.join(",")))?;
         let base = Base::Custom(boxed_clone(service));
-        Ok(self.start(base, "", partition_ids, max_batch_bytes, None))
+        let (mut producer, outcomes) = self.start(base, "", partition_ids, max_batch_bytes, None);
+        let stored = vec![0; recovered.partitions.len()];
+        if let Err(e) = place(&producer, recovered, &stored) {
+            drop(producer.close_abandon());
+            return Err(e);
+        }
+        Ok((producer, outcomes))
     }
 
     pub(super) fn start(
-        self,
+        mut self,
         base: Base,
         hub: &str,
         partition_ids: Vec<String>,
@@ -248,7 +267,15 @@ impl ProducerBuilder {
                 None => TraceLayer::new(hub),
             },
         };
-        let budget = Budget::new(self.max_pending_events, self.max_pending_bytes);
+        // A spool may hold more than the bounds (they were lowered since): the bounds
+        // grow to take it all, as it all goes into the lanes at once.
+        let max_pending_events = self.max_pending_events.max(self.spool.recovered_events + 1);
+        let budget = Budget::new(
+            max_pending_events,
+            self.max_pending_bytes
+                .max(self.spool.recovered_bytes.saturating_add(1)),
+        );
+        let spool = self.spool.opened.take();
         let (finished_tx, finished) = watch::channel(false);
         let keyless = if self.sticky {
             // A stick is a quarter of the pending bound (capped by a batch's size), so
@@ -274,11 +301,12 @@ impl ProducerBuilder {
             idempotent: self.idempotent,
             lanes: MAX_PARTITIONS.max(router.count()),
             max_batch_bytes,
+            spool,
         };
         let shared = Arc::new(Shared::new(lanes, budget.clone(), finished));
         let (inbox, signals) = inbox();
         // Every queued outcome holds at least one event's capacity, so this never fills.
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.max_pending_events + 1);
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(max_pending_events + 1);
         let reservation = Reservation::new(&budget, StallWatch::new(unread(&outcomes_tx)));
         tokio::spawn(
             Driver {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use super::ProducerBuilder;
 use crate::amqp::{Amqp, Peer};
 use crate::connect::BrokerUrl;
+use crate::producer::recover::recover;
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::Error;
 
@@ -117,10 +118,15 @@ impl ProducerBuilder {
     }
 
     /// Connects, attaches every address's link, and starts the producer.
-    pub(super) async fn build_broker(self, broker: Broker) -> Result<(Producer, Outcomes), Error> {
+    pub(super) async fn build_broker(
+        mut self,
+        broker: Broker,
+    ) -> Result<(Producer, Outcomes), Error> {
         let Broker { url, addresses } = broker;
         self.check_broker(&addresses)?;
         let url = BrokerUrl::parse(&url)?;
+        let recovered = self.open_spool(&url.url).await?;
+        let try_timeout = self.try_timeout;
         let login = url.login.clone();
         let roots = self.address.roots()?;
         let proxy = self.address.broker_proxy(&url)?;
@@ -136,7 +142,12 @@ impl ProducerBuilder {
                 // The smallest link's limit bounds every batch, so each of its messages
                 // fits whichever address it goes to.
                 let max = usize::try_from(max).unwrap_or(usize::MAX);
-                Ok(self.launch(&amqp, &url.url, addresses, max))
+                let (mut producer, outcomes) = self.launch(&amqp, &url.url, addresses, max);
+                if let Err(e) = recover(&producer, None, recovered, try_timeout).await {
+                    let _ = producer.close_abandon().await;
+                    return Err(e);
+                }
+                Ok((producer, outcomes))
             }
             Err(e) => {
                 amqp.close().await;

@@ -5,6 +5,7 @@
 
 mod assemble;
 mod broker;
+mod spool;
 mod tls;
 #[cfg(feature = "websockets")]
 mod web_sockets;
@@ -42,6 +43,7 @@ pub struct ProducerBuilder {
     retry: RetryPolicy,
     idempotent: bool,
     trace: Option<ConfigureTrace>,
+    spool: spool::SpoolSettings,
 }
 
 /// Adjusts the default trace layer.
@@ -69,6 +71,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("retry", &self.retry)
             .field("idempotent", &self.idempotent)
             .field("trace", &self.trace.is_some())
+            .field("spool", &self.spool)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +96,7 @@ impl Default for ProducerBuilder {
             retry: RetryPolicy::default(),
             idempotent: false,
             trace: None,
+            spool: spool::SpoolSettings::default(),
         }
     }
 }

@@ -106,7 +106,9 @@ impl Driver {
             // behind catches up with full batches, not a queue of small ones.
             let mut numbers = vec![number];
             while let Some(next) = p.ready.front() {
-                if batch.size_in_bytes() + next.batch.size_in_bytes() > self.max_batch_bytes {
+                if batch.size_in_bytes() + next.batch.size_in_bytes() > self.max_batch_bytes
+                    || batch.is_recovered() != next.batch.is_recovered()
+                {
                     break;
                 }
                 let next = p.ready.pop_front().expect("looked at above");

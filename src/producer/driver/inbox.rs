@@ -32,6 +32,12 @@ pub(crate) enum Signal {
         error: Error,
         capacity: Capacity,
     },
+    /// An outcome known before the events reach a lane (events recovered from the
+    /// spool that the service already stored, or that can no longer be published).
+    Settled {
+        outcome: Box<crate::producer::BatchOutcome>,
+        capacity: Capacity,
+    },
     /// Report when every batch received so far (of one partition, or of all) has its
     /// outcome.
     Flush {

@@ -30,6 +30,9 @@ use super::outcome::BatchOutcome;
 use crate::route::Router;
 use crate::stack::Settings;
 
+/// How long a close waits for the spool's last writes.
+const SPOOL_CLOSE: Duration = Duration::from_secs(30);
+
 pub(crate) struct Driver {
     pub(crate) signals: Signals,
     /// What each partition's stack is made from.
@@ -128,6 +131,7 @@ impl Driver {
                         partition: self.router.id(partition),
                         size_in_bytes,
                         starting_sequence_number,
+                        recovered: events.is_recovered(),
                         events,
                         result,
                     };
@@ -151,6 +155,11 @@ impl Driver {
         }
         if let Some(close) = self.on_close.take() {
             close.await;
+        }
+        if let Some(spool) = &self.shared.spool {
+            // Every outcome is reported: the spool's last records are written and
+            // synced, and a spool whose events are all done is left empty.
+            spool.close(SPOOL_CLOSE).await;
         }
         self.finished.send_replace(true);
     }
@@ -183,8 +192,12 @@ impl Driver {
                     size_in_bytes: 0,
                     starting_sequence_number: None,
                     result: Err(error),
+                    recovered: false,
                 };
                 self.report(state, outcome, capacity, &[], None).await;
+            }
+            Signal::Settled { outcome, capacity } => {
+                self.report(state, *outcome, capacity, &[], None).await;
             }
             Signal::Flush { partition, done } => {
                 let remaining = match partition {

@@ -25,6 +25,9 @@ impl Driver {
         if let Err(e) = &mut outcome.result {
             self.say_why_disconnected(e);
         }
+        if let Some(spool) = &self.shared.spool {
+            spool.done(&outcome.partition, outcome.events.spooled());
+        }
         if let Some(p) = partition {
             state.unreported -= numbers.len();
             state.unreported_events -= outcome.events.len();
@@ -82,6 +85,7 @@ impl Driver {
             partition: ready.batch.partition().to_owned(),
             size_in_bytes: ready.batch.size_in_bytes(),
             starting_sequence_number: None,
+            recovered: ready.batch.is_recovered(),
             events: ready.batch.into_events(),
             result: Err(error),
         };

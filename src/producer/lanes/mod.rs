@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use super::capacity::{Budget, Capacity, Slot};
+use crate::spool::Spool;
+use crate::Error;
 
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
@@ -78,12 +80,17 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    fn seal(&mut self, partition: Index, pool: &Arc<BufferPool>) -> Option<Sealed> {
+    fn seal(
+        &mut self,
+        partition: Index,
+        pool: &Arc<BufferPool>,
+        spool: Option<&Spool>,
+    ) -> Option<Sealed> {
         let open = self.open.take()?;
         self.last_len = open.batch.len();
         Some(Sealed {
             partition,
-            batch: open.batch.seal(pool),
+            batch: open.batch.seal(pool, spool),
             opened: open.opened,
             capacity: open.capacity,
         })
@@ -114,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// Becomes true when the driver has reported everything and closed the connection.
     pub(crate) finished: tokio::sync::watch::Receiver<bool>,
+    /// The log on disk each accepted event is appended to, with store and forward.
+    pub(crate) spool: Option<Spool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -134,6 +143,7 @@ pub(crate) struct LaneSettings {
     pub(crate) lanes: usize,
     /// The largest batch, in encoded bytes.
     pub(crate) max_batch_bytes: usize,
+    pub(crate) spool: Option<Spool>,
 }
 
 impl Shared {
@@ -151,6 +161,7 @@ impl Shared {
             buffers: Arc::new(BufferPool::new(budget_events)),
             closed: AtomicBool::new(false),
             finished,
+            spool: settings.spool,
         }
     }
 
@@ -181,8 +192,10 @@ impl Shared {
 
     /// Adds an encoded event to the open batch of `partition` (whose id is `id`),
     /// opening one or sealing the full one first as needed, and tells `out` what the
-    /// driver must know. If the producer was closed before the event got in, the event
-    /// comes back.
+    /// driver must know. With a spool, the event is appended to it first, under the
+    /// same lock, so the spool holds each partition's events in publishing order. If
+    /// the producer was closed before the event got in, or the spool cannot take it,
+    /// the event comes back with the error.
     // The event comes back by value, as `TrySendError<T>` does in tokio.
     // Inlined into the handle's accept, its one caller: it runs once per event.
     #[inline]
@@ -193,7 +206,7 @@ impl Shared {
         partition: Index,
         id: &str,
         entry: Entry,
-    ) -> Result<(), EventData> {
+    ) -> Result<(), (Error, EventData)> {
         let Entry {
             event,
             encoded,
@@ -201,24 +214,89 @@ impl Shared {
             slot,
         } = entry;
         let body = event.body().len();
+        let pinned = crate::batch::pinned(&event);
         let mut lane = self.lane(partition);
         // Checked under the lane's lock: a close sets the flag, then sweeps every lane
         // under its lock, so no event gets into a lane after the sweep.
         if self.closed.load(Ordering::SeqCst) {
             self.budget.unreserve(slot);
-            return Err(event);
+            return Err((Error::closed(), event));
         }
-        if lane
-            .open
-            .as_ref()
-            .is_some_and(|o| o.batch.size_in_bytes() + cost > self.max_batch_bytes)
-        {
-            out.sealed(lane.seal(partition, &self.buffers).expect("open"));
+        let spooled = match &self.spool {
+            Some(spool) => match spool.append(id, pinned, &encoded) {
+                Ok(index) => Some(index),
+                Err(error) => {
+                    self.budget.unreserve(slot);
+                    return Err((error, event));
+                }
+            },
+            None => None,
+        };
+        drop(event);
+        self.fill(
+            &mut lane,
+            out,
+            partition,
+            id,
+            (pinned, encoded, cost),
+            spooled,
+            false,
+        );
+        self.budget.count_bytes(body);
+        lane.open.as_mut().expect("filled").capacity.add(slot, body);
+        self.seal_if_full(&mut lane, out, partition);
+        Ok(())
+    }
+
+    /// Adds an event recovered from the spool (at `index` there) to `partition`'s
+    /// open batch, which holds recovered events only.
+    pub(crate) fn append_recovered(
+        &self,
+        out: &impl Outbox,
+        partition: Index,
+        id: &str,
+        event: (bool, Vec<u8>, usize),
+        index: u64,
+        slot: Slot,
+    ) {
+        let bytes = event.1.len();
+        let mut lane = self.lane(partition);
+        self.fill(&mut lane, out, partition, id, event, Some(index), true);
+        self.budget.count_bytes(bytes);
+        lane.open
+            .as_mut()
+            .expect("filled")
+            .capacity
+            .add(slot, bytes);
+        self.seal_if_full(&mut lane, out, partition);
+    }
+
+    /// Puts an encoded event (`(pinned, encoding, cost)`) into the lane's open batch,
+    /// sealing the open one first if it is full or of the other kind (recovered or
+    /// not) and opening one if needed.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn fill(
+        &self,
+        lane: &mut Lane,
+        out: &impl Outbox,
+        partition: Index,
+        id: &str,
+        (pinned, encoded, cost): (bool, Vec<u8>, usize),
+        spooled: Option<u64>,
+        recovered: bool,
+    ) {
+        if lane.open.as_ref().is_some_and(|o| {
+            o.batch.size_in_bytes() + cost > self.max_batch_bytes
+                || o.batch.is_recovered() != recovered
+        }) {
+            let sealed = lane.seal(partition, &self.buffers, self.spool.as_ref());
+            out.sealed(sealed.expect("open"));
         }
         if lane.open.is_none() {
             lane.generation += 1;
             let opened = Instant::now();
-            let batch = Filling::new(id.to_owned(), lane.last_len);
+            let batch = Filling::new(id.to_owned(), lane.last_len, recovered);
             lane.open = Some(Open {
                 batch,
                 opened,
@@ -227,15 +305,21 @@ impl Shared {
             });
             out.opened(partition, lane.generation, opened);
         }
-        self.budget.count_bytes(body);
         lane.accepted += 1;
         let open = lane.open.as_mut().expect("opened above");
-        open.batch.push(&event, encoded);
-        open.capacity.add(slot, body);
-        if open.batch.size_in_bytes() >= self.max_batch_bytes {
-            out.sealed(lane.seal(partition, &self.buffers).expect("open"));
+        open.batch.push(pinned, encoded, spooled);
+    }
+
+    #[inline]
+    fn seal_if_full(&self, lane: &mut Lane, out: &impl Outbox, partition: Index) {
+        if lane
+            .open
+            .as_ref()
+            .is_some_and(|o| o.batch.size_in_bytes() >= self.max_batch_bytes)
+        {
+            let sealed = lane.seal(partition, &self.buffers, self.spool.as_ref());
+            out.sealed(sealed.expect("open"));
         }
-        Ok(())
     }
 
     /// A refused event's capacity (its bytes counted now).
@@ -254,7 +338,7 @@ impl Shared {
         send: impl FnOnce(Option<Sealed>) -> R,
     ) -> R {
         let mut lane = self.lane(partition);
-        send(lane.seal(partition, &self.buffers))
+        send(lane.seal(partition, &self.buffers, self.spool.as_ref()))
     }
 
     /// Seals the open batch of each of the first `count` partitions and tells `out`.
@@ -278,7 +362,7 @@ impl Shared {
         let current = lane.open.as_ref().map(|o| o.generation);
         match (current, generation) {
             (Some(open), Some(wanted)) if open != wanted => None,
-            _ => lane.seal(partition, &self.buffers),
+            _ => lane.seal(partition, &self.buffers, self.spool.as_ref()),
         }
     }
 
@@ -289,7 +373,7 @@ impl Shared {
             None => Take::Empty,
             Some(open) if open.batch.len() < min => Take::TooSmall,
             Some(_) => lane
-                .seal(partition, &self.buffers)
+                .seal(partition, &self.buffers, self.spool.as_ref())
                 .map_or(Take::Empty, Take::Sealed),
         }
     }

@@ -11,6 +11,7 @@ fn shared(max_batch_bytes: usize) -> (Shared, tokio::sync::watch::Sender<bool>) 
         idempotent: false,
         lanes: 4,
         max_batch_bytes,
+        spool: None,
     };
     let shared = Shared::new(settings, Budget::new(100_000, 1 << 30), finished);
     (shared, finished_tx)

@@ -30,6 +30,8 @@ pub(super) async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result
     if batch.deadline().is_some_and(|d| d <= Instant::now()) {
         return Err(Error::delivery_timeout());
     }
+    // With a spool, the batch's numbers are on disk before they are on the wire.
+    batch.numbering_durable().await;
     // Waits for the connection and for credit; an error here means nothing was
     // transferred. Cut short while waiting, nothing is transferred either.
     let message = to_wire(&batch);
