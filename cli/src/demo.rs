@@ -55,6 +55,8 @@ pub(crate) struct DemoArgs {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    spool: crate::spool::SpoolArgs,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -135,7 +137,9 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
             }
         }
     };
-    let mut builder = Producer::builder()
+    let mut builder = args
+        .spool
+        .apply(Producer::builder())
         .connection_string(&connection_string)
         .max_pending_events(args.max_pending)
         .max_pending_bytes(pending_bytes)
@@ -176,12 +180,20 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
             let (mut ok, mut failed, mut batches, mut bytes) = (0u64, 0u64, 0u64, 0u64);
             let mut latencies = Vec::new();
             let mut first_error = None;
+            let mut recovered = 0u64;
             while let Some(outcome) = outcomes.next().await {
+                if outcome.recovered {
+                    // Left in the spool by an earlier run: not this run's events.
+                    recovered += outcome.events.len() as u64;
+                    continue;
+                }
                 let now = started.elapsed();
                 for event in &outcome.events {
                     if let Some((_, PropertyValue::Long(n))) = event.properties().first() {
-                        let at = enqueued_at[*n as usize].load(Ordering::Relaxed);
-                        latencies.push(now.saturating_sub(Duration::from_micros(at)));
+                        if let Some(at) = enqueued_at.get(*n as usize) {
+                            let at = at.load(Ordering::Relaxed);
+                            latencies.push(now.saturating_sub(Duration::from_micros(at)));
+                        }
                     }
                 }
                 match &outcome.result {
@@ -197,7 +209,15 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
                 }
                 bar.inc(outcome.events.len() as u64);
             }
-            (ok, failed, batches, bytes, latencies, first_error)
+            (
+                ok,
+                failed,
+                batches,
+                bytes,
+                latencies,
+                first_error,
+                recovered,
+            )
         })
     };
 
@@ -221,7 +241,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     if let Err(e) = producer.close().await {
         eprintln!("hubcat demo: closing failed: {}", crate::chain(&e));
     }
-    let (ok, failed, batches, bytes, mut latencies, first_error) = match reader.await {
+    let (ok, failed, batches, bytes, mut latencies, first_error, recovered) = match reader.await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hubcat demo: {e}");
@@ -248,6 +268,12 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let n = crate::progress::readable;
     println!("  events published      {} of {}", n(ok), n(args.count));
     println!("  failures              {}", n(failed));
+    if recovered > 0 {
+        println!(
+            "  from the spool        {} (left by an earlier run)",
+            n(recovered)
+        );
+    }
     println!("  elapsed               {elapsed:.2} s");
     println!(
         "  events/s              {}",
@@ -287,7 +313,7 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
                 n(max_batch as u64)
             );
         }
-        read_back_ok = stored_total == ok;
+        read_back_ok = stored_total == ok + recovered;
         println!(
             "  read back             {} stored, {}",
             n(stored_total),

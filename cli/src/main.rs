@@ -10,6 +10,7 @@ mod hub;
 mod info;
 mod progress;
 mod send;
+mod spool;
 mod tail;
 
 use clap::{Args, Parser, Subcommand};

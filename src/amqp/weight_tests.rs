@@ -137,16 +137,16 @@ fn random_event_shapes_weigh_exactly_what_fe2o3_writes() {
         let mut rng = Rng(seed);
         let idempotent = rng.below(2) == 0;
         let max = 1024 + rng.below(300_000) as usize;
-        let mut filling = Filling::new("3".into(), 0);
+        let mut filling = Filling::new("3".into(), 0, false);
         for _ in 0..200 {
             let event = random_event(&mut rng);
             let encoded = codec::encode(&event, idempotent);
             if filling.size_in_bytes() + Batch::cost(&encoded) > max {
                 continue;
             }
-            filling.push(&event, encoded);
+            filling.push(crate::batch::pinned(&event), encoded, None);
         }
-        let batch = filling.seal(&pool());
+        let batch = filling.seal(&pool(), None);
         if idempotent {
             batch.set_stamp(Some(Stamp {
                 sequence: i32::MAX - rng.below(100) as i32,
@@ -169,17 +169,20 @@ fn random_event_shapes_read_back_as_they_were_enqueued() {
     for seed in 0..300u64 {
         let mut rng = Rng(seed);
         let idempotent = rng.below(2) == 0;
-        let (mut first, mut second) = (Filling::new("3".into(), 0), Filling::new("3".into(), 0));
+        let (mut first, mut second) = (
+            Filling::new("3".into(), 0, false),
+            Filling::new("3".into(), 0, false),
+        );
         let mut enqueued = Vec::new();
         for i in 0..40 {
             let event = random_event(&mut rng);
             let encoded = codec::encode(&event, idempotent);
             let half = if i < 25 { &mut first } else { &mut second };
-            half.push(&event, encoded);
+            half.push(crate::batch::pinned(&event), encoded, None);
             enqueued.push(event);
         }
-        let mut first = first.seal(&pool());
-        first.append(second.seal(&pool()));
+        let mut first = first.seal(&pool(), None);
+        first.append(second.seal(&pool(), None));
         let events = first.events();
         assert_eq!(events.len(), enqueued.len(), "seed {seed}");
         assert_eq!(events.iter().collect::<Vec<_>>(), enqueued, "seed {seed}");
@@ -208,13 +211,13 @@ fn events_refused_before_batching_come_back_as_they_were() {
 fn stamped_copies_are_taken_from_the_pool_and_go_back_to_it() {
     use fe2o3_amqp::types::messaging::Data;
     let pool = Arc::new(BufferPool::new(100));
-    let mut filling = Filling::new("0".into(), 0);
+    let mut filling = Filling::new("0".into(), 0, false);
     for i in 0..10 {
         let event = EventData::new(format!("event {i}")).with_property("i", i as i64);
         let encoded = codec::encode(&event, true);
-        filling.push(&event, encoded);
+        filling.push(crate::batch::pinned(&event), encoded, None);
     }
-    let batch = filling.seal(&pool);
+    let batch = filling.seal(&pool, None);
     let before = batch.events().to_vec();
     let own = |batch: &Batch| -> Vec<Vec<u8>> {
         batch.sections().iter().map(|Data(b)| b.to_vec()).collect()

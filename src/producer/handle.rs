@@ -197,13 +197,28 @@ impl Producer {
     ///
     /// Fails with [`Error::is_spool`] if the spool can no longer be written, and with
     /// [`Error::is_config`] on a producer without a spool.
-    pub async fn wait_durable(&self) -> Result<(), Error> {
-        match &self.shared.spool {
-            Some(spool) => spool.durable(None).await,
-            None => Err(Error::config(
-                "wait_durable needs a spool (ProducerBuilder::spool)",
-            )),
+    ///
+    /// The point it waits for is taken when this is called; the future borrows
+    /// nothing, so it can be awaited elsewhere while the producer takes more events.
+    pub fn wait_durable(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let spool = self.shared.spool.clone();
+        let target = spool.as_ref().map(|s| s.appended());
+        async move {
+            match spool {
+                Some(spool) => spool.durable(target).await,
+                None => Err(Error::config(
+                    "wait_durable needs a spool (ProducerBuilder::spool)",
+                )),
+            }
         }
+    }
+
+    /// How many events the [spool](ProducerBuilder::spool) held when the producer
+    /// was built: an earlier producer's events, published before any of this one's
+    /// on their partitions, their outcomes marked
+    /// [`recovered`](crate::BatchOutcome::recovered). 0 without a spool.
+    pub fn recovered_events(&self) -> usize {
+        self.shared.recovered
     }
 
     /// Waits for room, then accepts the event. Fails only when the producer is closed

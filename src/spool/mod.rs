@@ -267,8 +267,17 @@ impl Spool {
         Some(target)
     }
 
-    /// Resolves once the log is durable up to `target` (a position [`numbered`]
-    /// returned, or everything appended so far with `None`).
+    /// Where the log stands: what a wait for everything appended so far waits for.
+    pub(crate) fn appended(&self) -> u64 {
+        let mut books = self.inner.lock();
+        let target = books.appended;
+        self.wake(&mut books);
+        target
+    }
+
+    /// Resolves once the log is durable up to `target` (a position [`numbered`] or
+    /// [`appended`](Self::appended) returned, or everything appended so far with
+    /// `None`).
     ///
     /// [`numbered`]: Self::numbered
     pub(crate) async fn durable(&self, target: Option<u64>) -> Result<(), Error> {

@@ -3,7 +3,6 @@ use std::time::Duration;
 
 use streaming_producer_layers::batch::Stamp;
 
-use super::writer::segment_path;
 use super::*;
 
 /// A fresh directory under the system's temporary one.

@@ -15,6 +15,12 @@ pub(crate) struct SendArgs {
     pub(crate) files: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) hub: HubArgs,
+    #[command(flatten)]
+    pub(crate) spool: crate::spool::SpoolArgs,
+    /// With --spool: print `durable N` on stdout each time the first N events read
+    /// (and accepted) are durable in the spool, for a script to mark its input.
+    #[arg(long, requires = "spool")]
+    pub(crate) print_durable: bool,
     /// What ends an event in the input: one character, or `\n` (the default; a `\r`
     /// before it is dropped), `\t` or `\0`.
     #[arg(long, value_name = "CHAR", default_value = "\\n", value_parser = parse_delimiter)]

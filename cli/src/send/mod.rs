@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use streaming_producer::{BatchOutcome, Outcomes, RetryPolicy};
 
 use args::SummaryFormat;
-pub(crate) use args::{parse_rate, SendArgs};
+pub(crate) use args::{parse_duration, parse_rate, SendArgs};
 use input::{Inputs, Line};
 use shape::Shape;
 
@@ -25,6 +25,9 @@ use crate::progress::readable;
 struct Stats {
     events_ok: u64,
     events_failed: u64,
+    /// Of the events published or failed, those an earlier run left in the spool.
+    recovered_ok: u64,
+    recovered_failed: u64,
     /// Of the failed events, those too large for any batch.
     events_too_large: u64,
     batches: u64,
@@ -42,9 +45,16 @@ async fn collect(
         events,
         size_in_bytes,
         result,
+        recovered,
         ..
     }) = outcomes.next().await
     {
+        if recovered {
+            match &result {
+                Ok(()) => stats.recovered_ok += events.len() as u64,
+                Err(_) => stats.recovered_failed += events.len() as u64,
+            }
+        }
         match result {
             Ok(()) => {
                 stats.events_ok += events.len() as u64;
@@ -113,7 +123,9 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = builder
+    let mut builder = args
+        .spool
+        .apply(builder)
         .max_wait(max_wait)
         .max_pending_events(usize::try_from(args.max_pending).unwrap_or(usize::MAX))
         .delivery_timeout(args.delivery_timeout)
@@ -162,6 +174,10 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let shape = Shape::new(&args);
     let max_batch = producer.max_batch_bytes();
     let collector = tokio::spawn(collect(outcomes, failed_out, args.delimiter));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let durable_marks = args
+        .print_durable
+        .then(|| tokio::spawn(print_durable(producer.clone(), accepted.clone())));
     let started = Instant::now();
     let max_line = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
     let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -174,6 +190,12 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
             format!("{} pending", readable(producer.total_pending() as u64))
         })
     };
+    if !args.quiet && producer.recovered_events() > 0 {
+        eprintln!(
+            "hubcat send: {} events an earlier run left in the spool are published first",
+            readable(producer.recovered_events() as u64)
+        );
+    }
     if !args.quiet {
         let names: Vec<String> = if args.files.is_empty() {
             vec!["stdin".to_owned()]
@@ -237,6 +259,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
                     eprintln!("hubcat send: {}", crate::chain(e.error()));
                     break;
                 }
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Err((line, why)) => {
                 eprintln!("hubcat send: line {read} skipped: {why}");
@@ -252,6 +275,9 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     }
     if let Err(e) = producer.close().await {
         eprintln!("hubcat send: closing failed: {}", crate::chain(&e));
+    }
+    if let Some(marks) = durable_marks {
+        marks.abort();
     }
     let stats = match collector.await {
         Ok(Ok(stats)) => stats,
@@ -301,6 +327,27 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     }
 }
 
+/// Prints `durable N` on stdout each time the first `N` events accepted are durable
+/// in the spool (`--print-durable`).
+async fn print_durable(
+    producer: streaming_producer::Producer,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut said = 0;
+    loop {
+        let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+        if n == said {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        if producer.wait_durable().await.is_err() {
+            return;
+        }
+        println!("durable {n}");
+        said = n;
+    }
+}
+
 /// What a run did.
 struct Summary {
     elapsed: Duration,
@@ -323,7 +370,9 @@ impl Summary {
     }
 
     fn ok(&self) -> bool {
-        self.failures() == 0 && !self.read_failed && self.stats.events_ok == self.read
+        self.failures() == 0
+            && !self.read_failed
+            && self.stats.events_ok == self.read + self.stats.recovered_ok
     }
 
     /// Mean batch fill, in percent of the largest batch.
@@ -357,6 +406,13 @@ impl Summary {
             self.unparsable,
             self.too_long(),
         );
+        if self.stats.recovered_ok + self.stats.recovered_failed > 0 {
+            text.push_str(&format!(
+                "  from the spool   {} sent, {} failed (left by an earlier run)\n",
+                readable(self.stats.recovered_ok),
+                readable(self.stats.recovered_failed)
+            ));
+        }
         if self.read_failed {
             text.push_str("  input            not read to the end (see above)\n");
         }
@@ -377,6 +433,8 @@ impl Summary {
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "events_per_second": self.rate(),
             "input_read_to_end": !self.read_failed,
+            "recovered_sent": self.stats.recovered_ok,
+            "recovered_failed": self.stats.recovered_failed,
         })
     }
 }

@@ -302,6 +302,7 @@ impl ProducerBuilder {
             lanes: MAX_PARTITIONS.max(router.count()),
             max_batch_bytes,
             spool,
+            recovered: self.spool.recovered_events,
         };
         let shared = Arc::new(Shared::new(lanes, budget.clone(), finished));
         let (inbox, signals) = inbox();

@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) finished: tokio::sync::watch::Receiver<bool>,
     /// The log on disk each accepted event is appended to, with store and forward.
     pub(crate) spool: Option<Spool>,
+    /// How many events the spool held when the producer was built.
+    pub(crate) recovered: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -144,6 +146,8 @@ pub(crate) struct LaneSettings {
     /// The largest batch, in encoded bytes.
     pub(crate) max_batch_bytes: usize,
     pub(crate) spool: Option<Spool>,
+    /// How many events the spool held when it was opened.
+    pub(crate) recovered: usize,
 }
 
 impl Shared {
@@ -162,6 +166,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             finished,
             spool: settings.spool,
+            recovered: settings.recovered,
         }
     }
 

@@ -12,6 +12,7 @@ fn shared(max_batch_bytes: usize) -> (Shared, tokio::sync::watch::Sender<bool>) 
         lanes: 4,
         max_batch_bytes,
         spool: None,
+        recovered: 0,
     };
     let shared = Shared::new(settings, Budget::new(100_000, 1 << 30), finished);
     (shared, finished_tx)
@@ -180,7 +181,10 @@ async fn an_event_after_close_is_handed_back() {
         slot,
     };
     match shared.append(&out, Index(0), "0", entry) {
-        Err(event) => assert_eq!(event.body().as_ref(), b"late"),
+        Err((error, event)) => {
+            assert!(error.is_closed());
+            assert_eq!(event.body().as_ref(), b"late");
+        }
         Ok(()) => panic!("accepted after close"),
     }
     assert_eq!(shared.budget.events.available_permits(), 100_000);
