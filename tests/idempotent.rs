@@ -101,12 +101,9 @@ async fn every_event_is_numbered_consecutively_per_partition() {
     let (mut producer, outcomes) = idempotent_producer(&emulator, quick_retries()).await;
     // Outcomes hold capacity until read, so read them while enqueueing.
     let collector = tokio::spawn(outcomes.collect::<Vec<_>>());
-    for i in 0..3000 {
-        let event = EventData::new(format!("event {i}")).with_partition_id(if i % 3 == 0 {
-            "0"
-        } else {
-            "1"
-        });
+    for i in 0..3000u32 {
+        let event = EventData::new(format!("event {i}"))
+            .with_partition_id(if i.is_multiple_of(3) { "0" } else { "1" });
         producer.enqueue(event).await.unwrap();
     }
     producer.close().await.unwrap();

@@ -87,7 +87,7 @@ impl Rng {
         let n = self.len(most);
         // Some multi-byte characters, so bytes and characters differ.
         (0..n)
-            .map(|i| if (i + n) % 7 == 0 { 'é' } else { 'k' })
+            .map(|i| if (i + n).is_multiple_of(7) { 'é' } else { 'k' })
             .collect()
     }
 }

@@ -49,13 +49,14 @@ pub(crate) use replay::{Recovered, RecoveredEvent};
 /// Appending an event never waits for the disk whatever the policy: the writer is a
 /// thread of its own. [`Producer::wait_durable`](crate::Producer::wait_durable) waits
 /// until what was accepted before it is durable as the policy defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
     /// Group commit: the writer writes what was appended and syncs it, then does the
     /// same with whatever was appended meanwhile. One sync covers every event of the
     /// group, so the busier the producer the more events each sync covers. Durable
     /// means synced. The default.
+    #[default]
     Group,
     /// Writes as events come and syncs at most this often (Kafka's `flush.ms`,
     /// Vector's disk buffer): up to this much of the newest events can be lost to a
@@ -65,12 +66,6 @@ pub enum Durability {
     /// when it chooses. Durable means handed to the operating system, which survives
     /// the process being killed but not a power cut or a kernel crash.
     Os,
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability::Group
-    }
 }
 
 /// How the builder configures a spool.

@@ -54,7 +54,7 @@ async fn events_without_an_outcome_come_back_in_order_after_a_crash() {
         let (spool, recovered) = open(&dir);
         assert_eq!(recovered.events(), 0);
         for i in 0..10u8 {
-            let partition = if i % 2 == 0 { "0" } else { "1" };
+            let partition = if i.is_multiple_of(2) { "0" } else { "1" };
             spool.append(partition, i == 5, &[i; 5]).unwrap();
         }
         // Partition 0's first two have their outcome; so has partition 1's 2nd (out

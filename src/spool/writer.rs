@@ -29,6 +29,10 @@ pub(super) fn run(inner: Arc<Inner>) {
     let mut last_sync = Instant::now();
     let mut written = 0u64;
     let mut durable = 0u64;
+    // Once a write failed, nothing more is written; segments whose events are all done
+    // are still deleted (which needs no room on a full disk), so that what the spool
+    // no longer needs is not published again by the next producer.
+    let mut broken = false;
     loop {
         let (chunks, delete, urgent, closing) = {
             let mut books = inner.lock();
@@ -65,6 +69,7 @@ pub(super) fn run(inner: Arc<Inner>) {
                 books.closing,
             )
         };
+        let chunks = if broken { Vec::new() } else { chunks.into() };
         let result = (|| -> std::io::Result<()> {
             for chunk in chunks {
                 if open.as_ref().is_none_or(|o| o.number != chunk.segment) {
@@ -97,14 +102,14 @@ pub(super) fn run(inner: Arc<Inner>) {
                 Durability::Interval(every) => urgent || closing || last_sync.elapsed() >= every,
                 Durability::Os => false,
             };
-            if let Some(o) = open.as_mut().filter(|o| o.dirty) {
+            if let Some(o) = open.as_mut().filter(|o| o.dirty && !broken) {
                 if sync {
                     o.file.sync_data()?;
                     o.dirty = false;
                     last_sync = Instant::now();
                 }
             }
-            if sync || inner.durability == Durability::Os || open.is_none() {
+            if !broken && (sync || inner.durability == Durability::Os || open.is_none()) {
                 durable = written;
             }
             if !delete.is_empty() {
@@ -130,7 +135,9 @@ pub(super) fn run(inner: Arc<Inner>) {
                 });
                 inner.freed.notify_waiters();
             }
-            Err(e) => {
+            Err(e) if !broken => {
+                broken = true;
+                written = durable;
                 let why: Arc<str> = format!(
                     "cannot write the spool in {}: {e}; events already accepted are still \
                      published, but the spool takes no more until the producer is built \
@@ -144,8 +151,9 @@ pub(super) fn run(inner: Arc<Inner>) {
                     .progress
                     .send_modify(|p: &mut Progress| p.broken = Some(why));
                 inner.freed.notify_waiters();
-                return;
+                continue;
             }
+            Err(e) => tracing::warn!("cleaning up the spool failed: {e}"),
         }
         if closing {
             let books = inner.lock();

@@ -331,7 +331,7 @@ impl ActiveFault {
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
         let fires = match f.trigger {
-            Trigger::Every(every) => n % every == 0,
+            Trigger::Every(every) => n.is_multiple_of(every),
             Trigger::Probability { p, seed } => unit_interval(splitmix64(seed ^ n)) < p,
         };
         if !fires {
