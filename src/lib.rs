@@ -80,6 +80,46 @@
 //!   fate is unknown keeps its numbers and is tried again until the service
 //!   acknowledges it or its delivery timeout passes.
 //!
+//! # Store and forward
+//!
+//! Without a spool, the events between acceptance and outcome live only in memory: a
+//! killed process loses them, with no outcome. With [`ProducerBuilder::spool`]`(dir)`,
+//! each accepted event is also appended to a log in `dir` (checksummed records in
+//! segment files, written and synced by a thread of its own, so accepting never waits
+//! for the disk) and marked done there once its outcome is final. The next producer
+//! built on `dir` publishes what the log still holds before anything new on those
+//! partitions, and reports it in outcomes marked [`BatchOutcome::recovered`].
+//!
+//! What survives what: the writer hands each group of appended events to the operating
+//! system moments after they are accepted, under every [`Durability`] policy (set with
+//! [`ProducerBuilder::spool_durability`]); once handed over they survive the process
+//! being killed. Surviving the machine stopping needs them synced to the disk:
+//!
+//! | policy | synced | "durable" means | lost to a power cut |
+//! |---|---|---|---|
+//! | [`Durability::Group`] (default) | after each group of appends | synced | nothing durable |
+//! | [`Durability::Interval`]`(d)` | at most every `d` | synced | nothing durable: at most `d` of the newest events |
+//! | [`Durability::Os`] | never | handed to the operating system | what it had not written back |
+//!
+//! Events accepted but not yet handed over when the process dies are lost with it.
+//! [`Producer::wait_durable`] resolves once everything accepted before it is durable,
+//! for an application that needs to know (to acknowledge its own input, say).
+//!
+//! With [`idempotent_retries`](ProducerBuilder::idempotent_retries) the log also holds
+//! each partition's producer group, owner level and sequence numbers; the next producer
+//! resumes the group, learns from the service how far it got, reports the events it
+//! stored as succeeded (without sending them again) and resends the rest with their
+//! numbers: across the crash, each event is stored exactly once. Without idempotent
+//! retries a batch stored just before the crash is stored again (at least once).
+//!
+//! The log is bounded by [`ProducerBuilder::max_spool_bytes`] (accepting waits while it
+//! is full); a second producer on the same directory, a damaged log (named by file and
+//! offset; a record torn by the crash at the end of the newest segment is cut off
+//! instead) and a log of events for another hub fail the build with
+//! [`Error::is_spool`]. A disk that fills up stops the spool, not the producer: the
+//! events already accepted are still published, and new ones are refused with
+//! [`Error::is_spool`].
+//!
 //! # Coming from .NET's `EventHubBufferedProducerClient` or from Kafka
 //!
 //! One difference in behavior: events with neither a partition id nor a key go to one

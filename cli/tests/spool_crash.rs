@@ -5,8 +5,12 @@
 //! (`--print-durable`) is stored, none is stored twice, and each partition holds its
 //! events in the order they were read.
 //!
-//! `SPOOL_CRASH_KILLS` sets the number of kills (10 by default; `.ci/run` runs 10,
-//! `SPOOL_CRASH_KILLS=50` is the long run), `SPOOL_CRASH_SEED` the kill times.
+//! `SPOOL_CRASH_KILLS` sets the number of kills (10 by default, as `cargo test` and
+//! `.ci/run` run it; `SPOOL_CRASH_KILLS=50` is the long run), `SPOOL_CRASH_SEED` the
+//! kill times, `SPOOL_CRASH_RUN_MS` the longest a run lives before its kill (500 ms by
+//! default), and `SPOOL_CRASH_EVENTS` a number of durable events to go on killing
+//! until (the soak: `SPOOL_CRASH_EVENTS=10000000 SPOOL_CRASH_RUN_MS=5000`). The spool's
+//! size on disk is sampled while each run lives; its peak is printed and bounded.
 
 mod common;
 
@@ -43,6 +47,8 @@ fn env(name: &str, default: u64) -> u64 {
 struct Run {
     /// The last `durable N` it printed.
     durable: u64,
+    /// The largest the spool directory was while it ran.
+    peak_bytes: u64,
     /// Events it found in the spool at start.
     found: u64,
     stderr: String,
@@ -79,8 +85,8 @@ fn run(
         std::thread::spawn(move || {
             // As much input as the run can read before it is killed (the write fails
             // then).
-            for i in 0..5_000_000u64 {
-                let line = format!("key-{}\tr{index:03}-{i:07}\n", i % 61);
+            for i in 0..50_000_000u64 {
+                let line = format!("key-{}\tr{index:03}-{i:08}\n", i % 61);
                 if stdin.write_all(line.as_bytes()).is_err() {
                     return;
                 }
@@ -106,6 +112,18 @@ fn run(
         let _ = stderr.read_to_string(&mut text);
         text
     });
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (dir, sampling) = (dir.to_owned(), sampling.clone());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(dir_bytes(&dir));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
     let success = match kill_after {
         Some(after) => {
             std::thread::sleep(after);
@@ -119,6 +137,8 @@ fn run(
         writer.join().unwrap();
     }
     marks.join().unwrap();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak_bytes = sampler.join().unwrap();
     let stderr = errors.join().unwrap();
     let found = stderr
         .lines()
@@ -130,10 +150,21 @@ fn run(
     let durable = *durable.lock().unwrap();
     Run {
         durable,
+        peak_bytes,
         found,
         stderr,
         success,
     }
+}
+
+/// What the files in `dir` hold, in bytes.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
 }
 
 /// What a crash loop found.
@@ -161,6 +192,8 @@ fn without_idempotence_killed_runs_lose_nothing_durable() {
 
 fn crash_loop(idempotent: bool) -> Loop {
     let kills = env("SPOOL_CRASH_KILLS", 10);
+    let until = env("SPOOL_CRASH_EVENTS", 0);
+    let run_ms = env("SPOOL_CRASH_RUN_MS", 500).max(50);
     let mut rng = Rng(env("SPOOL_CRASH_SEED", 0x5eed_cafe).max(1));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Some batches are stored but their verdict is late: a kill then leaves stored
@@ -181,15 +214,33 @@ fn crash_loop(idempotent: bool) -> Loop {
     let _ = std::fs::remove_dir_all(&dir);
     let mut durable = Vec::new();
     let mut found = 0;
-    for index in 0..=kills {
-        let kill_after = (index < kills).then(|| Duration::from_millis(30 + rng.below(500)));
+    let mut peaks = Vec::new();
+    let mut index = 0;
+    loop {
+        let more = index < kills || durable.iter().sum::<u64>() < until;
+        let kill_after = more.then(|| Duration::from_millis(30 + rng.below(run_ms)));
         let run = run(&cs, &dir, index, kill_after, idempotent);
         found += run.found;
+        peaks.push(run.peak_bytes);
+        durable.push(run.durable);
+        index += 1;
         if kill_after.is_none() {
             assert!(run.success, "the last run failed:\n{}", run.stderr);
+            break;
         }
-        durable.push(run.durable);
     }
+    let kills = index - 1;
+    let peak = peaks.iter().max().copied().unwrap_or(0);
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    println!(
+        "spool on disk, peak per run (MiB): first {:.1}, last {:.1}, highest {:.1}",
+        mib(peaks[0]),
+        mib(*peaks.last().unwrap()),
+        mib(peak)
+    );
+    // Flat: at most the open segment (16 MiB at the default bound) and the one
+    // before it, whatever the number of events and kills.
+    assert!(peak < 48 << 20, "the spool grew to {peak} bytes: {peaks:?}");
     // Read back: every event once, in order per partition.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut stored_per_run: BTreeMap<u64, u64> = BTreeMap::new();
@@ -212,7 +263,7 @@ fn crash_loop(idempotent: bool) -> Loop {
     let mut lost = 0;
     for (run, &n) in durable.iter().enumerate() {
         for i in 0..n {
-            if !seen.contains_key(&format!("r{run:03}-{i:07}")) {
+            if !seen.contains_key(&format!("r{run:03}-{i:08}")) {
                 lost += 1;
             }
         }

@@ -351,7 +351,7 @@ pub(super) fn open(
         }
     }
     let next_segment = numbers.last().map_or(1, |n| n + 1);
-    let segment_bytes = (options.max_bytes / 8).clamp(4 << 10, 64 << 20);
+    let segment_bytes = (options.max_bytes / 8).clamp(4 << 10, 16 << 20);
     let mut books = Books {
         destination: destination.to_owned(),
         idempotent,

@@ -66,3 +66,15 @@ impl Window {
         (self.started.elapsed(), cpu_time().saturating_sub(self.cpu))
     }
 }
+
+/// Bytes this process has caused to be written to storage (`write_bytes` in
+/// `/proc/self/io`): counted as pages are dirtied, so writes the kernel has not yet
+/// written back count too.
+pub fn disk_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

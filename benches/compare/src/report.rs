@@ -31,6 +31,9 @@ pub struct Report {
     pub first_error: Option<String>,
     /// Whether the deadline ended the run before every outcome was in.
     pub timed_out: bool,
+    /// Bytes the process wrote to storage in the window (`write_bytes` of
+    /// `/proc/self/io`), for the contenders that write any.
+    pub disk_bytes: Option<u64>,
 }
 
 /// A report that handlers and tasks add to while the run goes on.
@@ -80,6 +83,9 @@ impl fmt::Display for Report {
         }
         if self.timed_out {
             write!(f, " timed_out=1")?;
+        }
+        if let Some(bytes) = self.disk_bytes {
+            write!(f, " disk_bytes={bytes}")?;
         }
         if let Some(e) = &self.first_error {
             write!(f, " error={:?}", e.replace(' ', "_"))?;

@@ -27,6 +27,9 @@ pub struct Settings {
     pub rate: u64,
     /// How long the window may last; a run still going then reports what it has.
     pub deadline: Duration,
+    /// Store and forward with this spool durability (`group`, `100ms`, `os`), for the
+    /// contenders that take it.
+    pub spool: Option<String>,
 }
 
 impl Settings {
@@ -67,6 +70,7 @@ impl Settings {
             max_wait: Duration::from_millis(take(&map, "max-wait-ms", Some(250))?),
             rate: take(&map, "rate", Some(0))?,
             deadline: Duration::from_secs(take(&map, "deadline-secs", Some(600))?),
+            spool: map.get("spool").cloned(),
         };
         if settings.size < 16 {
             return Err("--size must be at least 16".into());
@@ -101,7 +105,7 @@ pub fn usage(error: String) -> ! {
     eprintln!(
         "usage: --connection-string CS --hub NAME --events N --partitions P \
          [--size B] [--keyed] [--pending N] [--max-wait-ms MS] [--rate EVENTS_PER_S] \
-         [--deadline-secs S]"
+         [--deadline-secs S] [--spool group|100ms|os]"
     );
     std::process::exit(2)
 }

@@ -5,12 +5,29 @@ use std::time::Instant;
 
 use compare::{Settings, SharedReport, Window};
 use futures_util::StreamExt;
-use streaming_producer::{EventData, Producer};
+use streaming_producer::{Durability, EventData, Producer, ProducerBuilder};
+
+/// With `--spool POLICY`: store and forward in a fresh directory under the system's
+/// temporary one (removed at the end), synced as the policy says.
+fn spooled(builder: ProducerBuilder, policy: &str, dir: &std::path::Path) -> ProducerBuilder {
+    let durability = match policy {
+        "group" => Durability::Group,
+        "os" => Durability::Os,
+        "100ms" => Durability::Interval(std::time::Duration::from_millis(100)),
+        other => compare::usage(format!("--spool: unknown policy {other}")),
+    };
+    builder.spool(dir).spool_durability(durability)
+}
 
 #[tokio::main]
 async fn main() {
     let s = Settings::from_args().unwrap_or_else(|e| compare::usage(e));
-    let (mut producer, mut outcomes) = match Producer::builder()
+    let spool_dir = std::env::temp_dir().join(format!("compare-spool-{}", std::process::id()));
+    let mut builder = Producer::builder();
+    if let Some(policy) = &s.spool {
+        builder = spooled(builder, policy, &spool_dir);
+    }
+    let (mut producer, mut outcomes) = match builder
         .connection_string(&s.connection_string)
         .hub(s.hub.clone())
         .max_pending_events(s.pending)
@@ -53,6 +70,7 @@ async fn main() {
         }
     });
     let keys = compare::keys();
+    let written = compare::disk_write_bytes();
     let window = Window::start();
     let run = async {
         let paced_from = tokio::time::Instant::now();
@@ -73,6 +91,11 @@ async fn main() {
         reader.await.expect("the outcome reader panicked");
     };
     let timed_out = tokio::time::timeout(s.deadline, run).await.is_err();
+    if s.spool.is_some() {
+        report.lock().unwrap().disk_bytes =
+            Some(compare::disk_write_bytes().saturating_sub(written));
+        let _ = std::fs::remove_dir_all(&spool_dir);
+    }
     compare::finish(&report, &window, &s, timed_out);
     std::process::exit(0);
 }

@@ -88,6 +88,9 @@ pub(crate) fn run_contender(
     if w.keyed {
         cmd.arg("--keyed");
     }
+    if let Some(policy) = c.spool() {
+        cmd.args(["--spool", policy]);
+    }
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = cmd
         .stdout(Stdio::piped())

@@ -115,12 +115,29 @@ pub(crate) fn report(
     .unwrap();
     for (w, results) in all.iter().filter(|(w, _)| w.rate == 0) {
         writeln!(md, "## {}: {} events per contender\n", w.label(), w.events).unwrap();
+        let spool = w.contenders.iter().any(|c| c.spool().is_some());
+        if spool {
+            writeln!(
+                md,
+                "Store and forward: each event is appended to a spool in the system's \
+                 temporary directory as it is accepted, and marked done with its outcome. \
+                 Disk bytes: what the client wrote to storage in the window \
+                 (`write_bytes` of `/proc/self/io`) ÷ events.\n"
+            )
+            .unwrap();
+        }
         writeln!(
             md,
-            "| contender | events/s (range) | vs this producer | client CPU-µs/event | peak RSS | events/batch | batch fill |"
+            "| contender | events/s (range) | vs this producer | client CPU-µs/event | peak RSS | events/batch | batch fill |{}",
+            if spool { " disk bytes/event |" } else { "" }
         )
         .unwrap();
-        writeln!(md, "|---|---|---|---|---|---|---|").unwrap();
+        writeln!(
+            md,
+            "|---|---|---|---|---|---|---|{}",
+            if spool { "---|" } else { "" }
+        )
+        .unwrap();
         let ours = results
             .get(&Contender::Producer)
             .map(|r| median(r.iter().map(Run::rate).collect()))
@@ -159,7 +176,7 @@ pub(crate) fn report(
                     write!(cell, " ({e})").unwrap();
                 }
             }
-            writeln!(
+            write!(
                 md,
                 "| {} | {cell} | {:.2}× | {} | {:.0} MB | {:.0} | {:.0}% |",
                 c.label(),
@@ -170,6 +187,15 @@ pub(crate) fn report(
                 100.0 * epb / full,
             )
             .unwrap();
+            if spool {
+                let bytes: Vec<f64> = runs.iter().filter_map(Run::disk_bytes_per_event).collect();
+                if bytes.is_empty() {
+                    write!(md, " – |").unwrap();
+                } else {
+                    write!(md, " {:.0} |", median(bytes)).unwrap();
+                }
+            }
+            writeln!(md).unwrap();
         }
         writeln!(md).unwrap();
     }

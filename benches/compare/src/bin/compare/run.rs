@@ -14,6 +14,7 @@ pub(crate) struct Run {
     pub(crate) p99_ms: Option<f64>,
     pub(crate) timed_out: bool,
     pub(crate) error: Option<String>,
+    pub(crate) disk_bytes: Option<u64>,
 }
 
 impl Run {
@@ -33,6 +34,7 @@ impl Run {
                 "p50_ms" => run.p50_ms = v.parse().ok(),
                 "p99_ms" => run.p99_ms = v.parse().ok(),
                 "timed_out" => run.timed_out = v == "1",
+                "disk_bytes" => run.disk_bytes = v.parse().ok(),
                 "error" => run.error = Some(v.trim_matches('"').replace('_', " ")),
                 _ => {}
             }
@@ -48,6 +50,11 @@ impl Run {
     /// Client CPU per reported event, µs.
     pub(crate) fn cpu_us_per_event(&self) -> f64 {
         self.cpu_secs * 1e6 / (self.succeeded + self.failed).max(1) as f64
+    }
+
+    /// Bytes written to storage per reported event, for the runs that say.
+    pub(crate) fn disk_bytes_per_event(&self) -> Option<f64> {
+        Some(self.disk_bytes? as f64 / (self.succeeded + self.failed).max(1) as f64)
     }
 
     pub(crate) fn events_per_batch(&self) -> f64 {

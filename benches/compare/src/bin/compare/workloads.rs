@@ -8,14 +8,30 @@ pub(crate) enum Contender {
     Producer,
     Sdk,
     Ceiling,
+    /// This producer with store and forward, by the spool's durability policy.
+    SpoolGroup,
+    SpoolInterval,
+    SpoolOs,
 }
 
 impl Contender {
     pub(crate) fn binary(self) -> &'static str {
         match self {
-            Contender::Producer => "contender_producer",
+            Contender::Producer
+            | Contender::SpoolGroup
+            | Contender::SpoolInterval
+            | Contender::SpoolOs => "contender_producer",
             Contender::Sdk => "contender_sdk",
             Contender::Ceiling => "contender_ceiling",
+        }
+    }
+    /// The spool's durability policy (`--spool`), for the store-and-forward contenders.
+    pub(crate) fn spool(self) -> Option<&'static str> {
+        match self {
+            Contender::SpoolGroup => Some("group"),
+            Contender::SpoolInterval => Some("100ms"),
+            Contender::SpoolOs => Some("os"),
+            _ => None,
         }
     }
     pub(crate) fn hub(self) -> &'static str {
@@ -23,6 +39,9 @@ impl Contender {
             Contender::Producer => "producer",
             Contender::Sdk => "sdk",
             Contender::Ceiling => "ceiling",
+            Contender::SpoolGroup => "spool-group",
+            Contender::SpoolInterval => "spool-100ms",
+            Contender::SpoolOs => "spool-os",
         }
     }
     pub(crate) fn label(self) -> &'static str {
@@ -30,6 +49,9 @@ impl Contender {
             Contender::Producer => "this producer (`Producer::enqueue`)",
             Contender::Sdk => "Rust SDK `BufferedProducerClient` 0.16",
             Contender::Ceiling => "ceiling: fe2o3 alone, pre-built full batches",
+            Contender::SpoolGroup => "this producer, spool synced per group of appends",
+            Contender::SpoolInterval => "this producer, spool synced every 100 ms",
+            Contender::SpoolOs => "this producer, spool left to the OS (never synced)",
         }
     }
 }
@@ -66,6 +88,9 @@ impl Workload {
         if self.rate > 0 {
             write!(label, ", paced at {} events/s", self.rate).unwrap();
         }
+        if self.contenders.iter().any(|c| c.spool().is_some()) {
+            label.push_str(", store and forward");
+        }
         label
     }
 }
@@ -96,11 +121,17 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
         rate: 1000,
         contenders: vec![Producer, Sdk],
     };
+    // The spool's cost, beside the producer without one.
+    let spooled = |events| Workload {
+        contenders: vec![Producer, SpoolGroup, SpoolInterval, SpoolOs],
+        ..w(100, 4, false, 6000, events)
+    };
     if smoke {
         return vec![
             w(100, 4, false, 6000, 5000),
             w(100, 4, true, 6000, 5000),
             latency(2000),
+            spooled(5000),
         ];
     }
     let mut all = Vec::new();
@@ -125,5 +156,6 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
         }
     }
     all.push(latency(20_000));
+    all.push(spooled(1_000_000));
     all
 }
