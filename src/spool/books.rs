@@ -88,6 +88,8 @@ pub(super) struct Books {
     pub(super) segments: VecDeque<Segment>,
     /// A segment is closed for appends once it reaches this length.
     pub(super) segment_bytes: u64,
+    /// The segments' lengths, in total.
+    pub(super) total: u64,
     /// Bytes appended to the log since it was opened: what a wait for durability
     /// waits for.
     pub(super) appended: u64,
@@ -123,7 +125,7 @@ impl Books {
 
     /// Bytes of the segments still on disk (or about to be).
     pub(super) fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
+        self.total
     }
 
     /// The buffer to append the next record of `len` bytes to: a new segment (which
@@ -144,6 +146,7 @@ impl Books {
             bytes: record::MAGIC.len() as u64,
             live: 0,
         });
+        self.total += record::MAGIC.len() as u64;
         let mut parts: Vec<_> = self.parts.iter().map(|(id, p)| p.state(id)).collect();
         parts.sort_by(|a, b| a.partition.cmp(&b.partition));
         let mut snapshot = Vec::new();
@@ -173,6 +176,7 @@ impl Books {
     /// Counts a record of `len` bytes just put in the open segment's buffer.
     pub(super) fn wrote(&mut self, len: usize) {
         self.appended += len as u64;
+        self.total += len as u64;
         self.segments.back_mut().expect("open").bytes += len as u64;
         self.chunks.back_mut().expect("written to").end = self.appended;
     }
@@ -212,6 +216,7 @@ impl Books {
         let mut freed = false;
         while self.segments.len() > 1 && self.segments[0].live == 0 {
             let gone = self.segments.pop_front().expect("looked at");
+            self.total -= gone.bytes;
             self.delete.push(gone.number);
             freed = true;
         }

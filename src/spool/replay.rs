@@ -352,12 +352,14 @@ pub(super) fn open(
     }
     let next_segment = numbers.last().map_or(1, |n| n + 1);
     let segment_bytes = (options.max_bytes / 8).clamp(4 << 10, 16 << 20);
+    let total = segments.iter().map(|s| s.bytes).sum();
     let mut books = Books {
         destination: destination.to_owned(),
         idempotent,
         parts,
         segments,
         segment_bytes,
+        total,
         appended: 0,
         chunks: VecDeque::new(),
         delete: Vec::new(),
