@@ -310,3 +310,53 @@ async fn spool_options_are_checked() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_a_broker_what_a_crash_left_is_published_and_a_vanished_address_fails() {
+    let emulator = Emulator::builder()
+        .key("spool", "pw")
+        .hub("eh1", 2)
+        .start()
+        .await
+        .unwrap();
+    let url = format!("amqp://spool:pw@{}", emulator.addr());
+    let dir = scratch("broker");
+    let (zero, one) = ("eh1/Partitions/0", "eh1/Partitions/1");
+    let builder = |addresses: &[&str]| {
+        Producer::builder()
+            .amqp_broker(&url, addresses.iter().copied())
+            .spool(&dir)
+            .max_wait(Duration::from_millis(5))
+    };
+    let victim = builder(&[zero, one])
+        .max_wait(Duration::from_secs(3600))
+        .delivery_timeout(Duration::from_secs(7200));
+    crash(move || async move {
+        let (mut producer, _outcomes) = victim.build().await.unwrap();
+        for i in 0..6 {
+            let to = if i % 2 == 0 { zero } else { one };
+            let event = EventData::new(format!("b-{i}")).with_partition_id(to);
+            producer.enqueue(event).await.unwrap();
+        }
+        producer.wait_durable().await.unwrap();
+    });
+    // The next producer publishes to the first address only.
+    let (mut producer, outcomes) = builder(&[zero]).build().await.unwrap();
+    assert_eq!(producer.recovered_events(), 6);
+    producer.close().await.unwrap();
+    let outcomes = all_outcomes(outcomes).await;
+    assert!(outcomes.iter().all(|o| o.recovered));
+    let (stored, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.is_success());
+    assert_eq!(stored.iter().map(|o| o.events.len()).sum::<usize>(), 3);
+    // An event that can no longer be published still gets its outcome.
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].partition, one);
+    assert_eq!(failed[0].events.len(), 3);
+    assert!(failed[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .is_unknown_partition());
+    assert_eq!(bodies(&emulator, "0"), ["b-0", "b-2", "b-4"]);
+    assert!(bodies(&emulator, "1").is_empty());
+}

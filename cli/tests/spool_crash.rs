@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::hubcat;
-use eventhubs_emulator::{Emulator, Fault};
+use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention};
 
 /// A small deterministic generator (xorshift64*), so a failing seed can be rerun.
 struct Rng(u64);
@@ -201,7 +201,9 @@ fn crash_loop(idempotent: bool) -> Loop {
     let emulator = runtime
         .block_on(
             Emulator::builder()
-                .hub("eh1", 4)
+                // Everything is kept, so every event can be looked for (the default
+                // keeps 256 MiB per partition, less than a soak publishes).
+                .hub_config(HubConfig::new("eh1", 4).retention(Retention::Events(usize::MAX)))
                 .fault("delay,ms=40,every=3".parse::<Fault>().unwrap())
                 .start(),
         )
@@ -215,12 +217,19 @@ fn crash_loop(idempotent: bool) -> Loop {
     let mut durable = Vec::new();
     let mut found = 0;
     let mut peaks = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     let mut index = 0;
     loop {
         let more = index < kills || durable.iter().sum::<u64>() < until;
         let kill_after = more.then(|| Duration::from_millis(30 + rng.below(run_ms)));
         let run = run(&cs, &dir, index, kill_after, idempotent);
         found += run.found;
+        failures.extend(
+            run.stderr
+                .lines()
+                .filter(|l| l.contains("not published"))
+                .map(|l| format!("run {index}: {l}")),
+        );
         peaks.push(run.peak_bytes);
         durable.push(run.durable);
         index += 1;
@@ -230,6 +239,9 @@ fn crash_loop(idempotent: bool) -> Loop {
         }
     }
     let kills = index - 1;
+    for failure in failures.iter().take(20) {
+        println!("{failure}");
+    }
     let peak = peaks.iter().max().copied().unwrap_or(0);
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
