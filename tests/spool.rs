@@ -26,13 +26,37 @@ async fn emulator(partitions: u32) -> EmulatorHandle {
         .unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("spool-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh path under the system's temporary directory, removed (as a directory or
+/// a file) when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
 }
 
-fn spooled(emulator: &EmulatorHandle, dir: &PathBuf) -> ProducerBuilder {
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("spool-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Scratch(dir)
+}
+
+fn spooled(emulator: &EmulatorHandle, dir: &std::path::Path) -> ProducerBuilder {
     Producer::builder()
         .connection_string(&emulator.connection_string_for("eh1"))
         .spool(dir)
@@ -325,7 +349,7 @@ async fn to_a_broker_what_a_crash_left_is_published_and_a_vanished_address_fails
     let builder = |addresses: &[&str]| {
         Producer::builder()
             .amqp_broker(&url, addresses.iter().copied())
-            .spool(&dir)
+            .spool(&*dir)
             .max_wait(Duration::from_millis(5))
     };
     let victim = builder(&[zero, one])

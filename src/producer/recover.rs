@@ -39,18 +39,22 @@ pub(crate) async fn recover(
     mut recovered: Recovered,
     try_timeout: Duration,
 ) -> Result<(), Error> {
-    let mut stored_counts = Vec::with_capacity(recovered.partitions.len());
-    for part in &mut recovered.partitions {
-        let count = match (amqp, producer.shared.idempotent) {
-            (Some(amqp), true) => match producer.router.resolve(&Partition::id(&part.partition)) {
-                Ok(_) => stored(amqp, &part.partition, &part.events, try_timeout).await?,
-                Err(_) => 0,
-            },
-            _ => 0,
-        };
-        stored_counts.push(count);
-    }
-    place(producer, recovered, &stored_counts)
+    // The partitions' states are read together: each read may take a try timeout.
+    let reads = recovered.partitions.iter().map(|part| async move {
+        match (amqp, producer.shared.idempotent) {
+            (Some(amqp), true)
+                if producer
+                    .router
+                    .resolve(&Partition::id(&part.partition))
+                    .is_ok() =>
+            {
+                stored(amqp, &part.partition, &part.events, try_timeout).await
+            }
+            _ => Ok(0),
+        }
+    });
+    let stored_counts = futures_util::future::try_join_all(reads).await?;
+    place(producer, std::mem::take(&mut recovered), &stored_counts)
 }
 
 /// Puts the recovered events into their lanes, the first `stored[i]` events of the

@@ -76,6 +76,10 @@ pub(crate) struct SpoolOptions {
     pub(crate) max_bytes: u64,
 }
 
+/// How far appends may run ahead of the writer before accepting waits: a disk slower
+/// than the network would otherwise leave appended records piling up in memory.
+const MAX_UNWRITTEN: u64 = 64 << 20;
+
 /// The default bound on a spool's size on disk.
 pub(crate) const DEFAULT_MAX_SPOOL_BYTES: u64 = 1 << 30;
 
@@ -97,8 +101,11 @@ pub(crate) struct Inner {
     /// Wakes the writer.
     work: Condvar,
     progress: watch::Sender<Progress>,
-    /// Told when segments are deleted (room on disk) or the writer fails.
+    /// Told when segments are deleted (room on disk), records are written, or the
+    /// writer fails.
     freed: Notify,
+    /// How far the writer has written the log (as [`Books::appended`] counts it).
+    written: std::sync::atomic::AtomicU64,
     /// Held until the writer stops after a close (or the spool goes): a second
     /// producer on the directory is refused meanwhile.
     lock_file: Mutex<Option<std::fs::File>>,
@@ -297,14 +304,20 @@ impl Spool {
         }
     }
 
-    /// Whether the spool holds `max_spool_bytes` or more, or can no longer be
-    /// written (then the error).
+    /// Whether the spool holds `max_spool_bytes` or more, or the writer has fallen
+    /// [`MAX_UNWRITTEN`] behind, or the spool can no longer be written (then the
+    /// error).
     pub(crate) fn full(&self) -> Result<bool, Error> {
         let books = self.inner.lock();
         if let Some(why) = &books.broken {
             return Err(Self::broken(why));
         }
-        Ok(books.bytes() >= self.inner.max_bytes)
+        let written = self
+            .inner
+            .written
+            .load(std::sync::atomic::Ordering::Acquire);
+        Ok(books.bytes() >= self.inner.max_bytes
+            || books.appended.saturating_sub(written) > MAX_UNWRITTEN)
     }
 
     /// Resolves once the spool has room (or fails).

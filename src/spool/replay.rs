@@ -377,6 +377,7 @@ pub(super) fn open(
         work: Condvar::new(),
         progress: watch::Sender::new(Progress::default()),
         freed: Notify::new(),
+        written: std::sync::atomic::AtomicU64::new(0),
         lock_file: Mutex::new(Some(lock)),
     };
     Ok((inner, recovered))

@@ -96,6 +96,9 @@ pub(super) fn run(inner: Arc<Inner>) {
                 o.file.write_all(&chunk.bytes)?;
                 o.dirty = true;
                 written = chunk.end;
+                inner
+                    .written
+                    .store(written, std::sync::atomic::Ordering::Release);
             }
             let sync = match inner.durability {
                 Durability::Group => true,
