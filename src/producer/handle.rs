@@ -107,6 +107,19 @@ impl Clone for Producer {
     }
 }
 
+/// The last handle gone tells the driver (and the spool's loader), which then
+/// publish what is left.
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _ = self.inbox.send(Signal::HandlesGone);
+            if let Some(spool) = &self.shared.spool {
+                spool.wake_loader();
+            }
+        }
+    }
+}
+
 impl Producer {
     /// A handle, unreserved and open.
     pub(super) fn new(
@@ -116,6 +129,7 @@ impl Producer {
         amqp: Option<Amqp>,
         reservation: Reservation,
     ) -> Self {
+        shared.handles.fetch_add(1, Ordering::SeqCst);
         Self {
             ids: router.snapshot(),
             shared,
@@ -142,15 +156,25 @@ impl Producer {
     /// partition, too large) hold room until their outcome is read too, but belong to
     /// no partition and are not counted here.
     pub fn total_pending(&self) -> usize {
-        self.shared.total_pending(self.router.count())
+        let backlog = self
+            .shared
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.backlog() as usize);
+        self.shared.total_pending(self.router.count()) + backlog
     }
 
     /// Pending events of one partition id (as [`total_pending`](Self::total_pending)
     /// counts them); 0 for an id the hub does not have.
     pub fn pending(&self, partition: &str) -> usize {
+        let backlog = self
+            .shared
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.backlog_of(partition) as usize);
         self.router
             .resolve(&Partition::id(partition))
-            .map_or(0, |i| self.shared.pending(i))
+            .map_or(0, |i| self.shared.pending(i) + backlog)
     }
 
     /// The largest batch, in encoded bytes (the link's `max-message-size`).
@@ -245,6 +269,7 @@ impl Producer {
     /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
     /// their later events do not delay it.
     pub async fn flush(&self) -> Result<(), Error> {
+        self.loaded().await;
         self.shared.seal_all(&self.inbox, self.router.count());
         let (done, answer) = oneshot::channel();
         self.inbox.send_or_closed(Signal::Flush {
@@ -279,6 +304,7 @@ impl Producer {
     /// ```
     pub async fn flush_partition(&self, partition: Partition) -> Result<(), Error> {
         let partition = self.router.resolve(&partition)?;
+        self.loaded().await;
         let (done, answer) = oneshot::channel();
         self.shared.seal_with(partition, |sealed| {
             if let Some(sealed) = sealed {
@@ -299,14 +325,33 @@ impl Producer {
     pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
         let partition: Index = self.router.resolve(&partition)?;
         let (done, answer) = oneshot::channel();
-        self.shared.seal_with(partition, |open| {
+        let id = self.router.id(partition);
+        // Under the lane's lock, so the backlog's events and the lane's are counted
+        // at one point.
+        let on_disk = self.shared.seal_with(partition, |open| {
+            let on_disk = self.shared.spool.as_ref().map_or(0, |s| s.clear(&id));
             self.inbox.send_or_closed(Signal::Clear {
                 partition,
                 open,
                 done,
-            })
+            })?;
+            Ok::<_, Error>(on_disk)
         })?;
-        answer.await.map_err(|_| Error::closed())
+        if on_disk > 0 {
+            if let Some(spool) = &self.shared.spool {
+                spool.wake_loader();
+            }
+        }
+        let in_memory = answer.await.map_err(|_| Error::closed())?;
+        Ok(in_memory + on_disk as usize)
+    }
+
+    /// With a spool: waits until the loader has brought in (or settled) every event
+    /// of the backlog accepted before the call.
+    async fn loaded(&self) {
+        if let Some(spool) = &self.shared.spool {
+            spool.loaded_past_now().await;
+        }
     }
 
     /// Publishes everything pending, waits for every outcome, then closes the
@@ -325,8 +370,14 @@ impl Producer {
     pub(super) async fn shutdown(&mut self, abandon: bool) -> Result<(), Error> {
         // Set before the sweep: an event that gets into a lane after the sweep sees it
         // there (under the lane's lock) and is handed back.
+        if abandon {
+            self.shared.abandoning.store(true, Ordering::SeqCst);
+        }
         self.shared.closed.store(true, Ordering::SeqCst);
         self.reservation.release();
+        if let Some(spool) = &self.shared.spool {
+            spool.wake_loader();
+        }
         // Failing sends mean the driver is done already (another handle's close got
         // there first); either way the producer is done once the driver says so.
         let count = self.router.count();

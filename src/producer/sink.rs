@@ -23,20 +23,28 @@ impl Producer {
             return Poll::Ready(Err(Error::closed()));
         }
         if let Some(spool) = &self.shared.spool {
-            // The spool's bound on disk: wait while it is full, as for the pending
-            // bound; a spool that can no longer be written refuses events.
-            if self.spool_wait.is_none() && spool.full()? {
-                self.spool_wait = Some(ReusableBoxFuture::new(spool.clone().room()));
-            }
-            if let Some(wait) = self.spool_wait.as_mut() {
+            // With a spool, an event takes a slot in memory if one is free (and no
+            // backlog waits: events keep their order), else goes to the spool's
+            // backlog if the spool has room, else waits for room on disk.
+            loop {
+                // Every event goes into the spool, so its bound comes first.
+                if self.spool_wait.is_none() && !spool.full()? {
+                    if spool.backlog() == 0 && self.reservation.try_now() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    // No room in memory: what is open will not fill, so it may go now.
+                    self.inbox.starve();
+                    self.reservation.spill();
+                    return Poll::Ready(Ok(()));
+                }
+                let wait = self
+                    .spool_wait
+                    .get_or_insert_with(|| ReusableBoxFuture::new(spool.clone().room()));
                 if wait.poll(cx).is_pending() {
                     self.inbox.starve();
                     return Poll::Pending;
                 }
                 self.spool_wait = None;
-                if let Err(e) = spool.full() {
-                    return Poll::Ready(Err(e));
-                }
             }
         }
         let inbox = &self.inbox;
@@ -46,12 +54,14 @@ impl Producer {
     /// Routes, encodes and adds the event to its partition's open batch; needs a
     /// reserved slot.
     pub(super) fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
-        let Some(slot) = self.reservation.take() else {
+        let slot = self.reservation.take();
+        let spill = self.reservation.take_spill();
+        if slot.is_none() && !spill {
             return Err(EnqueueError::new(
                 Error::config("poll_ready must succeed before start_send"),
                 event,
             ));
-        };
+        }
         #[cfg(feature = "opentelemetry")]
         let event = crate::trace_context::stamp(event);
         let shared = &self.shared;
@@ -95,7 +105,11 @@ impl Producer {
             }
         };
         // An event that can never be published still gets its outcome, and counts
-        // until then.
+        // until then; one bound for the spool's backlog (there was no room in memory
+        // for its outcome) is handed back with the error instead.
+        let Some(slot) = slot else {
+            return Err(EnqueueError::new(refused.1, event));
+        };
         if shared.closed.load(Ordering::SeqCst) {
             shared.budget.unreserve(slot);
             return Err(EnqueueError::new(Error::closed(), event));

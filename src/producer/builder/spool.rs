@@ -17,9 +17,10 @@ pub(super) struct SpoolSettings {
     max_bytes: Option<u64>,
     /// Opened by `build`, taken by the producer it starts.
     pub(super) opened: Option<Spool>,
-    /// What the spool held when it was opened: the lanes need room for it.
+    /// How many events the spool held when it was opened.
     pub(super) recovered_events: usize,
-    pub(super) recovered_bytes: usize,
+    /// Whether they were encoded for idempotent publishing.
+    pub(super) recovered_idempotent: bool,
 }
 
 impl ProducerBuilder {
@@ -147,16 +148,11 @@ impl ProducerBuilder {
     }
 
     fn keep_spool(&mut self, (spool, recovered): (Spool, Recovered)) -> Result<Recovered, Error> {
-        self.spool.recovered_events = recovered.events();
-        self.spool.recovered_bytes = recovered
-            .partitions
-            .iter()
-            .flat_map(|p| &p.events)
-            .map(|e| e.encoded.len())
-            .sum();
-        if recovered.events() > 0 {
+        self.spool.recovered_events = recovered.events;
+        self.spool.recovered_idempotent = recovered.idempotent;
+        if recovered.events > 0 {
             tracing::info!(
-                events = recovered.events(),
+                events = recovered.events,
                 "recovering events from the spool"
             );
         }
