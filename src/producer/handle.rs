@@ -36,7 +36,8 @@ pub(super) enum CloseState {
 ///
 /// `poll_ready` (and so [`enqueue`](Self::enqueue), `SinkExt::send` and `forward`)
 /// waits while `max_pending_events` events, or `max_pending_bytes` bytes of bodies,
-/// are pending. Pending counts every accepted event until its outcome is handed out
+/// are pending (with a [spool](ProducerBuilder::spool), only while the spool is full:
+/// events beyond the bound in memory wait on disk). Pending counts every accepted event until its outcome is handed out
 /// by [`Outcomes`](crate::Outcomes): in an open batch, waiting its turn, in flight,
 /// being retried, or in an outcome not yet read. A producer whose outcomes are not
 /// read therefore stops taking events; drop the `Outcomes` to ignore them. A partition
@@ -84,6 +85,9 @@ pub struct Producer {
     pub(super) closing: CloseState,
     /// A wait for room in a full spool.
     pub(super) spool_wait: Option<tokio_util::sync::ReusableBoxFuture<'static, ()>>,
+    /// With a spool: how long more a wait for room in memory lasts before the event
+    /// goes to the spool's backlog.
+    pub(super) spill_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -140,6 +144,7 @@ impl Producer {
             spare: Vec::new(),
             closing: CloseState::Open,
             spool_wait: None,
+            spill_timer: None,
         }
     }
 
@@ -355,7 +360,9 @@ impl Producer {
     }
 
     /// Publishes everything pending, waits for every outcome, then closes the
-    /// connection. Later enqueues fail with [`Error::is_closed`].
+    /// connection. Later enqueues fail with [`Error::is_closed`]. With a spool, what
+    /// waits on disk is published too (see [`Outcomes`](crate::Outcomes) on reading
+    /// outcomes meanwhile).
     pub async fn close(&mut self) -> Result<(), Error> {
         self.shutdown(false).await
     }

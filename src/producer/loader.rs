@@ -2,9 +2,9 @@
 //! The backlog holds the events accepted while the pending bound in memory was full
 //! (the spool's own bound then applies, so an outage is ridden out on disk) and those
 //! an earlier producer left in the spool. Events are read back in log order, a few
-//! hundred at a time and never more than there are free slots for, then put into
-//! their lanes (or straight into outcomes when their fate is known already), and the
-//! lanes they went into are sealed at once: the events have waited enough.
+//! thousand at a time and never more than there are free slots for, then put into
+//! their lanes (or straight into outcomes when their fate is known already); the
+//! batches they went into fill as any do (sealed at once after a close).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::spool::{Fate, Item, Loaded, Spool};
 use crate::{Error, Events};
 
 /// The most events one pass reads back.
-const MAX_LOAD: usize = 512;
+const MAX_LOAD: usize = 4096;
 
 /// The most bytes of records one pass reads back.
 const MAX_LOAD_BYTES: usize = 4 << 20;
@@ -184,10 +184,13 @@ impl Loader {
         for slot in slots {
             self.shared.budget.unreserve(slot);
         }
-        // The loaded events have waited already: their batches go now.
-        for partition in touched {
-            self.shared
-                .seal_with(partition, |sealed| sealed.map(|s| self.inbox.sealed(s)));
+        // After a close nothing else seals the lanes: the loaded events go now.
+        // Otherwise their batches fill as any do, up to `max_wait`.
+        if self.shared.closed.load(Ordering::SeqCst) {
+            for partition in touched {
+                self.shared
+                    .seal_with(partition, |sealed| sealed.map(|s| self.inbox.sealed(s)));
+            }
         }
     }
 

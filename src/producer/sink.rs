@@ -1,5 +1,6 @@
 //! The `Sink` side of the producer: reserving room for an event and accepting it.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll};
@@ -17,23 +18,45 @@ use crate::route::Route;
 use crate::Error;
 use crate::{EventData, Routing};
 
+/// How long an event waits for room in memory before it goes to the spool's backlog
+/// instead: longer than the pending bound's ordinary waits under load (where events
+/// are better kept in memory), short enough that an outage is ridden out on disk.
+const SPILL_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Producer {
     pub(super) fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Error::closed()));
         }
         if let Some(spool) = &self.shared.spool {
-            // With a spool, an event takes a slot in memory if one is free (and no
-            // backlog waits: events keep their order), else goes to the spool's
-            // backlog if the spool has room, else waits for room on disk.
+            // With a spool, an event takes a slot in memory, waiting for one as long as
+            // SPILL_AFTER at most; past that (an outage), or while events accepted
+            // earlier wait on disk (they keep their order), it goes to the spool's
+            // backlog. Every event is in the spool, so its bound comes first.
             loop {
-                // Every event goes into the spool, so its bound comes first.
-                if self.spool_wait.is_none() && !spool.full()? {
-                    if spool.backlog() == 0 && self.reservation.try_now() {
-                        return Poll::Ready(Ok(()));
+                let admit = match self.spool_wait {
+                    None => spool.admit()?,
+                    Some(_) => None,
+                };
+                if let Some(backlog) = admit {
+                    if !backlog {
+                        let inbox = &self.inbox;
+                        match self.reservation.poll_reserve(cx, || inbox.starve()) {
+                            Poll::Ready(result) => {
+                                self.spill_timer = None;
+                                return Poll::Ready(result);
+                            }
+                            Poll::Pending => {
+                                let timer = self.spill_timer.get_or_insert_with(|| {
+                                    Box::pin(tokio::time::sleep(SPILL_AFTER))
+                                });
+                                if timer.as_mut().poll(cx).is_pending() {
+                                    return Poll::Pending;
+                                }
+                                self.spill_timer = None;
+                            }
+                        }
                     }
-                    // No room in memory: what is open will not fill, so it may go now.
-                    self.inbox.starve();
                     self.reservation.spill();
                     return Poll::Ready(Ok(()));
                 }

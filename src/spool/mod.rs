@@ -343,6 +343,23 @@ impl Spool {
             || books.appended.saturating_sub(written) > MAX_UNWRITTEN)
     }
 
+    /// Whether an event may be accepted now, and where to: `None` while the spool is
+    /// [full](Self::full), else whether a backlog waits (then the event joins it).
+    /// One look at the books, for `poll_ready`.
+    pub(crate) fn admit(&self) -> Result<Option<bool>, Error> {
+        let books = self.inner.lock();
+        if let Some(why) = &books.broken {
+            return Err(Self::broken(why));
+        }
+        let written = self
+            .inner
+            .written
+            .load(std::sync::atomic::Ordering::Acquire);
+        let full = books.bytes() >= self.inner.max_bytes
+            || books.appended.saturating_sub(written) > MAX_UNWRITTEN;
+        Ok((!full).then_some(books.backlog > 0))
+    }
+
     /// Resolves once the spool has room (or fails).
     pub(crate) async fn room(self) {
         loop {

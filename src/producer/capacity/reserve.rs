@@ -107,19 +107,6 @@ impl Reservation {
         self.reserved.take()
     }
 
-    /// With a spool: whether room is reserved (a slot, or the backlog); if not, takes
-    /// a slot if one is free at once and the byte budget has room.
-    pub(crate) fn try_now(&mut self) -> bool {
-        if self.reserved.is_some() || self.spill {
-            return true;
-        }
-        if self.budget.bytes_full() {
-            return false;
-        }
-        self.reserved = self.budget.try_reserve();
-        self.reserved.is_some()
-    }
-
     /// With a spool: the next event goes to the backlog.
     pub(crate) fn spill(&mut self) {
         self.spill = true;
