@@ -112,8 +112,13 @@
 //! numbers: across the crash, each event is stored exactly once. Without idempotent
 //! retries a batch stored just before the crash is stored again (at least once).
 //!
-//! The log is bounded by [`ProducerBuilder::max_spool_bytes`] (accepting waits while it
-//! is full); a second producer on the same directory, a damaged log (named by file and
+//! With a spool, an outage is ridden out on disk rather than in memory: an event that
+//! finds the pending bound in memory full for 50 ms is accepted into the spool only (and read
+//! back in its turn as memory frees, each partition's order kept), so accepting waits
+//! only once the spool holds [`ProducerBuilder::max_spool_bytes`]; events a restart
+//! finds come back the same way.
+//!
+//! A second producer on the same directory, a damaged log (named by file and
 //! offset; a record torn by the crash at the end of the newest segment is cut off
 //! instead) and a log of events for another hub fail the build with
 //! [`Error::is_spool`]. A disk that fills up stops the spool, not the producer: the

@@ -131,7 +131,7 @@ async fn events_a_crash_left_are_published_first_and_reported_recovered() {
         Durability::Os,
     ] {
         let emulator = emulator(2).await;
-        let dir = scratch("first");
+        let dir = scratch(&format!("first-{durability:?}"));
         let builder = spooled(&emulator, &dir)
             .spool_durability(durability)
             // The victim's batches are still open when it dies.
@@ -164,7 +164,11 @@ async fn events_a_crash_left_are_published_first_and_reported_recovered() {
         let old: Vec<_> = (0..10).map(|i| format!("old-{i}")).collect();
         let mut expected = old.clone();
         expected.sort();
-        assert_eq!(outcome_bodies(&outcomes, true), expected, "{durability:?}");
+        assert_eq!(
+            outcome_bodies(&outcomes, true),
+            expected,
+            "{durability:?} {outcomes:?}"
+        );
         assert_eq!(outcome_bodies(&outcomes, false).len(), 4);
         // What the application matches recovered events by comes back with them.
         let first = outcomes.iter().find(|o| o.recovered).unwrap();
@@ -371,7 +375,11 @@ async fn to_a_broker_what_a_crash_left_is_published_and_a_vanished_address_fails
     let outcomes = all_outcomes(outcomes).await;
     assert!(outcomes.iter().all(|o| o.recovered));
     let (stored, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.is_success());
-    assert_eq!(stored.iter().map(|o| o.events.len()).sum::<usize>(), 3);
+    assert_eq!(
+        stored.iter().map(|o| o.events.len()).sum::<usize>(),
+        3,
+        "{outcomes:?}"
+    );
     // An event that can no longer be published still gets its outcome.
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].partition, one);
@@ -383,4 +391,138 @@ async fn to_a_broker_what_a_crash_left_is_published_and_a_vanished_address_fails
         .is_unknown_partition());
     assert_eq!(bodies(&emulator, "0"), ["b-0", "b-2", "b-4"]);
     assert!(bodies(&emulator, "1").is_empty());
+}
+
+/// Events keyed over `keys` keys, numbered in their body (`key:n`).
+fn keyed(n: usize, keys: usize) -> EventData {
+    let key = format!("k{}", n % keys);
+    EventData::new(format!("{key}:{n}")).with_partition_key(key)
+}
+
+/// Every stored event's `(key, n)`, per partition in stored order: checks that each
+/// key's events are in order and returns how many were stored.
+fn stored_in_key_order(emulator: &EmulatorHandle, partitions: u32) -> usize {
+    let mut stored = 0;
+    for p in 0..partitions {
+        let mut last: std::collections::HashMap<String, usize> = Default::default();
+        for body in bodies(emulator, &p.to_string()) {
+            let (key, n) = body.split_once(':').unwrap();
+            let n: usize = n.parse().unwrap();
+            if let Some(before) = last.insert(key.to_owned(), n) {
+                assert!(before < n, "{key}: {n} after {before}");
+            }
+            stored += 1;
+        }
+    }
+    stored
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_ridden_out_on_disk_beyond_the_memory_bound() {
+    let emulator = emulator(4).await;
+    let dir = scratch("outage");
+    emulator.add_fault("stall".parse::<Fault>().unwrap());
+    let (mut producer, outcomes) = spooled(&emulator, &dir)
+        .max_pending_events(20)
+        .delivery_timeout(Duration::from_secs(120))
+        .build()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(all_outcomes(outcomes));
+    // The service takes nothing, memory holds 20 events: the rest wait on disk.
+    for n in 0..2000 {
+        producer.enqueue(keyed(n, 50)).await.unwrap();
+    }
+    assert_eq!(producer.total_pending(), 2000);
+    assert!(
+        emulator.connection_count() > 0 && bodies(&emulator, "0").is_empty(),
+        "the outage holds"
+    );
+    emulator.clear_faults();
+    // A flush waits for the events on disk too.
+    producer.flush().await.unwrap();
+    assert_eq!(stored_in_key_order(&emulator, 4), 2000);
+    producer.close().await.unwrap();
+    let outcomes = reader.await.unwrap();
+    assert!(outcomes.iter().all(BatchOutcome::is_success));
+    assert!(outcomes.iter().all(|o| !o.recovered));
+    assert_eq!(outcomes.iter().map(|o| o.events.len()).sum::<usize>(), 2000);
+    assert_eq!(stored_in_key_order(&emulator, 4), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_left_by_a_crash_is_loaded_within_the_memory_bound() {
+    let emulator = std::sync::Arc::new(emulator(4).await);
+    let dir = scratch("big-backlog");
+    emulator.add_fault("stall".parse::<Fault>().unwrap());
+    let victim = spooled(&emulator, &dir).max_pending_events(20);
+    crash(move || async move {
+        let (mut producer, _outcomes) = victim.build().await.unwrap();
+        for n in 0..1000 {
+            producer.enqueue(keyed(n, 30)).await.unwrap();
+        }
+        producer.wait_durable().await.unwrap();
+    });
+    emulator.clear_faults();
+    let (mut producer, outcomes) = spooled(&emulator, &dir)
+        .max_pending_events(20)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(producer.recovered_events(), 1000);
+    let reader = tokio::spawn(all_outcomes(outcomes));
+    for n in 1000..1100 {
+        producer.enqueue(keyed(n, 30)).await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let outcomes = reader.await.unwrap();
+    assert!(
+        outcomes.iter().all(BatchOutcome::is_success),
+        "{outcomes:?}"
+    );
+    let recovered: usize = outcomes
+        .iter()
+        .filter(|o| o.recovered)
+        .map(|o| o.events.len())
+        .sum();
+    assert_eq!(recovered, 1000);
+    // Each key's events in the order they were accepted, across the crash.
+    assert_eq!(stored_in_key_order(&emulator, 4), 1100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_abandoning_and_clearing_hand_the_backlog_back() {
+    let emulator = emulator(2).await;
+    let dir = scratch("abandon");
+    emulator.add_fault("stall".parse::<Fault>().unwrap());
+    let (mut producer, outcomes) = spooled(&emulator, &dir)
+        .max_pending_events(10)
+        .try_timeout(Duration::from_millis(200))
+        .delivery_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(all_outcomes(outcomes));
+    for n in 0..300 {
+        let event = EventData::new(format!("{n}")).with_partition_id((n % 2).to_string());
+        producer.enqueue(event).await.unwrap();
+    }
+    let pending_one = producer.pending("1");
+    let cleared = producer
+        .clear_partition(streaming_producer::Partition::id("1"))
+        .await
+        .unwrap();
+    assert!(cleared > 100, "{cleared} of {pending_one}");
+    producer.close_abandon().await.unwrap();
+    let outcomes = reader.await.unwrap();
+    // Every event has exactly one outcome; none was stored.
+    assert_eq!(outcomes.iter().map(|o| o.events.len()).sum::<usize>(), 300);
+    assert!(outcomes.iter().all(|o| !o.is_success()));
+    let abandoned: usize = outcomes
+        .iter()
+        .filter(|o| o.is_abandoned())
+        .map(|o| o.events.len())
+        .sum();
+    assert!(abandoned >= 280, "{abandoned}");
+    assert!(bodies(&emulator, "0").is_empty() && bodies(&emulator, "1").is_empty());
 }

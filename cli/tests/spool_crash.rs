@@ -8,9 +8,11 @@
 //! `SPOOL_CRASH_KILLS` sets the number of kills (10 by default, as `cargo test` and
 //! `.ci/run` run it; `SPOOL_CRASH_KILLS=50` is the long run), `SPOOL_CRASH_SEED` the
 //! kill times, `SPOOL_CRASH_RUN_MS` the longest a run lives before its kill (500 ms by
-//! default), and `SPOOL_CRASH_EVENTS` a number of durable events to go on killing
-//! until (the soak: `SPOOL_CRASH_EVENTS=10000000 SPOOL_CRASH_RUN_MS=5000`). The spool's
-//! size on disk is sampled while each run lives; its peak is printed and bounded.
+//! default), `SPOOL_CRASH_RATE` events per second to pace the input at (default: as
+//! fast as it is read), and `SPOOL_CRASH_EVENTS` a number of durable events to go on
+//! killing until (the soak: `SPOOL_CRASH_EVENTS=10000000 SPOOL_CRASH_RUN_MS=6000
+//! SPOOL_CRASH_RATE=150000`). The spool's size on disk is sampled while each run
+//! lives; its peak is printed and bounded.
 
 mod common;
 
@@ -55,12 +57,17 @@ struct Run {
     success: bool,
 }
 
+/// The spool's bound in the loop: small enough that unpaced input fills it (then
+/// reading waits), so the loop covers a full spool too.
+const MAX_SPOOL_BYTES: u64 = 64 << 20;
+
 fn run(
     cs: &str,
     dir: &std::path::Path,
     index: u64,
     kill_after: Option<Duration>,
     idempotent: bool,
+    rate: Option<u64>,
 ) -> Run {
     let mut child = hubcat()
         .args(["send", "--connection-string", cs, "--print-durable"])
@@ -73,6 +80,8 @@ fn run(
             "--try-timeout",
             "2s",
         ])
+        .args(["--max-spool-bytes", &MAX_SPOOL_BYTES.to_string()])
+        .args(rate.map(|r| format!("--rate={r}")))
         .arg("--spool")
         .arg(dir)
         .stdin(Stdio::piped())
@@ -194,6 +203,7 @@ fn crash_loop(idempotent: bool) -> Loop {
     let kills = env("SPOOL_CRASH_KILLS", 10);
     let until = env("SPOOL_CRASH_EVENTS", 0);
     let run_ms = env("SPOOL_CRASH_RUN_MS", 500).max(50);
+    let rate = Some(env("SPOOL_CRASH_RATE", 0)).filter(|r| *r > 0);
     let mut rng = Rng(env("SPOOL_CRASH_SEED", 0x5eed_cafe).max(1));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Some batches are stored but their verdict is late: a kill then leaves stored
@@ -222,7 +232,7 @@ fn crash_loop(idempotent: bool) -> Loop {
     loop {
         let more = index < kills || durable.iter().sum::<u64>() < until;
         let kill_after = more.then(|| Duration::from_millis(30 + rng.below(run_ms)));
-        let run = run(&cs, &dir, index, kill_after, idempotent);
+        let run = run(&cs, &dir, index, kill_after, idempotent, rate);
         found += run.found;
         failures.extend(
             run.stderr
@@ -250,9 +260,13 @@ fn crash_loop(idempotent: bool) -> Loop {
         mib(*peaks.last().unwrap()),
         mib(peak)
     );
-    // Flat: at most the open segment (16 MiB at the default bound) and the one
-    // before it, whatever the number of events and kills.
-    assert!(peak < 48 << 20, "the spool grew to {peak} bytes: {peaks:?}");
+    // Bounded: the spool's bound, and the record that crossed it, whatever the number
+    // of events and kills (unpaced input is read faster than it is published, so
+    // runs leave backlogs; a soak paced below the publishing rate stays flat).
+    assert!(
+        peak <= MAX_SPOOL_BYTES + (2 << 20),
+        "the spool grew to {peak} bytes: {peaks:?}"
+    );
     // Read back: every event once, in order per partition.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut stored_per_run: BTreeMap<u64, u64> = BTreeMap::new();

@@ -36,7 +36,8 @@ pub(super) enum CloseState {
 ///
 /// `poll_ready` (and so [`enqueue`](Self::enqueue), `SinkExt::send` and `forward`)
 /// waits while `max_pending_events` events, or `max_pending_bytes` bytes of bodies,
-/// are pending. Pending counts every accepted event until its outcome is handed out
+/// are pending (with a [spool](ProducerBuilder::spool), only while the spool is full:
+/// events beyond the bound in memory wait on disk). Pending counts every accepted event until its outcome is handed out
 /// by [`Outcomes`](crate::Outcomes): in an open batch, waiting its turn, in flight,
 /// being retried, or in an outcome not yet read. A producer whose outcomes are not
 /// read therefore stops taking events; drop the `Outcomes` to ignore them. A partition
@@ -84,6 +85,9 @@ pub struct Producer {
     pub(super) closing: CloseState,
     /// A wait for room in a full spool.
     pub(super) spool_wait: Option<tokio_util::sync::ReusableBoxFuture<'static, ()>>,
+    /// With a spool: how long more a wait for room in memory lasts before the event
+    /// goes to the spool's backlog.
+    pub(super) spill_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -107,6 +111,19 @@ impl Clone for Producer {
     }
 }
 
+/// The last handle gone tells the driver (and the spool's loader), which then
+/// publish what is left.
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _ = self.inbox.send(Signal::HandlesGone);
+            if let Some(spool) = &self.shared.spool {
+                spool.wake_loader();
+            }
+        }
+    }
+}
+
 impl Producer {
     /// A handle, unreserved and open.
     pub(super) fn new(
@@ -116,6 +133,7 @@ impl Producer {
         amqp: Option<Amqp>,
         reservation: Reservation,
     ) -> Self {
+        shared.handles.fetch_add(1, Ordering::SeqCst);
         Self {
             ids: router.snapshot(),
             shared,
@@ -126,6 +144,7 @@ impl Producer {
             spare: Vec::new(),
             closing: CloseState::Open,
             spool_wait: None,
+            spill_timer: None,
         }
     }
 
@@ -142,15 +161,25 @@ impl Producer {
     /// partition, too large) hold room until their outcome is read too, but belong to
     /// no partition and are not counted here.
     pub fn total_pending(&self) -> usize {
-        self.shared.total_pending(self.router.count())
+        let backlog = self
+            .shared
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.backlog() as usize);
+        self.shared.total_pending(self.router.count()) + backlog
     }
 
     /// Pending events of one partition id (as [`total_pending`](Self::total_pending)
     /// counts them); 0 for an id the hub does not have.
     pub fn pending(&self, partition: &str) -> usize {
+        let backlog = self
+            .shared
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.backlog_of(partition) as usize);
         self.router
             .resolve(&Partition::id(partition))
-            .map_or(0, |i| self.shared.pending(i))
+            .map_or(0, |i| self.shared.pending(i) + backlog)
     }
 
     /// The largest batch, in encoded bytes (the link's `max-message-size`).
@@ -245,6 +274,7 @@ impl Producer {
     /// the call has its outcome queued. Other handles may keep enqueueing meanwhile;
     /// their later events do not delay it.
     pub async fn flush(&self) -> Result<(), Error> {
+        self.loaded().await;
         self.shared.seal_all(&self.inbox, self.router.count());
         let (done, answer) = oneshot::channel();
         self.inbox.send_or_closed(Signal::Flush {
@@ -279,6 +309,7 @@ impl Producer {
     /// ```
     pub async fn flush_partition(&self, partition: Partition) -> Result<(), Error> {
         let partition = self.router.resolve(&partition)?;
+        self.loaded().await;
         let (done, answer) = oneshot::channel();
         self.shared.seal_with(partition, |sealed| {
             if let Some(sealed) = sealed {
@@ -299,18 +330,39 @@ impl Producer {
     pub async fn clear_partition(&self, partition: Partition) -> Result<usize, Error> {
         let partition: Index = self.router.resolve(&partition)?;
         let (done, answer) = oneshot::channel();
-        self.shared.seal_with(partition, |open| {
+        let id = self.router.id(partition);
+        // Under the lane's lock, so the backlog's events and the lane's are counted
+        // at one point.
+        let on_disk = self.shared.seal_with(partition, |open| {
+            let on_disk = self.shared.spool.as_ref().map_or(0, |s| s.clear(&id));
             self.inbox.send_or_closed(Signal::Clear {
                 partition,
                 open,
                 done,
-            })
+            })?;
+            Ok::<_, Error>(on_disk)
         })?;
-        answer.await.map_err(|_| Error::closed())
+        if on_disk > 0 {
+            if let Some(spool) = &self.shared.spool {
+                spool.wake_loader();
+            }
+        }
+        let in_memory = answer.await.map_err(|_| Error::closed())?;
+        Ok(in_memory + on_disk as usize)
+    }
+
+    /// With a spool: waits until the loader has brought in (or settled) every event
+    /// of the backlog accepted before the call.
+    async fn loaded(&self) {
+        if let Some(spool) = &self.shared.spool {
+            spool.loaded_past_now().await;
+        }
     }
 
     /// Publishes everything pending, waits for every outcome, then closes the
-    /// connection. Later enqueues fail with [`Error::is_closed`].
+    /// connection. Later enqueues fail with [`Error::is_closed`]. With a spool, what
+    /// waits on disk is published too (see [`Outcomes`](crate::Outcomes) on reading
+    /// outcomes meanwhile).
     pub async fn close(&mut self) -> Result<(), Error> {
         self.shutdown(false).await
     }
@@ -325,8 +377,14 @@ impl Producer {
     pub(super) async fn shutdown(&mut self, abandon: bool) -> Result<(), Error> {
         // Set before the sweep: an event that gets into a lane after the sweep sees it
         // there (under the lane's lock) and is handed back.
+        if abandon {
+            self.shared.abandoning.store(true, Ordering::SeqCst);
+        }
         self.shared.closed.store(true, Ordering::SeqCst);
         self.reservation.release();
+        if let Some(spool) = &self.shared.spool {
+            spool.wake_loader();
+        }
         // Failing sends mean the driver is done already (another handle's close got
         // there first); either way the producer is done once the driver says so.
         let count = self.router.count();

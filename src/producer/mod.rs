@@ -29,6 +29,7 @@ mod capacity;
 mod driver;
 mod handle;
 mod lanes;
+mod loader;
 mod outcome;
 mod recover;
 mod sink;

@@ -55,7 +55,10 @@ impl BatchOutcome {
 /// An event keeps its place in the producer's capacity until its outcome is handed
 /// out here, so outcomes waiting to be read count against `max_pending_events` and
 /// `max_pending_bytes`: a producer whose outcomes are not read stops taking events.
-/// Closing never waits for outcomes to be read. Drop the stream to ignore outcomes.
+/// Closing never waits for outcomes to be read, but for one case: with a
+/// [spool](crate::ProducerBuilder::spool), events waiting on disk (accepted while
+/// memory was full) are brought into memory to be published, which takes the room
+/// unread outcomes hold. Drop the stream to ignore outcomes.
 /// A handle that has waited a few seconds for room held by unread outcomes says so,
 /// once, in a `tracing` warning.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! The `Sink` side of the producer: reserving room for an event and accepting it.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll};
@@ -17,26 +18,56 @@ use crate::route::Route;
 use crate::Error;
 use crate::{EventData, Routing};
 
+/// How long an event waits for room in memory before it goes to the spool's backlog
+/// instead: longer than the pending bound's ordinary waits under load (where events
+/// are better kept in memory), short enough that an outage is ridden out on disk.
+const SPILL_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Producer {
     pub(super) fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Error::closed()));
         }
         if let Some(spool) = &self.shared.spool {
-            // The spool's bound on disk: wait while it is full, as for the pending
-            // bound; a spool that can no longer be written refuses events.
-            if self.spool_wait.is_none() && spool.full()? {
-                self.spool_wait = Some(ReusableBoxFuture::new(spool.clone().room()));
-            }
-            if let Some(wait) = self.spool_wait.as_mut() {
+            // With a spool, an event takes a slot in memory, waiting for one as long as
+            // SPILL_AFTER at most; past that (an outage), or while events accepted
+            // earlier wait on disk (they keep their order), it goes to the spool's
+            // backlog. Every event is in the spool, so its bound comes first.
+            loop {
+                let admit = match self.spool_wait {
+                    None => spool.admit()?,
+                    Some(_) => None,
+                };
+                if let Some(backlog) = admit {
+                    if !backlog {
+                        let inbox = &self.inbox;
+                        match self.reservation.poll_reserve(cx, || inbox.starve()) {
+                            Poll::Ready(result) => {
+                                self.spill_timer = None;
+                                return Poll::Ready(result);
+                            }
+                            Poll::Pending => {
+                                let timer = self.spill_timer.get_or_insert_with(|| {
+                                    Box::pin(tokio::time::sleep(SPILL_AFTER))
+                                });
+                                if timer.as_mut().poll(cx).is_pending() {
+                                    return Poll::Pending;
+                                }
+                                self.spill_timer = None;
+                            }
+                        }
+                    }
+                    self.reservation.spill();
+                    return Poll::Ready(Ok(()));
+                }
+                let wait = self
+                    .spool_wait
+                    .get_or_insert_with(|| ReusableBoxFuture::new(spool.clone().room()));
                 if wait.poll(cx).is_pending() {
                     self.inbox.starve();
                     return Poll::Pending;
                 }
                 self.spool_wait = None;
-                if let Err(e) = spool.full() {
-                    return Poll::Ready(Err(e));
-                }
             }
         }
         let inbox = &self.inbox;
@@ -46,12 +77,14 @@ impl Producer {
     /// Routes, encodes and adds the event to its partition's open batch; needs a
     /// reserved slot.
     pub(super) fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
-        let Some(slot) = self.reservation.take() else {
+        let slot = self.reservation.take();
+        let spill = self.reservation.take_spill();
+        if slot.is_none() && !spill {
             return Err(EnqueueError::new(
                 Error::config("poll_ready must succeed before start_send"),
                 event,
             ));
-        };
+        }
         #[cfg(feature = "opentelemetry")]
         let event = crate::trace_context::stamp(event);
         let shared = &self.shared;
@@ -95,7 +128,11 @@ impl Producer {
             }
         };
         // An event that can never be published still gets its outcome, and counts
-        // until then.
+        // until then; one bound for the spool's backlog (there was no room in memory
+        // for its outcome) is handed back with the error instead.
+        let Some(slot) = slot else {
+            return Err(EnqueueError::new(refused.1, event));
+        };
         if shared.closed.load(Ordering::SeqCst) {
             shared.budget.unreserve(slot);
             return Err(EnqueueError::new(Error::closed(), event));

@@ -16,6 +16,8 @@ pub(super) struct Segment {
     pub(super) bytes: u64,
     /// Its events without an outcome yet.
     pub(super) live: u64,
+    /// Where its first record is in the log (as [`Books::appended`] counts).
+    pub(super) start: u64,
 }
 
 /// A partition's events in the log.
@@ -32,9 +34,26 @@ pub(super) struct Part {
     /// the next run's (or `next`).
     pub(super) runs: VecDeque<(u64, u64)>,
     pub(super) base: Option<Base>,
+    /// Its events in the backlog (in the log, not in memory).
+    pub(super) backlog: u64,
+    /// Its events below this index were cleared while in the backlog.
+    pub(super) cleared: u64,
+    /// With idempotent retries, after a restart: the producer group the service
+    /// resumed and the last sequence number it stored for it.
+    pub(super) resumed: Option<(i64, i32)>,
 }
 
 impl Part {
+    /// Whether the event at `index` has its outcome.
+    pub(super) fn is_done(&self, index: u64) -> bool {
+        index < self.floor
+            || self
+                .done
+                .range(..=index)
+                .next_back()
+                .is_some_and(|(_, &end)| index < end)
+    }
+
     pub(super) fn state(&self, partition: &str) -> PartitionState {
         PartitionState {
             partition: partition.to_owned(),
@@ -99,6 +118,13 @@ pub(super) struct Books {
     pub(super) delete: Vec<u64>,
     /// Something waits to be made durable now (a numbering change).
     pub(super) urgent: bool,
+    /// Events in the log and not in memory (accepted while memory was full, or left
+    /// by an earlier producer), waiting to be loaded.
+    pub(super) backlog: u64,
+    /// Where the loader goes on reading the log, while there is a backlog.
+    pub(super) cursor: Option<u64>,
+    /// Where this producer's own appends begin: records before it were recovered.
+    pub(super) recovered_end: u64,
     /// The writer waits for work (so an append must wake it).
     pub(super) writer_idle: bool,
     pub(super) closing: bool,
@@ -145,6 +171,7 @@ impl Books {
             number,
             bytes: record::MAGIC.len() as u64,
             live: 0,
+            start: self.appended,
         });
         self.total += record::MAGIC.len() as u64;
         let mut parts: Vec<_> = self.parts.iter().map(|(id, p)| p.state(id)).collect();
@@ -181,15 +208,21 @@ impl Books {
         self.chunks.back_mut().expect("written to").end = self.appended;
     }
 
-    /// An event of `partition` goes into the open segment: its index.
-    pub(super) fn add_event(&mut self, partition: &str) -> u64 {
+    /// An event of `partition` goes into the open segment (into the backlog with
+    /// `spill`): its index.
+    pub(super) fn add_event(&mut self, partition: &str, spill: bool) -> u64 {
         let active = self.active();
+        if spill {
+            self.backlog += 1;
+            self.cursor.get_or_insert(self.appended);
+        }
         let part = match self.parts.get_mut(partition) {
             Some(part) => part,
             None => self.parts.entry(partition.to_owned()).or_default(),
         };
         let index = part.next;
         part.next += 1;
+        part.backlog += u64::from(spill);
         if part.runs.back().is_none_or(|r| r.1 != active) {
             part.runs.push_back((index, active));
         }

@@ -24,6 +24,7 @@
 //! Files: `record` (the records on disk), `books` (what is kept in memory of the log),
 //! `writer` (the thread that writes and syncs), `replay` (opening and recovery).
 
+mod backlog;
 mod books;
 mod record;
 mod replay;
@@ -39,8 +40,9 @@ use streaming_producer_layers::batch::Stamp;
 use tokio::sync::{watch, Notify};
 
 use crate::Error;
+pub(crate) use backlog::{Fate, Item, Loaded};
 use books::Books;
-pub(crate) use replay::{Recovered, RecoveredEvent};
+pub(crate) use replay::Recovered;
 
 /// When the spool's writes are made durable: synced to the disk with `fdatasync`
 /// (so they survive a power cut), or only handed to the operating system (they
@@ -106,6 +108,10 @@ pub(crate) struct Inner {
     freed: Notify,
     /// How far the writer has written the log (as [`Books::appended`] counts it).
     written: std::sync::atomic::AtomicU64,
+    /// Told when an event joins the backlog.
+    spilled: Notify,
+    /// Where the loader's cursor is (`u64::MAX` without a backlog).
+    cursor: watch::Sender<u64>,
     /// Held until the writer stops after a close (or the spool goes): a second
     /// producer on the directory is refused meanwhile.
     lock_file: Mutex<Option<std::fs::File>>,
@@ -196,13 +202,16 @@ impl Spool {
         Error::spool(why.to_owned())
     }
 
-    /// Appends an accepted event of `partition`; returns its index in the partition.
+    /// Appends an accepted event of `partition`; returns its index in the partition,
+    /// and whether it went into the backlog (with `spill`, or because there is one)
+    /// rather than into its lane.
     pub(crate) fn append(
         &self,
         partition: &str,
         pinned: bool,
         encoded: &[u8],
-    ) -> Result<u64, Error> {
+        spill: bool,
+    ) -> Result<(u64, bool), Error> {
         let len = record::event_len(partition, encoded);
         if len > record::MAX_BODY {
             return Err(Error::spool(format!(
@@ -218,7 +227,8 @@ impl Spool {
             return Err(Self::broken(why));
         }
         books.room(len);
-        let index = books.add_event(partition);
+        let spill = spill || books.backlog > 0;
+        let index = books.add_event(partition, spill);
         record::put_event(
             books.buffer(),
             partition,
@@ -229,7 +239,20 @@ impl Spool {
         );
         books.wrote(len);
         self.wake(&mut books);
-        Ok(index)
+        if spill {
+            if let Some(cursor) = books.cursor {
+                self.inner.cursor.send_if_modified(|c| {
+                    let moved = *c == u64::MAX;
+                    if moved {
+                        *c = cursor;
+                    }
+                    moved
+                });
+            }
+            drop(books);
+            self.inner.spilled.notify_one();
+        }
+        Ok((index, spill))
     }
 
     /// Events of `partition` have their outcome: `spans` of `(first index, count)`.
@@ -318,6 +341,23 @@ impl Spool {
             .load(std::sync::atomic::Ordering::Acquire);
         Ok(books.bytes() >= self.inner.max_bytes
             || books.appended.saturating_sub(written) > MAX_UNWRITTEN)
+    }
+
+    /// Whether an event may be accepted now, and where to: `None` while the spool is
+    /// [full](Self::full), else whether a backlog waits (then the event joins it).
+    /// One look at the books, for `poll_ready`.
+    pub(crate) fn admit(&self) -> Result<Option<bool>, Error> {
+        let books = self.inner.lock();
+        if let Some(why) = &books.broken {
+            return Err(Self::broken(why));
+        }
+        let written = self
+            .inner
+            .written
+            .load(std::sync::atomic::Ordering::Acquire);
+        let full = books.bytes() >= self.inner.max_bytes
+            || books.appended.saturating_sub(written) > MAX_UNWRITTEN;
+        Ok((!full).then_some(books.backlog > 0))
     }
 
     /// Resolves once the spool has room (or fails).

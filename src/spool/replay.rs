@@ -17,42 +17,22 @@ use super::writer::segment_path;
 use super::{Inner, Progress, SpoolOptions};
 use crate::Error;
 
-/// An event found in the spool with no outcome.
-#[derive(Debug)]
-pub(crate) struct RecoveredEvent {
-    pub(crate) index: u64,
-    pub(crate) pinned: bool,
-    pub(crate) encoded: Vec<u8>,
-    /// With idempotent retries: the numbers it is (or was to be) published with.
-    pub(crate) stamp: Option<Stamp>,
-}
-
-/// A partition's events found in the spool, in their order.
-#[derive(Debug)]
-pub(crate) struct RecoveredPartition {
-    pub(crate) partition: String,
-    pub(crate) events: Vec<RecoveredEvent>,
-}
-
-/// What a spool held when it was opened.
+/// What a spool held when it was opened: its events without an outcome are the
+/// producer's first backlog.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
+    /// How many events.
+    pub(crate) events: usize,
     /// Whether its events were encoded for idempotent publishing.
     pub(crate) idempotent: bool,
-    pub(crate) partitions: Vec<RecoveredPartition>,
+    /// With idempotent numbering: each partition's first event's numbers, which tell
+    /// the producer group to resume.
+    pub(crate) numbered: Vec<(String, Stamp)>,
 }
 
-impl Recovered {
-    pub(crate) fn events(&self) -> usize {
-        self.partitions.iter().map(|p| p.events.len()).sum()
-    }
-}
-
-/// An event of the replay: its segment and record.
+/// An event of the replay: the segment it is in.
 struct Found {
     segment: u64,
-    pinned: bool,
-    encoded: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -83,22 +63,14 @@ impl Replayed {
                 }
             }
             Record::Event {
-                partition,
-                index,
-                pinned,
-                encoded,
-                ..
+                partition, index, ..
             } => {
                 let entry = self.parts.entry(partition.to_owned()).or_default();
                 entry.0 = entry.0.max(index + 1);
-                self.events.entry(partition.to_owned()).or_default().insert(
-                    index,
-                    Found {
-                        segment,
-                        pinned,
-                        encoded: encoded.to_vec(),
-                    },
-                );
+                self.events
+                    .entry(partition.to_owned())
+                    .or_default()
+                    .insert(index, Found { segment });
             }
             Record::Done {
                 partition,
@@ -284,8 +256,9 @@ pub(super) fn open(
     let mut live: BTreeMap<u64, u64> = numbers.iter().map(|n| (*n, 0)).collect();
     let mut parts: HashMap<String, Part> = HashMap::new();
     let mut recovered = Recovered {
+        events: pending,
         idempotent: replayed.idempotent,
-        partitions: Vec::new(),
+        numbered: Vec::new(),
     };
     let mut names: Vec<_> = replayed.parts.keys().cloned().collect();
     names.sort();
@@ -296,42 +269,38 @@ pub(super) fn open(
             next,
             floor: events.keys().next().copied().unwrap_or(next),
             base,
+            backlog: events.len() as u64,
             ..Part::default()
         };
+        if let Some(stamp) = events
+            .keys()
+            .find_map(|&i| base.filter(|b| b.index <= i).map(|b| b.stamp_of(i)))
+        {
+            recovered.numbered.push((name.clone(), stamp));
+        }
         let mut expected = part.floor;
-        let mut out = Vec::with_capacity(events.len());
-        for (index, found) in events {
-            if index > expected {
-                part.done.insert(expected, index);
+        for (index, found) in &events {
+            if *index > expected {
+                part.done.insert(expected, *index);
             }
             expected = index + 1;
             *live.entry(found.segment).or_default() += 1;
             if part.runs.back().is_none_or(|r| r.1 != found.segment) {
-                part.runs.push_back((index, found.segment));
+                part.runs.push_back((*index, found.segment));
             }
-            out.push(RecoveredEvent {
-                index,
-                pinned: found.pinned,
-                stamp: base.filter(|b| b.index <= index).map(|b| b.stamp_of(index)),
-                encoded: found.encoded,
-            });
         }
-        if expected < next && !out.is_empty() {
+        if expected < next && !events.is_empty() {
             part.done.insert(expected, next);
-        }
-        if !out.is_empty() {
-            recovered.partitions.push(RecoveredPartition {
-                partition: name.clone(),
-                events: out,
-            });
         }
         parts.insert(name, part);
     }
     // Segments whose events are all done go, oldest first; a later one with done
     // events only stays while an older one is kept (its done records may be what
-    // says the older one's events are done).
+    // says the older one's events are done). The kept ones are placed in the log's
+    // positions one after the other.
     let mut segments = VecDeque::new();
     let mut keep = false;
+    let mut appended = 0;
     for (number, live) in &live {
         keep |= *live > 0;
         let path = segment_path(dir, *number);
@@ -341,7 +310,9 @@ pub(super) fn open(
                 number: *number,
                 bytes,
                 live: *live,
+                start: appended,
             });
+            appended += bytes.saturating_sub(MAGIC.len() as u64);
         } else {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -360,13 +331,16 @@ pub(super) fn open(
         segments,
         segment_bytes,
         total,
-        appended: 0,
+        appended,
         chunks: VecDeque::new(),
         delete: Vec::new(),
         urgent: false,
         writer_idle: false,
         closing: false,
         broken: None,
+        backlog: pending as u64,
+        cursor: (pending > 0).then_some(0),
+        recovered_end: appended,
     };
     books.start_segment(next_segment);
     let inner = Inner {
@@ -375,9 +349,14 @@ pub(super) fn open(
         max_bytes: options.max_bytes,
         books: Mutex::new(books),
         work: Condvar::new(),
-        progress: watch::Sender::new(Progress::default()),
+        progress: watch::Sender::new(Progress {
+            durable: appended,
+            ..Progress::default()
+        }),
         freed: Notify::new(),
-        written: std::sync::atomic::AtomicU64::new(0),
+        written: std::sync::atomic::AtomicU64::new(appended),
+        spilled: Notify::new(),
+        cursor: watch::Sender::new(if pending > 0 { 0 } else { u64::MAX }),
         lock_file: Mutex::new(Some(lock)),
     };
     Ok((inner, recovered))

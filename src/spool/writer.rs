@@ -27,8 +27,9 @@ struct Open {
 pub(super) fn run(inner: Arc<Inner>) {
     let mut open: Option<Open> = None;
     let mut last_sync = Instant::now();
-    let mut written = 0u64;
-    let mut durable = 0u64;
+    // What was in the log when it was opened is on disk already.
+    let mut written = inner.written.load(std::sync::atomic::Ordering::Acquire);
+    let mut durable = written;
     // Once a write failed, nothing more is written; segments whose events are all done
     // are still deleted (which needs no room on a full disk), so that what the spool
     // no longer needs is not published again by the next producer.

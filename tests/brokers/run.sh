@@ -154,37 +154,47 @@ print(("OK " if good else "BAD ") + desc)
 }
 
 # broker_gone NAME URL INPUT KILLCMD ADDRESS...: the broker goes away mid-stream.
-# The input lasts GONE_EVENTS/GONE_RATE = 4 s; the broker goes at 2 s. The
-# pending bound holds the whole input, so what is read after the broker went
-# waits in the producer rather than holding up the reading (with a smaller
-# bound the input is read one bound's worth per delivery timeout).
-# The bound: the 4 s of input + the 10 s delivery timeout of the last events read
-# + a 5 s try timeout + slack = 30 s from the start.
+# The input comes through a FIFO: its first half (read at GONE_RATE, 2 s), then the
+# broker is stopped, and only once it is gone the second half, so the stream always
+# outlasts the broker however long stopping it takes (a graceful RabbitMQ shutdown
+# on a loaded machine took 6.7 s). The pending bound holds the whole input, so what
+# is read after the broker went waits in the producer rather than holding up the
+# reading. The bound: 2 s + the stop + 2 s of input + the 10 s delivery timeout of the
+# last events read + a 5 s try timeout + slack = 45 s from the start.
 GONE_EVENTS=20000
 GONE_RATE=5000
-GONE_BOUND=30
+GONE_BOUND=45
 broker_gone() {
   local name="$1" url="$2" input="$3" killcmd="$4"
   shift 4
   local addr=() a
   for a in "$@"; do addr+=(--address "$a"); done
-  local t0 pid
+  local t0 pid fifo="$WORK/$name.fifo"
+  rm -f "$fifo"
+  mkfifo "$fifo"
   t0=$(now)
   SEND_RC=0
   # SIGTERM at the bound, then 25 s (2.5 delivery timeouts) for hubcat to give
   # up on what it holds and print its summary before SIGKILL.
   timeout --kill-after=25 "$GONE_BOUND" "${SEND[@]}" --amqp-url "$url" "${addr[@]}" --key-delimiter '\t' \
     "${SEND_HEADERS[@]}" --content-type "$CONTENT_TYPE" --summary json -q \
-    --rate "$GONE_RATE" --max-pending "$GONE_EVENTS" --delivery-timeout 10s --try-timeout 5s "$input" \
+    --rate "$GONE_RATE" --max-pending "$GONE_EVENTS" --delivery-timeout 10s --try-timeout 5s "$fifo" \
     >"$WORK/$name.json" 2>"$WORK/$name.stderr" &
   pid=$!
-  sleep 2
+  # Opened read-write so that opening never waits for the reader, and each write
+  # bounded, so that a send that died early cannot hold the script.
+  exec 3<>"$fifo"
+  # Written as fast as the paced reading takes it: done after about 2 s.
+  timeout "$GONE_BOUND" head -n $((GONE_EVENTS / 2)) "$input" >&3 || true
   local t_kill
   t_kill=$(now)
   eval "$killcmd" >>"$WORK/$name.kill.log" 2>&1 || true
   local kill_secs t_gone
   kill_secs=$(since "$t_kill")
   t_gone=$(now)
+  timeout "$GONE_BOUND" tail -n +$((GONE_EVENTS / 2 + 1)) "$input" >&3 || true
+  exec 3>&-
+  rm -f "$fifo"
   { wait "$pid" || SEND_RC=$?; } 2>/dev/null
   SEND_SECS=$(since "$t0")
   local after

@@ -16,8 +16,9 @@ use crate::batch::Batch;
 use crate::producer::capacity::{Budget, Reservation, StallWatch};
 use crate::producer::driver::{inbox, Driver};
 use crate::producer::lanes::{LaneSettings, Shared};
+use crate::producer::loader::Loader;
 use crate::producer::outcome::unread;
-use crate::producer::recover::{place, recover, resume_groups};
+use crate::producer::recover::{recover, resume_groups};
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::route::{Keyless, RoundRobin, Router, Sticky};
 use crate::stack::{boxed_clone, Base, Connection, Settings, TraceLayer};
@@ -132,7 +133,9 @@ impl ProducerBuilder {
         let refresh = self.partition_refresh.unwrap_or(DEFAULT_PARTITION_REFRESH);
         let (mut producer, outcomes) =
             self.launch(&amqp, &hub_name, properties.partition_ids, max as usize);
-        if let Err(e) = recover(&producer, Some(&amqp), recovered, try_timeout).await {
+        let recovered = recover(&producer, &amqp, &recovered, try_timeout).await;
+        producer.shared.loader_go.send_replace(true);
+        if let Err(e) = recovered {
             let _ = producer.close_abandon().await;
             return Err(e);
         }
@@ -237,12 +240,9 @@ impl ProducerBuilder {
         // This builder is not async: the spool is opened on the caller's thread.
         let recovered = self.open_spool_here(&format!("service:{}", partition_ids.join(",")))?;
         let base = Base::Custom(boxed_clone(service));
-        let (mut producer, outcomes) = self.start(base, "", partition_ids, max_batch_bytes, None);
-        let stored = vec![0; recovered.partitions.len()];
-        if let Err(e) = place(&producer, recovered, &stored) {
-            drop(producer.close_abandon());
-            return Err(e);
-        }
+        let _ = recovered;
+        let (producer, outcomes) = self.start(base, "", partition_ids, max_batch_bytes, None);
+        producer.shared.loader_go.send_replace(true);
         Ok((producer, outcomes))
     }
 
@@ -267,14 +267,8 @@ impl ProducerBuilder {
                 None => TraceLayer::new(hub),
             },
         };
-        // A spool may hold more than the bounds (they were lowered since): the bounds
-        // grow to take it all, as it all goes into the lanes at once.
-        let max_pending_events = self.max_pending_events.max(self.spool.recovered_events + 1);
-        let budget = Budget::new(
-            max_pending_events,
-            self.max_pending_bytes
-                .max(self.spool.recovered_bytes.saturating_add(1)),
-        );
+        let max_pending_events = self.max_pending_events;
+        let budget = Budget::new(max_pending_events, self.max_pending_bytes);
         let spool = self.spool.opened.take();
         let (finished_tx, finished) = watch::channel(false);
         let keyless = if self.sticky {
@@ -324,7 +318,27 @@ impl ProducerBuilder {
             }
             .run(),
         );
-        let producer = Producer::new(shared, router, inbox, None, reservation);
+        let producer = Producer::new(
+            shared.clone(),
+            router.clone(),
+            inbox.clone(),
+            None,
+            reservation,
+        );
+        if let Some(spool) = shared.spool.clone() {
+            // Spawned once the first handle counts, which keeps it going.
+            tokio::spawn(
+                Loader {
+                    shared,
+                    router,
+                    inbox,
+                    spool,
+                    delivery_timeout: self.delivery_timeout,
+                    spool_idempotent: self.spool.recovered_idempotent,
+                }
+                .run(),
+            );
+        }
         (producer, Outcomes::new(outcomes_rx))
     }
 }

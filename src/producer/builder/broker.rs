@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use super::ProducerBuilder;
 use crate::amqp::{Amqp, Peer};
 use crate::connect::BrokerUrl;
-use crate::producer::recover::recover;
 use crate::producer::{Outcomes, Producer, MAX_PARTITIONS};
 use crate::Error;
 
@@ -142,11 +141,10 @@ impl ProducerBuilder {
                 // The smallest link's limit bounds every batch, so each of its messages
                 // fits whichever address it goes to.
                 let max = usize::try_from(max).unwrap_or(usize::MAX);
-                let (mut producer, outcomes) = self.launch(&amqp, &url.url, addresses, max);
-                if let Err(e) = recover(&producer, None, recovered, try_timeout).await {
-                    let _ = producer.close_abandon().await;
-                    return Err(e);
-                }
+                // No idempotent producers here: what the spool holds is all sent again.
+                let _ = (recovered, try_timeout);
+                let (producer, outcomes) = self.launch(&amqp, &url.url, addresses, max);
+                producer.shared.loader_go.send_replace(true);
                 Ok((producer, outcomes))
             }
             Err(e) => {

@@ -17,9 +17,10 @@ pub(super) struct SpoolSettings {
     max_bytes: Option<u64>,
     /// Opened by `build`, taken by the producer it starts.
     pub(super) opened: Option<Spool>,
-    /// What the spool held when it was opened: the lanes need room for it.
+    /// How many events the spool held when it was opened.
     pub(super) recovered_events: usize,
-    pub(super) recovered_bytes: usize,
+    /// Whether they were encoded for idempotent publishing.
+    pub(super) recovered_idempotent: bool,
 }
 
 impl ProducerBuilder {
@@ -42,8 +43,13 @@ impl ProducerBuilder {
     ///   numbers, so that nothing is stored twice across the crash. Without it,
     ///   delivery across a crash is at least once: a batch that was stored but whose
     ///   outcome was not yet final is sent again.
-    /// - The log is bounded by [`max_spool_bytes`](Self::max_spool_bytes): when it is
-    ///   full, accepting waits as it does at the pending bound.
+    /// - An outage is ridden out on disk: an event that finds the pending bound in
+    ///   memory ([`max_pending_events`](Self::max_pending_events),
+    ///   [`max_pending_bytes`](Self::max_pending_bytes)) full for 50 ms (under
+    ///   ordinary load room comes back sooner) is still accepted, into the spool only, and read back into memory in its turn as room frees (each
+    ///   partition's events keep their order). Accepting waits only once the spool
+    ///   holds [`max_spool_bytes`](Self::max_spool_bytes). A restart's events come back
+    ///   the same way, within the memory bound.
     /// - One producer at a time: a second producer on the directory fails to build
     ///   with [`Error::is_spool`]. So do a damaged log (the error names the file and
     ///   offset; a write cut short by a crash at its end is cut off instead) and a log
@@ -83,9 +89,11 @@ impl ProducerBuilder {
     }
 
     /// The most the spool may hold on disk, in bytes (default 1 GiB, at least
-    /// 64 KiB): while it holds this much, accepting events waits. An outcome that
-    /// is final frees its event's room once every older event in the log has its
-    /// outcome too, since the log is dropped from its oldest end.
+    /// 64 KiB): the bound on what an outage can leave waiting, beyond the pending
+    /// bound in memory. While the spool holds this much, accepting events waits. An
+    /// event frees its room once it and every older event in the log have their
+    /// outcome, since the log is dropped from its oldest end, a segment (an eighth of
+    /// the bound, at most 16 MiB) at a time.
     pub fn max_spool_bytes(mut self, bytes: u64) -> Self {
         self.spool.max_bytes = Some(bytes);
         self
@@ -147,16 +155,11 @@ impl ProducerBuilder {
     }
 
     fn keep_spool(&mut self, (spool, recovered): (Spool, Recovered)) -> Result<Recovered, Error> {
-        self.spool.recovered_events = recovered.events();
-        self.spool.recovered_bytes = recovered
-            .partitions
-            .iter()
-            .flat_map(|p| &p.events)
-            .map(|e| e.encoded.len())
-            .sum();
-        if recovered.events() > 0 {
+        self.spool.recovered_events = recovered.events;
+        self.spool.recovered_idempotent = recovered.idempotent;
+        if recovered.events > 0 {
             tracing::info!(
-                events = recovered.events(),
+                events = recovered.events,
                 "recovering events from the spool"
             );
         }

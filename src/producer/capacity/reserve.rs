@@ -18,6 +18,8 @@ pub(crate) struct Reservation {
     permits: PollSemaphore,
     /// The slot reserved for the next event.
     reserved: Option<Slot>,
+    /// Memory is full and the next event goes to the spool's backlog instead.
+    spill: bool,
     /// `permits` has a wait for room queued: its permit must be taken from there.
     waiting_for_room: bool,
     bytes_wait: Option<ReusableBoxFuture<'static, ()>>,
@@ -31,6 +33,7 @@ impl Reservation {
             budget: budget.clone(),
             permits: PollSemaphore::new(budget.events.clone()),
             reserved: None,
+            spill: false,
             waiting_for_room: false,
             bytes_wait: None,
             stall,
@@ -43,6 +46,7 @@ impl Reservation {
             budget: self.budget.clone(),
             permits: self.permits.clone(),
             reserved: None,
+            spill: false,
             waiting_for_room: false,
             bytes_wait: None,
             stall: self.stall.share(),
@@ -103,8 +107,19 @@ impl Reservation {
         self.reserved.take()
     }
 
+    /// With a spool: the next event goes to the backlog.
+    pub(crate) fn spill(&mut self) {
+        self.spill = true;
+    }
+
+    /// Whether the next event was to go to the backlog (the mark is taken).
+    pub(crate) fn take_spill(&mut self) -> bool {
+        std::mem::take(&mut self.spill)
+    }
+
     /// Gives back the reserved slot, if any.
     pub(crate) fn release(&mut self) {
+        self.spill = false;
         if let Some(slot) = self.reserved.take() {
             self.budget.unreserve(slot);
         }

@@ -27,11 +27,12 @@ impl Driver {
         let Sealed {
             partition,
             mut batch,
-            opened,
+            oldest,
             capacity,
+            ..
         } = sealed;
         grow(state, partition);
-        let deadline = opened
+        let deadline = oldest
             .checked_add(self.delivery_timeout)
             .unwrap_or_else(far_future);
         state.next_expiry = Some(state.next_expiry.map_or(deadline, |n| n.min(deadline)));

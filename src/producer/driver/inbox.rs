@@ -54,6 +54,13 @@ pub(crate) enum Signal {
     /// A handle found no capacity: partitions that are not sending publish their open
     /// batches now rather than wait out `max_wait`, since no more events can come.
     Starved,
+    /// The spool's loader has put its last events into the lanes and stopped (after a
+    /// close, with the backlog empty): every batch it sealed was sent before this.
+    LoaderDone,
+    /// The last producer handle is gone without a close: publish what is left, then
+    /// stop (as when the inbox closes, which the spool's loader, holding a sender of
+    /// its own, would otherwise keep from happening).
+    HandlesGone,
     /// Every lane has been swept (into `open` when abandoning, so that none of it is
     /// sent first): publish (or abandon) what is left, then stop.
     Close { abandon: bool, open: Vec<Sealed> },

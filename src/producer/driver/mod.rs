@@ -68,12 +68,15 @@ impl Driver {
         };
         let mut closing = false;
         let mut handles_gone = false;
+        // With a spool, its loader says when it has put the last of the backlog into
+        // the lanes (through the inbox, so its batches are here before that).
+        let mut loader_done = self.shared.spool.is_none();
         // One timer for the whole run, moved only when its deadline changes: a timer
         // made anew on every turn of the loop costs a registration with the time
         // driver (and a wake-up of it) each time.
         let mut expiry_timer = Timer::new();
         loop {
-            if closing && state.unreported == 0 && state.in_flight.is_empty() {
+            if closing && state.unreported == 0 && state.in_flight.is_empty() && loader_done {
                 break;
             }
             expiry_timer.arm(state.next_expiry);
@@ -87,6 +90,12 @@ impl Driver {
                         if abandon {
                             self.abandon_all(&mut state).await;
                         }
+                        self.dispatch_all(&mut state);
+                    }
+                    Some(Signal::LoaderDone) => loader_done = true,
+                    Some(Signal::HandlesGone) => {
+                        closing = true;
+                        self.sweep(&mut state);
                         self.dispatch_all(&mut state);
                     }
                     Some(signal) => self.handle(&mut state, signal).await,
@@ -239,7 +248,9 @@ impl Driver {
                 self.signals.fed();
                 self.publish_idle(state);
             }
-            Signal::Close { .. } => unreachable!("close is handled by the loop"),
+            Signal::Close { .. } | Signal::HandlesGone | Signal::LoaderDone => {
+                unreachable!("close is handled by the loop")
+            }
         }
     }
 }

@@ -33,14 +33,33 @@ pub(crate) trait Outbox {
     fn sealed(&self, sealed: Sealed);
 }
 
-/// An event on its way into a lane: encoded, weighed, with its reserved slot.
+/// An event on its way into a lane: encoded, weighed, with its reserved slot (none:
+/// memory is full, and the event goes to the spool's backlog).
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) event: EventData,
     pub(crate) encoded: Vec<u8>,
     /// What it weighs in a batch, in bytes.
     pub(crate) cost: usize,
+    pub(crate) slot: Option<Slot>,
+}
+
+/// An event the loader brings back from the spool's backlog into a lane.
+#[derive(Debug)]
+pub(crate) struct Loading<'a> {
+    pub(crate) partition: Index,
+    pub(crate) id: &'a str,
+    pub(crate) pinned: bool,
+    pub(crate) encoded: Vec<u8>,
+    pub(crate) cost: usize,
+    /// Its index in the spool.
+    pub(crate) spooled: u64,
     pub(crate) slot: Slot,
+    /// Its body's length.
+    pub(crate) body: usize,
+    pub(crate) recovered: bool,
+    /// When its delivery timeout began.
+    pub(crate) accepted: Instant,
 }
 
 /// A batch being sealed on its way to the driver.
@@ -48,15 +67,18 @@ pub(crate) struct Entry {
 pub(crate) struct Sealed {
     pub(crate) partition: Index,
     pub(crate) batch: Batch,
-    /// When its first event was accepted.
-    pub(crate) opened: Instant,
+    /// When its oldest event's delivery timeout began (before `opened` for events
+    /// that waited in the spool's backlog).
+    pub(crate) oldest: Instant,
     pub(crate) capacity: Capacity,
 }
 
 #[derive(Debug)]
 struct Open {
     batch: Filling,
-    opened: Instant,
+    /// When its oldest event's delivery timeout began (when it opened, unless that
+    /// event waited in the spool's backlog).
+    oldest: Instant,
     capacity: Capacity,
     generation: u64,
 }
@@ -91,7 +113,7 @@ impl Lane {
         Some(Sealed {
             partition,
             batch: open.batch.seal(pool, spool),
-            opened: open.opened,
+            oldest: open.oldest,
             capacity: open.capacity,
         })
     }
@@ -125,6 +147,14 @@ pub(crate) struct Shared {
     pub(crate) spool: Option<Spool>,
     /// How many events the spool held when the producer was built.
     pub(crate) recovered: usize,
+    /// A close that abandons pending events is under way (the loader hands the
+    /// spool's backlog back too).
+    pub(crate) abandoning: AtomicBool,
+    /// How many producer handles there are: the last one gone tells the driver.
+    pub(crate) handles: AtomicUsize,
+    /// Set once the producer is built (recovery done): the spool's loader waits for
+    /// it, so that it knows what the service already stored before it loads.
+    pub(crate) loader_go: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -167,6 +197,9 @@ impl Shared {
             finished,
             spool: settings.spool,
             recovered: settings.recovered,
+            abandoning: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
+            loader_go: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -224,18 +257,36 @@ impl Shared {
         // Checked under the lane's lock: a close sets the flag, then sweeps every lane
         // under its lock, so no event gets into a lane after the sweep.
         if self.closed.load(Ordering::SeqCst) {
-            self.budget.unreserve(slot);
+            if let Some(slot) = slot {
+                self.budget.unreserve(slot);
+            }
             return Err((Error::closed(), event));
         }
         let spooled = match &self.spool {
-            Some(spool) => match spool.append(id, pinned, &encoded) {
-                Ok(index) => Some(index),
+            Some(spool) => match spool.append(id, pinned, &encoded, slot.is_none()) {
+                // Memory is full, or the backlog holds events accepted earlier: the
+                // event joins the backlog, and the loader brings it in its turn.
+                Ok((_, true)) => {
+                    if let Some(slot) = slot {
+                        self.budget.unreserve(slot);
+                    }
+                    return Ok(());
+                }
+                Ok((index, false)) => Some(index),
                 Err(error) => {
-                    self.budget.unreserve(slot);
+                    if let Some(slot) = slot {
+                        self.budget.unreserve(slot);
+                    }
                     return Err((error, event));
                 }
             },
             None => None,
+        };
+        let Some(slot) = slot else {
+            return Err((
+                Error::config("poll_ready must succeed before start_send"),
+                event,
+            ));
         };
         drop(event);
         self.fill(
@@ -245,7 +296,7 @@ impl Shared {
             id,
             (pinned, encoded, cost),
             spooled,
-            false,
+            (false, None),
         );
         self.budget.count_bytes(body);
         lane.open.as_mut().expect("filled").capacity.add(slot, body);
@@ -253,32 +304,47 @@ impl Shared {
         Ok(())
     }
 
-    /// Adds an event recovered from the spool (at `index` there) to `partition`'s
-    /// open batch, which holds recovered events only.
-    pub(crate) fn append_recovered(
+    /// Adds an event the loader brought back from the spool's backlog to its
+    /// partition's open batch, and calls `taken` under the lane's lock (so an event
+    /// accepted after the backlog emptied follows it).
+    pub(crate) fn append_loaded(
         &self,
         out: &impl Outbox,
-        partition: Index,
-        id: &str,
-        event: (bool, Vec<u8>, usize),
-        index: u64,
-        slot: Slot,
+        event: Loading<'_>,
+        taken: impl FnOnce(),
     ) {
-        let bytes = event.1.len();
+        let Loading {
+            partition,
+            id,
+            pinned,
+            encoded,
+            cost,
+            spooled,
+            slot,
+            body,
+            recovered,
+            accepted,
+        } = event;
         let mut lane = self.lane(partition);
-        self.fill(&mut lane, out, partition, id, event, Some(index), true);
-        self.budget.count_bytes(bytes);
-        lane.open
-            .as_mut()
-            .expect("filled")
-            .capacity
-            .add(slot, bytes);
+        self.fill(
+            &mut lane,
+            out,
+            partition,
+            id,
+            (pinned, encoded, cost),
+            Some(spooled),
+            (recovered, Some(accepted)),
+        );
+        self.budget.count_bytes(body);
+        lane.open.as_mut().expect("filled").capacity.add(slot, body);
+        taken();
         self.seal_if_full(&mut lane, out, partition);
     }
 
     /// Puts an encoded event (`(pinned, encoding, cost)`) into the lane's open batch,
     /// sealing the open one first if it is full or of the other kind (recovered or
-    /// not) and opening one if needed.
+    /// not) and opening one if needed. `accepted` is when the event's delivery
+    /// timeout began, if not now.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn fill(
@@ -289,7 +355,7 @@ impl Shared {
         id: &str,
         (pinned, encoded, cost): (bool, Vec<u8>, usize),
         spooled: Option<u64>,
-        recovered: bool,
+        (recovered, accepted): (bool, Option<Instant>),
     ) {
         if lane.open.as_ref().is_some_and(|o| {
             o.batch.size_in_bytes() + cost > self.max_batch_bytes
@@ -304,7 +370,7 @@ impl Shared {
             let batch = Filling::new(id.to_owned(), lane.last_len, recovered);
             lane.open = Some(Open {
                 batch,
-                opened,
+                oldest: opened,
                 capacity: Capacity::for_lane(&self.budget, &lane.settled),
                 generation: lane.generation,
             });
@@ -312,6 +378,9 @@ impl Shared {
         }
         lane.accepted += 1;
         let open = lane.open.as_mut().expect("opened above");
+        if let Some(accepted) = accepted {
+            open.oldest = open.oldest.min(accepted);
+        }
         open.batch.push(pinned, encoded, spooled);
     }
 

@@ -58,7 +58,7 @@ fn add(shared: &Shared, out: &Recorder, partition: Index, i: usize) {
         event,
         encoded,
         cost,
-        slot,
+        slot: Some(slot),
     };
     assert!(shared.append(out, partition, &id, entry).is_ok());
 }
@@ -178,7 +178,7 @@ async fn an_event_after_close_is_handed_back() {
         event,
         encoded,
         cost,
-        slot,
+        slot: Some(slot),
     };
     match shared.append(&out, Index(0), "0", entry) {
         Err((error, event)) => {
