@@ -8,23 +8,18 @@
 //! writes are in the operating system). The kill -9 of a real process is in the CLI's
 //! crash loop.
 
+mod common;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{bodies, emulator};
 use eventhubs_emulator::{Emulator, EmulatorHandle, Fault};
 use futures_util::{FutureExt as _, StreamExt as _};
 use streaming_producer::{
     BatchOutcome, Durability, EventData, Outcomes, Producer, ProducerBuilder,
 };
-
-async fn emulator(partitions: u32) -> EmulatorHandle {
-    Emulator::builder()
-        .hub("eh1", partitions)
-        .start()
-        .await
-        .unwrap()
-}
 
 /// A fresh path under the system's temporary directory, removed (as a directory or
 /// a file) when dropped.
@@ -91,15 +86,6 @@ where
 
 async fn all_outcomes(outcomes: Outcomes) -> Vec<BatchOutcome> {
     outcomes.collect().await
-}
-
-fn bodies(emulator: &EmulatorHandle, partition: &str) -> Vec<String> {
-    emulator
-        .events("eh1", partition)
-        .unwrap()
-        .iter()
-        .map(|e| String::from_utf8(e.body()).unwrap())
-        .collect()
 }
 
 fn outcome_bodies(outcomes: &[BatchOutcome], recovered: bool) -> Vec<String> {

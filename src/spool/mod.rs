@@ -331,16 +331,7 @@ impl Spool {
     /// [`MAX_UNWRITTEN`] behind, or the spool can no longer be written (then the
     /// error).
     pub(crate) fn full(&self) -> Result<bool, Error> {
-        let books = self.inner.lock();
-        if let Some(why) = &books.broken {
-            return Err(Self::broken(why));
-        }
-        let written = self
-            .inner
-            .written
-            .load(std::sync::atomic::Ordering::Acquire);
-        Ok(books.bytes() >= self.inner.max_bytes
-            || books.appended.saturating_sub(written) > MAX_UNWRITTEN)
+        Ok(self.admit()?.is_none())
     }
 
     /// Whether an event may be accepted now, and where to: `None` while the spool is

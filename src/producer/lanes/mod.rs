@@ -44,24 +44,6 @@ pub(crate) struct Entry {
     pub(crate) slot: Option<Slot>,
 }
 
-/// An event the loader brings back from the spool's backlog into a lane.
-#[derive(Debug)]
-pub(crate) struct Loading<'a> {
-    pub(crate) partition: Index,
-    pub(crate) id: &'a str,
-    pub(crate) pinned: bool,
-    pub(crate) encoded: Vec<u8>,
-    pub(crate) cost: usize,
-    /// Its index in the spool.
-    pub(crate) spooled: u64,
-    pub(crate) slot: Slot,
-    /// Its body's length.
-    pub(crate) body: usize,
-    pub(crate) recovered: bool,
-    /// When its delivery timeout began.
-    pub(crate) accepted: Instant,
-}
-
 /// A batch being sealed on its way to the driver.
 #[derive(Debug)]
 pub(crate) struct Sealed {
@@ -304,43 +286,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Adds an event the loader brought back from the spool's backlog to its
-    /// partition's open batch, and calls `taken` under the lane's lock (so an event
-    /// accepted after the backlog emptied follows it).
-    pub(crate) fn append_loaded(
-        &self,
-        out: &impl Outbox,
-        event: Loading<'_>,
-        taken: impl FnOnce(),
-    ) {
-        let Loading {
-            partition,
-            id,
-            pinned,
-            encoded,
-            cost,
-            spooled,
-            slot,
-            body,
-            recovered,
-            accepted,
-        } = event;
-        let mut lane = self.lane(partition);
-        self.fill(
-            &mut lane,
-            out,
-            partition,
-            id,
-            (pinned, encoded, cost),
-            Some(spooled),
-            (recovered, Some(accepted)),
-        );
-        self.budget.count_bytes(body);
-        lane.open.as_mut().expect("filled").capacity.add(slot, body);
-        taken();
-        self.seal_if_full(&mut lane, out, partition);
-    }
-
     /// Puts an encoded event (`(pinned, encoding, cost)`) into the lane's open batch,
     /// sealing the open one first if it is full or of the other kind (recovered or
     /// not) and opening one if needed. `accepted` is when the event's delivery
@@ -457,5 +402,8 @@ impl Shared {
     }
 }
 
+mod loaded;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use loaded::Loading;
