@@ -3,6 +3,8 @@
 //! Each test file uses some of these; those that some file does not use allow
 //! `dead_code`.
 
+pub(crate) mod spool;
+
 use std::time::Duration;
 
 use eventhubs_emulator::{Emulator, EmulatorHandle};

@@ -238,9 +238,8 @@ impl ProducerBuilder {
             ));
         }
         // This builder is not async: the spool is opened on the caller's thread.
-        let recovered = self.open_spool_here(&format!("service:{}", partition_ids.join(",")))?;
+        self.open_spool_here(&format!("service:{}", partition_ids.join(",")))?;
         let base = Base::Custom(boxed_clone(service));
-        let _ = recovered;
         let (producer, outcomes) = self.start(base, "", partition_ids, max_batch_bytes, None);
         producer.shared.loader_go.send_replace(true);
         Ok((producer, outcomes))

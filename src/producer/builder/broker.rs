@@ -124,8 +124,8 @@ impl ProducerBuilder {
         let Broker { url, addresses } = broker;
         self.check_broker(&addresses)?;
         let url = BrokerUrl::parse(&url)?;
-        let recovered = self.open_spool(&url.url).await?;
-        let try_timeout = self.try_timeout;
+        // A broker has no idempotent producers: what the spool holds is sent again.
+        self.open_spool(&url.url).await?;
         let login = url.login.clone();
         let roots = self.address.roots()?;
         let proxy = self.address.broker_proxy(&url)?;
@@ -141,8 +141,6 @@ impl ProducerBuilder {
                 // The smallest link's limit bounds every batch, so each of its messages
                 // fits whichever address it goes to.
                 let max = usize::try_from(max).unwrap_or(usize::MAX);
-                // No idempotent producers here: what the spool holds is all sent again.
-                let _ = (recovered, try_timeout);
                 let (producer, outcomes) = self.launch(&amqp, &url.url, addresses, max);
                 producer.shared.loader_go.send_replace(true);
                 Ok((producer, outcomes))
