@@ -120,6 +120,11 @@ impl Events {
         &self.partition
     }
 
+    /// The partition the events are for, shared (no copy).
+    pub(crate) fn partition_shared(&self) -> Arc<str> {
+        self.partition.clone()
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.sections.len() + self.plain.len()

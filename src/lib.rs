@@ -213,7 +213,10 @@ pub use credential::{
 };
 pub use event::{EventData, PropertyValue, Routing};
 pub use events::Events;
-pub use producer::{BatchOutcome, EnqueueError, Outcomes, Partition, Producer, ProducerBuilder};
+pub use producer::{
+    BatchOutcome, Delivered, Delivery, EnqueueError, Failed, Outcomes, Partition, Producer,
+    ProducerBuilder, Receipt,
+};
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use route::Partitioner;
 pub use spool::Durability;

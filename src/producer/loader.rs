@@ -307,6 +307,16 @@ impl Loader {
     fn unreadable(&self, error: Error) {
         let lost = self.spool.give_up_backlog();
         tracing::error!(events = lost, "the spool's backlog cannot be read: {error}");
+        let waiting = std::mem::take(
+            &mut *self
+                .shared
+                .backlog_receipts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (_, tx) in waiting.into_values().flatten() {
+            crate::producer::receipt::lost(tx, &error);
+        }
         let outcome = BatchOutcome {
             partition: String::new(),
             events: Events::default(),

@@ -31,6 +31,7 @@ mod handle;
 mod lanes;
 mod loader;
 mod outcome;
+mod receipt;
 mod recover;
 mod sink;
 
@@ -38,6 +39,7 @@ pub use crate::route::Partition;
 pub use builder::ProducerBuilder;
 pub use handle::Producer;
 pub use outcome::{BatchOutcome, Outcomes};
+pub use receipt::{Delivered, Delivery, Failed, Receipt};
 
 use crate::event::EventData;
 use crate::Error;

@@ -11,6 +11,7 @@ use tokio_util::sync::ReusableBoxFuture;
 use super::driver::Signal;
 use super::handle::CloseState;
 use super::lanes::{Entry, Outbox as _};
+use super::receipt::ReceiptTx;
 use super::{EnqueueError, Producer};
 use crate::batch::Batch;
 use crate::codec;
@@ -75,8 +76,12 @@ impl Producer {
     }
 
     /// Routes, encodes and adds the event to its partition's open batch; needs a
-    /// reserved slot.
-    pub(super) fn accept(&mut self, event: EventData) -> Result<(), EnqueueError> {
+    /// reserved slot. `receipt` is where its result goes, if anywhere.
+    pub(super) fn accept(
+        &mut self,
+        event: EventData,
+        receipt: Option<ReceiptTx>,
+    ) -> Result<(), EnqueueError> {
         let slot = self.reservation.take();
         let spill = self.reservation.take_spill();
         if slot.is_none() && !spill {
@@ -109,6 +114,7 @@ impl Producer {
                         encoded,
                         cost,
                         slot,
+                        receipt,
                     };
                     return shared
                         .append(&self.inbox, partition, &ids[partition], entry)
@@ -144,6 +150,7 @@ impl Producer {
             event: Box::new(event),
             error,
             capacity,
+            receipt,
         };
         match self.inbox.send(signal) {
             Ok(()) => Ok(()),
@@ -166,7 +173,7 @@ impl Sink<EventData> for Producer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), EnqueueError> {
-        self.accept(event)
+        self.accept(event, None)
     }
 
     /// A hand-off: accepted events are already with the producer, so this is ready at

@@ -30,14 +30,22 @@ use tower::BoxError;
 /// let back: tower::BoxError = Box::new(Error::transport(false, "refused").into_ambiguous());
 /// assert!(Error::from(back).is_ambiguous());
 /// ```
+///
+/// Cloning is cheap (the source is shared, not copied), so one failure can be told to
+/// every receiver of it: a batch's outcome and each of its events' receipts.
+#[derive(Clone)]
 pub struct Error {
     inner: Box<Inner>,
 }
 
+/// The source of an error, shared by its clones.
+type Source = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// Boxed, so that a `Result<_, Error>` stays one pointer wide.
+#[derive(Clone)]
 struct Inner {
     kind: Kind,
-    source: Option<BoxError>,
+    source: Option<Source>,
     /// The batch may have been stored although this error says it failed.
     ambiguous: bool,
 }
@@ -70,7 +78,7 @@ impl Error {
 
     /// The same error, caused by `source`.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
+        self.inner.source = Some(Source::from(source.into()));
         self
     }
 

@@ -55,3 +55,18 @@ fn display_names_this_level_and_source_chains() {
     let source = std::error::Error::source(&e).expect("source");
     assert_eq!(source.to_string(), "reset by peer");
 }
+
+#[test]
+fn a_clone_keeps_the_kind_the_doubt_and_the_source_itself() {
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    let e = Error::rejected("com.microsoft:server-busy", "busy")
+        .with_source(io)
+        .into_ambiguous();
+    let copy = e.clone();
+    assert_eq!(copy.to_string(), e.to_string());
+    assert!(copy.is_retryable() && copy.is_ambiguous());
+    assert_eq!(copy.condition(), Some("com.microsoft:server-busy"));
+    let source = std::error::Error::source(&copy).expect("source");
+    let io = source.downcast_ref::<std::io::Error>().expect("the same type");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+}

@@ -4,7 +4,7 @@
 
 use tower::{BoxError, Service};
 
-use super::state::{grow, Ready, State};
+use super::state::{grow, Ready, Sent, State};
 use super::timer::far_future;
 use super::Driver;
 use crate::producer::lanes::Sealed;
@@ -29,6 +29,7 @@ impl Driver {
             mut batch,
             oldest,
             capacity,
+            receipts,
             ..
         } = sealed;
         grow(state, partition);
@@ -47,6 +48,7 @@ impl Driver {
             batch,
             number,
             capacity,
+            receipts,
         });
     }
 
@@ -100,6 +102,7 @@ impl Driver {
             mut batch,
             number,
             mut capacity,
+            mut receipts,
         }) = p.ready.pop_front()
         {
             // Batches sealed by max_wait while the partition was busy (a slow or
@@ -113,6 +116,7 @@ impl Driver {
                     break;
                 }
                 let next = p.ready.pop_front().expect("looked at above");
+                receipts.merge(batch.len(), next.receipts);
                 batch.append(next.batch);
                 capacity.merge(next.capacity);
                 numbers.push(next.number);
@@ -128,7 +132,13 @@ impl Driver {
                     },
                     None => call.await.map_err(Error::from),
                 };
-                (partition, numbers, batch, capacity, result)
+                let sent = Sent {
+                    batch,
+                    capacity,
+                    receipts,
+                    result,
+                };
+                (partition, numbers, sent)
             }));
         }
         // Ready with nothing to send (the batch expired or was cleared meanwhile):

@@ -31,6 +31,7 @@ pub(crate) enum Signal {
         event: Box<EventData>,
         error: Error,
         capacity: Capacity,
+        receipt: Option<crate::producer::receipt::ReceiptTx>,
     },
     /// An outcome known before the events reach a lane (events recovered from the
     /// spool that the service already stored, or that can no longer be published).

@@ -21,12 +21,13 @@ mod state;
 mod timer;
 
 pub(crate) use inbox::{inbox, Inbox, Signal, Signals};
-use state::{grow, Barrier, PartitionState, State};
+use state::{grow, Barrier, PartitionState, Sent, State};
 use timer::{far_future, Timer};
 
 use super::capacity::Capacity;
 use super::lanes::Shared;
 use super::outcome::BatchOutcome;
+use super::receipt::Receipts;
 use crate::route::Router;
 use crate::stack::Settings;
 
@@ -122,7 +123,8 @@ impl Driver {
                 Some((partition, service, ready)) = state.readying.next(), if !state.readying.is_empty() => {
                     self.ready(&mut state, partition, service, ready).await;
                 }
-                Some((partition, numbers, batch, capacity, result)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                Some((partition, numbers, sent)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                    let Sent { batch, capacity, receipts, result } = sent;
                     state.partitions[partition].in_flight -= 1;
                     let result = match result {
                         // The one place a failed outcome is said to be maybe stored: a
@@ -144,7 +146,7 @@ impl Driver {
                         events,
                         result,
                     };
-                    self.report(&mut state, outcome, capacity, &numbers, Some(partition)).await;
+                    self.report(&mut state, outcome, (capacity, receipts), &numbers, Some(partition)).await;
                     self.dispatch(&mut state, partition);
                     self.publish_if_starved(&mut state, partition);
                 }
@@ -194,6 +196,7 @@ impl Driver {
                 event,
                 error,
                 capacity,
+                receipt,
             } => {
                 let outcome = BatchOutcome {
                     partition,
@@ -203,10 +206,12 @@ impl Driver {
                     result: Err(error),
                     recovered: false,
                 };
-                self.report(state, outcome, capacity, &[], None).await;
+                self.report(state, outcome, (capacity, Receipts::one(receipt)), &[], None)
+                    .await;
             }
             Signal::Settled { outcome, capacity } => {
-                self.report(state, *outcome, capacity, &[], None).await;
+                self.report(state, *outcome, (capacity, Receipts::default()), &[], None)
+                    .await;
             }
             Signal::Flush { partition, done } => {
                 let remaining = match partition {

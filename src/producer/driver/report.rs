@@ -7,26 +7,32 @@ use super::state::{Ready, State};
 use super::Driver;
 use crate::producer::capacity::Capacity;
 use crate::producer::outcome::BatchOutcome;
+use crate::producer::receipt::{self, Receipts};
 use crate::route::Index;
 use crate::stack::Base;
 use crate::Error;
 
 impl Driver {
-    /// Queues an outcome and advances flush barriers. The events' capacity comes back
-    /// when the outcome is handed out (or at once if nobody reads outcomes).
+    /// Answers the events' receipts, queues the outcome and advances flush barriers.
+    /// The events' capacity comes back when the outcome is handed out (or at once if
+    /// nobody reads outcomes).
     pub(super) async fn report(
         &mut self,
         state: &mut State,
         mut outcome: BatchOutcome,
-        capacity: Capacity,
+        (capacity, receipts): (Capacity, Receipts),
         numbers: &[u64],
         partition: Option<Index>,
     ) {
         if let Err(e) = &mut outcome.result {
             self.say_why_disconnected(e);
         }
+        if !receipts.is_empty() {
+            receipts.resolve(&outcome);
+        }
         if let Some(spool) = &self.shared.spool {
             spool.done(&outcome.partition, outcome.events.spooled());
+            self.answer_backlog_receipts(&outcome);
         }
         if let Some(p) = partition {
             state.unreported -= numbers.len();
@@ -52,6 +58,28 @@ impl Driver {
                 let _ = state.barriers.swap_remove(i).done.send(());
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// Answers the receipts of events that waited in the spool's backlog (kept by
+    /// their index in the spool).
+    fn answer_backlog_receipts(&self, outcome: &BatchOutcome) {
+        let mut waiting = self
+            .shared
+            .backlog_receipts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(of_partition) = waiting.get_mut(&outcome.partition) else {
+            return;
+        };
+        let mut position = 0;
+        for &(first, count) in outcome.events.spooled() {
+            for index in first..first + u64::from(count) {
+                if let Some(tx) = of_partition.remove(&index) {
+                    receipt::answer(outcome, position, tx);
+                }
+                position += 1;
             }
         }
     }
@@ -92,7 +120,7 @@ impl Driver {
         self.report(
             state,
             outcome,
-            ready.capacity,
+            (ready.capacity, ready.receipts),
             &[ready.number],
             Some(partition),
         )

@@ -13,6 +13,7 @@ use tower::BoxError;
 
 use crate::batch::Batch;
 use crate::producer::capacity::Capacity;
+use crate::producer::receipt::Receipts;
 use crate::route::Index;
 use crate::stack::BatchService;
 use crate::Error;
@@ -23,6 +24,7 @@ pub(super) struct Ready {
     pub(super) batch: Batch,
     pub(super) number: u64,
     pub(super) capacity: Capacity,
+    pub(super) receipts: Receipts,
 }
 
 #[derive(Default)]
@@ -61,8 +63,17 @@ pub(super) struct Barrier {
 /// A send's result: the partition, the numbers of the batches it carried, the batch
 /// (the driver's clone), their capacity, and what the stack answered (or the delivery
 /// deadline, if it came first).
-pub(super) type InFlight =
-    Pin<Box<dyn Future<Output = (Index, Vec<u64>, Batch, Capacity, Result<(), Error>)> + Send>>;
+/// A send in flight: its partition, its batches' numbers, and what comes back with
+/// the result.
+pub(super) type InFlight = Pin<Box<dyn Future<Output = (Index, Vec<u64>, Sent)> + Send>>;
+
+/// A batch that was sent, with its capacity and receipts, and the send's result.
+pub(super) struct Sent {
+    pub(super) batch: Batch,
+    pub(super) capacity: Capacity,
+    pub(super) receipts: Receipts,
+    pub(super) result: Result<(), Error>,
+}
 
 /// A partition's stack becoming ready (or failing to).
 pub(super) type Readying =

@@ -57,7 +57,20 @@ impl Shared {
             (recovered, Some(accepted)),
         );
         self.budget.count_bytes(body);
-        lane.open.as_mut().expect("filled").capacity.add(slot, body);
+        let open = lane.open.as_mut().expect("filled");
+        open.capacity.add(slot, body);
+        let receipt = {
+            let mut waiting = self
+                .backlog_receipts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            waiting
+                .get_mut(id)
+                .and_then(|of_partition| of_partition.remove(&spooled))
+        };
+        if let Some(tx) = receipt {
+            open.receipts.push(open.batch.len() - 1, tx);
+        }
         taken();
         self.seal_if_full(&mut lane, out, partition);
     }

@@ -18,10 +18,15 @@ use super::capacity::{Budget, Capacity, Slot};
 use crate::spool::Spool;
 use crate::Error;
 
+use super::receipt::{ReceiptTx, Receipts};
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
 use crate::pool::BufferPool;
 use crate::route::Index;
+
+/// Receipts of the spool's backlog: by partition id, then by index in the spool.
+pub(crate) type BacklogReceipts =
+    std::collections::HashMap<String, std::collections::HashMap<u64, ReceiptTx>>;
 
 /// Where a lane tells the driver of a batch that opened (to arm its `max_wait`
 /// deadline) or was sealed (to publish it), under the lane's lock: the driver's inbox.
@@ -42,6 +47,8 @@ pub(crate) struct Entry {
     /// What it weighs in a batch, in bytes.
     pub(crate) cost: usize,
     pub(crate) slot: Option<Slot>,
+    /// Where its result goes, if it was enqueued with a receipt.
+    pub(crate) receipt: Option<ReceiptTx>,
 }
 
 /// A batch being sealed on its way to the driver.
@@ -53,6 +60,7 @@ pub(crate) struct Sealed {
     /// that waited in the spool's backlog).
     pub(crate) oldest: Instant,
     pub(crate) capacity: Capacity,
+    pub(crate) receipts: Receipts,
 }
 
 #[derive(Debug)]
@@ -62,6 +70,7 @@ struct Open {
     /// event waited in the spool's backlog).
     oldest: Instant,
     capacity: Capacity,
+    receipts: Receipts,
     generation: u64,
 }
 
@@ -97,6 +106,7 @@ impl Lane {
             batch: open.batch.seal(pool, spool),
             oldest: open.oldest,
             capacity: open.capacity,
+            receipts: open.receipts,
         })
     }
 }
@@ -137,6 +147,9 @@ pub(crate) struct Shared {
     /// Set once the producer is built (recovery done): the spool's loader waits for
     /// it, so that it knows what the service already stored before it loads.
     pub(crate) loader_go: tokio::sync::watch::Sender<bool>,
+    /// The receipts of events in the spool's backlog, by partition id and index in
+    /// the spool (the backlog is on disk; its events' receipts wait here).
+    pub(crate) backlog_receipts: Mutex<BacklogReceipts>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -182,6 +195,7 @@ impl Shared {
             abandoning: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
             loader_go: tokio::sync::watch::Sender::new(false),
+            backlog_receipts: Mutex::default(),
         }
     }
 
@@ -232,6 +246,7 @@ impl Shared {
             encoded,
             cost,
             slot,
+            receipt,
         } = entry;
         let body = event.body().len();
         let pinned = crate::batch::pinned(&event);
@@ -248,9 +263,17 @@ impl Shared {
             Some(spool) => match spool.append(id, pinned, &encoded, slot.is_none()) {
                 // Memory is full, or the backlog holds events accepted earlier: the
                 // event joins the backlog, and the loader brings it in its turn.
-                Ok((_, true)) => {
+                Ok((index, true)) => {
                     if let Some(slot) = slot {
                         self.budget.unreserve(slot);
+                    }
+                    if let Some(tx) = receipt {
+                        self.backlog_receipts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(id.to_owned())
+                            .or_default()
+                            .insert(index, tx);
                     }
                     return Ok(());
                 }
@@ -280,8 +303,12 @@ impl Shared {
             spooled,
             (false, None),
         );
+        let open = lane.open.as_mut().expect("filled");
+        if let Some(tx) = receipt {
+            open.receipts.push(open.batch.len() - 1, tx);
+        }
         self.budget.count_bytes(body);
-        lane.open.as_mut().expect("filled").capacity.add(slot, body);
+        open.capacity.add(slot, body);
         self.seal_if_full(&mut lane, out, partition);
         Ok(())
     }
@@ -317,6 +344,7 @@ impl Shared {
                 batch,
                 oldest: opened,
                 capacity: Capacity::for_lane(&self.budget, &lane.settled),
+                receipts: Receipts::default(),
                 generation: lane.generation,
             });
             out.opened(partition, lane.generation, opened);
