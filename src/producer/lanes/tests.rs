@@ -59,6 +59,7 @@ fn add(shared: &Shared, out: &Recorder, partition: Index, i: usize) {
         encoded,
         cost,
         slot: Some(slot),
+        receipt: None,
     };
     assert!(shared.append(out, partition, &id, entry).is_ok());
 }
@@ -179,6 +180,7 @@ async fn an_event_after_close_is_handed_back() {
         encoded,
         cost,
         slot: Some(slot),
+        receipt: None,
     };
     match shared.append(&out, Index(0), "0", entry) {
         Err((error, event)) => {
