@@ -51,6 +51,8 @@ struct Tries {
     /// With a spool: where the log must be durable before the batch goes out, after
     /// its numbering was logged.
     barrier: Option<u64>,
+    /// Tries the retry policy made beyond the first.
+    retries: u32,
 }
 
 impl Clone for Inner {
@@ -346,6 +348,11 @@ impl Batch {
     pub(crate) fn stamp(&self) -> Option<Stamp> {
         lock(&self.inner.tries).stamp
     }
+
+    /// Tries the retry policy made beyond the first, over every clone.
+    pub(crate) fn retries(&self) -> u32 {
+        lock(&self.inner.tries).retries
+    }
 }
 
 /// What the stack's layers ask of a batch; each method is the inherent one of the
@@ -386,5 +393,10 @@ impl PartitionBatch for Batch {
         if barrier.is_some() {
             tries.barrier = barrier;
         }
+    }
+
+    fn note_retry(&self) {
+        let mut tries = lock(&self.inner.tries);
+        tries.retries = tries.retries.saturating_add(1);
     }
 }

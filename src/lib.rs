@@ -214,8 +214,8 @@ pub use credential::{
 pub use event::{EventData, PropertyValue, Routing};
 pub use events::Events;
 pub use producer::{
-    BatchOutcome, Delivered, Delivery, EnqueueError, Failed, Outcomes, Partition, Producer,
-    ProducerBuilder, Receipt,
+    BatchOutcome, Delivered, Delivery, EnqueueError, Failed, Latency, Outcomes, Partition,
+    PartitionStats, Producer, ProducerBuilder, ProducerStats, Receipt, SendStats,
 };
 pub use reader::{Reader, ReaderBuilder, ReceivedEvent, StartPosition};
 pub use route::Partitioner;

@@ -35,6 +35,10 @@ pub trait PartitionBatch: Clone + Send + 'static {
     /// Numbers the batch for idempotent publishing (`None` removes the numbers); every
     /// clone sees it. The transport writes the numbers into the events it sends.
     fn set_stamp(&self, stamp: Option<Stamp>);
+
+    /// A try failed and the retry policy sends the batch again (for the producer's
+    /// statistics; every clone sees it). Does nothing unless the batch counts them.
+    fn note_retry(&self) {}
 }
 
 /// The numbers an idempotent producer publishes a batch with: the producer group, its

@@ -34,12 +34,16 @@ mod outcome;
 mod receipt;
 mod recover;
 mod sink;
+mod stats;
 
 pub use crate::route::Partition;
 pub use builder::ProducerBuilder;
 pub use handle::Producer;
 pub use outcome::{BatchOutcome, Outcomes};
 pub use receipt::{Delivered, Delivery, Failed, Receipt};
+#[cfg(feature = "opentelemetry")]
+pub(crate) use stats::Counters;
+pub use stats::{Latency, PartitionStats, ProducerStats, SendStats};
 
 use crate::event::EventData;
 use crate::Error;

@@ -14,8 +14,78 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use super::outcome::BatchOutcome;
-use super::EnqueueError;
+use super::{EnqueueError, Producer};
 use crate::{Error, EventData};
+
+impl Producer {
+    /// Waits for room, then accepts the event, as [`enqueue`](Self::enqueue) does, and
+    /// gives its [`Receipt`]: a future of this one event's result,
+    /// [`Delivered`](crate::Delivered) (its partition, and with idempotent retries its
+    /// sequence number) or [`Failed`](crate::Failed) (the error, and the event back).
+    ///
+    /// Receipts and [`Outcomes`](crate::Outcomes) see the same outcome: the receipt is
+    /// answered as the outcome is queued, whether or not the outcomes are read, and a
+    /// receipt not awaited holds nothing up. An application that needs only receipts
+    /// drops its `Outcomes` (their events then stop counting as pending as soon as
+    /// they have an outcome); one that keeps it must read it, as ever, or the
+    /// producer stops taking events.
+    ///
+    /// A receipt costs one small allocation. To have many events in flight from one
+    /// task, enqueue them and await their receipts later (the example below); each
+    /// task of a server may also [`publish`](Self::publish) on a clone of the handle.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let emulator = eventhubs_emulator::Emulator::builder().hub("eh1", 4).start().await?;
+    /// use streaming_producer::{EventData, Producer};
+    ///
+    /// let (mut producer, outcomes) = Producer::builder()
+    ///     .connection_string(&emulator.connection_string_for("eh1"))
+    ///     .build()
+    ///     .await?;
+    /// drop(outcomes); // receipts only
+    /// let mut receipts = Vec::new();
+    /// for i in 0..100 {
+    ///     let event = EventData::new(format!("order {i}")).with_partition_key("shop-1");
+    ///     receipts.push(producer.enqueue_with_receipt(event).await?);
+    /// }
+    /// let mut partitions = std::collections::BTreeSet::new();
+    /// for receipt in receipts {
+    ///     let delivered = receipt.await?;
+    ///     partitions.insert(delivered.partition().to_owned());
+    /// }
+    /// assert_eq!(partitions.len(), 1, "one key, one partition");
+    /// producer.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_with_receipt(
+        &mut self,
+        event: EventData,
+    ) -> Result<Receipt, EnqueueError> {
+        if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
+            return Err(EnqueueError::new(error, event));
+        }
+        let (tx, receipt) = Receipt::new();
+        self.accept(event, Some(tx))?;
+        Ok(receipt)
+    }
+
+    /// Publishes one event and waits for its result: [`enqueue_with_receipt`] and
+    /// the receipt awaited, as Kafka's `FutureProducer::send` does. The event is still
+    /// batched with the others, so many callers publishing at once (each on its own
+    /// clone of the handle) share batches.
+    ///
+    /// Dropping the future before it resolves never loses the event once it was
+    /// accepted: it is published all the same, and its outcome comes out on
+    /// [`Outcomes`](crate::Outcomes). A producer that is closed gives [`Failed`](crate::Failed)
+    /// with [`Error::is_closed`] and the event back.
+    ///
+    /// [`enqueue_with_receipt`]: Self::enqueue_with_receipt
+    pub async fn publish(&mut self, event: EventData) -> Delivery {
+        self.enqueue_with_receipt(event).await?.await
+    }
+}
 
 /// The result an event's [`Receipt`] resolves to.
 pub type Delivery = Result<Delivered, Failed>;

@@ -3,11 +3,13 @@
 //! one place a partition id, a partition key or nothing becomes a partition index, for
 //! the events the handles accept and for the partitions the API names.
 
+mod health;
 mod policy;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+pub(crate) use health::Health;
 pub use policy::Partitioner;
 pub(crate) use policy::{Keyless, RoundRobin, ServiceHash, Sticky};
 
@@ -95,6 +97,8 @@ pub(crate) struct Router {
     max_partitions: usize,
     partitioner: Arc<dyn Partitioner>,
     keyless: Mutex<Keyless>,
+    /// Each partition's health, which keyless routing steers by.
+    pub(crate) health: Health,
 }
 
 impl std::fmt::Debug for Router {
@@ -129,9 +133,12 @@ impl Router {
         max_partitions: usize,
         partitioner: Arc<dyn Partitioner>,
         keyless: Keyless,
+        adaptive: bool,
     ) -> Self {
+        let max_partitions = max_partitions.max(ids.len());
         Self {
-            max_partitions: max_partitions.max(ids.len()),
+            health: Health::new(max_partitions, adaptive),
+            max_partitions,
             ids: RwLock::new(ids.into()),
             version: AtomicUsize::new(0),
             partitioner,
@@ -206,11 +213,11 @@ impl Router {
                 return Ok(
                     match &mut *self.keyless.lock().unwrap_or_else(|e| e.into_inner()) {
                         Keyless::RoundRobin(rr) => Route {
-                            partition: Index(rr.next(ids.len())),
+                            partition: Index(rr.next(ids.len(), &self.health)),
                             left: None,
                         },
                         Keyless::Sticky(sticky) => {
-                            let pick = sticky.pick(weight, ids.len());
+                            let pick = sticky.pick(weight, ids.len(), &self.health);
                             Route {
                                 partition: Index(pick.partition),
                                 left: pick.left.map(Index),
@@ -255,7 +262,7 @@ mod tests {
 
     fn router(ids: &[&str], keyless: Keyless) -> Router {
         let ids = ids.iter().map(|id| (*id).to_owned()).collect();
-        Router::new(ids, 8, Arc::new(ServiceHash), keyless)
+        Router::new(ids, 8, Arc::new(ServiceHash), keyless, true)
     }
 
     #[test]
@@ -294,6 +301,7 @@ mod tests {
             8,
             Arc::new(wild),
             Keyless::RoundRobin(RoundRobin::new()),
+            true,
         );
         assert_eq!(router.resolve(&Partition::key("k")).unwrap(), Index(1));
     }

@@ -1,5 +1,7 @@
 //! The routing policies: partitioners for keys, and the round-robin and sticky
-//! choices for keyless events.
+//! choices for keyless events (both steered by the partitions' [`Health`]).
+
+use super::health::Health;
 
 /// Maps a partition key to a partition index.
 ///
@@ -51,10 +53,11 @@ impl RoundRobin {
         Self::default()
     }
 
-    /// The partition for the next event.
-    pub(crate) fn next(&mut self, partition_count: usize) -> usize {
+    /// The partition for the next event: the next in turn that `health` does not
+    /// avoid.
+    pub(crate) fn next(&mut self, partition_count: usize, health: &Health) -> usize {
         let n = partition_count.max(1);
-        let p = self.next % n;
+        let p = health.next_available(self.next % n, n);
         self.next = (p + 1) % n;
         p
     }
@@ -105,19 +108,25 @@ impl Sticky {
     /// The partition for the next event of this `weight`.
     #[cfg(test)]
     pub(crate) fn next(&mut self, weight: usize, partition_count: usize) -> usize {
-        self.pick(weight, partition_count).partition
+        let health = Health::new(partition_count, true);
+        self.pick(weight, partition_count, &health).partition
     }
 
     /// The partition for the next event of this `weight`, and the partition left behind
-    /// if this event starts a new stick.
-    pub(crate) fn pick(&mut self, weight: usize, partition_count: usize) -> Pick {
+    /// if this event starts a new stick. A stick that is complete moves on to the
+    /// partition `health` finds least loaded; one on a partition `health` avoids
+    /// moves on at once, unless every partition is avoided.
+    #[inline]
+    pub(crate) fn pick(&mut self, weight: usize, partition_count: usize, health: &Health) -> Pick {
         let n = partition_count.max(1);
         let mut left = None;
-        if self.events > 0
-            && (self.weight + weight > self.max_weight || self.events >= self.max_events)
-        {
+        let complete = self.events > 0
+            && (self.weight + weight > self.max_weight || self.events >= self.max_events);
+        let sick =
+            health.any_avoided() && health.avoided(self.current % n) && health.avoided_count() < n;
+        if complete || sick {
             let previous = self.current % n;
-            self.current = (previous + 1) % n;
+            self.current = health.next_after(previous, n);
             // With one partition there is nowhere to move to.
             left = (self.current != previous).then_some(previous);
             self.weight = 0;
@@ -152,10 +161,11 @@ mod tests {
     #[test]
     fn round_robin_cycles_from_zero_and_follows_a_changed_count() {
         let mut rr = RoundRobin::new();
-        let picks: Vec<usize> = (0..5).map(|_| rr.next(3)).collect();
+        let health = Health::new(3, true);
+        let picks: Vec<usize> = (0..5).map(|_| rr.next(3, &health)).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1]);
-        assert_eq!(rr.next(2), 0);
-        assert_eq!(rr.next(0), 0, "no partitions is treated as one");
+        assert_eq!(rr.next(2, &health), 0);
+        assert_eq!(rr.next(0, &health), 0, "no partitions is treated as one");
     }
 
     #[test]
@@ -175,21 +185,22 @@ mod tests {
     #[test]
     fn sticky_says_which_partition_it_left() {
         let mut s = Sticky::new(100).max_events(2);
-        let picks: Vec<Pick> = (0..5).map(|_| s.pick(10, 3)).collect();
+        let health = Health::new(3, true);
+        let picks: Vec<Pick> = (0..5).map(|_| s.pick(10, 3, &health)).collect();
         let left: Vec<Option<usize>> = picks.iter().map(|p| p.left).collect();
         let parts: Vec<usize> = picks.iter().map(|p| p.partition).collect();
         assert_eq!(parts, [0, 0, 1, 1, 2]);
         assert_eq!(left, [None, None, Some(0), None, Some(1)]);
         // The weight bound still applies under the count bound.
         assert_eq!(
-            s.pick(95, 3),
+            s.pick(95, 3, &health),
             Pick {
                 partition: 0,
                 left: Some(2)
             }
         );
         assert_eq!(
-            s.pick(10, 3),
+            s.pick(10, 3, &health),
             Pick {
                 partition: 1,
                 left: Some(0)
@@ -198,19 +209,49 @@ mod tests {
         // A new stick on the only partition leaves nothing behind.
         let mut one = Sticky::new(100).max_events(1);
         assert_eq!(
-            one.pick(10, 1),
+            one.pick(10, 1, &health),
             Pick {
                 partition: 0,
                 left: None
             }
         );
         assert_eq!(
-            one.pick(10, 1),
+            one.pick(10, 1, &health),
             Pick {
                 partition: 0,
                 left: None
             }
         );
+    }
+
+    #[test]
+    fn a_stick_leaves_a_partition_as_soon_as_it_is_avoided_and_skips_it() {
+        let health = Health::new(3, true);
+        let mut s = Sticky::new(1000);
+        assert_eq!(s.pick(10, 3, &health).partition, 0);
+        health.set_avoid(0, true);
+        assert_eq!(
+            s.pick(10, 3, &health),
+            Pick {
+                partition: 1,
+                left: Some(0)
+            }
+        );
+        health.set_avoid(2, true);
+        let mut short = Sticky::new(10);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| short.pick(10, 3, &health).partition)
+            .collect();
+        assert_eq!(
+            picks,
+            [1, 1, 1, 1],
+            "the only partition not avoided takes every stick"
+        );
+        health.set_avoid(1, true);
+        let all: Vec<usize> = (0..3)
+            .map(|_| short.pick(10, 3, &health).partition)
+            .collect();
+        assert_eq!(all, [2, 0, 1], "every partition avoided: none is");
     }
 
     #[test]

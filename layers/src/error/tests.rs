@@ -67,6 +67,8 @@ fn a_clone_keeps_the_kind_the_doubt_and_the_source_itself() {
     assert!(copy.is_retryable() && copy.is_ambiguous());
     assert_eq!(copy.condition(), Some("com.microsoft:server-busy"));
     let source = std::error::Error::source(&copy).expect("source");
-    let io = source.downcast_ref::<std::io::Error>().expect("the same type");
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .expect("the same type");
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
 }

@@ -67,10 +67,14 @@ impl<B: PartitionBatch> Policy<B, (), BoxError> for EventHubsRetry {
     type Future = tokio::time::Sleep;
 
     fn retry(&mut self, batch: &mut B, result: &mut Result<(), BoxError>) -> Option<Self::Future> {
-        match result {
+        let retry = match result {
             Ok(()) => None,
             Err(e) => self.next(batch.deadline(), is_retryable(e.as_ref())),
+        };
+        if retry.is_some() {
+            batch.note_retry();
         }
+        retry
     }
 
     fn clone_request(&mut self, batch: &B) -> Option<B> {
@@ -82,10 +86,14 @@ impl<B: PartitionBatch> Policy<B, (), Error> for EventHubsRetry {
     type Future = tokio::time::Sleep;
 
     fn retry(&mut self, batch: &mut B, result: &mut Result<(), Error>) -> Option<Self::Future> {
-        match result {
+        let retry = match result {
             Ok(()) => None,
             Err(e) => self.next(batch.deadline(), e.is_retryable()),
+        };
+        if retry.is_some() {
+            batch.note_retry();
         }
+        retry
     }
 
     fn clone_request(&mut self, batch: &B) -> Option<B> {

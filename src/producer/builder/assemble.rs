@@ -76,6 +76,12 @@ impl ProducerBuilder {
         if self.try_timeout.is_zero() {
             return Err(Error::config("try_timeout must be positive"));
         }
+        if self.availability_timeout.is_zero() {
+            return Err(Error::config(
+                "partition_availability_timeout must be positive (adaptive_routing(false) \
+                 turns the avoidance off)",
+            ));
+        }
         if self.delivery_timeout <= self.max_wait {
             return Err(Error::config(format!(
                 "delivery_timeout ({:?}) must be longer than max_wait ({:?}): an event may \
@@ -206,6 +212,13 @@ impl ProducerBuilder {
             Arc::downgrade(&producer.shared),
             |shared: &Shared| shared.total_pending(MAX_PARTITIONS),
         );
+        #[cfg(feature = "opentelemetry")]
+        crate::metrics::outcome_counters(
+            destination,
+            &identifier,
+            Arc::downgrade(&producer.shared),
+            |shared: &Shared| shared.stats.all().collect(),
+        );
         (producer, outcomes)
     }
 
@@ -289,6 +302,7 @@ impl ProducerBuilder {
             MAX_PARTITIONS,
             self.partitioner,
             keyless,
+            self.adaptive,
         ));
         let lanes = LaneSettings {
             idempotent: self.idempotent,
@@ -312,6 +326,7 @@ impl ProducerBuilder {
                 max_batch_bytes,
                 max_wait: self.max_wait,
                 delivery_timeout: self.delivery_timeout,
+                availability_timeout: self.availability_timeout,
                 on_close,
                 finished: finished_tx,
             }

@@ -3,6 +3,7 @@
 //! in `broker`, what TLS trusts in `tls`, and AMQP over WebSockets and proxies in
 //! `web_sockets`.
 
+mod adaptive;
 mod assemble;
 mod broker;
 mod spool;
@@ -38,6 +39,9 @@ pub struct ProducerBuilder {
     stack: Option<MakeStack>,
     partitioner: Arc<dyn Partitioner>,
     sticky: bool,
+    /// Keyless routing steers by the partitions' health (see `adaptive`).
+    adaptive: bool,
+    availability_timeout: Duration,
     /// Set explicitly (which a broker refuses), or the default.
     partition_refresh: Option<Duration>,
     retry: RetryPolicy,
@@ -68,6 +72,8 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("layers", &self.layers.len())
             .field("stack", &self.stack.is_some())
             .field("sticky", &self.sticky)
+            .field("adaptive", &self.adaptive)
+            .field("availability_timeout", &self.availability_timeout)
             .field("retry", &self.retry)
             .field("idempotent", &self.idempotent)
             .field("trace", &self.trace.is_some())
@@ -92,6 +98,8 @@ impl Default for ProducerBuilder {
             stack: None,
             partitioner: Arc::new(ServiceHash),
             sticky: true,
+            adaptive: true,
+            availability_timeout: adaptive::AVAILABILITY_TIMEOUT,
             partition_refresh: None,
             retry: RetryPolicy::default(),
             idempotent: false,

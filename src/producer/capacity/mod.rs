@@ -30,6 +30,14 @@ pub(crate) use stall::StallWatch;
 #[derive(Debug)]
 pub(crate) struct Slot(());
 
+/// A lane's settled events and their bodies' bytes: counted up by the capacity of
+/// its batches as each is given back.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    pub(crate) events: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+}
+
 /// Capacity that events hold until their outcome is handed out or dropped: their
 /// event permits and their bodies' bytes, given back when this is dropped.
 #[derive(Debug)]
@@ -41,7 +49,7 @@ pub(crate) struct Capacity {
     /// The count of settled events of the partition's lane, if the events have one:
     /// they stop being pending there when this is dropped, as they stop holding the
     /// budget.
-    settled: Option<Arc<AtomicUsize>>,
+    settled: Option<Arc<Settled>>,
 }
 
 impl Capacity {
@@ -56,7 +64,7 @@ impl Capacity {
     }
 
     /// Capacity of events of a lane whose settled events `settled` counts.
-    pub(crate) fn for_lane(budget: &Arc<Budget>, settled: &Arc<AtomicUsize>) -> Self {
+    pub(crate) fn for_lane(budget: &Arc<Budget>, settled: &Arc<Settled>) -> Self {
         let mut capacity = Self::new(budget);
         capacity.settled = Some(settled.clone());
         capacity
@@ -89,7 +97,8 @@ impl Capacity {
 impl Drop for Capacity {
     fn drop(&mut self) {
         if let Some(settled) = &self.settled {
-            settled.fetch_add(self.events, Ordering::Release);
+            settled.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+            settled.events.fetch_add(self.events, Ordering::Release);
         }
         if self.events > 0 {
             self.budget.events.add_permits(self.events);

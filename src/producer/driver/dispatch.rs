@@ -38,6 +38,8 @@ impl Driver {
             .unwrap_or_else(far_future);
         state.next_expiry = Some(state.next_expiry.map_or(deadline, |n| n.min(deadline)));
         batch.set_deadline(Some(deadline));
+        let idle = state.partitions[partition].unreported == 0;
+        self.work_began(state, partition, batch.len(), idle);
         let number = state.next_number;
         state.next_number += 1;
         state.unreported += 1;
@@ -123,6 +125,8 @@ impl Driver {
             }
             p.in_flight += 1;
             let deadline = batch.deadline();
+            self.shared.stats.of(Some(partition.0)).sending(batch.len());
+            let started = tokio::time::Instant::now();
             let call = service.call(batch.clone());
             state.in_flight.push(Box::pin(async move {
                 let result = match deadline {
@@ -137,6 +141,7 @@ impl Driver {
                     capacity,
                     receipts,
                     result,
+                    took: started.elapsed(),
                 };
                 (partition, numbers, sent)
             }));

@@ -15,6 +15,7 @@ use tokio_util::time::delay_queue::DelayQueue;
 mod dispatch;
 mod early;
 mod expiry;
+mod health;
 mod inbox;
 mod report;
 mod state;
@@ -45,6 +46,9 @@ pub(crate) struct Driver {
     pub(crate) max_wait: Duration,
     /// From an event's acceptance to its outcome, at most.
     pub(crate) delivery_timeout: Duration,
+    /// How long a partition may have work outstanding without progress before
+    /// keyless events avoid it.
+    pub(crate) availability_timeout: Duration,
     pub(crate) on_close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Set once everything is reported and the connection is closed; dropped (which
     /// the handles also notice) if the driver dies.
@@ -66,6 +70,7 @@ impl Driver {
             unreported_events: 0,
             starved_pending: false,
             next_expiry: None,
+            next_health_check: None,
         };
         let mut closing = false;
         let mut handles_gone = false;
@@ -76,11 +81,13 @@ impl Driver {
         // made anew on every turn of the loop costs a registration with the time
         // driver (and a wake-up of it) each time.
         let mut expiry_timer = Timer::new();
+        let mut health_timer = Timer::new();
         loop {
             if closing && state.unreported == 0 && state.in_flight.is_empty() && loader_done {
                 break;
             }
             expiry_timer.arm(state.next_expiry);
+            health_timer.arm(state.next_health_check);
             tokio::select! {
                 signal = self.signals.recv(), if !handles_gone => match signal {
                     Some(Signal::Close { abandon, open }) => {
@@ -124,8 +131,9 @@ impl Driver {
                     self.ready(&mut state, partition, service, ready).await;
                 }
                 Some((partition, numbers, sent)) = state.in_flight.next(), if !state.in_flight.is_empty() => {
-                    let Sent { batch, capacity, receipts, result } = sent;
+                    let Sent { batch, capacity, receipts, result, took } = sent;
                     state.partitions[partition].in_flight -= 1;
+                    self.shared.stats.of(Some(partition.0)).sent(batch.len(), took, batch.retries());
                     let result = match result {
                         // The one place a failed outcome is said to be maybe stored: a
                         // try that reached the service without a verdict recorded it on
@@ -149,6 +157,10 @@ impl Driver {
                     self.report(&mut state, outcome, (capacity, receipts), &numbers, Some(partition)).await;
                     self.dispatch(&mut state, partition);
                     self.publish_if_starved(&mut state, partition);
+                }
+                _ = health_timer.fired(), if state.next_health_check.is_some() => {
+                    health_timer.armed = None;
+                    self.check_health(&mut state);
                 }
                 _ = expiry_timer.fired(), if state.next_expiry.is_some() => {
                     expiry_timer.armed = None;
@@ -206,8 +218,14 @@ impl Driver {
                     result: Err(error),
                     recovered: false,
                 };
-                self.report(state, outcome, (capacity, Receipts::one(receipt)), &[], None)
-                    .await;
+                self.report(
+                    state,
+                    outcome,
+                    (capacity, Receipts::one(receipt)),
+                    &[],
+                    None,
+                )
+                .await;
             }
             Signal::Settled { outcome, capacity } => {
                 self.report(state, *outcome, (capacity, Receipts::default()), &[], None)

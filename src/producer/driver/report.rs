@@ -38,7 +38,18 @@ impl Driver {
             state.unreported -= numbers.len();
             state.unreported_events -= outcome.events.len();
             state.partitions[p].unreported -= numbers.len();
+            self.progressed(state, p, outcome.events.len(), &outcome.result);
         }
+        let counted = partition.or_else(|| {
+            self.router
+                .resolve(&crate::Partition::id(outcome.partition.as_str()))
+                .ok()
+        });
+        self.shared.stats.of(counted.map(|p| p.0)).outcome(
+            outcome.events.len(),
+            outcome.size_in_bytes,
+            &outcome.result,
+        );
         match self.outcomes.try_send((outcome, capacity)) {
             // Dropped with the outcome if nobody reads outcomes any more.
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -42,6 +42,12 @@ pub(super) struct PartitionState {
     /// removed when the next batch opens, so the queue holds one entry per partition
     /// at most, whatever `max_wait` is.
     pub(super) deadline: Option<(u64, Key)>,
+    /// When it last made progress: an outcome, or work after none was outstanding.
+    pub(super) progress_at: Option<Instant>,
+    /// Avoided by keyless events until then: its last batch failed.
+    pub(super) failing_until: Option<Instant>,
+    /// Failed batches in a row.
+    pub(super) failures: u32,
 }
 
 impl PartitionState {
@@ -60,19 +66,19 @@ pub(super) struct Barrier {
     pub(super) done: oneshot::Sender<()>,
 }
 
-/// A send's result: the partition, the numbers of the batches it carried, the batch
-/// (the driver's clone), their capacity, and what the stack answered (or the delivery
-/// deadline, if it came first).
 /// A send in flight: its partition, its batches' numbers, and what comes back with
 /// the result.
 pub(super) type InFlight = Pin<Box<dyn Future<Output = (Index, Vec<u64>, Sent)> + Send>>;
 
-/// A batch that was sent, with its capacity and receipts, and the send's result.
+/// A batch that was sent (the driver's clone), with its capacity and receipts, and
+/// what the stack answered (or the delivery deadline, if it came first).
 pub(super) struct Sent {
     pub(super) batch: Batch,
     pub(super) capacity: Capacity,
     pub(super) receipts: Receipts,
     pub(super) result: Result<(), Error>,
+    /// From the stack's call to its result.
+    pub(super) took: std::time::Duration,
 }
 
 /// A partition's stack becoming ready (or failing to).
@@ -96,6 +102,8 @@ pub(super) struct State {
     pub(super) starved_pending: bool,
     /// The earliest delivery deadline of a batch waiting in a ready queue, if any.
     pub(super) next_expiry: Option<Instant>,
+    /// When partitions' progress is checked next (for adaptive routing).
+    pub(super) next_health_check: Option<Instant>,
 }
 
 /// Makes room for partition `index` (the hub may have grown).

@@ -71,6 +71,7 @@ impl Shared {
         if let Some(tx) = receipt {
             open.receipts.push(open.batch.len() - 1, tx);
         }
+        lane.accepted_bytes += body;
         taken();
         self.seal_if_full(&mut lane, out, partition);
     }

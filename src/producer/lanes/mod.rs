@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use super::capacity::{Budget, Capacity, Slot};
+use super::capacity::{Budget, Capacity, Settled, Slot};
 use crate::spool::Spool;
 use crate::Error;
 
 use super::receipt::{ReceiptTx, Receipts};
+use super::stats::Stats;
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
 use crate::pool::BufferPool;
@@ -84,7 +85,9 @@ struct Open {
 pub(crate) struct Lane {
     open: Option<Open>,
     accepted: usize,
-    settled: Arc<AtomicUsize>,
+    settled: Arc<Settled>,
+    /// Bodies' bytes of the accepted events, as `settled` counts them.
+    accepted_bytes: usize,
     /// Numbers the batches opened here, so that a `max_wait` deadline finds its own.
     generation: u64,
     /// How many events the last batch sealed here held: room made up front for the
@@ -150,6 +153,8 @@ pub(crate) struct Shared {
     /// The receipts of events in the spool's backlog, by partition id and index in
     /// the spool (the backlog is on disk; its events' receipts wait here).
     pub(crate) backlog_receipts: Mutex<BacklogReceipts>,
+    /// What the driver counts of each partition's sends and outcomes.
+    pub(crate) stats: Stats,
 }
 
 impl std::fmt::Debug for Shared {
@@ -196,6 +201,7 @@ impl Shared {
             handles: AtomicUsize::new(0),
             loader_go: tokio::sync::watch::Sender::new(false),
             backlog_receipts: Mutex::default(),
+            stats: Stats::new(settings.lanes, settings.max_batch_bytes),
         }
     }
 
@@ -218,9 +224,26 @@ impl Shared {
             Some(_) => {
                 let lane = self.lane(partition);
                 lane.accepted
-                    .saturating_sub(lane.settled.load(Ordering::Acquire))
+                    .saturating_sub(lane.settled.events.load(Ordering::Acquire))
             }
             None => 0,
+        }
+    }
+
+    /// Pending events of `partition` and their bodies' bytes.
+    pub(crate) fn pending_with_bytes(&self, partition: Index) -> (u64, u64) {
+        match self.lanes.get(partition.0) {
+            Some(_) => {
+                let lane = self.lane(partition);
+                let events = lane
+                    .accepted
+                    .saturating_sub(lane.settled.events.load(Ordering::Acquire));
+                let bytes = lane
+                    .accepted_bytes
+                    .saturating_sub(lane.settled.bytes.load(Ordering::Relaxed));
+                (events as u64, bytes as u64)
+            }
+            None => (0, 0),
         }
     }
 
@@ -309,6 +332,7 @@ impl Shared {
         }
         self.budget.count_bytes(body);
         open.capacity.add(slot, body);
+        lane.accepted_bytes += body;
         self.seal_if_full(&mut lane, out, partition);
         Ok(())
     }
