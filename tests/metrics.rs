@@ -119,6 +119,23 @@ async fn publish_tries_and_pending_events_are_measured() {
         total(&|a| a.contains("error.type=com.microsoft:server-busy")) >= 1.0,
         "{sent:?}"
     );
+    // The producer's own counters read what `stats()` reads.
+    let stats = producer.stats();
+    let counter = |name: &str| -> f64 {
+        all[name]
+            .iter()
+            .filter(|(a, _)| a.contains("messaging.destination.name=metered"))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(counter("eventhubs.producer.published_events"), 10.0);
+    assert_eq!(stats.total.events_published, 10);
+    assert_eq!(counter("eventhubs.producer.failed_events"), 0.0);
+    assert_eq!(
+        counter("eventhubs.producer.retries"),
+        stats.total.retries as f64
+    );
+    assert!(stats.partitions[1].stats.retries >= 1, "{stats:?}");
     let durations = &all["messaging.client.operation.duration"];
     let tries: f64 = durations.iter().map(|(_, count)| count).sum();
     assert!(tries >= 3.0, "{durations:?}");

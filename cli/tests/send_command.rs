@@ -378,3 +378,60 @@ fn events_that_cannot_be_published_fail_at_the_delivery_timeout() {
     assert!(!ok);
     assert!(stderr.contains("soon"), "{stderr}");
 }
+
+#[test]
+fn stats_are_written_as_json_lines_every_second_and_at_the_end() {
+    let emulator = Emulator::start();
+    let dir = std::env::temp_dir().join(format!("hubcat-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stats.jsonl");
+    let input: String = (0..300).map(|i| format!("{i}\n")).collect();
+    // 300 events at 200 a second: a run of about a second and a half.
+    let (ok, stderr) = send(
+        &[
+            "--hub",
+            "eh1",
+            "--rate",
+            "200",
+            "--max-wait-ms",
+            "5",
+            "--stats",
+            file.to_str().unwrap(),
+        ],
+        Some(&emulator.connection_string),
+        input,
+    );
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["total"]["events_published"], 300, "{last}");
+    assert_eq!(last["total"]["pending_events"], 0, "{last}");
+    assert!(last["total"]["send_latency"]["count"].as_u64().unwrap() > 0);
+    let partitions = last["partitions"].as_array().unwrap();
+    let per_partition: u64 = partitions
+        .iter()
+        .map(|p| p["stats"]["events_published"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_partition, 300);
+    assert!(partitions.iter().all(|p| p["available"] == true));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stats_file_that_cannot_be_created_stops_the_run_before_it_connects() {
+    let (ok, stderr) = send(
+        &["--hub", "eh1", "--stats", "/nonexistent-dir/stats.jsonl"],
+        Some("Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=v"),
+        "x\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot create the --stats file /nonexistent-dir/stats.jsonl"),
+        "{stderr}"
+    );
+}

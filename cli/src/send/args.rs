@@ -21,6 +21,11 @@ pub(crate) struct SendArgs {
     /// (and accepted) are durable in the spool, for a script to mark its input.
     #[arg(long, requires = "spool")]
     pub(crate) print_durable: bool,
+    /// Write the producer's statistics (per partition and in total: pending, in
+    /// flight, published, failed, retries, last error, batch fill, send latency) to
+    /// FILE as a JSON line every second, and once more at the end.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) stats: Option<PathBuf>,
     /// What ends an event in the input: one character, or `\n` (the default; a `\r`
     /// before it is dropped), `\t` or `\0`.
     #[arg(long, value_name = "CHAR", default_value = "\\n", value_parser = parse_delimiter)]

@@ -1,11 +1,13 @@
 //! `hubcat send`: events from files or stdin into a hub.
 //!
 //! Files: `args` (the flags and their checks), `input` (reading and cutting the input
-//! into events), `shape` (what an input becomes: key, partition, properties).
+//! into events), `shape` (what an input becomes: key, partition, properties), `stats`
+//! (`--stats`: the producer's statistics as JSON lines).
 
 mod args;
 mod input;
 mod shape;
+mod stats;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -146,6 +148,14 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
         },
         None => None,
     };
+    let stats_file = match args.stats.as_deref().map(stats::StatsFile::create) {
+        Some(Err(e)) => {
+            eprintln!("hubcat send: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(file)) => Some(file),
+        None => None,
+    };
     let (mut producer, outcomes) = match builder.build().await {
         Ok(p) => p,
         Err(e) => {
@@ -178,6 +188,7 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     let durable_marks = args
         .print_durable
         .then(|| tokio::spawn(print_durable(producer.clone(), accepted.clone())));
+    let stats_writer = stats_file.map(|file| stats::StatsWriter::start(producer.clone(), file));
     let started = Instant::now();
     let max_line = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
     let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -278,6 +289,9 @@ pub(crate) async fn run(args: SendArgs) -> ExitCode {
     }
     if let Some(marks) = durable_marks {
         marks.abort();
+    }
+    if let Some(writer) = stats_writer {
+        writer.finish(&producer).await;
     }
     let stats = match collector.await {
         Ok(Ok(stats)) => stats,
