@@ -1,6 +1,7 @@
-//! Kafka-style publishing: stream events into the producer and handle per-batch
-//! results as delivery reports, re-publishing what failed with a retryable error.
-//! (`send_all` feeds the stream without closing the producer, which `forward` would do.)
+//! Kafka-style publishing: each record sent with its own delivery future (as
+//! rdkafka's `FutureProducer::send` gives one), and a record whose delivery failed
+//! with a retryable error sent again by the application. The producer still batches:
+//! the receipts of many records in flight resolve as their batches' outcomes come.
 //!
 //! `cargo run --example kafka_style`
 
@@ -9,8 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use futures_util::{stream, SinkExt, StreamExt};
-use streaming_producer::{EnqueueError, EventData, Events, Producer, RetryPolicy};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use streaming_producer::{EventData, Producer, RetryPolicy};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -20,54 +21,44 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (connection_string, emulator) = common::connect("clicks", 4).await?;
     if let Some(emulator) = &emulator {
-        // Make the service throttle every fifth batch, to have failures to handle.
+        // Make the service throttle every third transfer, to have failures to handle.
         emulator.add_fault("throttle,every=3".parse()?);
     }
-    let (mut producer, mut outcomes) = Producer::builder()
+    let (mut producer, outcomes) = Producer::builder()
         .connection_string(&connection_string)
         .max_wait(Duration::from_millis(5))
+        // A small bound, so that the clicks go in many batches.
+        .max_pending_events(200)
         // No built-in retries here: the application handles delivery reports itself.
         .retry_policy(RetryPolicy::none())
         .build()
         .await?;
-    let mut sink = producer.clone();
-    let feeding = tokio::spawn(async move {
-        let mut clicks = stream::iter(0..1000).map(|i| Ok(EventData::new(format!("click {i}"))));
-        sink.send_all(&mut clicks).await
-    });
-    // Failed events are re-published by a task of their own: the loop below must go on
-    // reading reports, as reading them is what gives the producer its room back.
-    let (retry, mut retries) = tokio::sync::mpsc::unbounded_channel::<Events>();
-    let mut republisher = producer.clone();
-    let republishing = tokio::spawn(async move {
-        while let Some(events) = retries.recv().await {
-            republisher.enqueue_all(events).await?;
-        }
-        Ok::<_, EnqueueError>(())
-    });
+    // Receipts only: the batch outcomes are not read, so they are dropped.
+    drop(outcomes);
 
-    let (mut delivered, mut republished) = (0, 0);
-    while delivered < 1000 {
-        let report = outcomes
-            .next()
-            .await
-            .expect("reports until all are delivered");
-        match report.result {
-            Ok(()) => delivered += report.events.len(),
-            Err(e) if e.is_retryable() => {
-                republished += report.events.len();
-                retry
-                    .send(report.events)
-                    .map_err(|_| "the republishing task ended")?;
+    // Every record's delivery future; enqueueing waits only for room (the pending
+    // bound), so at most that many are ever in flight however many records there are.
+    let mut deliveries = FuturesUnordered::new();
+    for i in 0..1000 {
+        let click = EventData::new(format!("click {i}"));
+        deliveries.push(producer.enqueue_with_receipt(click).await?);
+    }
+    let (mut delivered, mut resent) = (0, 0);
+    while let Some(delivery) = deliveries.next().await {
+        match delivery {
+            Ok(_) => delivered += 1,
+            Err(failed) if failed.error().is_retryable() => {
+                resent += 1;
+                let click = failed
+                    .into_event()
+                    .ok_or("a failed record came back empty")?;
+                deliveries.push(producer.enqueue_with_receipt(click).await?);
             }
-            Err(e) => return Err(e.into()),
+            Err(failed) => return Err(failed.into()),
         }
     }
-    drop(retry);
-    feeding.await??;
-    republishing.await??;
     producer.close().await?;
-    println!("delivered {delivered} clicks, {republished} of them after a retryable failure");
+    println!("delivered {delivered} clicks, {resent} of them sent again after a retryable failure");
     assert_eq!(delivered, 1000);
     Ok(())
 }

@@ -246,3 +246,24 @@ async fn a_bounded_producer_with_receipts_and_no_outcome_reader_never_stalls() {
     let stored = bodies(&emulator, "0").len() + bodies(&emulator, "1").len();
     assert_eq!(stored, 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_of_one_batch_awaited_on_many_tasks_all_resolve() {
+    let emulator = emulator(1).await;
+    let (producer, _outcomes) = producer(&emulator, 50).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let mut producer = producer.clone();
+        tasks.spawn(async move { producer.publish(EventData::new(format!("{i}"))).await });
+    }
+    let mut partitions = Vec::new();
+    while let Some(delivery) = tasks.join_next().await {
+        partitions.push(delivery.unwrap().expect("delivered").partition().to_owned());
+    }
+    assert_eq!(partitions, vec!["0".to_owned(); 64]);
+    let stats = producer.stats();
+    assert!(
+        stats.total.batches_published < 64,
+        "the tasks' events shared batches: {stats:?}"
+    );
+}

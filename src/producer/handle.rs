@@ -256,7 +256,7 @@ impl Producer {
         if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
             return Err(EnqueueError::new(error, event));
         }
-        self.accept(event, None)
+        self.accept(event, false).map(drop)
     }
 
     /// [`enqueue`](Self::enqueue)s each event in turn.

@@ -314,8 +314,8 @@ impl Loader {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        for (_, tx) in waiting.into_values().flatten() {
-            crate::producer::receipt::lost(tx, &error);
+        for (_, slot) in waiting.into_values().flatten() {
+            slot.lose(&error);
         }
         let outcome = BatchOutcome {
             partition: String::new(),

@@ -1,21 +1,21 @@
 //! Receipts: one event's own result, for an application that waits on single events
 //! (an HTTP request answered once its event is stored) rather than reading outcomes.
 //!
-//! A receipt's sending half travels beside its batch (never inside the public
-//! [`Batch`](crate::Batch), which is cloned for every try), the way the batch's
-//! capacity does, and is resolved by the driver from the very outcome it queues on
-//! [`Outcomes`](crate::Outcomes): both see the event, and neither waits for the other.
+//! The receipts of a batch share one [`Slot`], made when the batch's first receipt is
+//! asked for: an event with a receipt costs a reference count, not an allocation. The
+//! slot travels beside its batch (never inside the public [`Batch`](crate::Batch),
+//! which is cloned for every try), the way the batch's capacity does, and the driver
+//! fills it from the very outcome it queues on [`Outcomes`](crate::Outcomes): both see
+//! the event, and neither waits for the other.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use tokio::sync::oneshot;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use super::outcome::BatchOutcome;
 use super::{EnqueueError, Producer};
-use crate::{Error, EventData};
+use crate::{Error, EventData, Events};
 
 impl Producer {
     /// Waits for room, then accepts the event, as [`enqueue`](Self::enqueue) does, and
@@ -30,9 +30,10 @@ impl Producer {
     /// they have an outcome); one that keeps it must read it, as ever, or the
     /// producer stops taking events.
     ///
-    /// A receipt costs one small allocation. To have many events in flight from one
-    /// task, enqueue them and await their receipts later (the example below); each
-    /// task of a server may also [`publish`](Self::publish) on a clone of the handle.
+    /// A receipt costs no allocation of its own: the receipts of a batch share one
+    /// record of its outcome. To have many events in flight from one task, enqueue them
+    /// and await their receipts later (the example below); each task of a server may
+    /// also [`publish`](Self::publish) on a clone of the handle.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -66,9 +67,8 @@ impl Producer {
         if let Err(error) = std::future::poll_fn(|cx| self.poll_reserve(cx)).await {
             return Err(EnqueueError::new(error, event));
         }
-        let (tx, receipt) = Receipt::new();
-        self.accept(event, Some(tx))?;
-        Ok(receipt)
+        let receipt = self.accept(event, true)?;
+        Ok(receipt.expect("asked for"))
     }
 
     /// Publishes one event and waits for its result: [`enqueue_with_receipt`] and
@@ -90,8 +90,86 @@ impl Producer {
 /// The result an event's [`Receipt`] resolves to.
 pub type Delivery = Result<Delivered, Failed>;
 
-/// Where the driver sends an event's result.
-pub(crate) type ReceiptTx = oneshot::Sender<Delivery>;
+/// The outcome of a batch (or of the part of one that a slot's events are), as its
+/// receipts read it.
+struct Resolution {
+    partition: Arc<str>,
+    /// The slot's events start here in the outcome.
+    offset: u32,
+    /// With idempotent retries, the outcome's first sequence number.
+    first_sequence: Option<i32>,
+    /// Why the batch failed, with its events (to hand each one back); `None` if it
+    /// was stored.
+    failure: Option<(Error, Events, String)>,
+}
+
+/// The shared record of a batch's outcome that its receipts wait on.
+#[derive(Default)]
+pub(crate) struct Slot {
+    resolution: OnceLock<Resolution>,
+    /// Receipts waiting on another task.
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("filled", &self.resolution.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// A receipt for the event at `position` among the slot's events.
+    pub(crate) fn receipt(self: &Arc<Self>, position: usize) -> Receipt {
+        Receipt {
+            slot: Some(self.clone()),
+            position: position as u32,
+        }
+    }
+
+    /// Fills the slot from `outcome`, whose events from `offset` on are the slot's,
+    /// and wakes its receipts.
+    fn resolve(&self, outcome: &BatchOutcome, offset: u32) {
+        let failure = outcome
+            .result
+            .as_ref()
+            .err()
+            .map(|e| (e.clone(), outcome.events.clone(), outcome.partition.clone()));
+        self.fill(Resolution {
+            partition: outcome.events.partition_shared(),
+            offset,
+            first_sequence: outcome.starting_sequence_number,
+            failure,
+        });
+    }
+
+    /// Fails the slot's events, which are lost (a spool backlog that cannot be read).
+    pub(crate) fn lose(&self, error: &Error) {
+        self.fill(Resolution {
+            partition: Arc::from(""),
+            offset: 0,
+            first_sequence: None,
+            failure: Some((error.clone(), Events::default(), String::new())),
+        });
+    }
+
+    fn fill(&self, resolution: Resolution) {
+        let _ = self.resolution.set(resolution);
+        let wakers = std::mem::take(&mut *lock(&self.wakers));
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The future of one event's result, from
 /// [`Producer::enqueue_with_receipt`](crate::Producer::enqueue_with_receipt): it
@@ -104,52 +182,92 @@ pub(crate) type ReceiptTx = oneshot::Sender<Delivery>;
 #[derive(Debug)]
 #[must_use = "a receipt does nothing unless awaited; drop it to ignore the result"]
 pub struct Receipt {
-    rx: oneshot::Receiver<Delivery>,
-}
-
-impl Receipt {
-    pub(crate) fn new() -> (ReceiptTx, Self) {
-        let (tx, rx) = oneshot::channel();
-        (tx, Self { rx })
-    }
+    /// Taken when the receipt resolves (it moves into the `Delivered`).
+    slot: Option<Arc<Slot>>,
+    position: u32,
 }
 
 impl Future for Receipt {
     type Output = Delivery;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Delivery> {
-        Pin::new(&mut self.rx).poll(cx).map(|sent| {
-            // Every accepted event's receipt is resolved with its outcome; the sending
-            // half goes unanswered only if the producer's driver died, which must not
-            // leave the caller waiting forever.
-            sent.unwrap_or_else(|_| {
-                Err(Failed {
-                    error: Error::connection("the producer stopped before the event's outcome"),
-                    event: None,
-                    partition: String::new(),
-                })
-            })
-        })
+        let Some(slot) = &self.slot else {
+            panic!("a Receipt polled after it resolved");
+        };
+        if slot.resolution.get().is_none() {
+            let mut wakers = lock(&slot.wakers);
+            // Checked again under the lock the driver takes after filling the slot,
+            // so the fill cannot slip in between.
+            if slot.resolution.get().is_none() {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+        }
+        let slot = self.slot.take().expect("checked above");
+        let position = self.position;
+        Poll::Ready(delivery(slot, position))
+    }
+}
+
+/// What a receipt resolves to, from its filled slot.
+fn delivery(slot: Arc<Slot>, position: u32) -> Delivery {
+    let resolution = slot.resolution.get().expect("filled");
+    match &resolution.failure {
+        None => Ok(Delivered { slot, position }),
+        Some((error, events, partition)) => Err(Failed {
+            error: error.clone(),
+            event: events
+                .get((resolution.offset + position) as usize)
+                .map(Box::new),
+            partition: partition.clone(),
+        }),
     }
 }
 
 /// The service stored the event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Delivered {
-    partition: Arc<str>,
-    sequence_number: Option<i32>,
+    /// The filled slot of the event's batch, shared with its other receipts.
+    slot: Arc<Slot>,
+    position: u32,
 }
 
 impl Delivered {
+    fn resolution(&self) -> &Resolution {
+        self.slot
+            .resolution
+            .get()
+            .expect("a delivered event's slot is filled")
+    }
+
     /// The partition id the event was stored in.
     pub fn partition(&self) -> &str {
-        &self.partition
+        &self.resolution().partition
     }
 
     /// With idempotent retries, the event's producer sequence number (the one the
     /// service deduplicates by); `None` otherwise.
     pub fn sequence_number(&self) -> Option<i32> {
-        self.sequence_number
+        let r = self.resolution();
+        r.first_sequence
+            .map(|first| eventhubs_protocol::sequence::advance(first, r.offset + self.position))
+    }
+}
+
+impl std::fmt::Debug for Delivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivered")
+            .field("partition", &self.partition())
+            .field("sequence_number", &self.sequence_number())
+            .finish()
+    }
+}
+
+impl PartialEq for Delivered {
+    fn eq(&self, other: &Self) -> bool {
+        self.partition() == other.partition() && self.sequence_number() == other.sequence_number()
     }
 }
 
@@ -230,68 +348,63 @@ impl std::error::Error for Failed {
     }
 }
 
-/// The receipts of a batch's events, by their place in it; empty (and unallocated)
-/// for a batch whose events have none.
+/// The receipt slots of a batch's events: its own (the receipts asked for as it
+/// filled), and those of events that joined it with a slot of their own (from the
+/// spool's backlog), each at the place its events start in the batch.
 #[derive(Debug, Default)]
-pub(crate) struct Receipts(Vec<(u32, ReceiptTx)>);
+pub(crate) struct Receipts {
+    own: Option<Arc<Slot>>,
+    joined: Vec<(u32, Arc<Slot>)>,
+}
 
 impl Receipts {
-    /// The receipt of the event at `position`.
-    pub(crate) fn push(&mut self, position: usize, tx: ReceiptTx) {
-        self.0.push((position as u32, tx));
+    /// A receipt for the event at `position` of the batch.
+    pub(crate) fn receipt(&mut self, position: usize) -> Receipt {
+        self.own.get_or_insert_with(Slot::new).receipt(position)
     }
 
-    /// One event's receipt.
-    pub(crate) fn one(tx: Option<ReceiptTx>) -> Self {
-        Self(tx.map(|tx| (0, tx)).into_iter().collect())
+    /// One event's receipts, held in `slot` (an event refused before batching).
+    pub(crate) fn of(slot: Option<Arc<Slot>>) -> Self {
+        Self {
+            own: slot,
+            joined: Vec::new(),
+        }
+    }
+
+    /// An event with a slot of its own joined the batch at `position`.
+    pub(crate) fn join(&mut self, position: usize, slot: Arc<Slot>) {
+        self.joined.push((position as u32, slot));
     }
 
     /// Takes over `later`'s receipts, whose events now follow `offset` events.
     pub(crate) fn merge(&mut self, offset: usize, later: Receipts) {
         let offset = offset as u32;
-        self.0
-            .extend(later.0.into_iter().map(|(i, tx)| (i + offset, tx)));
+        self.joined.extend(later.own.map(|slot| (offset, slot)));
+        self.joined.extend(
+            later
+                .joined
+                .into_iter()
+                .map(|(at, slot)| (at + offset, slot)),
+        );
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.own.is_none() && self.joined.is_empty()
     }
 
-    /// Answers each receipt from its batch's `outcome`.
+    /// Fills every slot from the batch's `outcome`.
     pub(crate) fn resolve(self, outcome: &BatchOutcome) {
-        for (position, tx) in self.0 {
-            answer(outcome, position as usize, tx);
+        if let Some(own) = self.own {
+            own.resolve(outcome, 0);
+        }
+        for (at, slot) in self.joined {
+            slot.resolve(outcome, at);
         }
     }
 }
 
-/// Answers the receipt of the event at `position` in `outcome`.
-pub(crate) fn answer(outcome: &BatchOutcome, position: usize, tx: ReceiptTx) {
-    // A dropped receipt costs nothing more: not even the decode of a failed event.
-    if tx.is_closed() {
-        return;
-    }
-    let delivery = match &outcome.result {
-        Ok(()) => Ok(Delivered {
-            partition: outcome.events.partition_shared(),
-            sequence_number: outcome
-                .starting_sequence_number
-                .map(|first| eventhubs_protocol::sequence::advance(first, position as u32)),
-        }),
-        Err(error) => Err(Failed {
-            error: error.clone(),
-            event: outcome.events.get(position).map(Box::new),
-            partition: outcome.partition.clone(),
-        }),
-    };
-    let _ = tx.send(delivery);
-}
-
-/// A receipt lost with the events it was for (a spool backlog that cannot be read).
-pub(crate) fn lost(tx: ReceiptTx, error: &Error) {
-    let _ = tx.send(Err(Failed {
-        error: error.clone(),
-        event: None,
-        partition: String::new(),
-    }));
+/// Fills the slot of the one event at `position` in `outcome` (an event that waited
+/// in the spool's backlog).
+pub(crate) fn answer(outcome: &BatchOutcome, position: usize, slot: &Slot) {
+    slot.resolve(outcome, position as u32);
 }

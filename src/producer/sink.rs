@@ -11,7 +11,7 @@ use tokio_util::sync::ReusableBoxFuture;
 use super::driver::Signal;
 use super::handle::CloseState;
 use super::lanes::{Entry, Outbox as _};
-use super::receipt::ReceiptTx;
+use super::receipt::{Receipt, Slot as ReceiptSlot};
 use super::{EnqueueError, Producer};
 use crate::batch::Batch;
 use crate::codec;
@@ -76,12 +76,12 @@ impl Producer {
     }
 
     /// Routes, encodes and adds the event to its partition's open batch; needs a
-    /// reserved slot. `receipt` is where its result goes, if anywhere.
+    /// reserved slot. Gives the event's receipt if `receipt` asks for one.
     pub(super) fn accept(
         &mut self,
         event: EventData,
-        receipt: Option<ReceiptTx>,
-    ) -> Result<(), EnqueueError> {
+        receipt: bool,
+    ) -> Result<Option<Receipt>, EnqueueError> {
         let slot = self.reservation.take();
         let spill = self.reservation.take_spill();
         if slot.is_none() && !spill {
@@ -145,15 +145,17 @@ impl Producer {
         }
         let (partition, error) = refused;
         let capacity = shared.capacity_of(slot, event.body().len());
+        let receipt_slot = receipt.then(ReceiptSlot::new);
+        let receipt = receipt_slot.as_ref().map(|s| s.receipt(0));
         let signal = Signal::Refused {
             partition,
             event: Box::new(event),
             error,
             capacity,
-            receipt,
+            receipt: receipt_slot,
         };
         match self.inbox.send(signal) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(receipt),
             Err(Signal::Refused { event, .. }) => Err(EnqueueError::new(Error::closed(), *event)),
             Err(_) => unreachable!("the signal sent was a refusal"),
         }
@@ -173,7 +175,7 @@ impl Sink<EventData> for Producer {
     }
 
     fn start_send(mut self: Pin<&mut Self>, event: EventData) -> Result<(), EnqueueError> {
-        self.accept(event, None)
+        self.accept(event, false).map(drop)
     }
 
     /// A hand-off: accepted events are already with the producer, so this is ready at

@@ -30,6 +30,12 @@ pub struct Settings {
     /// Store and forward with this spool durability (`group`, `100ms`, `os`), for the
     /// contenders that take it.
     pub spool: Option<String>,
+    /// Each event enqueued with a receipt, its result read from the receipt (not from
+    /// the outcome stream), for the contenders that take it.
+    pub receipts: bool,
+    /// The producer's delivery timeout, if not its default (for runs where a
+    /// partition never answers).
+    pub delivery_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -42,8 +48,8 @@ impl Settings {
             let name = name
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --name, got {name}"))?;
-            if name == "keyed" {
-                map.insert("keyed".to_string(), "true".to_string());
+            if name == "keyed" || name == "receipts" {
+                map.insert(name.to_string(), "true".to_string());
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
@@ -71,6 +77,12 @@ impl Settings {
             rate: take(&map, "rate", Some(0))?,
             deadline: Duration::from_secs(take(&map, "deadline-secs", Some(600))?),
             spool: map.get("spool").cloned(),
+            receipts: map.contains_key("receipts"),
+            delivery_timeout: map
+                .get("delivery-timeout-ms")
+                .map(|v| v.parse().map_err(|_| format!("--delivery-timeout-ms: bad value {v}")))
+                .transpose()?
+                .map(Duration::from_millis),
         };
         if settings.size < 16 {
             return Err("--size must be at least 16".into());
@@ -105,7 +117,8 @@ pub fn usage(error: String) -> ! {
     eprintln!(
         "usage: --connection-string CS --hub NAME --events N --partitions P \
          [--size B] [--keyed] [--pending N] [--max-wait-ms MS] [--rate EVENTS_PER_S] \
-         [--deadline-secs S] [--spool group|100ms|os]"
+         [--deadline-secs S] [--spool group|100ms|os] [--receipts] \
+         [--delivery-timeout-ms MS]"
     );
     std::process::exit(2)
 }

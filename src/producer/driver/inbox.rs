@@ -31,7 +31,7 @@ pub(crate) enum Signal {
         event: Box<EventData>,
         error: Error,
         capacity: Capacity,
-        receipt: Option<crate::producer::receipt::ReceiptTx>,
+        receipt: Option<std::sync::Arc<crate::producer::receipt::Slot>>,
     },
     /// An outcome known before the events reach a lane (events recovered from the
     /// spool that the service already stored, or that can no longer be published).

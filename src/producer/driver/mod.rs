@@ -218,14 +218,8 @@ impl Driver {
                     result: Err(error),
                     recovered: false,
                 };
-                self.report(
-                    state,
-                    outcome,
-                    (capacity, Receipts::one(receipt)),
-                    &[],
-                    None,
-                )
-                .await;
+                self.report(state, outcome, (capacity, Receipts::of(receipt)), &[], None)
+                    .await;
             }
             Signal::Settled { outcome, capacity } => {
                 self.report(state, *outcome, (capacity, Receipts::default()), &[], None)

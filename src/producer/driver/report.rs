@@ -87,8 +87,8 @@ impl Driver {
         let mut position = 0;
         for &(first, count) in outcome.events.spooled() {
             for index in first..first + u64::from(count) {
-                if let Some(tx) = of_partition.remove(&index) {
-                    receipt::answer(outcome, position, tx);
+                if let Some(slot) = of_partition.remove(&index) {
+                    receipt::answer(outcome, position, &slot);
                 }
                 position += 1;
             }

@@ -68,8 +68,8 @@ impl Shared {
                 .get_mut(id)
                 .and_then(|of_partition| of_partition.remove(&spooled))
         };
-        if let Some(tx) = receipt {
-            open.receipts.push(open.batch.len() - 1, tx);
+        if let Some(slot) = receipt {
+            open.receipts.join(open.batch.len() - 1, slot);
         }
         lane.accepted_bytes += body;
         taken();

@@ -18,7 +18,7 @@ use super::capacity::{Budget, Capacity, Settled, Slot};
 use crate::spool::Spool;
 use crate::Error;
 
-use super::receipt::{ReceiptTx, Receipts};
+use super::receipt::{Receipt, Receipts, Slot as ReceiptSlot};
 use super::stats::Stats;
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
@@ -27,7 +27,7 @@ use crate::route::Index;
 
 /// Receipts of the spool's backlog: by partition id, then by index in the spool.
 pub(crate) type BacklogReceipts =
-    std::collections::HashMap<String, std::collections::HashMap<u64, ReceiptTx>>;
+    std::collections::HashMap<String, std::collections::HashMap<u64, Arc<ReceiptSlot>>>;
 
 /// Where a lane tells the driver of a batch that opened (to arm its `max_wait`
 /// deadline) or was sealed (to publish it), under the lane's lock: the driver's inbox.
@@ -48,8 +48,8 @@ pub(crate) struct Entry {
     /// What it weighs in a batch, in bytes.
     pub(crate) cost: usize,
     pub(crate) slot: Option<Slot>,
-    /// Where its result goes, if it was enqueued with a receipt.
-    pub(crate) receipt: Option<ReceiptTx>,
+    /// Whether it was enqueued with a receipt.
+    pub(crate) receipt: bool,
 }
 
 /// A batch being sealed on its way to the driver.
@@ -252,7 +252,7 @@ impl Shared {
     /// driver must know. With a spool, the event is appended to it first, under the
     /// same lock, so the spool holds each partition's events in publishing order. If
     /// the producer was closed before the event got in, or the spool cannot take it,
-    /// the event comes back with the error.
+    /// the event comes back with the error. The event's receipt, if it asked for one.
     // The event comes back by value, as `TrySendError<T>` does in tokio.
     // Inlined into the handle's accept, its one caller: it runs once per event.
     #[inline]
@@ -263,7 +263,7 @@ impl Shared {
         partition: Index,
         id: &str,
         entry: Entry,
-    ) -> Result<(), (Error, EventData)> {
+    ) -> Result<Option<Receipt>, (Error, EventData)> {
         let Entry {
             event,
             encoded,
@@ -290,15 +290,17 @@ impl Shared {
                     if let Some(slot) = slot {
                         self.budget.unreserve(slot);
                     }
-                    if let Some(tx) = receipt {
+                    let receipt = receipt.then(|| {
+                        let slot = ReceiptSlot::new();
                         self.backlog_receipts
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .entry(id.to_owned())
                             .or_default()
-                            .insert(index, tx);
-                    }
-                    return Ok(());
+                            .insert(index, slot.clone());
+                        slot.receipt(0)
+                    });
+                    return Ok(receipt);
                 }
                 Ok((index, false)) => Some(index),
                 Err(error) => {
@@ -327,14 +329,12 @@ impl Shared {
             (false, None),
         );
         let open = lane.open.as_mut().expect("filled");
-        if let Some(tx) = receipt {
-            open.receipts.push(open.batch.len() - 1, tx);
-        }
+        let receipt = receipt.then(|| open.receipts.receipt(open.batch.len() - 1));
         self.budget.count_bytes(body);
         open.capacity.add(slot, body);
         lane.accepted_bytes += body;
         self.seal_if_full(&mut lane, out, partition);
-        Ok(())
+        Ok(receipt)
     }
 
     /// Puts an encoded event (`(pinned, encoding, cost)`) into the lane's open batch,

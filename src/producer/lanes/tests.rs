@@ -59,7 +59,7 @@ fn add(shared: &Shared, out: &Recorder, partition: Index, i: usize) {
         encoded,
         cost,
         slot: Some(slot),
-        receipt: None,
+        receipt: false,
     };
     assert!(shared.append(out, partition, &id, entry).is_ok());
 }
@@ -180,7 +180,7 @@ async fn an_event_after_close_is_handed_back() {
         encoded,
         cost,
         slot: Some(slot),
-        receipt: None,
+        receipt: false,
     };
     match shared.append(&out, Index(0), "0", entry) {
         Err((error, event)) => {

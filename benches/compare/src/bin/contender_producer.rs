@@ -1,11 +1,13 @@
 //! This producer as a contender: every event through `Producer::enqueue`, every
-//! outcome read from the `Outcomes` stream.
+//! outcome read from the `Outcomes` stream; or, with `--receipts`, every event through
+//! `Producer::enqueue_with_receipt` and every result read from its receipt.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use compare::{Settings, SharedReport, Window};
-use futures_util::StreamExt;
-use streaming_producer::{Durability, EventData, Producer, ProducerBuilder};
+use futures_util::{FutureExt, StreamExt};
+use streaming_producer::{Delivery, Durability, EventData, Producer, ProducerBuilder, Receipt};
 
 /// With `--spool POLICY`: store and forward in a fresh directory under the system's
 /// temporary one (removed at the end), synced as the policy says.
@@ -27,6 +29,9 @@ async fn main() {
     if let Some(policy) = &s.spool {
         builder = spooled(builder, policy, &spool_dir);
     }
+    if let Some(timeout) = s.delivery_timeout {
+        builder = builder.delivery_timeout(timeout);
+    }
     let (mut producer, mut outcomes) = match builder
         .connection_string(&s.connection_string)
         .hub(s.hub.clone())
@@ -47,7 +52,13 @@ async fn main() {
     let paced = s.rate > 0;
     let report = SharedReport::default();
     let reader_report = report.clone();
+    let receipts_only = s.receipts;
     let reader = tokio::spawn(async move {
+        if receipts_only {
+            // Results come from the receipts; nobody reads the outcomes.
+            drop(outcomes);
+            return;
+        }
         while let Some(outcome) = outcomes.next().await {
             let now = epoch.elapsed().as_nanos() as u64;
             let mut r = reader_report.lock().unwrap();
@@ -72,6 +83,17 @@ async fn main() {
     let keys = compare::keys();
     let written = compare::disk_write_bytes();
     let window = Window::start();
+    let mut receipts: VecDeque<Receipt> = VecDeque::new();
+    let count = |delivery: Delivery| {
+        let mut r = report.lock().unwrap();
+        match delivery {
+            Ok(_) => r.succeeded += 1,
+            Err(failed) => {
+                r.failed += 1;
+                r.first_error.get_or_insert_with(|| failed.to_string());
+            }
+        }
+    };
     let run = async {
         let paced_from = tokio::time::Instant::now();
         for i in 0..s.events {
@@ -80,13 +102,38 @@ async fn main() {
             if s.keyed {
                 event = event.with_partition_key(compare::key(&keys, i));
             }
-            if let Err(e) = producer.enqueue(event).await {
+            let enqueued = if s.receipts {
+                producer
+                    .enqueue_with_receipt(event)
+                    .await
+                    .map(|receipt| receipts.push_back(receipt))
+            } else {
+                producer.enqueue(event).await
+            };
+            if let Err(e) = enqueued {
                 eprintln!("contender_producer: enqueue failed: {}", e.error());
                 std::process::exit(1);
+            }
+            // The receipts resolved so far, in order (they resolve batch by batch).
+            // Unconstrained: this task seldom yields, and once its cooperative budget
+            // is spent tokio would answer "not yet" for a receipt already resolved.
+            while let Some(delivery) = receipts
+                .front_mut()
+                .and_then(|r| tokio::task::unconstrained(r).now_or_never())
+            {
+                receipts.pop_front();
+                count(delivery);
             }
         }
         if let Err(e) = producer.close().await {
             eprintln!("contender_producer: close failed: {e}");
+        }
+        for receipt in receipts.drain(..) {
+            count(receipt.await);
+        }
+        if s.receipts {
+            let stats = producer.stats().total;
+            report.lock().unwrap().batches = stats.batches_published + stats.batches_failed;
         }
         reader.await.expect("the outcome reader panicked");
     };

@@ -35,6 +35,9 @@ impl Emulator {
         cmd.args(["emulator", "--bind", "127.0.0.1:0"]);
         for c in &w.contenders {
             cmd.args(["--hub", &format!("{}:{}", c.hub(), w.partitions)]);
+            if let Some(fault) = c.faults() {
+                cmd.args(["--fault", &fault]);
+            }
         }
         // Bounded storage: three rounds of a million events stay well within memory.
         cmd.args(["--retention-bytes", &(16u64 << 20).to_string()]);
@@ -91,6 +94,7 @@ pub(crate) fn run_contender(
     if let Some(policy) = c.spool() {
         cmd.args(["--spool", policy]);
     }
+    cmd.args(c.flags());
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = cmd
         .stdout(Stdio::piped())

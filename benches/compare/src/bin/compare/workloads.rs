@@ -12,6 +12,11 @@ pub(crate) enum Contender {
     SpoolGroup,
     SpoolInterval,
     SpoolOs,
+    /// This producer with a receipt per event, results read from the receipts.
+    Receipts,
+    /// This producer on a hub whose partition 2 never answers (keyless routing
+    /// steers around it).
+    Stalled,
 }
 
 impl Contender {
@@ -20,7 +25,9 @@ impl Contender {
             Contender::Producer
             | Contender::SpoolGroup
             | Contender::SpoolInterval
-            | Contender::SpoolOs => "contender_producer",
+            | Contender::SpoolOs
+            | Contender::Receipts
+            | Contender::Stalled => "contender_producer",
             Contender::Sdk => "contender_sdk",
             Contender::Ceiling => "contender_ceiling",
         }
@@ -42,6 +49,8 @@ impl Contender {
             Contender::SpoolGroup => "spool-group",
             Contender::SpoolInterval => "spool-100ms",
             Contender::SpoolOs => "spool-os",
+            Contender::Receipts => "receipts",
+            Contender::Stalled => "stalled",
         }
     }
     pub(crate) fn label(self) -> &'static str {
@@ -52,6 +61,27 @@ impl Contender {
             Contender::SpoolGroup => "this producer, spool synced per group of appends",
             Contender::SpoolInterval => "this producer, spool synced every 100 ms",
             Contender::SpoolOs => "this producer, spool left to the OS (never synced)",
+            Contender::Receipts => "this producer, a receipt per event (`enqueue_with_receipt`)",
+            Contender::Stalled => "this producer, partition 2 stalled (adaptive keyless routing)",
+        }
+    }
+
+    /// Extra flags of its contender binary.
+    pub(crate) fn flags(self) -> &'static [&'static str] {
+        match self {
+            Contender::Receipts => &["--receipts"],
+            // The events routed to the stalled partition before the producer noticed
+            // fail after this, so that the run ends.
+            Contender::Stalled => &["--delivery-timeout-ms", "3000"],
+            _ => &[],
+        }
+    }
+
+    /// The emulator's fault scripts for its hub.
+    pub(crate) fn faults(self) -> Option<String> {
+        match self {
+            Contender::Stalled => Some(format!("stall,hub={},partition=2", self.hub())),
+            _ => None,
         }
     }
 }
@@ -91,6 +121,12 @@ impl Workload {
         if self.contenders.iter().any(|c| c.spool().is_some()) {
             label.push_str(", store and forward");
         }
+        if self.contenders.contains(&Contender::Receipts) {
+            label.push_str(", receipts");
+        }
+        if self.contenders.contains(&Contender::Stalled) {
+            label.push_str(", one partition stalled");
+        }
         label
     }
 }
@@ -126,12 +162,24 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
         contenders: vec![Producer, SpoolGroup, SpoolInterval, SpoolOs],
         ..w(100, 4, false, 6000, events)
     };
+    // A receipt per event, beside plain enqueue.
+    let receipts = |events| Workload {
+        contenders: vec![Producer, Receipts],
+        ..w(100, 4, false, 6000, events)
+    };
+    // Keyless over 4 partitions with one stalled, beside all healthy.
+    let stalled = |events| Workload {
+        contenders: vec![Producer, Stalled],
+        ..w(100, 4, false, 6000, events)
+    };
     if smoke {
         return vec![
             w(100, 4, false, 6000, 5000),
             w(100, 4, true, 6000, 5000),
             latency(2000),
             spooled(5000),
+            receipts(5000),
+            stalled(20_000),
         ];
     }
     let mut all = Vec::new();
@@ -157,5 +205,7 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
     }
     all.push(latency(20_000));
     all.push(spooled(1_000_000));
+    all.push(receipts(1_000_000));
+    all.push(stalled(1_000_000));
     all
 }
