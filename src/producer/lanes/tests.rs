@@ -187,7 +187,7 @@ async fn an_event_after_close_is_handed_back() {
             assert!(error.is_closed());
             assert_eq!(event.body().as_ref(), b"late");
         }
-        Ok(()) => panic!("accepted after close"),
+        Ok(_) => panic!("accepted after close"),
     }
     assert_eq!(shared.budget.events.available_permits(), 100_000);
     assert_eq!(shared.total_pending(2), 0);
