@@ -61,6 +61,11 @@ impl Window {
         }
     }
 
+    /// The elapsed wall time and this process's CPU time so far.
+    pub fn mark(&self) -> (Duration, Duration) {
+        (self.started.elapsed(), cpu_time().saturating_sub(self.cpu))
+    }
+
     /// Ends the window: the elapsed wall time and this process's CPU time within it.
     pub fn finish(&self) -> (Duration, Duration) {
         (self.started.elapsed(), cpu_time().saturating_sub(self.cpu))

@@ -42,7 +42,16 @@ pub type SharedReport = Arc<Mutex<Report>>;
 /// Ends a run: the window's figures and peak RSS added to what was reported so far,
 /// printed as the `RESULT` line.
 pub fn finish(report: &SharedReport, window: &Window, settings: &Settings, timed_out: bool) {
-    let (elapsed, cpu) = window.finish();
+    finish_at(report, window.finish(), settings, timed_out);
+}
+
+/// As [`finish`], with the window closed at `(elapsed, cpu)`, a mark taken earlier.
+pub fn finish_at(
+    report: &SharedReport,
+    (elapsed, cpu): (std::time::Duration, std::time::Duration),
+    settings: &Settings,
+    timed_out: bool,
+) {
     let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.elapsed = elapsed;
     report.cpu = cpu;

@@ -36,6 +36,10 @@ pub struct Settings {
     /// The producer's delivery timeout, if not its default (for runs where a
     /// partition never answers).
     pub delivery_timeout: Option<Duration>,
+    /// The window closes with the last event stored rather than the last outcome:
+    /// events a stalled partition holds fail only at their delivery timeout, which
+    /// says nothing of the rate the others were published at.
+    pub until_stored: bool,
 }
 
 impl Settings {
@@ -48,7 +52,7 @@ impl Settings {
             let name = name
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --name, got {name}"))?;
-            if name == "keyed" || name == "receipts" {
+            if name == "keyed" || name == "receipts" || name == "until-stored" {
                 map.insert(name.to_string(), "true".to_string());
                 continue;
             }
@@ -78,6 +82,7 @@ impl Settings {
             deadline: Duration::from_secs(take(&map, "deadline-secs", Some(600))?),
             spool: map.get("spool").cloned(),
             receipts: map.contains_key("receipts"),
+            until_stored: map.contains_key("until-stored"),
             delivery_timeout: map
                 .get("delivery-timeout-ms")
                 .map(|v| v.parse().map_err(|_| format!("--delivery-timeout-ms: bad value {v}")))
@@ -118,7 +123,7 @@ pub fn usage(error: String) -> ! {
         "usage: --connection-string CS --hub NAME --events N --partitions P \
          [--size B] [--keyed] [--pending N] [--max-wait-ms MS] [--rate EVENTS_PER_S] \
          [--deadline-secs S] [--spool group|100ms|os] [--receipts] \
-         [--delivery-timeout-ms MS]"
+         [--delivery-timeout-ms MS] [--until-stored]"
     );
     std::process::exit(2)
 }

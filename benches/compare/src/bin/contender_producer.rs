@@ -53,6 +53,10 @@ async fn main() {
     let report = SharedReport::default();
     let reader_report = report.clone();
     let receipts_only = s.receipts;
+    let window = std::sync::Arc::new(Window::start());
+    // When the last event was stored: the window's end with --until-stored.
+    let last_stored = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (reader_window, reader_stored) = (window.clone(), last_stored.clone());
     let reader = tokio::spawn(async move {
         if receipts_only {
             // Results come from the receipts; nobody reads the outcomes.
@@ -65,7 +69,10 @@ async fn main() {
             r.batches += 1;
             let n = outcome.events.len() as u64;
             match &outcome.result {
-                Ok(()) => r.succeeded += n,
+                Ok(()) => {
+                    r.succeeded += n;
+                    *reader_stored.lock().unwrap() = Some(reader_window.mark());
+                }
                 Err(e) => {
                     r.failed += n;
                     r.first_error.get_or_insert_with(|| e.to_string());
@@ -82,7 +89,6 @@ async fn main() {
     });
     let keys = compare::keys();
     let written = compare::disk_write_bytes();
-    let window = Window::start();
     let mut receipts: VecDeque<Receipt> = VecDeque::new();
     let count = |delivery: Delivery| {
         let mut r = report.lock().unwrap();
@@ -143,6 +149,10 @@ async fn main() {
             Some(compare::disk_write_bytes().saturating_sub(written));
         let _ = std::fs::remove_dir_all(&spool_dir);
     }
-    compare::finish(&report, &window, &s, timed_out);
+    let stored_at = *last_stored.lock().unwrap();
+    match stored_at {
+        Some(mark) if s.until_stored => compare::finish_at(&report, mark, &s, timed_out),
+        _ => compare::finish(&report, &window, &s, timed_out),
+    }
     std::process::exit(0);
 }

@@ -126,6 +126,26 @@ pub(crate) fn report(
             )
             .unwrap();
         }
+        if w.contenders.contains(&Contender::Stalled) {
+            writeln!(
+                md,
+                "One partition stalled: the emulator stores nothing sent to partition 2 and \
+                 never answers (`stall,partition=2`). The events routed there before the \
+                 producer steered away fail at a 3 s delivery timeout, so this row's window \
+                 closes with the last event stored; a target is at least 70% of the healthy \
+                 producer's events/s.\n"
+            )
+            .unwrap();
+        }
+        if w.contenders.contains(&Contender::Receipts) {
+            writeln!(
+                md,
+                "Receipts: each event through `enqueue_with_receipt`, its result read from the \
+                 receipt (the outcome stream dropped); a target is at most 1.5× the client \
+                 CPU per event of plain `enqueue`.\n"
+            )
+            .unwrap();
+        }
         writeln!(
             md,
             "| contender | events/s (range) | vs this producer | client CPU-µs/event | peak RSS | events/batch | batch fill |{}",

@@ -72,7 +72,7 @@ impl Contender {
             Contender::Receipts => &["--receipts"],
             // The events routed to the stalled partition before the producer noticed
             // fail after this, so that the run ends.
-            Contender::Stalled => &["--delivery-timeout-ms", "3000"],
+            Contender::Stalled => &["--delivery-timeout-ms", "3000", "--until-stored"],
             _ => &[],
         }
     }
