@@ -9,6 +9,9 @@
 //!   exactly one, succeeded, failed (with the [`Error`] and the events) or abandoned.
 //!   The producer keeps a pending event only as it will be written on the wire; an
 //!   outcome's [`Events`] decode it back when read.
+//! - An event may also get a [`Receipt`] of its own
+//!   ([`Producer::enqueue_with_receipt`], [`Producer::publish`]): a future of its result,
+//!   [`Delivered`] or [`Failed`] with the event back.
 //! - Between the two, each partition has its own tower stack of public layers
 //!   (tower's concurrency limit, retry and timeout, idempotency, tracing; see
 //!   [`stack`]) over [`AmqpSend`], the base service that publishes a [`Batch`] on an
@@ -80,6 +83,23 @@
 //!   fate is unknown keeps its numbers and is tried again until the service
 //!   acknowledges it or its delivery timeout passes.
 //!
+//! # Receipts, adaptive routing and statistics
+//!
+//! - **Receipts**: [`Producer::publish`] waits for one event's result, as Kafka's
+//!   `FutureProducer::send` does; [`Producer::enqueue_with_receipt`] returns the
+//!   [`Receipt`] once the event is accepted, to await later. Receipts and [`Outcomes`]
+//!   see the same outcome, and neither waits for the other: an application that needs
+//!   only receipts drops its `Outcomes`.
+//! - **Adaptive keyless routing** ([`ProducerBuilder::adaptive_routing`], on by
+//!   default): each run of keyless events goes to the least loaded partition, and none
+//!   to a partition that is failing or has had batches outstanding without an outcome
+//!   for [`ProducerBuilder::partition_availability_timeout`] (throttled, stalled,
+//!   waiting for credit, re-attaching), until it recovers. Keyed and partition-id
+//!   events are never moved.
+//! - **Statistics**: [`Producer::stats`] is a [`ProducerStats`] snapshot per partition
+//!   and in total (pending, in flight, published, failed, retries, the last error,
+//!   batch fill, send latency percentiles), `serde::Serialize` with the `serde` feature.
+//!
 //! # Store and forward
 //!
 //! Without a spool, the events between acceptance and outcome live only in memory: a
@@ -137,6 +157,7 @@
 //! | .NET | Kafka producer | here |
 //! |---|---|---|
 //! | `EnqueueEventAsync`, `EnqueueEventsAsync` | `send` | [`Producer::enqueue`], [`Producer::enqueue_all`], or the [`Sink`](futures_sink::Sink) (`send`, `send_all`, `forward`) |
+//! | — | `send` with its future (rdkafka's `FutureProducer::send`) | [`Producer::publish`], or [`Producer::enqueue_with_receipt`] and its [`Receipt`] |
 //! | `SendEventBatchSucceededAsync` handler | the send callback, on success | an item of [`Outcomes`] whose `result` is `Ok(())` |
 //! | `SendEventBatchFailedAsync` handler | the send callback, with an exception | an item of [`Outcomes`] whose `result` is the [`Error`], with the events |
 //! | `FlushAsync` | `flush` | [`Producer::flush`] (and [`Producer::flush_partition`]) |
@@ -154,6 +175,8 @@
 //! | `Identifier` | `client.id` | [`ProducerBuilder::identifier`] |
 //! | `SendEventOptions.PartitionKey`, `.PartitionId` | the record's key, partition | [`EventData::with_partition_key`], [`EventData::with_partition_id`] |
 //! | — | `partitioner.class` | [`ProducerBuilder::partitioner`] |
+//! | — | `partitioner.availability.timeout.ms`, `partitioner.adaptive.partitioning.enable` | [`ProducerBuilder::partition_availability_timeout`], [`ProducerBuilder::adaptive_routing`] |
+//! | — | `statistics.interval.ms` and the statistics callback | [`Producer::stats`] |
 //! | — | interceptors | [`ProducerBuilder::layer`] (any tower layer), [`ProducerBuilder::stack`], [`ProducerBuilder::trace`] hooks |
 //! | `new(connectionString, eventHubName)` | `bootstrap.servers` with SASL | [`ProducerBuilder::connection_string`] and [`ProducerBuilder::hub`] |
 //! | `new(fullyQualifiedNamespace, eventHubName, credential)` | | [`ProducerBuilder::fully_qualified_namespace`], [`ProducerBuilder::hub`], [`ProducerBuilder::credential`] |
@@ -166,13 +189,16 @@
 //! - `opentelemetry`: stamps the current `tracing` span's W3C trace context on each
 //!   event (`traceparent`, `Diagnostic-Id`) through `tracing-opentelemetry`, and
 //!   records OpenTelemetry metrics (`messaging.client.sent.messages`,
-//!   `messaging.client.operation.duration`, `eventhubs.producer.pending_events`) from
-//!   the global meter provider as it is when the producer is built.
+//!   `messaging.client.operation.duration`, `eventhubs.producer.pending_events`,
+//!   `eventhubs.producer.published_events`, `eventhubs.producer.failed_events`,
+//!   `eventhubs.producer.retries`) from the global meter provider as it is when the
+//!   producer is built.
+//! - `serde`: `serde::Serialize` for [`ProducerStats`] and its parts.
 //! - `otlp`: only for the `otel_export` example, which then exports over OTLP/HTTP.
 //! - `azure-identity`: `AzureTokenCredential` adapts `azure_core`'s `TokenCredential`,
 //!   so `azure_identity`'s `DefaultAzureCredential` (or any Entra ID credential) can
 //!   authenticate the producer with [`ProducerBuilder::credential`]. It needs Rust 1.88
-//!   (azure_core's minimum; the crate otherwise builds with 1.85).
+//!   (azure_core's minimum; the crate needs 1.89 in any case).
 //!
 //! Without features, each publish try is still a `tracing` span (`eventhubs.publish`)
 //! with the OpenTelemetry messaging attributes.

@@ -129,6 +129,7 @@ impl Slot {
         Receipt {
             slot: Some(self.clone()),
             position: position as u32,
+            waker: None,
         }
     }
 
@@ -185,13 +186,17 @@ pub struct Receipt {
     /// Taken when the receipt resolves (it moves into the `Delivered`).
     slot: Option<Arc<Slot>>,
     position: u32,
+    /// Where this receipt's waker is among the slot's, once it waited: a batch's
+    /// receipts may wait on as many tasks, so a poll again must not search them all.
+    waker: Option<usize>,
 }
 
 impl Future for Receipt {
     type Output = Delivery;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Delivery> {
-        let Some(slot) = &self.slot else {
+        let this = &mut *self;
+        let Some(slot) = &this.slot else {
             panic!("a Receipt polled after it resolved");
         };
         if slot.resolution.get().is_none() {
@@ -199,8 +204,13 @@ impl Future for Receipt {
             // Checked again under the lock the driver takes after filling the slot,
             // so the fill cannot slip in between.
             if slot.resolution.get().is_none() {
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
+                match this.waker.and_then(|i| wakers.get_mut(i)) {
+                    Some(known) if known.will_wake(cx.waker()) => {}
+                    Some(known) => known.clone_from(cx.waker()),
+                    None => {
+                        this.waker = Some(wakers.len());
+                        wakers.push(cx.waker().clone());
+                    }
                 }
                 return Poll::Pending;
             }
