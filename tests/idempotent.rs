@@ -7,6 +7,9 @@ use std::time::Duration;
 use eventhubs_emulator::{Emulator, EmulatorHandle};
 use futures_util::StreamExt;
 use serde_amqp::Value;
+
+mod common;
+use common::annotation;
 use streaming_producer::{Batch, BatchOutcome, EventData, Outcomes, Producer, RetryPolicy};
 
 async fn emulator(partitions: u32) -> EmulatorHandle {
@@ -38,30 +41,19 @@ fn quick_retries() -> RetryPolicy {
 
 /// Body, sequence number, producer id and epoch of each stored event.
 fn stored(emulator: &EmulatorHandle, partition: &str) -> Vec<(String, i32, i64, i16)> {
-    let annotation = |m: &fe2o3_amqp::types::messaging::Message<_>, name: &str| {
-        let annotations: &Option<fe2o3_amqp::types::messaging::MessageAnnotations> =
-            &m.message_annotations;
-        annotations
-            .as_ref()
-            .and_then(|a| {
-                a.0.get(&fe2o3_amqp::types::messaging::annotations::OwnedKey::Symbol(name.into()))
-            })
-            .cloned()
-    };
     emulator
         .events("eh1", partition)
         .unwrap()
         .iter()
         .map(|e| {
-            let m = e.message().unwrap();
-            let Some(Value::Int(seq)) = annotation(&m, "com.microsoft:producer-sequence-number")
+            let Some(Value::Int(seq)) = annotation(e, "com.microsoft:producer-sequence-number")
             else {
                 panic!("no sequence number")
             };
-            let Some(Value::Long(id)) = annotation(&m, "com.microsoft:producer-id") else {
+            let Some(Value::Long(id)) = annotation(e, "com.microsoft:producer-id") else {
                 panic!("no producer id")
             };
-            let Some(Value::Short(epoch)) = annotation(&m, "com.microsoft:producer-epoch") else {
+            let Some(Value::Short(epoch)) = annotation(e, "com.microsoft:producer-epoch") else {
                 panic!("no epoch")
             };
             (String::from_utf8(e.body()).unwrap(), seq, id, epoch)

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use eventhubs_emulator::EmulatorHandle;
-use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use serde_amqp::Value;
 use streaming_producer::{EventData, Producer, RetryPolicy};
 
@@ -21,13 +20,12 @@ fn sequence_numbers(emulator: &EmulatorHandle, partition: &str) -> HashMap<Strin
         .unwrap()
         .iter()
         .map(|e| {
-            let m = e.message().unwrap();
-            let key = OwnedKey::Symbol("com.microsoft:producer-sequence-number".into());
-            let seq = m.message_annotations.as_ref().and_then(|a| a.0.get(&key));
-            let Some(Value::Int(seq)) = seq else {
+            let Some(Value::Int(seq)) =
+                common::annotation(e, "com.microsoft:producer-sequence-number")
+            else {
                 panic!("no sequence number")
             };
-            (String::from_utf8(e.body()).unwrap(), *seq)
+            (String::from_utf8(e.body()).unwrap(), seq)
         })
         .collect()
 }

@@ -95,3 +95,16 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The message annotation `name` of a stored event (such as
+/// `com.microsoft:producer-sequence-number`), if it has one.
+#[allow(dead_code)]
+pub(crate) fn annotation(
+    event: &eventhubs_emulator::StoredEvent,
+    name: &str,
+) -> Option<serde_amqp::Value> {
+    use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+    let message = event.message().expect("a stored event decodes");
+    let annotations = message.message_annotations?;
+    annotations.0.get(&OwnedKey::Symbol(name.into())).cloned()
+}
