@@ -180,3 +180,35 @@ async fn a_failing_partition_is_avoided_and_switched_off_it_is_not() {
         producer.close().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_availability_timeout_of_any_length_is_taken() {
+    let emulator = emulator(2).await;
+    emulator.add_fault(
+        "reject,condition=amqp:unauthorized-access,partition=1"
+            .parse()
+            .unwrap(),
+    );
+    let (mut producer, _outcomes) = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .max_wait(Duration::from_millis(1))
+        .partition_availability_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let failed = producer
+            .publish(EventData::new("x").with_partition_id("1"))
+            .await
+            .unwrap_err();
+        assert!(failed.error().condition().is_some(), "{failed}");
+    }
+    assert!(!producer.stats().partitions[1].available);
+    producer.close().await.unwrap();
+    let zero = Producer::builder()
+        .connection_string(&emulator.connection_string_for("eh1"))
+        .partition_availability_timeout(Duration::ZERO)
+        .build()
+        .await;
+    assert!(zero.unwrap_err().is_config());
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::state::State;
+use super::timer::far_future;
 use super::Driver;
 use crate::route::Index;
 use crate::Error;
@@ -22,6 +23,12 @@ impl Driver {
     /// so a partition is avoided within a quarter of it after it ran out.
     fn health_tick(&self) -> Duration {
         (self.availability_timeout / 4).max(Duration::from_millis(1))
+    }
+
+    /// The next check, `health_tick` from `now` (however long the timeout).
+    fn next_check(&self, now: Instant) -> Instant {
+        now.checked_add(self.health_tick())
+            .unwrap_or_else(far_future)
     }
 
     /// `events` events of `partition` were sealed; it had nothing outstanding if
@@ -43,7 +50,7 @@ impl Driver {
         }
         state
             .next_health_check
-            .get_or_insert_with(|| Instant::now() + self.health_tick());
+            .get_or_insert_with(|| self.next_check(Instant::now()));
     }
 
     /// An outcome of `partition` was reported: it made progress, and failed or not.
@@ -72,18 +79,21 @@ impl Driver {
             Err(_) => {
                 let doublings = p.failures.min(MAX_DOUBLINGS);
                 p.failures = p.failures.saturating_add(1);
-                p.failing_until = Some(now + self.availability_timeout * (1 << doublings));
-                state
-                    .next_health_check
-                    .get_or_insert_with(|| now + self.health_tick());
+                let avoided = self
+                    .availability_timeout
+                    .checked_mul(1 << doublings)
+                    .unwrap_or(Duration::MAX);
+                p.failing_until = Some(now.checked_add(avoided).unwrap_or_else(far_future));
+                let next = self.next_check(now);
+                state.next_health_check.get_or_insert(next);
             }
         }
         let p = &state.partitions[partition];
         self.set_avoid(partition, p.failing_until.is_some());
     }
 
-    /// Marks partitions late or recovered; returns when to check again (`None`:
-    /// nothing is outstanding or failing, so nothing can change until then).
+    /// Marks partitions late or recovered, and sets when to check again (not at all
+    /// while nothing is outstanding or failing: nothing can change until then).
     pub(super) fn check_health(&self, state: &mut State) {
         let now = Instant::now();
         let mut again = false;
@@ -100,7 +110,7 @@ impl Driver {
             let avoid = late || p.failing_until.is_some();
             self.set_avoid(i, avoid);
         }
-        state.next_health_check = again.then(|| now + self.health_tick());
+        state.next_health_check = again.then(|| self.next_check(now));
     }
 
     fn set_avoid(&self, partition: Index, avoid: bool) {
