@@ -85,7 +85,10 @@ impl Settings {
             until_stored: map.contains_key("until-stored"),
             delivery_timeout: map
                 .get("delivery-timeout-ms")
-                .map(|v| v.parse().map_err(|_| format!("--delivery-timeout-ms: bad value {v}")))
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| format!("--delivery-timeout-ms: bad value {v}"))
+                })
                 .transpose()?
                 .map(Duration::from_millis),
         };

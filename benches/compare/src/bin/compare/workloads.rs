@@ -77,6 +77,12 @@ impl Contender {
         }
     }
 
+    /// Whether some of its events fail by design (those a stalled partition held
+    /// before the producer steered away from it).
+    pub(crate) fn expects_failures(self) -> bool {
+        self == Contender::Stalled
+    }
+
     /// The emulator's fault scripts for its hub.
     pub(crate) fn faults(self) -> Option<String> {
         match self {
