@@ -8,6 +8,7 @@
 //! fills it from the very outcome it queues on [`Outcomes`](crate::Outcomes): both see
 //! the event, and neither waits for the other.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -149,8 +150,13 @@ impl Slot {
         });
     }
 
-    /// Fails the slot's events, which are lost (a spool backlog that cannot be read).
+    /// Fails the slot's events, which are lost (a spool backlog that cannot be read,
+    /// or a producer that stopped without their outcome). A slot already filled
+    /// keeps what it has.
     pub(crate) fn lose(&self, error: &Error) {
+        if self.resolution.get().is_some() {
+            return;
+        }
         self.fill(Resolution {
             partition: Arc::from(""),
             offset: 0,
@@ -387,15 +393,12 @@ impl Receipts {
     }
 
     /// Takes over `later`'s receipts, whose events now follow `offset` events.
-    pub(crate) fn merge(&mut self, offset: usize, later: Receipts) {
+    pub(crate) fn merge(&mut self, offset: usize, mut later: Receipts) {
         let offset = offset as u32;
-        self.joined.extend(later.own.map(|slot| (offset, slot)));
-        self.joined.extend(
-            later
-                .joined
-                .into_iter()
-                .map(|(at, slot)| (at + offset, slot)),
-        );
+        self.joined
+            .extend(later.own.take().map(|slot| (offset, slot)));
+        self.joined
+            .extend(later.joined.drain(..).map(|(at, slot)| (at + offset, slot)));
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -403,13 +406,68 @@ impl Receipts {
     }
 
     /// Fills every slot from the batch's `outcome`.
-    pub(crate) fn resolve(self, outcome: &BatchOutcome) {
-        if let Some(own) = self.own {
+    pub(crate) fn resolve(mut self, outcome: &BatchOutcome) {
+        if let Some(own) = self.own.take() {
             own.resolve(outcome, 0);
         }
-        for (at, slot) in self.joined {
+        for (at, slot) in self.joined.drain(..) {
             slot.resolve(outcome, at);
         }
+    }
+}
+
+/// The producer stopped without the events' outcome.
+fn stopped() -> Error {
+    Error::connection("the producer stopped before the event's outcome")
+}
+
+/// Receipts dropped without their batch's outcome (the producer's driver stopped)
+/// fail rather than leave their awaiters waiting forever.
+impl Drop for Receipts {
+    fn drop(&mut self) {
+        for slot in self.own.iter().chain(self.joined.iter().map(|(_, s)| s)) {
+            slot.lose(&stopped());
+        }
+    }
+}
+
+/// The receipts of the spool's backlog: by partition id, then by index in the spool
+/// (the backlog is on disk; its events' receipts wait here).
+#[derive(Debug, Default)]
+pub(crate) struct BacklogReceipts(HashMap<String, HashMap<u64, Arc<Slot>>>);
+
+impl BacklogReceipts {
+    /// Keeps the receipt slot of the backlog's event `index` of `partition`.
+    pub(crate) fn insert(&mut self, partition: &str, index: u64, slot: Arc<Slot>) {
+        self.0
+            .entry(partition.to_owned())
+            .or_default()
+            .insert(index, slot);
+    }
+
+    /// Takes the receipt slot of the backlog's event `index` of `partition`.
+    pub(crate) fn take(&mut self, partition: &str, index: u64) -> Option<Arc<Slot>> {
+        self.0.get_mut(partition)?.remove(&index)
+    }
+
+    /// The receipt slots of `partition`, if it has any.
+    pub(crate) fn of(&mut self, partition: &str) -> Option<&mut HashMap<u64, Arc<Slot>>> {
+        self.0.get_mut(partition)
+    }
+
+    /// Fails every slot, with `error`: their events are lost.
+    pub(crate) fn lose_all(&mut self, error: &Error) {
+        for slot in self.0.drain().flat_map(|(_, slots)| slots.into_values()) {
+            slot.lose(error);
+        }
+    }
+}
+
+/// Slots still here when the producer is gone fail rather than leave their receipts
+/// waiting forever.
+impl Drop for BacklogReceipts {
+    fn drop(&mut self) {
+        self.lose_all(&stopped());
     }
 }
 
@@ -417,4 +475,48 @@ impl Receipts {
 /// in the spool's backlog).
 pub(crate) fn answer(outcome: &BatchOutcome, position: usize, slot: &Slot) {
     slot.resolve(outcome, position as u32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn receipts_dropped_without_an_outcome_fail_instead_of_waiting_forever() {
+        let mut receipts = Receipts::default();
+        let first = receipts.receipt(0);
+        let second = receipts.receipt(1);
+        let mut backlog = BacklogReceipts::default();
+        let spilled = Slot::new();
+        backlog.insert("0", 7, spilled.clone());
+        let third = spilled.receipt(0);
+        drop(receipts);
+        drop(backlog);
+        for receipt in [first, second, third] {
+            let failed = receipt.await.unwrap_err();
+            assert!(failed.error().to_string().contains("stopped"), "{failed}");
+            assert!(failed.event().is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receipt_waiting_on_another_task_is_woken_by_the_outcome() {
+        let mut receipts = Receipts::default();
+        let receipt = receipts.receipt(2);
+        let waiting = tokio::spawn(receipt);
+        tokio::task::yield_now().await;
+        let events = Events::from_encoded("3", Vec::new(), Vec::new());
+        let outcome = BatchOutcome {
+            partition: "3".into(),
+            events,
+            size_in_bytes: 0,
+            starting_sequence_number: Some(i32::MAX - 1),
+            result: Ok(()),
+            recovered: false,
+        };
+        receipts.resolve(&outcome);
+        let delivered = waiting.await.unwrap().unwrap();
+        assert_eq!(delivered.partition(), "3");
+        assert_eq!(delivered.sequence_number(), Some(0), "wraps past i32::MAX");
+    }
 }

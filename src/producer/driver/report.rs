@@ -81,7 +81,7 @@ impl Driver {
             .backlog_receipts
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let Some(of_partition) = waiting.get_mut(&outcome.partition) else {
+        let Some(of_partition) = waiting.of(&outcome.partition) else {
             return;
         };
         let mut position = 0;

@@ -64,9 +64,7 @@ impl Shared {
                 .backlog_receipts
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            waiting
-                .get_mut(id)
-                .and_then(|of_partition| of_partition.remove(&spooled))
+            waiting.take(id, spooled)
         };
         if let Some(slot) = receipt {
             open.receipts.join(open.batch.len() - 1, slot);

@@ -18,16 +18,12 @@ use super::capacity::{Budget, Capacity, Settled, Slot};
 use crate::spool::Spool;
 use crate::Error;
 
-use super::receipt::{Receipt, Receipts, Slot as ReceiptSlot};
+use super::receipt::{BacklogReceipts, Receipt, Receipts, Slot as ReceiptSlot};
 use super::stats::Stats;
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
 use crate::pool::BufferPool;
 use crate::route::Index;
-
-/// Receipts of the spool's backlog: by partition id, then by index in the spool.
-pub(crate) type BacklogReceipts =
-    std::collections::HashMap<String, std::collections::HashMap<u64, Arc<ReceiptSlot>>>;
 
 /// Where a lane tells the driver of a batch that opened (to arm its `max_wait`
 /// deadline) or was sealed (to publish it), under the lane's lock: the driver's inbox.
@@ -295,9 +291,7 @@ impl Shared {
                         self.backlog_receipts
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .entry(id.to_owned())
-                            .or_default()
-                            .insert(index, slot.clone());
+                            .insert(id, index, slot.clone());
                         slot.receipt(0)
                     });
                     return Ok(receipt);
