@@ -139,15 +139,21 @@ async fn a_throttled_partition_gets_no_keyless_events_until_it_recovers() {
     avoided_then_recovered("throttle,partition=2").await;
 }
 
+/// Two partitions, the second refusing every batch with a condition not worth a retry.
+async fn refusing_partition_1() -> EmulatorHandle {
+    let emulator = emulator(2).await;
+    emulator.add_fault(
+        "reject,condition=amqp:unauthorized-access,partition=1"
+            .parse()
+            .unwrap(),
+    );
+    emulator
+}
+
 #[tokio::test]
 async fn a_failing_partition_is_avoided_and_switched_off_it_is_not() {
     for adaptive in [true, false] {
-        let emulator = emulator(2).await;
-        emulator.add_fault(
-            "reject,condition=amqp:unauthorized-access,partition=1"
-                .parse()
-                .unwrap(),
-        );
+        let emulator = refusing_partition_1().await;
         let (mut producer, _outcomes) = Producer::builder()
             .connection_string(&emulator.connection_string_for("eh1"))
             .max_wait(Duration::from_millis(1))
@@ -183,12 +189,7 @@ async fn a_failing_partition_is_avoided_and_switched_off_it_is_not() {
 
 #[tokio::test]
 async fn an_availability_timeout_of_any_length_is_taken() {
-    let emulator = emulator(2).await;
-    emulator.add_fault(
-        "reject,condition=amqp:unauthorized-access,partition=1"
-            .parse()
-            .unwrap(),
-    );
+    let emulator = refusing_partition_1().await;
     let (mut producer, _outcomes) = Producer::builder()
         .connection_string(&emulator.connection_string_for("eh1"))
         .max_wait(Duration::from_millis(1))
