@@ -307,11 +307,7 @@ impl Loader {
     fn unreadable(&self, error: Error) {
         let lost = self.spool.give_up_backlog();
         tracing::error!(events = lost, "the spool's backlog cannot be read: {error}");
-        self.shared
-            .backlog_receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .lose_all(&error);
+        self.shared.backlog_receipts.lose_all(&error);
         let outcome = BatchOutcome {
             partition: String::new(),
             events: Events::default(),

@@ -104,7 +104,7 @@ impl Health {
         if !self.enabled {
             return first;
         }
-        let skip_avoided = self.any_avoided() && (0..n).any(|p| !self.avoided(p));
+        let skip_avoided = self.any_avoided() && self.avoided_count() < n;
         let mut best: Option<(usize, usize)> = None;
         for step in 0..n {
             let candidate = (first + step) % n;

@@ -7,7 +7,7 @@ use super::state::{Ready, State};
 use super::Driver;
 use crate::producer::capacity::Capacity;
 use crate::producer::outcome::BatchOutcome;
-use crate::producer::receipt::{self, Receipts};
+use crate::producer::receipt::Receipts;
 use crate::route::Index;
 use crate::stack::Base;
 use crate::Error;
@@ -32,7 +32,7 @@ impl Driver {
         }
         if let Some(spool) = &self.shared.spool {
             spool.done(&outcome.partition, outcome.events.spooled());
-            self.answer_backlog_receipts(&outcome);
+            self.shared.backlog_receipts.answer(&outcome);
         }
         if let Some(p) = partition {
             state.unreported -= numbers.len();
@@ -69,28 +69,6 @@ impl Driver {
                 let _ = state.barriers.swap_remove(i).done.send(());
             } else {
                 i += 1;
-            }
-        }
-    }
-
-    /// Answers the receipts of events that waited in the spool's backlog (kept by
-    /// their index in the spool).
-    fn answer_backlog_receipts(&self, outcome: &BatchOutcome) {
-        let mut waiting = self
-            .shared
-            .backlog_receipts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let Some(of_partition) = waiting.of(&outcome.partition) else {
-            return;
-        };
-        let mut position = 0;
-        for &(first, count) in outcome.events.spooled() {
-            for index in first..first + u64::from(count) {
-                if let Some(slot) = of_partition.remove(&index) {
-                    receipt::answer(outcome, position, &slot);
-                }
-                position += 1;
             }
         }
     }

@@ -47,7 +47,7 @@ impl Shared {
             accepted,
         } = event;
         let mut lane = self.lane(partition);
-        self.fill(
+        let open = self.fill(
             &mut lane,
             out,
             partition,
@@ -55,21 +55,11 @@ impl Shared {
             (pinned, encoded, cost),
             Some(spooled),
             (recovered, Some(accepted)),
+            (slot, body),
         );
-        self.budget.count_bytes(body);
-        let open = lane.open.as_mut().expect("filled");
-        open.capacity.add(slot, body);
-        let receipt = {
-            let mut waiting = self
-                .backlog_receipts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            waiting.take(id, spooled)
-        };
-        if let Some(slot) = receipt {
-            open.receipts.join(open.batch.len() - 1, slot);
+        if let Some(receipt) = self.backlog_receipts.take(id, spooled) {
+            open.receipts.join(open.batch.len() - 1, receipt);
         }
-        lane.accepted_bytes += body;
         taken();
         self.seal_if_full(&mut lane, out, partition);
     }

@@ -18,7 +18,7 @@ use super::capacity::{Budget, Capacity, Settled, Slot};
 use crate::spool::Spool;
 use crate::Error;
 
-use super::receipt::{BacklogReceipts, Receipt, Receipts, Slot as ReceiptSlot};
+use super::receipt::{BacklogReceipts, Receipt, Receipts};
 use super::stats::Stats;
 use crate::batch::{Batch, Filling};
 use crate::event::EventData;
@@ -148,7 +148,7 @@ pub(crate) struct Shared {
     pub(crate) loader_go: tokio::sync::watch::Sender<bool>,
     /// The receipts of events in the spool's backlog, by partition id and index in
     /// the spool (the backlog is on disk; its events' receipts wait here).
-    pub(crate) backlog_receipts: Mutex<BacklogReceipts>,
+    pub(crate) backlog_receipts: BacklogReceipts,
     /// What the driver counts of each partition's sends and outcomes.
     pub(crate) stats: Stats,
 }
@@ -196,7 +196,7 @@ impl Shared {
             abandoning: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
             loader_go: tokio::sync::watch::Sender::new(false),
-            backlog_receipts: Mutex::default(),
+            backlog_receipts: BacklogReceipts::default(),
             stats: Stats::new(settings.lanes, settings.max_batch_bytes),
         }
     }
@@ -205,42 +205,6 @@ impl Shared {
         self.lanes[partition]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Pending events (see [`Lane`]) of the first `count` partitions.
-    pub(crate) fn total_pending(&self, count: usize) -> usize {
-        Index::all(count.min(self.lanes.len()))
-            .map(|i| self.pending(i))
-            .sum()
-    }
-
-    /// Pending events (see [`Lane`]) of `partition`.
-    pub(crate) fn pending(&self, partition: Index) -> usize {
-        match self.lanes.get(partition.0) {
-            Some(_) => {
-                let lane = self.lane(partition);
-                lane.accepted
-                    .saturating_sub(lane.settled.events.load(Ordering::Acquire))
-            }
-            None => 0,
-        }
-    }
-
-    /// Pending events of `partition` and their bodies' bytes.
-    pub(crate) fn pending_with_bytes(&self, partition: Index) -> (u64, u64) {
-        match self.lanes.get(partition.0) {
-            Some(_) => {
-                let lane = self.lane(partition);
-                let events = lane
-                    .accepted
-                    .saturating_sub(lane.settled.events.load(Ordering::Acquire));
-                let bytes = lane
-                    .accepted_bytes
-                    .saturating_sub(lane.settled.bytes.load(Ordering::Relaxed));
-                (events as u64, bytes as u64)
-            }
-            None => (0, 0),
-        }
     }
 
     /// Adds an encoded event to the open batch of `partition` (whose id is `id`),
@@ -286,15 +250,7 @@ impl Shared {
                     if let Some(slot) = slot {
                         self.budget.unreserve(slot);
                     }
-                    let receipt = receipt.then(|| {
-                        let slot = ReceiptSlot::new();
-                        self.backlog_receipts
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(id, index, slot.clone());
-                        slot.receipt(0)
-                    });
-                    return Ok(receipt);
+                    return Ok(receipt.then(|| self.backlog_receipts.receipt(id, index)));
                 }
                 Ok((index, false)) => Some(index),
                 Err(error) => {
@@ -313,7 +269,7 @@ impl Shared {
             ));
         };
         drop(event);
-        self.fill(
+        let open = self.fill(
             &mut lane,
             out,
             partition,
@@ -321,12 +277,9 @@ impl Shared {
             (pinned, encoded, cost),
             spooled,
             (false, None),
+            (slot, body),
         );
-        let open = lane.open.as_mut().expect("filled");
         let receipt = receipt.then(|| open.receipts.receipt(open.batch.len() - 1));
-        self.budget.count_bytes(body);
-        open.capacity.add(slot, body);
-        lane.accepted_bytes += body;
         self.seal_if_full(&mut lane, out, partition);
         Ok(receipt)
     }
@@ -334,19 +287,21 @@ impl Shared {
     /// Puts an encoded event (`(pinned, encoding, cost)`) into the lane's open batch,
     /// sealing the open one first if it is full or of the other kind (recovered or
     /// not) and opening one if needed. `accepted` is when the event's delivery
-    /// timeout began, if not now.
+    /// timeout began, if not now. The event's capacity (`slot`, and `body`, its body's
+    /// bytes) goes with the batch. Returns the open batch, the event last in it.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn fill(
+    fn fill<'a>(
         &self,
-        lane: &mut Lane,
+        lane: &'a mut Lane,
         out: &impl Outbox,
         partition: Index,
         id: &str,
         (pinned, encoded, cost): (bool, Vec<u8>, usize),
         spooled: Option<u64>,
         (recovered, accepted): (bool, Option<Instant>),
-    ) {
+        (slot, body): (Slot, usize),
+    ) -> &'a mut Open {
         if lane.open.as_ref().is_some_and(|o| {
             o.batch.size_in_bytes() + cost > self.max_batch_bytes
                 || o.batch.is_recovered() != recovered
@@ -368,11 +323,15 @@ impl Shared {
             out.opened(partition, lane.generation, opened);
         }
         lane.accepted += 1;
+        lane.accepted_bytes += body;
+        self.budget.count_bytes(body);
         let open = lane.open.as_mut().expect("opened above");
         if let Some(accepted) = accepted {
             open.oldest = open.oldest.min(accepted);
         }
         open.batch.push(pinned, encoded, spooled);
+        open.capacity.add(slot, body);
+        open
     }
 
     #[inline]
@@ -449,6 +408,7 @@ impl Shared {
 }
 
 mod loaded;
+mod pending;
 #[cfg(test)]
 mod tests;
 

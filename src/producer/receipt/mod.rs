@@ -8,15 +8,16 @@
 //! fills it from the very outcome it queues on [`Outcomes`](crate::Outcomes): both see
 //! the event, and neither waits for the other.
 
-use std::collections::HashMap;
+mod slot;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use super::outcome::BatchOutcome;
 use super::{EnqueueError, Producer};
-use crate::{Error, EventData, Events};
+use crate::{Error, EventData};
+pub(crate) use slot::{BacklogReceipts, Receipts, Slot};
 
 impl Producer {
     /// Waits for room, then accepts the event, as [`enqueue`](Self::enqueue) does, and
@@ -91,93 +92,6 @@ impl Producer {
 /// The result an event's [`Receipt`] resolves to.
 pub type Delivery = Result<Delivered, Failed>;
 
-/// The outcome of a batch (or of the part of one that a slot's events are), as its
-/// receipts read it.
-struct Resolution {
-    partition: Arc<str>,
-    /// The slot's events start here in the outcome.
-    offset: u32,
-    /// With idempotent retries, the outcome's first sequence number.
-    first_sequence: Option<i32>,
-    /// Why the batch failed, with its events (to hand each one back); `None` if it
-    /// was stored.
-    failure: Option<(Error, Events, String)>,
-}
-
-/// The shared record of a batch's outcome that its receipts wait on.
-#[derive(Default)]
-pub(crate) struct Slot {
-    resolution: OnceLock<Resolution>,
-    /// Receipts waiting on another task.
-    wakers: Mutex<Vec<Waker>>,
-}
-
-impl std::fmt::Debug for Slot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot")
-            .field("filled", &self.resolution.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Slot {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    /// A receipt for the event at `position` among the slot's events.
-    pub(crate) fn receipt(self: &Arc<Self>, position: usize) -> Receipt {
-        Receipt {
-            slot: Some(self.clone()),
-            position: position as u32,
-            waker: None,
-        }
-    }
-
-    /// Fills the slot from `outcome`, whose events from `offset` on are the slot's,
-    /// and wakes its receipts.
-    fn resolve(&self, outcome: &BatchOutcome, offset: u32) {
-        let failure = outcome
-            .result
-            .as_ref()
-            .err()
-            .map(|e| (e.clone(), outcome.events.clone(), outcome.partition.clone()));
-        self.fill(Resolution {
-            partition: outcome.events.partition_shared(),
-            offset,
-            first_sequence: outcome.starting_sequence_number,
-            failure,
-        });
-    }
-
-    /// Fails the slot's events, which are lost (a spool backlog that cannot be read,
-    /// or a producer that stopped without their outcome). A slot already filled
-    /// keeps what it has.
-    pub(crate) fn lose(&self, error: &Error) {
-        if self.resolution.get().is_some() {
-            return;
-        }
-        self.fill(Resolution {
-            partition: Arc::from(""),
-            offset: 0,
-            first_sequence: None,
-            failure: Some((error.clone(), Events::default(), String::new())),
-        });
-    }
-
-    fn fill(&self, resolution: Resolution) {
-        let _ = self.resolution.set(resolution);
-        let wakers = std::mem::take(&mut *lock(&self.wakers));
-        for waker in wakers {
-            waker.wake();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The future of one event's result, from
 /// [`Producer::enqueue_with_receipt`](crate::Producer::enqueue_with_receipt): it
 /// resolves when the outcome of the event's batch is known, to [`Delivered`] or to
@@ -205,31 +119,17 @@ impl Future for Receipt {
         let Some(slot) = &this.slot else {
             panic!("a Receipt polled after it resolved");
         };
-        if slot.resolution.get().is_none() {
-            let mut wakers = lock(&slot.wakers);
-            // Checked again under the lock the driver takes after filling the slot,
-            // so the fill cannot slip in between.
-            if slot.resolution.get().is_none() {
-                match this.waker.and_then(|i| wakers.get_mut(i)) {
-                    Some(known) if known.will_wake(cx.waker()) => {}
-                    Some(known) => known.clone_from(cx.waker()),
-                    None => {
-                        this.waker = Some(wakers.len());
-                        wakers.push(cx.waker().clone());
-                    }
-                }
-                return Poll::Pending;
-            }
+        if slot.poll_filled(cx, &mut this.waker).is_pending() {
+            return Poll::Pending;
         }
-        let slot = self.slot.take().expect("checked above");
-        let position = self.position;
-        Poll::Ready(delivery(slot, position))
+        let slot = this.slot.take().expect("checked above");
+        Poll::Ready(delivery(slot, this.position))
     }
 }
 
 /// What a receipt resolves to, from its filled slot.
 fn delivery(slot: Arc<Slot>, position: u32) -> Delivery {
-    let resolution = slot.resolution.get().expect("filled");
+    let resolution = slot.resolution().expect("filled");
     match &resolution.failure {
         None => Ok(Delivered { slot, position }),
         Some((error, events, partition)) => Err(Failed {
@@ -251,10 +151,9 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    fn resolution(&self) -> &Resolution {
+    fn resolution(&self) -> &slot::Resolution {
         self.slot
-            .resolution
-            .get()
+            .resolution()
             .expect("a delivered event's slot is filled")
     }
 
@@ -361,162 +260,5 @@ impl std::fmt::Display for Failed {
 impl std::error::Error for Failed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
-    }
-}
-
-/// The receipt slots of a batch's events: its own (the receipts asked for as it
-/// filled), and those of events that joined it with a slot of their own (from the
-/// spool's backlog), each at the place its events start in the batch.
-#[derive(Debug, Default)]
-pub(crate) struct Receipts {
-    own: Option<Arc<Slot>>,
-    joined: Vec<(u32, Arc<Slot>)>,
-}
-
-impl Receipts {
-    /// A receipt for the event at `position` of the batch.
-    pub(crate) fn receipt(&mut self, position: usize) -> Receipt {
-        self.own.get_or_insert_with(Slot::new).receipt(position)
-    }
-
-    /// One event's receipts, held in `slot` (an event refused before batching).
-    pub(crate) fn of(slot: Option<Arc<Slot>>) -> Self {
-        Self {
-            own: slot,
-            joined: Vec::new(),
-        }
-    }
-
-    /// An event with a slot of its own joined the batch at `position`.
-    pub(crate) fn join(&mut self, position: usize, slot: Arc<Slot>) {
-        self.joined.push((position as u32, slot));
-    }
-
-    /// Takes over `later`'s receipts, whose events now follow `offset` events.
-    pub(crate) fn merge(&mut self, offset: usize, mut later: Receipts) {
-        let offset = offset as u32;
-        self.joined
-            .extend(later.own.take().map(|slot| (offset, slot)));
-        self.joined
-            .extend(later.joined.drain(..).map(|(at, slot)| (at + offset, slot)));
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.own.is_none() && self.joined.is_empty()
-    }
-
-    /// Fills every slot from the batch's `outcome`.
-    pub(crate) fn resolve(mut self, outcome: &BatchOutcome) {
-        if let Some(own) = self.own.take() {
-            own.resolve(outcome, 0);
-        }
-        for (at, slot) in self.joined.drain(..) {
-            slot.resolve(outcome, at);
-        }
-    }
-}
-
-/// The producer stopped without the events' outcome.
-fn stopped() -> Error {
-    Error::connection("the producer stopped before the event's outcome")
-}
-
-/// Receipts dropped without their batch's outcome (the producer's driver stopped)
-/// fail rather than leave their awaiters waiting forever.
-impl Drop for Receipts {
-    fn drop(&mut self) {
-        for slot in self.own.iter().chain(self.joined.iter().map(|(_, s)| s)) {
-            slot.lose(&stopped());
-        }
-    }
-}
-
-/// The receipts of the spool's backlog: by partition id, then by index in the spool
-/// (the backlog is on disk; its events' receipts wait here).
-#[derive(Debug, Default)]
-pub(crate) struct BacklogReceipts(HashMap<String, HashMap<u64, Arc<Slot>>>);
-
-impl BacklogReceipts {
-    /// Keeps the receipt slot of the backlog's event `index` of `partition`.
-    pub(crate) fn insert(&mut self, partition: &str, index: u64, slot: Arc<Slot>) {
-        self.0
-            .entry(partition.to_owned())
-            .or_default()
-            .insert(index, slot);
-    }
-
-    /// Takes the receipt slot of the backlog's event `index` of `partition`.
-    pub(crate) fn take(&mut self, partition: &str, index: u64) -> Option<Arc<Slot>> {
-        self.0.get_mut(partition)?.remove(&index)
-    }
-
-    /// The receipt slots of `partition`, if it has any.
-    pub(crate) fn of(&mut self, partition: &str) -> Option<&mut HashMap<u64, Arc<Slot>>> {
-        self.0.get_mut(partition)
-    }
-
-    /// Fails every slot, with `error`: their events are lost.
-    pub(crate) fn lose_all(&mut self, error: &Error) {
-        for slot in self.0.drain().flat_map(|(_, slots)| slots.into_values()) {
-            slot.lose(error);
-        }
-    }
-}
-
-/// Slots still here when the producer is gone fail rather than leave their receipts
-/// waiting forever.
-impl Drop for BacklogReceipts {
-    fn drop(&mut self) {
-        self.lose_all(&stopped());
-    }
-}
-
-/// Fills the slot of the one event at `position` in `outcome` (an event that waited
-/// in the spool's backlog).
-pub(crate) fn answer(outcome: &BatchOutcome, position: usize, slot: &Slot) {
-    slot.resolve(outcome, position as u32);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn receipts_dropped_without_an_outcome_fail_instead_of_waiting_forever() {
-        let mut receipts = Receipts::default();
-        let first = receipts.receipt(0);
-        let second = receipts.receipt(1);
-        let mut backlog = BacklogReceipts::default();
-        let spilled = Slot::new();
-        backlog.insert("0", 7, spilled.clone());
-        let third = spilled.receipt(0);
-        drop(receipts);
-        drop(backlog);
-        for receipt in [first, second, third] {
-            let failed = receipt.await.unwrap_err();
-            assert!(failed.error().to_string().contains("stopped"), "{failed}");
-            assert!(failed.event().is_none());
-        }
-    }
-
-    #[tokio::test]
-    async fn a_receipt_waiting_on_another_task_is_woken_by_the_outcome() {
-        let mut receipts = Receipts::default();
-        let receipt = receipts.receipt(2);
-        let waiting = tokio::spawn(receipt);
-        tokio::task::yield_now().await;
-        let events = Events::from_encoded("3", Vec::new(), Vec::new());
-        let outcome = BatchOutcome {
-            partition: "3".into(),
-            events,
-            size_in_bytes: 0,
-            starting_sequence_number: Some(i32::MAX - 1),
-            result: Ok(()),
-            recovered: false,
-        };
-        receipts.resolve(&outcome);
-        let delivered = waiting.await.unwrap().unwrap();
-        assert_eq!(delivered.partition(), "3");
-        assert_eq!(delivered.sequence_number(), Some(0), "wraps past i32::MAX");
     }
 }
