@@ -28,7 +28,7 @@ pub struct Batch {
 #[derive(Debug, Default)]
 struct Inner {
     /// Each event encoded as a whole AMQP message, as the batched message's data
-    /// sections: handed to the link as they are, never copied.
+    /// sections: written into each try's payload as they are, never encoded again.
     events: Events,
     size: usize,
     /// When its events' delivery timeout runs out (from the oldest event's acceptance).

@@ -38,8 +38,8 @@ use crate::pool::BufferPool;
 /// ```
 #[derive(Clone)]
 pub struct Events {
-    /// Each encoded event as a data section of the batched message: handed to the
-    /// link behind the `Arc`, never copied.
+    /// Each encoded event as a data section of the batched message, shared behind
+    /// the `Arc` by every clone and written into each try's payload as it is.
     sections: Arc<Sections<Data>>,
     /// Indexes (ascending) of the encoded events routed by partition id.
     pinned: Vec<u32>,
@@ -242,11 +242,6 @@ impl Events {
     /// them.
     pub(crate) fn recycle_into(&mut self, pool: &Arc<BufferPool>) {
         self.pool = Some(pool.clone());
-    }
-
-    /// The pool the encode buffers go back to, if any.
-    pub(crate) fn pool(&self) -> Option<&Arc<BufferPool>> {
-        self.pool.as_ref()
     }
 }
 

@@ -24,6 +24,7 @@ mod management;
 mod props;
 mod proxy;
 mod rpc;
+mod splice;
 mod task;
 mod transport;
 mod verdict;
@@ -47,7 +48,13 @@ use crate::Error;
 
 pub(crate) use rpc::Reply;
 pub(crate) use verdict::{from_amqp_error, of_outcome, send_error};
-pub(crate) use wire::{recycle, to_messages, to_wire, Wire};
+#[cfg(test)]
+pub(crate) use wire::serialized;
+pub(crate) use wire::{payload, to_messages};
+
+/// What the base service hands fe2o3 for a batch: a stand-in for its payload.
+pub(crate) type Wire = fe2o3_amqp::Sendable<fe2o3_amqp::types::messaging::Data>;
+pub(crate) use splice::Ticket;
 
 pub(crate) use link::{Handed, Link};
 pub(crate) use management::time_of;
@@ -199,6 +206,8 @@ pub(crate) struct Amqp {
     /// The generation of the last connection that was lost (0: none yet).
     lost: watch::Receiver<u64>,
     why: Arc<Mutex<Option<String>>>,
+    /// The batches' payloads on their way to the wire, behind their stand-ins.
+    stand_ins: Arc<splice::StandIns>,
 }
 
 impl std::fmt::Debug for Command {
@@ -218,7 +227,14 @@ impl Amqp {
         let (lost_tx, lost) = watch::channel(0);
         let why = Arc::default();
         let endpoint = Arc::new(endpoint);
-        tokio::spawn(Task::new(Arc::clone(&endpoint), lost_tx, Arc::clone(&why)).run(rx));
+        let stand_ins = Arc::new(splice::StandIns::new());
+        let task = Task::new(
+            Arc::clone(&endpoint),
+            lost_tx,
+            Arc::clone(&why),
+            Arc::clone(&stand_ins),
+        );
+        tokio::spawn(task.run(rx));
         Self {
             commands,
             endpoint,
@@ -226,11 +242,18 @@ impl Amqp {
             management: Arc::default(),
             lost,
             why,
+            stand_ins,
         }
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The message to send for a batched message whose body is `payload`, and the
+    /// ticket that keeps the payload ready for the connection until the send is over.
+    pub(crate) fn stand_in(&self, payload: bytes::Bytes) -> (Wire, Ticket) {
+        self.stand_ins.stand_in(payload, crate::codec::BATCH_FORMAT)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {

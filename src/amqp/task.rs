@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::cbs::put_token;
 use super::props::client_properties;
+use super::splice::{Splice, StandIns};
 use super::{rpc, transport, verdict, Command, Endpoint, Peer};
 use crate::Error;
 use streaming_producer_layers::retry::Schedule;
@@ -40,6 +41,8 @@ pub(super) struct Task {
     backoff: Option<Backoff>,
     /// Why the last connection attempt failed, while the producer is disconnected.
     why: Arc<Mutex<Option<String>>>,
+    /// The batches' payloads behind their stand-ins, for each connection's stream.
+    stand_ins: Arc<StandIns>,
 }
 
 impl Command {
@@ -79,6 +82,7 @@ impl Task {
         endpoint: Arc<Endpoint>,
         lost: watch::Sender<u64>,
         why: Arc<Mutex<Option<String>>>,
+        stand_ins: Arc<StandIns>,
     ) -> Self {
         Self {
             endpoint,
@@ -88,6 +92,7 @@ impl Task {
             parked: VecDeque::new(),
             backoff: None,
             why,
+            stand_ins,
         }
     }
 
@@ -326,6 +331,13 @@ impl Task {
     async fn open(&self) -> Result<Live, Error> {
         let e = &self.endpoint;
         let stream = transport::connect(e).await?;
+        // Batches go to Event Hubs as their own bytes, spliced in under fe2o3; a
+        // generic broker takes a message per event, which fe2o3 writes itself.
+        let stream: Box<dyn transport::Io> = if e.is_broker() {
+            stream
+        } else {
+            Box::new(Splice::new(stream, Arc::clone(&self.stand_ins)))
+        };
         // Event Hubs authorizes with a token on `$cbs` after an anonymous SASL
         // exchange; a generic broker with SASL alone.
         let sasl = match &e.peer {

@@ -1,68 +1,84 @@
 //! A batch as written on the wire: one batched message for Event Hubs, or a message
 //! per event for a generic broker (the answers to them are in `verdict`).
 
+use bytes::Bytes;
 use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Batch as AmqpBatch, Data, Message, MessageAnnotations, Properties,
+    ApplicationProperties, Data, Message, MessageAnnotations, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::Sendable;
 
 use crate::batch::Batch;
-use crate::codec::{self, Stamp, BATCH_FORMAT};
+use crate::codec::{self, Stamp};
 use crate::event::{EventData, PropertyValue, Routing};
 use crate::Error;
 use eventhubs_protocol::sequence::advance;
 use eventhubs_protocol::PARTITION_KEY;
 
-/// A batch of pre-encoded events for one partition: its data sections behind an
-/// `Arc`, shared with the batch rather than copied for each try.
-pub(crate) type Wire = Sendable<std::sync::Arc<AmqpBatch<Data>>>;
-
-/// The batched message (format `0x80013700`): one data section per event. The
-/// sections are the batch's own; only when the batch is numbered (idempotent
-/// publishing) is a copy made, each section stamped with its sequence number, in
-/// buffers from the batch's pool (see [`recycle`]).
-pub(crate) fn to_wire(batch: &Batch) -> Wire {
-    let sections = match batch.stamp() {
-        None => batch.sections().clone(),
-        Some(first) => {
-            let pool = batch.events().pool();
-            let mut spare = Vec::new();
-            let copies = batch
-                .sections()
-                .iter()
-                .enumerate()
-                .map(|(i, Data(bytes))| {
-                    if spare.is_empty() {
-                        spare = pool.and_then(|p| p.take()).unwrap_or_default();
-                    }
-                    let mut copy = spare.pop().unwrap_or_default();
-                    copy.clear();
-                    copy.extend_from_slice(bytes);
-                    let sequence = advance(first.sequence, i as u32);
-                    codec::stamp(&mut copy, Stamp { sequence, ..first });
-                    Data(Binary::from(copy))
-                })
-                .collect();
-            if let (Some(pool), false) = (pool, spare.is_empty()) {
-                pool.put(spare);
-            }
-            std::sync::Arc::new(copies)
+/// The body of the batched message (format `0x80013700`) as it goes on the wire: one
+/// data section per event, in one buffer, handed to the connection as it is (see
+/// `splice`). When the batch is numbered (idempotent publishing) each section is
+/// stamped with its sequence number here; the batch's own sections are not touched,
+/// so every try writes the same numbers.
+pub(crate) fn payload(batch: &Batch) -> Bytes {
+    let sections = batch.sections();
+    let len = sections
+        .iter()
+        .map(|Data(bytes)| codec::section_size(bytes.len()))
+        .sum();
+    let mut out = Vec::with_capacity(len);
+    for (i, Data(bytes)) in sections.iter().enumerate() {
+        // A data section (AMQP 1.0 §3.2.6): the descriptor, then the bytes as vbin8
+        // or vbin32, as serde_amqp writes them.
+        out.extend_from_slice(&[0x00, 0x53, 0x75]);
+        if bytes.len() < VBIN8_LIMIT {
+            out.extend_from_slice(&[0xa0, bytes.len() as u8]);
+        } else {
+            out.push(0xb0);
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
         }
-    };
+        let at = out.len();
+        out.extend_from_slice(bytes);
+        if let Some(first) = batch.stamp() {
+            let sequence = advance(first.sequence, i as u32);
+            codec::stamp(&mut out[at..], Stamp { sequence, ..first });
+        }
+    }
+    Bytes::from(out)
+}
+
+/// serde_amqp writes binaries shorter than this as vbin8, the others as vbin32.
+const VBIN8_LIMIT: usize = 255;
+
+/// The batched message as fe2o3 would serialize it from typed sections: what
+/// [`payload`] must equal, byte for byte.
+#[cfg(test)]
+pub(crate) fn serialized(batch: &Batch) -> Vec<u8> {
+    use fe2o3_amqp::types::messaging::message::__private::Serializable;
+    use fe2o3_amqp::types::messaging::Batch as AmqpBatch;
+    let sections: Vec<Data> = batch
+        .sections()
+        .iter()
+        .enumerate()
+        .map(|(i, Data(bytes))| {
+            let mut copy = bytes.to_vec();
+            if let Some(first) = batch.stamp() {
+                let sequence = advance(first.sequence, i as u32);
+                codec::stamp(&mut copy, Stamp { sequence, ..first });
+            }
+            Data(Binary::from(copy))
+        })
+        .collect();
     let message = Message {
         header: None,
         delivery_annotations: None,
         message_annotations: None,
         properties: None,
         application_properties: None,
-        body: sections,
+        body: AmqpBatch::from(sections),
         footer: None,
     };
-    Sendable::builder()
-        .message(message)
-        .message_format(BATCH_FORMAT)
-        .build()
+    serde_amqp::to_vec(&Serializable(message)).expect("a batch serializes")
 }
 
 /// One event as a message of its own (to a generic broker, which takes no batched
@@ -149,22 +165,5 @@ fn simple(value: &PropertyValue) -> SimpleValue {
         PropertyValue::Bool(b) => SimpleValue::Bool(*b),
         PropertyValue::Binary(b) => SimpleValue::Binary(Binary::from(b.to_vec())),
         PropertyValue::Timestamp(ms) => SimpleValue::Timestamp(Timestamp::from_milliseconds(*ms)),
-    }
-}
-
-/// After a try's transfer: the stamped copies [`to_wire`] made go back to the batch's
-/// pool. (Sections that are the batch's own are shared, not copied, and stay.)
-pub(crate) fn recycle(wire: Wire, batch: &Batch) {
-    let (Some(pool), Some(_)) = (batch.events().pool(), batch.stamp()) else {
-        return;
-    };
-    if let Ok(copies) = std::sync::Arc::try_unwrap(wire.message.body) {
-        pool.put(
-            copies
-                .into_inner()
-                .into_iter()
-                .map(|Data(bytes)| bytes.into_vec())
-                .collect(),
-        );
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::amqp::{of_outcome, recycle, send_error, to_wire, Amqp, Link};
+use crate::amqp::{of_outcome, payload, send_error, Amqp, Link};
 use crate::batch::Batch;
 use crate::Error;
 
@@ -34,14 +34,13 @@ pub(super) async fn publish(amqp: Amqp, link: Arc<Link>, batch: Batch) -> Result
     batch.numbering_durable().await;
     // Waits for the connection and for credit; an error here means nothing was
     // transferred. Cut short while waiting, nothing is transferred either.
-    let message = to_wire(&batch);
+    // The ticket keeps the payload ready for the connection until the try is over.
+    let (message, _ticket) = amqp.stand_in(payload(&batch));
     let send = link.send(&amqp, &message);
     let handed = match batch.deadline() {
         Some(d) => tokio::time::timeout_at(d, send).await.ok(),
         None => Some(send.await),
     };
-    // The message is written (or never will be): its stamped copies can be reused.
-    recycle(message, &batch);
     let (settlement, generation) = match handed {
         Some(sent) => sent?,
         // Waiting for the connection (or credit) until the deadline: say why.
