@@ -37,10 +37,23 @@ pub async fn pace(start: tokio::time::Instant, rate: u64, i: u64) {
     }
 }
 
-/// Bytes a data section of `len` bytes takes: descriptor (3), then vbin8 below 256
-/// bytes or vbin32 (AMQP 1.0 §1.6.19, §3.2.6).
+/// As [`pace`], for the thread that hands events over: it sleeps on its own (a
+/// `#[tokio::main]` loop runs on the process's main thread, not a runtime worker), so
+/// the source's waiting wakes no thread of the producer under test.
+pub fn pace_blocking(start: Instant, rate: u64, i: u64) {
+    if let Some(nanos) = (i * 1_000_000_000).checked_div(rate) {
+        let due = start + Duration::from_nanos(nanos);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// Bytes a data section of `len` bytes takes: descriptor (3), then vbin8 below 255
+/// bytes or vbin32 (AMQP 1.0 §1.6.19, §3.2.6; serde_amqp writes 255 bytes as vbin32).
 pub fn section_size(len: usize) -> usize {
-    3 + if len < 256 { 2 } else { 5 } + len
+    3 + if len < 255 { 2 } else { 5 } + len
 }
 
 /// How many events of `size` body bytes (and nothing else) fit in a batched message of

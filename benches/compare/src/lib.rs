@@ -18,8 +18,13 @@ mod report;
 mod settings;
 mod units;
 
-pub use events::{body, events_per_full_batch, handed_over_at, key, keys, pace, section_size};
-pub use measure::{anon_rss_kib, cpu_time, disk_write_bytes, peak_rss_kib, rss_kib, Window};
+pub use events::{
+    body, events_per_full_batch, handed_over_at, key, keys, pace, pace_blocking, section_size,
+};
+pub use measure::{
+    anon_rss_kib, cpu_time, disk_write_bytes, peak_rss_kib, rss_kib, voluntary_switches,
+    SyscallCounter, WakeUps, Window,
+};
 pub use report::{finish, finish_at, Report, SharedReport};
 pub use settings::{usage, Settings};
 pub use units::{duration_in_words, micros};

@@ -34,6 +34,12 @@ pub struct Report {
     /// Bytes the process wrote to storage in the window (`write_bytes` of
     /// `/proc/self/io`), for the contenders that write any.
     pub disk_bytes: Option<u64>,
+    /// Voluntary context switches (thread wake-ups) in the window: of every thread,
+    /// and of the main thread, which hands the events over.
+    pub wakeups: Option<u64>,
+    pub main_wakeups: Option<u64>,
+    /// System calls in the window, where the kernel lets them be counted.
+    pub syscalls: Option<u64>,
 }
 
 /// A report that handlers and tasks add to while the run goes on.
@@ -42,6 +48,13 @@ pub type SharedReport = Arc<Mutex<Report>>;
 /// Ends a run: the window's figures and peak RSS added to what was reported so far,
 /// printed as the `RESULT` line.
 pub fn finish(report: &SharedReport, window: &Window, settings: &Settings, timed_out: bool) {
+    let (wakeups, syscalls) = window.counts();
+    {
+        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+        r.wakeups = Some(wakeups.all);
+        r.main_wakeups = Some(wakeups.main);
+        r.syscalls = syscalls;
+    }
     finish_at(report, window.finish(), settings, timed_out);
 }
 
@@ -95,6 +108,15 @@ impl fmt::Display for Report {
         }
         if let Some(bytes) = self.disk_bytes {
             write!(f, " disk_bytes={bytes}")?;
+        }
+        if let Some(n) = self.wakeups {
+            write!(f, " wakeups={n}")?;
+        }
+        if let Some(n) = self.main_wakeups {
+            write!(f, " main_wakeups={n}")?;
+        }
+        if let Some(n) = self.syscalls {
+            write!(f, " syscalls={n}")?;
         }
         if let Some(e) = &self.first_error {
             write!(f, " error={:?}", e.replace(' ', "_"))?;

@@ -33,6 +33,9 @@ pub struct Settings {
     /// Each event enqueued with a receipt, its result read from the receipt (not from
     /// the outcome stream), for the contenders that take it.
     pub receipts: bool,
+    /// Each event sent as a batch of its own, up to `pending` sends at a time, rather
+    /// than through a buffered producer (the SDK contender's `ProducerClient` mode).
+    pub direct: bool,
     /// The producer's delivery timeout, if not its default (for runs where a
     /// partition never answers).
     pub delivery_timeout: Option<Duration>,
@@ -40,6 +43,9 @@ pub struct Settings {
     /// events a stalled partition holds fail only at their delivery timeout, which
     /// says nothing of the rate the others were published at.
     pub until_stored: bool,
+    /// The most events in one batch, for the contenders that pack their own (the
+    /// ceiling): its batches then match the producer's on small-batch workloads.
+    pub batch_events: Option<usize>,
 }
 
 impl Settings {
@@ -52,7 +58,7 @@ impl Settings {
             let name = name
                 .strip_prefix("--")
                 .ok_or_else(|| format!("expected --name, got {name}"))?;
-            if name == "keyed" || name == "receipts" || name == "until-stored" {
+            if ["keyed", "receipts", "until-stored", "direct"].contains(&name) {
                 map.insert(name.to_string(), "true".to_string());
                 continue;
             }
@@ -82,7 +88,17 @@ impl Settings {
             deadline: Duration::from_secs(take(&map, "deadline-secs", Some(600))?),
             spool: map.get("spool").cloned(),
             receipts: map.contains_key("receipts"),
+            direct: map.contains_key("direct"),
             until_stored: map.contains_key("until-stored"),
+            batch_events: map
+                .get("batch-events")
+                .map(|v| {
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("--batch-events: bad value {v}"))
+                })
+                .transpose()?,
             delivery_timeout: map
                 .get("delivery-timeout-ms")
                 .map(|v| {
@@ -126,7 +142,7 @@ pub fn usage(error: String) -> ! {
         "usage: --connection-string CS --hub NAME --events N --partitions P \
          [--size B] [--keyed] [--pending N] [--max-wait-ms MS] [--rate EVENTS_PER_S] \
          [--deadline-secs S] [--spool group|100ms|os] [--receipts] \
-         [--delivery-timeout-ms MS] [--until-stored]"
+         [--delivery-timeout-ms MS] [--until-stored] [--batch-events N] [--direct]"
     );
     std::process::exit(2)
 }

@@ -108,6 +108,15 @@ impl<S> Splice<S> {
             Some(TRANSFER) if body.len() > STAND_IN_LEN => {
                 let (performative, tail) = body.split_at(body.len() - STAND_IN_LEN);
                 match self.stand_ins.payload_for(tail) {
+                    // A payload that fits goes in one frame behind fe2o3's own
+                    // performative, as it wrote it.
+                    Some(Some(payload))
+                        if 8 + performative.len() + payload.len() <= self.peer_max_frame =>
+                    {
+                        self.queue(frame::head(channel, performative, payload.len()));
+                        self.queue(payload);
+                        Ok(())
+                    }
                     Some(Some(payload)) => {
                         let transfer = frame::decode::<Transfer>(performative)?;
                         self.splice(channel, transfer, payload)
@@ -149,7 +158,7 @@ impl<S> Splice<S> {
     }
 
     /// Queues `transfer` with `payload`, over as many frames as the peer's frame size
-    /// asks: the first keeps fe2o3's performative (with `more` set), the others carry
+    /// asks (at least two): the first keeps fe2o3's performative (with `more` set), the others carry
     /// the link's handle alone (AMQP 1.0 §2.7.5: a continuation transfer may leave out
     /// the delivery id, tag and message format), the last with `more` unset.
     fn splice(&mut self, channel: u16, transfer: Transfer, mut payload: Bytes) -> io::Result<()> {

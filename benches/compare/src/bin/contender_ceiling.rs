@@ -2,7 +2,9 @@
 //! packed into full batched messages (format `0x80013700`) before the window opens;
 //! then one fe2o3 `Sender` per partition sends its partition's batches, one after
 //! another, each waiting for its settlement. Events are spread evenly over the
-//! partitions; keys play no part (nothing is routed).
+//! partitions; keys play no part (nothing is routed). With `--batch-events N` a batch
+//! holds at most N events; with `--rate R` each batch goes when its last event is
+//! due at R events per second, as a producer would send the batch it filled then.
 
 use compare::{Report, Settings, SharedReport, Window};
 use fe2o3_amqp::sasl_profile::SaslProfile;
@@ -60,7 +62,8 @@ async fn main() {
         .unwrap_or(1 << 20) as usize;
 
     // Every partition's share, packed into full batches before the window opens.
-    let mut work: Vec<Vec<(usize, Message<Batch<Data>>)>> = Vec::new();
+    let mut work: Vec<Vec<Packed>> = Vec::new();
+    let most = s.batch_events.unwrap_or(usize::MAX);
     for p in 0..s.partitions as u64 {
         let mut batches = Vec::new();
         let (mut sections, mut size) = (Vec::new(), 0);
@@ -69,8 +72,10 @@ async fn main() {
             let inner = serde_amqp::to_vec(&Data(Binary::from(compare::body(i, s.size, None))))
                 .unwrap_or_else(|e| fail("encode", e));
             let cost = compare::section_size(inner.len());
-            if size + cost > max && !sections.is_empty() {
-                batches.push((sections.len(), batch_message(std::mem::take(&mut sections))));
+            if (size + cost > max || sections.len() == most) && !sections.is_empty() {
+                let last = i - s.partitions as u64;
+                let n = sections.len();
+                batches.push((n, last, batch_message(std::mem::take(&mut sections))));
                 size = 0;
             }
             size += cost;
@@ -78,17 +83,21 @@ async fn main() {
             i += s.partitions as u64;
         }
         if !sections.is_empty() {
-            batches.push((sections.len(), batch_message(sections)));
+            let last = i - s.partitions as u64;
+            batches.push((sections.len(), last, batch_message(sections)));
         }
         work.push(batches);
     }
 
     let window = Window::start();
+    let paced_from = tokio::time::Instant::now();
+    let rate = s.rate;
     let mut tasks = Vec::new();
     for (mut sender, batches) in senders.into_iter().zip(work) {
         tasks.push(tokio::spawn(async move {
             let mut report = Report::default();
-            for (n, message) in batches {
+            for (n, last, message) in batches {
+                compare::pace(paced_from, rate, last).await;
                 let sendable = Sendable::builder()
                     .message(message)
                     .message_format(BATCH_FORMAT)
@@ -127,6 +136,10 @@ async fn main() {
     compare::finish(&report, &window, &s, timed_out);
     std::process::exit(0);
 }
+
+/// A batch packed before the window opens: its event count, the index of its last
+/// event, and the message.
+type Packed = (usize, u64, Message<Batch<Data>>);
 
 fn batch_message(sections: Vec<Data>) -> Message<Batch<Data>> {
     Message {

@@ -85,7 +85,7 @@ pub(crate) fn run_contender(
         .args(["--size", &w.size.to_string()])
         .args(["--partitions", &w.partitions.to_string()])
         .args(["--pending", &w.pending.to_string()])
-        .args(["--max-wait-ms", "250"])
+        .args(["--max-wait-ms", &w.max_wait_ms.to_string()])
         .args(["--rate", &w.rate.to_string()])
         .args(["--deadline-secs", &deadline.as_secs().to_string()]);
     if w.keyed {
@@ -95,6 +95,9 @@ pub(crate) fn run_contender(
         cmd.args(["--spool", policy]);
     }
     cmd.args(c.flags());
+    if let (Contender::Ceiling, Some(n)) = (c, w.ceiling_batch) {
+        cmd.args(["--batch-events", &n.to_string()]);
+    }
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -109,7 +112,11 @@ pub(crate) fn run_contender(
         .expect("piped")
         .read_to_string(&mut stdout);
     let status = child.wait().map_err(|e| e.to_string())?;
-    stdout.lines().find_map(Run::parse).ok_or_else(|| {
+    let run = stdout.lines().find_map(Run::parse).map(|run| Run {
+        paced: w.rate > 0,
+        ..run
+    });
+    run.ok_or_else(|| {
         format!(
             "{} exited with {status} and no RESULT line (see {})",
             c.binary(),

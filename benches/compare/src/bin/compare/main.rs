@@ -106,12 +106,14 @@ fn main() -> ExitCode {
                 match run_contender(&bin_dir, c, &w, &emulator.connection_string, deadline, &log) {
                     Ok(run) => {
                         eprintln!(
-                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch{}{}{}",
+                            "compare: {label} | round {round} | {:<8} {:>9.0} events/s  {} CPU-µs/event  {:>5.0} MB  {:>6.0} events/batch  {} CPU-µs/batch  {} wake-ups/batch{}{}{}",
                             c.hub(),
                             run.rate(),
                             compare::micros(run.cpu_us_per_event()),
                             run.rss_kib as f64 / 1024.0,
                             run.events_per_batch(),
+                            compare::micros(run.cpu_us_per_batch()),
+                            run.wakeups_per_batch().map_or("–".into(), |w| format!("{w:.2}")),
                             run.p99_ms.map_or(String::new(), |p| format!("  p50 {:.1} ms p99 {p:.1} ms", run.p50_ms.unwrap_or(f64::NAN))),
                             if run.timed_out { "  STALLED" } else { "" },
                             if run.failed > 0 { format!("  {} failed", run.failed) } else { String::new() },

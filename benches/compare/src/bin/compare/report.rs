@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::options::Options;
 use crate::run::Run;
-use crate::workloads::{Contender, Workload};
+use crate::workloads::{Contender, Kind, Workload};
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -99,7 +99,7 @@ pub(crate) fn report(
     .unwrap();
     writeln!(
         md,
-        "- Settings for all: `max_wait` 250 ms; pending events as the workload says \
+        "- Settings for all: `max_wait` 250 ms unless the workload says; pending events as the workload says \
          (the SDK bounds each partition, so it gets the total divided by the partition \
          count, rounded up: 6k over 4 partitions is its default of 1,500); default retries."
     )
@@ -110,10 +110,14 @@ pub(crate) fn report(
          event is handed over and closes when the last outcome is in. CPU: the client \
          process's user + system time in that window (`CLOCK_PROCESS_CPUTIME_ID`) ÷ events. RSS: \
          the client's peak (`VmHWM`). Batch fill: events per batch ÷ the events of the \
-         workload's size that fit in the emulator's `max-message-size` of 1 MiB.\n"
+         workload's size that fit in the emulator's `max-message-size` of 1 MiB. Per \
+         batch: the same window's CPU, system calls (a `raw_syscalls:sys_enter` counter \
+         per thread, `perf_event_open`) and thread wake-ups (voluntary context switches \
+         per thread, `/proc/self/task`; in a paced run, without those of the thread that \
+         hands the events over and sleeps between them) ÷ batches reported.\n"
     )
     .unwrap();
-    for (w, results) in all.iter().filter(|(w, _)| w.rate == 0) {
+    for (w, results) in all.iter().filter(|(w, _)| w.kind == Kind::Throughput) {
         writeln!(md, "## {}: {} events per contender\n", w.label(), w.events).unwrap();
         let spool = w.contenders.iter().any(|c| c.spool().is_some());
         if spool {
@@ -219,7 +223,7 @@ pub(crate) fn report(
         }
         writeln!(md).unwrap();
     }
-    for (w, results) in all.iter().filter(|(w, _)| w.rate > 0) {
+    for (w, results) in all.iter().filter(|(w, _)| w.kind == Kind::Latency) {
         writeln!(
             md,
             "## Latency: {}, {} events ({} s)\n",
@@ -254,7 +258,93 @@ pub(crate) fn report(
         }
         writeln!(md).unwrap();
     }
+    for (w, results) in all.iter().filter(|(w, _)| w.kind == Kind::PerBatch) {
+        per_batch(&mut md, w, results);
+    }
     md
+}
+
+/// A per-batch workload's table: what each batch costs the client.
+fn per_batch(md: &mut String, w: &Workload, results: &Results) {
+    writeln!(
+        md,
+        "## Per batch: {}: {} events per contender\n",
+        w.label(),
+        w.events
+    )
+    .unwrap();
+    let about = if w.rate > 0 {
+        format!(
+            "A steady sparse stream: events handed over at {} per second and published \
+             within {} ms of the first in a batch; the ceiling sends what reaches each \
+             partition in that time ({} events) as a batch, when its last event is due.",
+            w.rate,
+            w.max_wait_ms,
+            w.ceiling_batch.unwrap_or(0)
+        )
+    } else {
+        "One event per batch: keyed events over many partitions with a pending bound far \
+         below the partition count, so each batch carries one event; the ceiling sends \
+         one-event batches, the SDK's `ProducerClient` one `send_batch` of one event at a \
+         time (its buffered producer, bounded to one event per partition here, waits out \
+         `max_wait` for every batch; with 16 sends at a time the `ProducerClient` stalls)."
+            .to_string()
+    };
+    writeln!(
+        md,
+        "{about} Targets: client CPU per batch at most a third of the Rust SDK's, and at \
+         most 1.5 thread wake-ups per batch.\n"
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| contender | events/s (range) | batches | events/batch | client CPU-µs/batch | vs Rust SDK | syscalls/batch | wake-ups/batch | client CPU-µs/event | peak RSS |"
+    )
+    .unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|").unwrap();
+    let sdk = results
+        .get(&Contender::Sdk)
+        .or_else(|| results.get(&Contender::SdkDirect))
+        .map(|r| median(r.iter().map(Run::cpu_us_per_batch).collect()))
+        .unwrap_or(f64::NAN);
+    let figure = |v: Vec<f64>| {
+        if v.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.1}", median(v))
+        }
+    };
+    for (c, runs) in results {
+        let rates: Vec<f64> = runs.iter().map(Run::rate).collect();
+        let lo = rates.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().cloned().fold(0.0, f64::max);
+        let mut cell = format!(
+            "{} ({}–{})",
+            rate(median(rates.clone())),
+            rate(lo),
+            rate(hi)
+        );
+        let failed = median(runs.iter().map(|r| r.failed as f64).collect());
+        if failed > 0.0 {
+            write!(cell, "; {failed:.0} of {} events failed", w.events).unwrap();
+        }
+        let per_batch = median(runs.iter().map(Run::cpu_us_per_batch).collect());
+        writeln!(
+            md,
+            "| {} | {cell} | {:.0} | {:.1} | {} | {:.2}× | {} | {} | {} | {:.0} MB |",
+            c.label(),
+            median(runs.iter().map(|r| r.batches as f64).collect()),
+            median(runs.iter().map(Run::events_per_batch).collect()),
+            compare::micros(per_batch),
+            per_batch / sdk,
+            figure(runs.iter().filter_map(Run::syscalls_per_batch).collect()),
+            figure(runs.iter().filter_map(Run::wakeups_per_batch).collect()),
+            compare::micros(median(runs.iter().map(Run::cpu_us_per_event).collect())),
+            median(runs.iter().map(|r| r.rss_kib as f64 / 1024.0).collect()),
+        )
+        .unwrap();
+    }
+    writeln!(md).unwrap();
 }
 
 /// The emulator's `max-message-size` (the service's, 1 MiB).

@@ -15,6 +15,12 @@ pub(crate) struct Run {
     pub(crate) timed_out: bool,
     pub(crate) error: Option<String>,
     pub(crate) disk_bytes: Option<u64>,
+    pub(crate) wakeups: Option<u64>,
+    pub(crate) main_wakeups: Option<u64>,
+    pub(crate) syscalls: Option<u64>,
+    /// Whether events were handed over paced (the main thread then sleeps between
+    /// them: the event source's wake-ups, not the producer's).
+    pub(crate) paced: bool,
 }
 
 impl Run {
@@ -35,6 +41,9 @@ impl Run {
                 "p99_ms" => run.p99_ms = v.parse().ok(),
                 "timed_out" => run.timed_out = v == "1",
                 "disk_bytes" => run.disk_bytes = v.parse().ok(),
+                "wakeups" => run.wakeups = v.parse().ok(),
+                "main_wakeups" => run.main_wakeups = v.parse().ok(),
+                "syscalls" => run.syscalls = v.parse().ok(),
                 "error" => run.error = Some(v.trim_matches('"').replace('_', " ")),
                 _ => {}
             }
@@ -55,6 +64,23 @@ impl Run {
     /// Bytes written to storage per reported event, for the runs that say.
     pub(crate) fn disk_bytes_per_event(&self) -> Option<f64> {
         Some(self.disk_bytes? as f64 / (self.succeeded + self.failed).max(1) as f64)
+    }
+
+    /// Client CPU per reported batch, µs.
+    pub(crate) fn cpu_us_per_batch(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.batches.max(1) as f64
+    }
+
+    /// Thread wake-ups per reported batch; in a paced run, those of the threads other
+    /// than the one handing the events over.
+    pub(crate) fn wakeups_per_batch(&self) -> Option<f64> {
+        let source = if self.paced { self.main_wakeups? } else { 0 };
+        Some(self.wakeups?.saturating_sub(source) as f64 / self.batches.max(1) as f64)
+    }
+
+    /// System calls per reported batch, where they were counted.
+    pub(crate) fn syscalls_per_batch(&self) -> Option<f64> {
+        Some(self.syscalls? as f64 / self.batches.max(1) as f64)
     }
 
     pub(crate) fn events_per_batch(&self) -> f64 {

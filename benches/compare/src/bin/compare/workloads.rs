@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 pub(crate) enum Contender {
     Producer,
     Sdk,
+    /// The SDK's `ProducerClient`, each event a batch of its own.
+    SdkDirect,
     Ceiling,
     /// This producer with store and forward, by the spool's durability policy.
     SpoolGroup,
@@ -28,7 +30,7 @@ impl Contender {
             | Contender::SpoolOs
             | Contender::Receipts
             | Contender::Stalled => "contender_producer",
-            Contender::Sdk => "contender_sdk",
+            Contender::Sdk | Contender::SdkDirect => "contender_sdk",
             Contender::Ceiling => "contender_ceiling",
         }
     }
@@ -45,6 +47,7 @@ impl Contender {
         match self {
             Contender::Producer => "producer",
             Contender::Sdk => "sdk",
+            Contender::SdkDirect => "sdk-direct",
             Contender::Ceiling => "ceiling",
             Contender::SpoolGroup => "spool-group",
             Contender::SpoolInterval => "spool-100ms",
@@ -57,6 +60,7 @@ impl Contender {
         match self {
             Contender::Producer => "this producer (`Producer::enqueue`)",
             Contender::Sdk => "Rust SDK `BufferedProducerClient` 0.16",
+            Contender::SdkDirect => "Rust SDK `ProducerClient` 0.16, a one-event batch per send",
             Contender::Ceiling => "ceiling: fe2o3 alone, pre-built full batches",
             Contender::SpoolGroup => "this producer, spool synced per group of appends",
             Contender::SpoolInterval => "this producer, spool synced every 100 ms",
@@ -70,6 +74,7 @@ impl Contender {
     pub(crate) fn flags(self) -> &'static [&'static str] {
         match self {
             Contender::Receipts => &["--receipts"],
+            Contender::SdkDirect => &["--direct"],
             // The events routed to the stalled partition before the producer noticed
             // fail after this, so that the run ends.
             Contender::Stalled => &["--delivery-timeout-ms", "3000", "--until-stored"],
@@ -99,9 +104,27 @@ pub(crate) struct Workload {
     pub(crate) keyed: bool,
     pub(crate) pending: usize,
     pub(crate) events: u64,
-    /// Events per second, for the latency workloads; 0 for throughput.
+    /// Events per second, for the paced workloads; 0 for as fast as they go.
     pub(crate) rate: u64,
+    /// The producers' `max_wait`.
+    pub(crate) max_wait_ms: u64,
+    /// What the workload measures, and so which table it goes in.
+    pub(crate) kind: Kind,
+    /// The most events in one of the ceiling's batches (`--batch-events`), so that it
+    /// sends the batches the producer does.
+    pub(crate) ceiling_batch: Option<usize>,
     pub(crate) contenders: Vec<Contender>,
+}
+
+/// What a workload measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Events per second and CPU per event, as fast as the contenders go.
+    Throughput,
+    /// Enqueue-to-outcome time, paced.
+    Latency,
+    /// What each batch costs: small batches, as fast as they go or paced.
+    PerBatch,
 }
 
 impl Workload {
@@ -123,6 +146,9 @@ impl Workload {
         );
         if self.rate > 0 {
             write!(label, ", paced at {} events/s", self.rate).unwrap();
+        }
+        if self.max_wait_ms != 250 {
+            write!(label, ", max wait {} ms", self.max_wait_ms).unwrap();
         }
         if self.contenders.iter().any(|c| c.spool().is_some()) {
             label.push_str(", store and forward");
@@ -146,6 +172,9 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
         pending,
         events,
         rate: 0,
+        max_wait_ms: 250,
+        kind: Kind::Throughput,
+        ceiling_batch: None,
         contenders: if keyed {
             // The ceiling routes nothing, so keys change nothing for it: the keyless
             // workload's ceiling stands for both.
@@ -161,7 +190,32 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
         pending: 6000,
         events,
         rate: 1000,
+        max_wait_ms: 250,
+        kind: Kind::Latency,
+        ceiling_batch: None,
         contenders: vec![Producer, Sdk],
+    };
+    // One event per batch: keyed over many partitions with a small pending bound, so
+    // each event is a batch of its own (the ceiling sends one-event batches).
+    // The SDK's buffered producer holds a partition's buffer until it is due (its
+    // bound of 16 ÷ 128 partitions rounds up to one event, and it stalls at a few
+    // events a second), so the SDK sends its one-event batches itself, one at a time
+    // (see contender_sdk).
+    let one_event = |events| Workload {
+        kind: Kind::PerBatch,
+        ceiling_batch: Some(1),
+        contenders: vec![Producer, SdkDirect, Ceiling],
+        ..w(100, 128, true, 16, events)
+    };
+    // A steady sparse stream: 2,000 events/s over 4 partitions, published within
+    // 10 ms; the ceiling sends what reaches each partition in 10 ms as a batch.
+    let sparse = |events| Workload {
+        rate: 2000,
+        max_wait_ms: 10,
+        kind: Kind::PerBatch,
+        ceiling_batch: Some(5),
+        contenders: vec![Producer, Sdk, Ceiling],
+        ..w(100, 4, false, 6000, events)
     };
     // The spool's cost, beside the producer without one.
     let spooled = |events| Workload {
@@ -186,6 +240,8 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
             spooled(5000),
             receipts(5000),
             stalled(20_000),
+            one_event(500),
+            sparse(2000),
         ];
     }
     let mut all = Vec::new();
@@ -213,5 +269,7 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
     all.push(spooled(1_000_000));
     all.push(receipts(1_000_000));
     all.push(stalled(1_000_000));
+    all.push(one_event(50_000));
+    all.push(sparse(20_000));
     all
 }
