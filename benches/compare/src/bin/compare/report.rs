@@ -328,6 +328,14 @@ fn per_batch(md: &mut String, w: &Workload, results: &Results) {
         if failed > 0.0 {
             write!(cell, "; {failed:.0} of {} events failed", w.events).unwrap();
         }
+        if let Some(s) = runs.iter().find(|r| r.timed_out) {
+            write!(
+                cell,
+                "; **stalled**: {} of {} events in {:.0} s",
+                s.succeeded, s.events, s.secs
+            )
+            .unwrap();
+        }
         let per_batch = median(runs.iter().map(Run::cpu_us_per_batch).collect());
         writeln!(
             md,

@@ -240,7 +240,7 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
             spooled(5000),
             receipts(5000),
             stalled(20_000),
-            one_event(500),
+            one_event(200),
             sparse(2000),
         ];
     }
