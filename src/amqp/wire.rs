@@ -69,15 +69,7 @@ pub(crate) fn serialized(batch: &Batch) -> Vec<u8> {
             Data(Binary::from(copy))
         })
         .collect();
-    let message = Message {
-        header: None,
-        delivery_annotations: None,
-        message_annotations: None,
-        properties: None,
-        application_properties: None,
-        body: AmqpBatch::from(sections),
-        footer: None,
-    };
+    let message = Message::builder().body(AmqpBatch::from(sections)).build();
     serde_amqp::to_vec(&Serializable(message)).expect("a batch serializes")
 }
 

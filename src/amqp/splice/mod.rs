@@ -91,15 +91,9 @@ impl StandIns {
         let mut name = [0u8; 16];
         name[..8].copy_from_slice(&self.mark);
         name[8..].copy_from_slice(&number.to_be_bytes());
-        let message = Message {
-            header: None,
-            delivery_annotations: None,
-            message_annotations: None,
-            properties: None,
-            application_properties: None,
-            body: Data(Binary::from(name.to_vec())),
-            footer: None,
-        };
+        let message = Message::builder()
+            .data(Data(Binary::from(name.to_vec())))
+            .build();
         let sendable = Sendable::builder()
             .message(message)
             .message_format(format)

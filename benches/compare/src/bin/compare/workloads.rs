@@ -240,7 +240,13 @@ pub(crate) fn workloads(smoke: bool) -> Vec<Workload> {
             spooled(5000),
             receipts(5000),
             stalled(20_000),
-            one_event(200),
+            // Without the SDK's `ProducerClient`: now and then it stalls on this
+            // workload (a few of the 200 events sent in the minute), which would fail
+            // the smoke run for the SDK's sake; the full run reports it.
+            Workload {
+                contenders: vec![Producer, Ceiling],
+                ..one_event(200)
+            },
             sparse(2000),
         ];
     }
