@@ -13,10 +13,11 @@
 //! Files: `task` (connecting, reconnecting, sessions, management reads), `cbs`
 //! (putting tokens),
 //! `link` (a partition's session and sender link: attach, credit, transfers), `wire`
-//! (batches to messages, verdicts to errors), `props` and `management` (what the
+//! (batches to payloads and messages, verdicts to errors), `props` and `management` (what the
 //! attach and `$management` frames carry), `rpc` (request/response over a link pair),
 //! `transport` (the layers under AMQP: TCP, a proxy's tunnel from `proxy`, TLS, a
-//! WebSocket).
+//! WebSocket), `splice` (the stream over the transport that writes each batch's own
+//! bytes where fe2o3 wrote a stand-in).
 
 mod cbs;
 mod link;
