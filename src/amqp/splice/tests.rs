@@ -306,3 +306,20 @@ async fn everything_else_passes_as_it_is() {
     }
     assert_eq!(written(&mut splice, &mut peer).await, bytes);
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_speak_amqp_is_passed_on_at_once() {
+    let (ours, mut peer) = tokio::io::duplex(1 << 16);
+    let mut splice = Splice::new(ours, Arc::new(StandIns::new()));
+    let answer = b"HTTP/1.1 400 Bad Request\r\n\r\n";
+    peer.write_all(answer).await.unwrap();
+    let mut seen = vec![0u8; answer.len()];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        splice.read_exact(&mut seen),
+    )
+    .await
+    .expect("not held back waiting for a 1.2 GB frame")
+    .unwrap();
+    assert_eq!(&seen[..], answer);
+}
