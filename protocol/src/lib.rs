@@ -120,9 +120,14 @@ pub const EVENTHUB_ENTITY: &str = "com.microsoft:eventhub";
 /// `$management` entity type of a partition.
 pub const PARTITION_ENTITY: &str = "com.microsoft:partition";
 
+/// Binaries shorter than this are written as `vbin8` (a 1-byte length), the others as
+/// `vbin32` (a 4-byte one). serde_amqp, which fe2o3 uses, writes `vbin8` only up to
+/// 254 bytes; a batch the producer writes itself does the same, so that its size is
+/// the one fe2o3 would write.
+pub const VBIN8_LIMIT: usize = 255;
+
 /// Bytes an event of `len` encoded bytes takes in a batched message: a `data` section
-/// holding it (a 3-byte descriptor, then `vbin8` with a 1-byte length or `vbin32` with
-/// a 4-byte one). serde_amqp, which fe2o3 uses, writes `vbin8` only up to 254 bytes.
+/// holding it (a 3-byte descriptor, then `vbin8` or `vbin32`, see [`VBIN8_LIMIT`]).
 pub fn data_section_size(len: usize) -> usize {
-    3 + if len < 255 { 2 } else { 5 } + len
+    3 + if len < VBIN8_LIMIT { 2 } else { 5 } + len
 }

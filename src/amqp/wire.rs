@@ -13,7 +13,7 @@ use crate::codec::{self, Stamp};
 use crate::event::{EventData, PropertyValue, Routing};
 use crate::Error;
 use eventhubs_protocol::sequence::advance;
-use eventhubs_protocol::PARTITION_KEY;
+use eventhubs_protocol::{PARTITION_KEY, VBIN8_LIMIT};
 
 /// The body of the batched message (format `0x80013700`) as it goes on the wire: one
 /// data section per event, in one buffer, handed to the connection as it is (see
@@ -46,9 +46,6 @@ pub(crate) fn payload(batch: &Batch) -> Bytes {
     }
     Bytes::from(out)
 }
-
-/// serde_amqp writes binaries shorter than this as vbin8, the others as vbin32.
-const VBIN8_LIMIT: usize = 255;
 
 /// The batched message as fe2o3 would serialize it from typed sections: what
 /// [`payload`] must equal, byte for byte.

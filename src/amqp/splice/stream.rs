@@ -157,18 +157,13 @@ impl<S> Splice<S> {
         }
     }
 
-    /// Queues `transfer` with `payload`, over as many frames as the peer's frame size
-    /// asks (at least two): the first keeps fe2o3's performative (with `more` set), the others carry
+    /// Queues `transfer` with `payload`, which does not fit one frame, over as many
+    /// frames as the peer's frame size asks: the first keeps fe2o3's performative (with
+    /// `more` set), the others carry
     /// the link's handle alone (AMQP 1.0 §2.7.5: a continuation transfer may leave out
     /// the delivery id, tag and message format), the last with `more` unset.
     fn splice(&mut self, channel: u16, transfer: Transfer, mut payload: Bytes) -> io::Result<()> {
         let max = self.peer_max_frame;
-        let whole = frame::encode(&transfer)?;
-        if 8 + whole.len() + payload.len() <= max {
-            self.queue(frame::head(channel, &whole, payload.len()));
-            self.queue(payload);
-            return Ok(());
-        }
         let continuation = Transfer {
             handle: transfer.handle.clone(),
             delivery_id: None,
