@@ -67,6 +67,70 @@ async fn max_wait_counts_from_the_oldest_event_not_from_the_last() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn batches_of_partitions_that_open_together_go_together_within_max_wait() {
+    let (service, log) = recorder();
+    let ids: Vec<String> = (0..4).map(|p| p.to_string()).collect();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_wait(Duration::from_millis(100))
+        .build_with_service(service, ids.clone(), 1 << 20)
+        .unwrap();
+    let start = Instant::now();
+    // One event a millisecond, each partition in turn, for a second.
+    let events = 1000;
+    for i in 0..events {
+        let event = EventData::new(format!("{i}")).with_partition_id(ids[i % 4].clone());
+        producer.enqueue(event).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    producer.close().await.unwrap();
+    // Each batch: its partition, and when its oldest event was enqueued.
+    let mut oldest = Vec::new();
+    while let Some(o) = outcomes.next().await {
+        assert!(o.is_success());
+        let first: u64 = std::str::from_utf8(o.events.bodies().next().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        oldest.push((o.partition.clone(), start + Duration::from_millis(first)));
+    }
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().map(|b| b.events).sum::<usize>(), events);
+    // Outcomes come in each partition's order, as the service saw the batches.
+    let mut published = Vec::new();
+    for id in &ids {
+        let sent = log.iter().filter(|b| &b.partition == id);
+        let opened = oldest.iter().filter(|(p, _)| p == id);
+        for (b, (_, at)) in sent.zip(opened) {
+            published.push((b.at, b.at - *at));
+        }
+    }
+    assert_eq!(published.len(), log.len());
+    // The last batches went when the producer closed; every other one went when its
+    // oldest event had waited between three quarters of max_wait and max_wait.
+    let closed = published.iter().map(|(at, _)| *at).max().unwrap();
+    for (at, waited) in &published {
+        if *at < closed {
+            assert!(
+                (Duration::from_millis(75)..=Duration::from_millis(100)).contains(waited),
+                "waited {waited:?}"
+            );
+        }
+    }
+    // The four partitions' batches open within 4 ms of one another, so they go at the
+    // same instants: one timer for all four, not one each.
+    let mut instants: Vec<Instant> = published.iter().map(|(at, _)| *at).collect();
+    instants.sort();
+    instants.dedup();
+    assert!(log.len() >= 36, "{} batches", log.len());
+    assert!(
+        instants.len() * 4 <= log.len() + 8,
+        "{} batches went at {} instants",
+        log.len(),
+        instants.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_full_batch_leaves_at_once_and_fills_the_size_limit() {
     let (service, log) = recorder();
     let limit = 64 * 1024;
@@ -252,4 +316,57 @@ async fn a_producer_at_its_bound_sends_useful_batches_and_never_waits_out_max_wa
         "mean {mean} of {} batches: {sizes:?}",
         sizes.len()
     );
+}
+
+/// A partition's batches reach the service in the order of their events, whether the
+/// handle sealed a batch (full) or the driver did (on `max_wait`): on real time, with
+/// batches that fill about as fast as `max_wait` runs out, the two race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitions_batches_go_in_order_whoever_sealed_them() {
+    type Seen = Arc<std::sync::Mutex<Vec<(String, Vec<u64>)>>>;
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let service = tower::service_fn(move |batch: Batch| {
+        let numbers = batch
+            .events()
+            .bodies()
+            .map(|b| std::str::from_utf8(b).unwrap().parse().unwrap())
+            .collect();
+        s.lock()
+            .unwrap()
+            .push((batch.partition().to_owned(), numbers));
+        async { Ok::<_, std::convert::Infallible>(()) }
+    });
+    let ids: Vec<String> = (0..16).map(|p| p.to_string()).collect();
+    let (mut producer, mut outcomes) = Producer::builder()
+        .max_wait(Duration::from_millis(1))
+        .max_pending_events(100_000)
+        .build_with_service(service, ids.clone(), 2 << 10)
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut events = 0;
+        while let Some(o) = outcomes.next().await {
+            assert!(o.is_success());
+            events += o.events.len();
+        }
+        events
+    });
+    let events = 1_000_000u64;
+    for i in 0..events {
+        let event = EventData::new(i.to_string()).with_partition_id(ids[i as usize % 16].clone());
+        producer.enqueue(event).await.unwrap();
+    }
+    producer.close().await.unwrap();
+    assert_eq!(reader.await.unwrap(), events as usize);
+    let seen = seen.lock().unwrap();
+    for id in &ids {
+        let numbers: Vec<u64> = seen
+            .iter()
+            .filter(|(p, _)| p == id)
+            .flat_map(|(_, n)| n.iter().copied())
+            .collect();
+        assert_eq!(numbers.len() as u64, events / 16);
+        let out_of_order = numbers.windows(2).filter(|w| w[0] >= w[1]).count();
+        assert_eq!(out_of_order, 0, "partition {id}: events out of order");
+    }
 }

@@ -44,6 +44,11 @@ pub(crate) struct Splice<S> {
     opaque_in: bool,
     /// The most the peer takes in one frame (its open frame's `max-frame-size`).
     peer_max_frame: usize,
+    /// fe2o3 asked for queued bytes to be flushed and they are not written yet: they
+    /// go when the connection next reads.
+    behind: bool,
+    /// The read gave way once for what is behind (see [`AsyncRead`] below).
+    yielded: bool,
     /// By our channel: the transfer frames added to the session's count.
     added: HashMap<u16, u32>,
     /// The peer's channel of each session to ours (its begin's `remote-channel`).
@@ -63,6 +68,8 @@ impl<S> Splice<S> {
             opaque_out: false,
             opaque_in: false,
             peer_max_frame: MIN_MAX_FRAME,
+            behind: false,
+            yielded: false,
             added: HashMap::new(),
             ours: HashMap::new(),
         }
@@ -335,9 +342,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Splice<S> {
         Poll::Ready(Ok(buf.len()))
     }
 
+    /// Leaves the bytes queued, below the high-water mark, until the connection next
+    /// reads (see [`Splice::poll_behind`]).
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.queued < HIGH_WATER {
+            this.behind = true;
+            return Poll::Ready(Ok(()));
+        }
         ready!(this.poll_drain(cx))?;
+        this.behind = false;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
@@ -348,13 +362,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Splice<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Splice<S> {
+impl<S: AsyncWrite + Unpin> Splice<S> {
+    /// Writes what a flush left behind.
+    ///
+    /// fe2o3 flushes after every frame, so each frame would be a system call of its
+    /// own. A flush here only marks the queued bytes, and they are written when the
+    /// connection next reads: fe2o3's connection task reads whenever it has nothing
+    /// else to do, and every wait for the peer is a read, so nothing is left unwritten
+    /// while the connection waits. Frames the task sends in between (the transfers of
+    /// batches dispatched together, a flow) share one write.
+    fn poll_behind(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.behind {
+            return Ok(());
+        }
+        // Pending: the transport wakes the task when it takes more; the read goes on.
+        if let Poll::Ready(result) = self.poll_drain(cx) {
+            result?;
+            if let Poll::Ready(result) = Pin::new(&mut self.inner).poll_flush(cx) {
+                result?;
+                self.behind = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Splice<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Once, the connection's task gives way before the write: frames that the
+        // tasks it woke (a session, the producer's driver) send meanwhile share it.
+        if this.behind && !this.yielded {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.yielded = false;
+        this.poll_behind(cx)?;
         loop {
             if let Some(front) = this.ready.front_mut() {
                 let n = front.len().min(buf.remaining());

@@ -121,9 +121,8 @@ async fn spliced(max_frame: u32) -> (Splice<DuplexStream>, DuplexStream, Arc<Sta
     (splice, peer, stand_ins)
 }
 
-async fn written(splice: &mut Splice<DuplexStream>, peer: &mut DuplexStream) -> Vec<u8> {
-    splice.flush().await.unwrap();
-    // Flushed, everything is in the pipe: read what is there, without waiting.
+/// What is in the pipe now, read without waiting.
+fn in_pipe(peer: &mut DuplexStream) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(read) = peer.read_buf(&mut out).now_or_never() {
         if read.unwrap() == 0 {
@@ -131,6 +130,25 @@ async fn written(splice: &mut Splice<DuplexStream>, peer: &mut DuplexStream) -> 
         }
     }
     out
+}
+
+/// Polls the splice's read side once, as fe2o3's connection task does whenever it
+/// waits; the peer has sent nothing, so nothing is read.
+fn poll_read(splice: &mut Splice<DuplexStream>) {
+    let mut none = [0u8; 1];
+    assert!(
+        splice.read(&mut none).now_or_never().is_none(),
+        "the peer sent nothing"
+    );
+}
+
+/// Flushes what was written and lets the splice write it, as the connection's next
+/// read does (it gives way once first), then takes what reached the peer.
+async fn written(splice: &mut Splice<DuplexStream>, peer: &mut DuplexStream) -> Vec<u8> {
+    splice.flush().await.unwrap();
+    poll_read(splice);
+    poll_read(splice);
+    in_pipe(peer)
 }
 
 #[test]
@@ -313,4 +331,26 @@ async fn a_peer_that_does_not_speak_amqp_is_passed_on_at_once() {
     .expect("not held back waiting for a 1.2 GB frame")
     .unwrap();
     assert_eq!(&seen[..], answer);
+}
+
+#[tokio::test]
+async fn flushed_frames_wait_for_the_connection_to_read_and_share_a_write() {
+    let (mut splice, mut peer, _) = spliced(65536).await;
+    let one = frame_of(CHANNEL, &flow(1, 1), &[]);
+    let two = frame_of(CHANNEL, &flow(2, 2), &[]);
+    splice.write_all(&one).await.unwrap();
+    splice.flush().await.unwrap();
+    splice.write_all(&two).await.unwrap();
+    splice.flush().await.unwrap();
+    assert!(in_pipe(&mut peer).is_empty(), "a flush leaves them behind");
+    // The connection waits: its read gives way once, then writes both at once.
+    poll_read(&mut splice);
+    assert!(in_pipe(&mut peer).is_empty(), "the read gave way first");
+    poll_read(&mut splice);
+    assert_eq!(in_pipe(&mut peer), [one.clone(), two].concat());
+    // Closing writes what is behind too.
+    splice.write_all(&one).await.unwrap();
+    splice.flush().await.unwrap();
+    splice.shutdown().await.unwrap();
+    assert_eq!(in_pipe(&mut peer), one);
 }

@@ -190,6 +190,11 @@ impl ProducerBuilder {
     }
 
     /// How long the oldest event of an open batch may wait before the batch is published.
+    ///
+    /// A batch goes when its oldest event has waited this long, unless it fills first.
+    /// When one batch goes on time, others that have waited at least three quarters of
+    /// `max_wait` go with it, so partitions whose batches opened close together cost
+    /// the producer one timer wake-up, not one each.
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = max_wait;
         self

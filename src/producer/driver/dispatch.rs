@@ -22,17 +22,49 @@ impl Driver {
         }
     }
 
-    /// Queues a sealed batch for its partition's stack, with its delivery deadline.
+    /// Queues a sealed batch for its partition's stack, in the order the partition's
+    /// batches were sealed.
+    ///
+    /// The handles send sealed batches through the inbox, and the driver seals some
+    /// itself (on `max_wait`, early when starved): a batch the driver seals can reach
+    /// this before the partition's previous batch, still in the inbox. It waits here
+    /// for it. Every batch a lane opens is sealed once and comes here, and the lane
+    /// numbers them one by one, so the wait ends.
     pub(super) fn to_ready(&self, state: &mut State, sealed: Sealed) {
+        let partition = sealed.partition;
+        grow(state, partition);
+        let p = &mut state.partitions[partition];
+        if sealed.generation != p.sealed_up_to + 1 {
+            debug_assert!(sealed.generation > p.sealed_up_to, "sealed twice");
+            p.held.push(sealed);
+            return;
+        }
+        p.sealed_up_to = sealed.generation;
+        self.queue_ready(state, sealed);
+        loop {
+            let p = &mut state.partitions[partition];
+            let next = p.sealed_up_to + 1;
+            let Some(i) = p.held.iter().position(|s| s.generation == next) else {
+                break;
+            };
+            let sealed = p.held.swap_remove(i);
+            p.sealed_up_to = next;
+            self.queue_ready(state, sealed);
+        }
+    }
+
+    /// Queues a sealed batch for its partition's stack, with its delivery deadline.
+    fn queue_ready(&self, state: &mut State, sealed: Sealed) {
         let Sealed {
             partition,
             mut batch,
             oldest,
             capacity,
             receipts,
-            ..
+            generation,
         } = sealed;
         grow(state, partition);
+        state.linger.sealed(partition, generation);
         let deadline = oldest
             .checked_add(self.delivery_timeout)
             .unwrap_or_else(far_future);

@@ -13,6 +13,8 @@ use crate::producer::lanes::{Outbox, Sealed};
 use crate::route::Index;
 use crate::Error;
 
+use super::linger::Stash;
+
 /// A message to the driver.
 #[derive(Debug)]
 pub(crate) enum Signal {
@@ -75,6 +77,8 @@ pub(crate) struct Inbox {
     signals: mpsc::UnboundedSender<Signal>,
     /// A [`Signal::Starved`] is on its way and not yet handled.
     starved: Arc<AtomicBool>,
+    /// Openings the driver will see in time without a signal.
+    stash: Arc<Stash>,
 }
 
 /// The driver's side of the inbox.
@@ -82,20 +86,24 @@ pub(crate) struct Inbox {
 pub(crate) struct Signals {
     signals: mpsc::UnboundedReceiver<Signal>,
     starved: Arc<AtomicBool>,
+    pub(crate) stash: Arc<Stash>,
 }
 
 /// The inbox of a new driver.
 pub(crate) fn inbox() -> (Inbox, Signals) {
     let (tx, rx) = mpsc::unbounded_channel();
     let starved = Arc::new(AtomicBool::new(false));
+    let stash = Arc::new(Stash::default());
     (
         Inbox {
             signals: tx,
             starved: starved.clone(),
+            stash: stash.clone(),
         },
         Signals {
             signals: rx,
             starved,
+            stash,
         },
     )
 }
@@ -146,6 +154,9 @@ impl Signals {
 /// a driver that is gone are dropped: the handles learn of it from the closed flag.
 impl Outbox for Inbox {
     fn opened(&self, partition: Index, generation: u64, opened: Instant) {
+        if self.stash.leave((partition, generation, opened)) {
+            return;
+        }
         let _ = self.send(Signal::Opened {
             partition,
             generation,

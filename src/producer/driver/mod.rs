@@ -10,20 +10,21 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio_util::time::delay_queue::DelayQueue;
 
 mod dispatch;
 mod early;
 mod expiry;
 mod health;
 mod inbox;
+mod linger;
 mod report;
 mod state;
 mod timer;
 
 pub(crate) use inbox::{inbox, Inbox, Signal, Signals};
+use linger::Linger;
 use state::{grow, Barrier, PartitionState, Sent, State};
-use timer::{far_future, Timer};
+use timer::Timer;
 
 use super::capacity::Capacity;
 use super::lanes::Shared;
@@ -61,7 +62,7 @@ impl Driver {
             partitions: (0..self.router.count())
                 .map(|_| PartitionState::default())
                 .collect(),
-            open: DelayQueue::new(),
+            linger: Linger::new(self.max_wait, self.signals.stash.clone()),
             in_flight: FuturesUnordered::new(),
             readying: FuturesUnordered::new(),
             barriers: Vec::new(),
@@ -82,10 +83,13 @@ impl Driver {
         // driver (and a wake-up of it) each time.
         let mut expiry_timer = Timer::new();
         let mut health_timer = Timer::new();
+        // The batches the `max_wait` timer found due, reused.
+        let mut due = Vec::new();
         loop {
             if closing && state.unreported == 0 && state.in_flight.is_empty() && loader_done {
                 break;
             }
+            state.linger.arm();
             expiry_timer.arm(state.next_expiry);
             health_timer.arm(state.next_health_check);
             tokio::select! {
@@ -116,15 +120,13 @@ impl Driver {
                         self.dispatch_all(&mut state);
                     }
                 },
-                Some(expired) = state.open.next(), if !state.open.is_empty() => {
-                    let (partition, generation) = expired.into_inner();
-                    let p = &mut state.partitions[partition];
-                    if p.deadline.as_ref().is_some_and(|(g, _)| *g == generation) {
-                        p.deadline = None;
-                    }
-                    if let Some(sealed) = self.shared.seal_if(partition, Some(generation)) {
-                        self.to_ready(&mut state, sealed);
-                        self.dispatch(&mut state, partition);
+                _ = state.linger.fired(), if state.linger.armed() => {
+                    state.linger.due(tokio::time::Instant::now(), &mut due);
+                    for (partition, generation) in due.drain(..) {
+                        if let Some(sealed) = self.shared.seal_if(partition, Some(generation)) {
+                            self.to_ready(&mut state, sealed);
+                            self.dispatch(&mut state, partition);
+                        }
                     }
                 }
                 Some((partition, service, ready)) = state.readying.next(), if !state.readying.is_empty() => {
@@ -195,8 +197,7 @@ impl Driver {
                 opened,
             } => {
                 grow(state, partition);
-                let deadline = opened.checked_add(self.max_wait).unwrap_or_else(far_future);
-                state.open.insert_at((partition, generation), deadline);
+                state.linger.opened((partition, generation, opened));
             }
             Signal::Sealed(sealed) => {
                 let partition = sealed.partition;

@@ -8,11 +8,12 @@ use std::pin::Pin;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::time::delay_queue::{DelayQueue, Key};
 use tower::BoxError;
 
+use super::linger::Linger;
 use crate::batch::Batch;
 use crate::producer::capacity::Capacity;
+use crate::producer::lanes::Sealed;
 use crate::producer::receipt::Receipts;
 use crate::route::Index;
 use crate::stack::BatchService;
@@ -38,10 +39,11 @@ pub(super) struct PartitionState {
     pub(super) service: Option<BatchService>,
     /// A readiness check of the stack is under way.
     pub(super) readying: bool,
-    /// The `max_wait` deadline of the batch opened last, while it is in the queue:
-    /// removed when the next batch opens, so the queue holds one entry per partition
-    /// at most, whatever `max_wait` is.
-    pub(super) deadline: Option<(u64, Key)>,
+    /// The generation of the partition's batch queued last (batches are queued in
+    /// the order the lane sealed them).
+    pub(super) sealed_up_to: u64,
+    /// Batches sealed after one that is not here yet (see `Driver::to_ready`).
+    pub(super) held: Vec<Sealed>,
     /// When it last made progress: an outcome, or work after none was outstanding.
     pub(super) progress_at: Option<Instant>,
     /// Avoided by keyless events until then: its last batch failed.
@@ -87,8 +89,8 @@ pub(super) type Readying =
 
 pub(super) struct State {
     pub(super) partitions: Vec<PartitionState>,
-    /// The `max_wait` deadline of each open batch: (partition, generation).
-    pub(super) open: DelayQueue<(Index, u64)>,
+    /// The `max_wait` deadline of each open batch.
+    pub(super) linger: Linger,
     pub(super) in_flight: FuturesUnordered<InFlight>,
     pub(super) readying: FuturesUnordered<Readying>,
     pub(super) barriers: Vec<Barrier>,

@@ -58,6 +58,8 @@ pub(crate) struct Sealed {
     pub(crate) oldest: Instant,
     pub(crate) capacity: Capacity,
     pub(crate) receipts: Receipts,
+    /// Tells it apart from the partition's other batches (as in [`Outbox::opened`]).
+    pub(crate) generation: u64,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,7 @@ impl Lane {
             oldest: open.oldest,
             capacity: open.capacity,
             receipts: open.receipts,
+            generation: open.generation,
         })
     }
 }
