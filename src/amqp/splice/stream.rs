@@ -2,6 +2,7 @@
 //! place, and keeps the sessions' transfer counts consistent on both ends.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -394,12 +395,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Splice<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        // Once, the connection's task gives way before the write: frames that the
-        // tasks it woke (a session, the producer's driver) send meanwhile share it.
+        // Once, the connection's task gives way before the write, as
+        // `tokio::task::yield_now` does: it runs again once the runtime's other ready
+        // tasks (a session, the producer's driver) have run, so the frames they send
+        // meanwhile share the write; and, unlike a plain wake, without calling another
+        // worker thread to take it.
         if this.behind && !this.yielded {
             this.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            if std::pin::pin!(tokio::task::yield_now())
+                .poll(cx)
+                .is_pending()
+            {
+                return Poll::Pending;
+            }
         }
         this.yielded = false;
         this.poll_behind(cx)?;

@@ -40,13 +40,17 @@ impl Driver {
     }
 
     /// Seals and sends the open batch of every partition that is not sending, if
-    /// large enough.
+    /// large enough. Only partitions with an open batch are looked at: with many
+    /// partitions, this runs after every outcome while the producer is at its bound.
     pub(super) fn publish_idle(&self, state: &mut State) {
         let min = self.early_minimum(state);
         let mut skipped = false;
-        for partition in Index::all(self.router.count()) {
+        let mut open = std::mem::take(&mut state.scratch);
+        state.linger.open(&mut open);
+        for partition in open.drain(..) {
             skipped |= self.publish_if_idle(state, partition, min);
         }
+        state.scratch = open;
         state.starved_pending = skipped;
     }
 

@@ -65,6 +65,12 @@ impl Stash {
         }
     }
 
+    /// Moves what was left here into `into`.
+    fn take_only(&self, into: &mut Vec<Opening>) {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        into.append(&mut inner.opened);
+    }
+
     /// Moves what was left here into `into`, and sets from when openings may be left
     /// here: those whose deadline is at or after `awake_by`, when the driver wakes at
     /// the latest.
@@ -138,6 +144,24 @@ impl Linger {
                 self.live -= 1;
             }
         }
+    }
+
+    /// Puts into `into` every partition with an open batch, as far as the driver has
+    /// heard (openings left in the stash included).
+    pub(super) fn open(&mut self, into: &mut Vec<Index>) {
+        self.stash.take_only(&mut self.taken);
+        let mut taken = std::mem::take(&mut self.taken);
+        for opening in taken.drain(..) {
+            self.opened(opening);
+        }
+        self.taken = taken;
+        into.extend(
+            self.armed
+                .iter()
+                .enumerate()
+                .filter(|(_, armed)| armed.is_some())
+                .map(|(i, _)| Index(i)),
+        );
     }
 
     /// Whether `generation`'s deadline is still the one of `partition`'s open batch.

@@ -72,6 +72,7 @@ impl Driver {
             starved_pending: false,
             next_expiry: None,
             next_health_check: None,
+            scratch: Vec::new(),
         };
         let mut closing = false;
         let mut handles_gone = false;

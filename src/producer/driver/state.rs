@@ -106,6 +106,8 @@ pub(super) struct State {
     pub(super) next_expiry: Option<Instant>,
     /// When partitions' progress is checked next (for adaptive routing).
     pub(super) next_health_check: Option<Instant>,
+    /// Reused for lists of partitions.
+    pub(super) scratch: Vec<Index>,
 }
 
 /// Makes room for partition `index` (the hub may have grown).
