@@ -78,6 +78,12 @@ impl Run {
         Some(self.wakeups?.saturating_sub(source) as f64 / self.batches.max(1) as f64)
     }
 
+    /// Thread wake-ups per event handed over, the source's left out as above.
+    pub(crate) fn wakeups_per_event(&self) -> Option<f64> {
+        let events = (self.succeeded + self.failed).max(1) as f64;
+        Some(self.wakeups_per_batch()? * self.batches.max(1) as f64 / events)
+    }
+
     /// System calls per reported batch, where they were counted.
     pub(crate) fn syscalls_per_batch(&self) -> Option<f64> {
         Some(self.syscalls? as f64 / self.batches.max(1) as f64)
