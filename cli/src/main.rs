@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod demo;
+mod health;
 mod hub;
 mod info;
 mod progress;
@@ -29,7 +30,9 @@ enum Command {
     ///
     /// When it is ready it prints its connection strings to stdout, one a line, and
     /// then logs only to stderr: the plain AMQP listener's first, then those of
-    /// --tls-bind, --ws-bind and --wss-bind, in that order, each only if given.
+    /// --tls-bind, --ws-bind and --wss-bind, in that order, each only if given. Then,
+    /// as Microsoft's emulator does, it serves `GET /health` (see --health-bind) and
+    /// writes `Emulator Service is Successfully Up!` to stderr.
     Emulator(EmulatorArgs),
     /// Publish newline-delimited events from stdin (each line is a body).
     ///
@@ -108,6 +111,14 @@ struct EmulatorArgs {
     /// its connection string (host localhost).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind, requires = "tls_bind")]
     wss_bind: Option<SocketAddr>,
+    /// Serve the health probe of Microsoft's emulator here: `GET /health` answers 200
+    /// `{"status":"healthy",...}` once AMQP is served. Default: --bind's host, port 5300
+    /// (a free port when --bind's port is 0).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind, conflicts_with = "no_health")]
+    health_bind: Option<SocketAddr>,
+    /// Serve no health probe.
+    #[arg(long)]
+    no_health: bool,
 }
 
 /// The TLS identity `--tls-bind` asks for: the files given, or one made now.
@@ -270,6 +281,24 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Served once AMQP is: whoever sees it healthy may connect at once.
+    let health = if args.no_health {
+        None
+    } else {
+        let addr = args
+            .health_bind
+            .unwrap_or_else(|| health::default_addr(args.bind));
+        match health::serve(addr).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!(
+                    "hubcat emulator: cannot serve the health probe on {addr}: {e} \
+                     (--health-bind HOST:PORT picks another address, --no-health serves none)"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     // The handlers go in before the connection string goes out: whoever reads it may
     // signal at once.
     let stop = stop_signal();
@@ -307,6 +336,12 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(addr = %emulator.addr(), "emulator ready");
+    if let Some(addr) = health {
+        eprintln!("hubcat emulator: health probe at http://{addr}/health");
+    }
+    // The line Microsoft's emulator logs when it is ready, which harnesses written for
+    // it wait for; always written, whatever the log filter.
+    eprintln!("Emulator Service is Successfully Up!");
     stop.await;
     tracing::info!("shutting down");
     emulator.shutdown().await;

@@ -191,3 +191,114 @@ fn the_emulator_serves_tls_with_a_ca_it_writes_out_and_send_trusts_it_with_tls_c
     assert_eq!(out, "over tls\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An HTTP/1.1 GET of `path` from `addr`: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the probe listens");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// What a test harness written for Microsoft's emulator waits on: the log line and
+/// `GET /health`, both there once AMQP is served.
+#[test]
+fn logs_the_ready_line_and_serves_the_health_probe_once_amqp_is_up() {
+    let mut child = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "eh1:2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hubcat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the connection string");
+    let amqp_port: u16 = line
+        .trim()
+        .strip_prefix("Endpoint=sb://127.0.0.1:")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    let mut probe = None;
+    let mut ready = false;
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("stderr");
+        if let Some(url) = line.strip_prefix("hubcat emulator: health probe at http://") {
+            probe = Some(
+                url.strip_suffix("/health")
+                    .expect("a /health URL")
+                    .to_owned(),
+            );
+        }
+        if line == "Emulator Service is Successfully Up!" {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "no ready line on stderr");
+    let probe = probe.expect("the probe's address, before the ready line");
+    assert!(probe.starts_with("127.0.0.1:"), "{probe}");
+    assert!(
+        !probe.ends_with(":0") && !probe.ends_with(":5300"),
+        "{probe}"
+    );
+    // Ready means ready: AMQP answers, and so does the probe.
+    std::net::TcpStream::connect(("127.0.0.1", amqp_port)).expect("AMQP listening");
+    let (status, body) = http_get(&probe, "/health");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "healthy", "message": "Service is healthy."})
+    );
+    let (status, _) = http_get(&probe, "/nothing");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_health_port_in_use_is_reported_and_no_health_serves_none() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--health-bind", &addr])
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot serve the health probe"), "{stderr}");
+    assert!(stderr.contains("--no-health"), "{stderr}");
+    // Without a probe the ready line still comes, and no probe is announced.
+    let mut child = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--no-health"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hubcat");
+    let mut before_ready = Vec::new();
+    let mut ready = false;
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("stderr");
+        if line == "Emulator Service is Successfully Up!" {
+            ready = true;
+            break;
+        }
+        before_ready.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "no ready line: {before_ready:?}");
+    assert!(
+        !before_ready.iter().any(|l| l.contains("health probe")),
+        "{before_ready:?}"
+    );
+}

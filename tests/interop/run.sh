@@ -305,6 +305,61 @@ else
   harness_fail "emulator.stdout_connection_strings_only" "stdout had $(wc -l <"$WORK/emulator.stdout") lines, not $EMU_LINES, e.g.: $(sed -n "$((EMU_LINES + 1))p" "$WORK/emulator.stdout" | cut -c1-200); WebSocket: $EH_WS_CS"
 fi
 
+# ---------------------------------------------------------------------------
+# A drop-in for Microsoft's emulator
+# ---------------------------------------------------------------------------
+# Started as a project set up for Microsoft's emulator expects it: no flags but the hub,
+# so AMQP on 5672 and the health probe on 5300; waited for as its harnesses wait, on the
+# log line and then on `GET /health` with curl; used with the connection string
+# Microsoft documents, unchanged, by Microsoft's Python and JS SDKs and by `hubcat send`.
+stop_emulator
+DOC_CS="Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+dropin() {
+  if ! command -v curl >/dev/null; then
+    echo "installing curl from Debian's packages" >&2
+    { apt-get update -qq && apt-get install -y -qq curl; } >&2 || { harness_fail "dropin.install_curl" "apt-get install curl failed"; return; }
+  fi
+  "$HUBCAT" emulator --hub eh1:2 >"$WORK/dropin.stdout" 2>"$WORK/dropin.log" &
+  EMU_PID=$!
+  local up=0
+  for _ in $(seq 1 150); do # 15 s
+    if grep -qx "Emulator Service is Successfully Up!" "$WORK/dropin.log"; then up=1; break; fi
+    kill -0 "$EMU_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ $up == 0 ]]; then
+    harness_fail "dropin.ready_log_line" "not on stderr within 15 s: $(tail -n 3 "$WORK/dropin.log" | tr '\n' ' ')"
+    return
+  fi
+  pass "dropin.ready_log_line"
+  local health
+  if health="$(curl -fsS http://localhost:5300/health)" &&
+    python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1]) != {"status": "healthy", "message": "Service is healthy."})' "$health"; then
+    pass "dropin.health_probe_with_curl" "$health"
+  else
+    fail "dropin.health_probe_with_curl" "answer: ${health:-none}"
+  fi
+  local body="hubcat-dropin-$RUN_ID"
+  if echo "$body" | "$HUBCAT" send --connection-string "$DOC_CS" --hub eh1 >"$WORK/dropin_send.out" 2>"$WORK/dropin_send.stderr"; then
+    pass "dropin.hubcat_send_documented_connection_string"
+  else
+    fail "dropin.hubcat_send_documented_connection_string" "$(tail -n 3 "$WORK/dropin_send.stderr" | tr '\n' ' ')"
+  fi
+  if [[ $RUN_PY == 1 ]]; then
+    run_suite py_dropin 120 env EH_DOC_CS="$DOC_CS" EH_HUBCAT_BODY="$body" "$VENV/bin/python" -u "$HERE/py_dropin.py"
+  fi
+  if [[ $RUN_JS == 1 ]]; then
+    run_suite js_dropin 90 env EH_DOC_CS="$DOC_CS" node "$HERE/js_dropin.mjs"
+  fi
+  stop_emulator
+}
+if port_free 5672 && port_free 5300; then
+  dropin
+else
+  skip "dropin" "127.0.0.1:5672 or :5300 is in use"
+fi
+
 if [[ $FAILED -gt 0 ]]; then
   echo "logs: $WORK/{emulator.log,py_checks.stderr,js_checks.stderr}" >&2
 fi
