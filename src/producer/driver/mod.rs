@@ -88,6 +88,9 @@ impl Driver {
         let mut due = Vec::new();
         loop {
             if closing && state.unreported == 0 && state.in_flight.is_empty() && loader_done {
+                // A held batch waits for one sealed before it, which the inbox delivers
+                // before the close.
+                debug_assert!(state.partitions.iter().all(|p| p.held.is_empty()));
                 break;
             }
             state.linger.arm();
