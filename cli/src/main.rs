@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+mod config_file;
 mod demo;
 mod health;
 mod hub;
@@ -60,9 +61,19 @@ struct EmulatorArgs {
     /// port 0 picks a free port.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5672", value_parser = parse_bind)]
     bind: SocketAddr,
-    /// A hub as NAME:PARTITIONS; repeat for several hubs.
+    /// A hub as NAME:PARTITIONS; repeat for several hubs (default, with no --config:
+    /// eh1:4).
     #[arg(long = "hub", value_name = "NAME:PARTITIONS", value_parser = parse_hub)]
     hubs: Vec<HubConfig>,
+    /// Hubs and consumer groups from a configuration file of Microsoft's Event Hubs
+    /// emulator (`Config.json`: `UserConfig.NamespaceConfig[0].Entities`); --hub adds
+    /// more.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// A consumer group as HUB:GROUP; repeatable. `$Default` always exists; a reader on
+    /// a group that was not declared is refused, as the service refuses it.
+    #[arg(long = "consumer-group", value_name = "HUB:GROUP", value_parser = parse_group)]
+    consumer_groups: Vec<(String, String)>,
     /// The max-message-size announced and enforced on publishing links.
     #[arg(long, value_name = "BYTES", default_value_t = eventhubs_emulator::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: u64,
@@ -138,6 +149,22 @@ fn tls_identity(
 }
 
 /// `HOST:PORT`, the host an IP address or a name (resolved now: the first address).
+/// `--consumer-group HUB:GROUP`.
+fn parse_group(s: &str) -> Result<(String, String), String> {
+    let Some((hub, group)) = s.split_once(':') else {
+        return Err(format!("'{s}' is not HUB:GROUP, e.g. eh1:cg1"));
+    };
+    if hub.is_empty() || group.is_empty() {
+        return Err(format!("'{s}' is not HUB:GROUP, e.g. eh1:cg1"));
+    }
+    if group.eq_ignore_ascii_case("$default") {
+        return Err(format!(
+            "'{group}': '$Default' always exists and is not declared"
+        ));
+    }
+    Ok((hub.to_owned(), group.to_owned()))
+}
+
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
@@ -240,11 +267,49 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
         .max_message_size(args.max_message_size)
         .key(args.key_name, args.key)
         .accept_jwt(args.accept_jwt);
-    let hubs = if args.hubs.is_empty() {
-        vec![HubConfig::new("eh1", 4)]
-    } else {
-        args.hubs
-    };
+    let mut hubs = Vec::new();
+    if let Some(path) = &args.config {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!(
+                    "hubcat emulator: --config: cannot read {}: {e}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match config_file::hubs(&text) {
+            Ok(h) => hubs = h,
+            Err(e) => {
+                eprintln!("hubcat emulator: --config {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    hubs.extend(args.hubs);
+    if hubs.is_empty() {
+        hubs.push(HubConfig::new("eh1", 4));
+    }
+    for (hub, group) in args.consumer_groups {
+        match hubs
+            .iter_mut()
+            .find(|h| h.name().eq_ignore_ascii_case(&hub))
+        {
+            Some(h) => *h = h.clone().consumer_group(group),
+            None => {
+                eprintln!(
+                    "hubcat emulator: --consumer-group {hub}:{group}: there is no hub '{hub}' \
+                     (hubs: {})",
+                    hubs.iter()
+                        .map(HubConfig::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for mut hub in hubs {
         if let Some(bytes) = args.retention_bytes {
             hub = hub.retention(Retention::Bytes(bytes as usize));

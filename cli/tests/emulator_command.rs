@@ -302,3 +302,126 @@ fn a_health_port_in_use_is_reported_and_no_health_serves_none() {
         "{before_ready:?}"
     );
 }
+
+/// Microsoft's default `Config.json` (Azure/azure-event-hubs-emulator-installer,
+/// `EventHub-Emulator/Config/Config.json`): hub eh1, 2 partitions, group cg1.
+const MICROSOFT_CONFIG: &str = r#"{
+    "UserConfig": {
+        "NamespaceConfig": [
+        {
+            "Type": "EventHub",
+            "Name": "emulatorNs1",
+            "Entities": [
+            {
+                "Name": "eh1",
+                "PartitionCount": "2",
+                "ConsumerGroups": [
+                {
+                    "Name": "cg1"
+                }
+                ]
+            }
+            ]
+        }
+        ],
+        "LoggingConfig": {
+            "Type": "File"
+        }
+    }
+}"#;
+
+#[test]
+fn microsofts_config_file_declares_the_hubs_and_groups_and_others_are_refused() {
+    let dir = std::env::temp_dir().join(format!("hubcat-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("Config.json");
+    std::fs::write(&config, MICROSOFT_CONFIG).unwrap();
+    let mut child = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .args(["--consumer-group", "eh1:extra"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hubcat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the connection string");
+    let cs = line.trim().to_owned();
+    let (ok, _, err) = common::run(
+        &["send", "--connection-string", &cs, "--hub", "eh1"],
+        None,
+        "one\ntwo\nthree\n",
+    );
+    assert!(ok, "{err}");
+    let tail = |group: &str| {
+        common::run(
+            &[
+                "tail",
+                "--connection-string",
+                &cs,
+                "--hub",
+                "eh1",
+                "--consumer-group",
+                group,
+            ],
+            None,
+            "",
+        )
+    };
+    for group in ["$Default", "cg1", "CG1", "extra"] {
+        let (ok, out, err) = tail(group);
+        assert!(ok, "{group}: {err}");
+        let mut got: Vec<&str> = out.lines().collect();
+        got.sort();
+        assert_eq!(got, ["one", "three", "two"], "{group}");
+    }
+    let (ok, _, err) = tail("cg2");
+    assert!(!ok, "an undeclared group is refused");
+    assert!(err.contains("has no consumer group 'cg2'"), "{err}");
+    // Two partitions, as the file says.
+    let (ok, out, err) = common::run(
+        &["info", "--connection-string", &cs, "--hub", "eh1"],
+        None,
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().eq(["partitions", "2"])),
+        "{out}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A file Microsoft's emulator would refuse is refused, naming the field.
+    std::fs::write(&config, MICROSOFT_CONFIG.replace("\"2\"", "\"two\"")).unwrap();
+    let out = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("UserConfig.NamespaceConfig[0].Entities[0].PartitionCount: \"two\"")
+            && stderr.contains("allowed: 1 to 1024"),
+        "{stderr}"
+    );
+    // A group for a hub that is not there is refused too.
+    std::fs::write(&config, MICROSOFT_CONFIG).unwrap();
+    let out = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .args(["--consumer-group", "eh2:cg1"])
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("there is no hub 'eh2' (hubs: eh1)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

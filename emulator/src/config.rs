@@ -47,4 +47,19 @@ impl HubConfig {
         self.retention = retention;
         self
     }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many partitions it has.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// Its consumer groups besides `$Default`, as declared.
+    pub fn consumer_groups(&self) -> &[String] {
+        &self.consumer_groups
+    }
 }
