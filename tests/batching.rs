@@ -281,20 +281,13 @@ async fn a_producer_at_its_bound_sends_useful_batches_and_never_waits_out_max_wa
     let (service, log) = slow_recorder(Duration::from_millis(10));
     let max_wait = Duration::from_secs(3600);
     let ids: Vec<String> = (0..4).map(|p| p.to_string()).collect();
-    let (mut producer, mut outcomes) = Producer::builder()
+    let (mut producer, outcomes) = Producer::builder()
         .max_wait(max_wait)
         .delivery_timeout(max_wait * 2)
         .max_pending_events(400)
         .build_with_service(service, ids, 1 << 20)
         .unwrap();
-    let reader = tokio::spawn(async move {
-        let mut events = 0;
-        while let Some(o) = outcomes.next().await {
-            assert!(o.is_success());
-            events += o.events.len();
-        }
-        events
-    });
+    let reader = tokio::spawn(count_successes(outcomes));
     let start = Instant::now();
     for i in 0..20_000 {
         producer
@@ -338,19 +331,12 @@ async fn a_partitions_batches_go_in_order_whoever_sealed_them() {
         async { Ok::<_, std::convert::Infallible>(()) }
     });
     let ids: Vec<String> = (0..16).map(|p| p.to_string()).collect();
-    let (mut producer, mut outcomes) = Producer::builder()
+    let (mut producer, outcomes) = Producer::builder()
         .max_wait(Duration::from_millis(1))
         .max_pending_events(100_000)
         .build_with_service(service, ids.clone(), 2 << 10)
         .unwrap();
-    let reader = tokio::spawn(async move {
-        let mut events = 0;
-        while let Some(o) = outcomes.next().await {
-            assert!(o.is_success());
-            events += o.events.len();
-        }
-        events
-    });
+    let reader = tokio::spawn(count_successes(outcomes));
     let events = 1_000_000u64;
     for i in 0..events {
         let event = EventData::new(i.to_string()).with_partition_id(ids[i as usize % 16].clone());
@@ -369,4 +355,14 @@ async fn a_partitions_batches_go_in_order_whoever_sealed_them() {
         let out_of_order = numbers.windows(2).filter(|w| w[0] >= w[1]).count();
         assert_eq!(out_of_order, 0, "partition {id}: events out of order");
     }
+}
+
+/// Reads every outcome, each a success; how many events they held.
+async fn count_successes(mut outcomes: streaming_producer::Outcomes) -> usize {
+    let mut events = 0;
+    while let Some(o) = outcomes.next().await {
+        assert!(o.is_success());
+        events += o.events.len();
+    }
+    events
 }

@@ -171,30 +171,7 @@ mod tests {
 
     /// Microsoft's default `Config.json` (Azure/azure-event-hubs-emulator-installer,
     /// `EventHub-Emulator/Config/Config.json`), as its installer ships it.
-    const MICROSOFT_DEFAULT: &str = r#"{
-        "UserConfig": {
-            "NamespaceConfig": [
-            {
-                "Type": "EventHub",
-                "Name": "emulatorNs1",
-                "Entities": [
-                {
-                    "Name": "eh1",
-                    "PartitionCount": "2",
-                    "ConsumerGroups": [
-                    {
-                        "Name": "cg1"
-                    }
-                    ]
-                }
-                ]
-            }
-            ],
-            "LoggingConfig": {
-                "Type": "File"
-            }
-        }
-    }"#;
+    const MICROSOFT_DEFAULT: &str = include_str!("../tests/data/microsoft-config.json");
 
     #[test]
     fn microsofts_default_file_declares_its_hub_and_group() {

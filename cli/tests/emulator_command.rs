@@ -11,6 +11,23 @@ fn hubcat() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hubcat"))
 }
 
+/// Starts `hubcat emulator` with `args` (stdout piped, stderr as asked) and reads its
+/// first stdout line, the plain listener's connection string.
+fn emulator_process(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
+    let mut child = hubcat()
+        .arg("emulator")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn hubcat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the connection string");
+    (child, line.trim().to_owned())
+}
+
 #[test]
 fn prints_exactly_the_connection_string_and_stops_on_sigterm() {
     let mut child = hubcat()
@@ -103,19 +120,19 @@ fn a_port_in_use_is_reported() {
 #[tokio::test]
 async fn retention_bytes_keeps_only_the_newest_events() {
     use futures_util::StreamExt;
-    let mut child = hubcat()
-        .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "a:1"])
-        .args(["--retention-bytes", "4096"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hubcat");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
+    let (mut child, cs) = emulator_process(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--hub",
+            "a:1",
+            "--retention-bytes",
+            "4096",
+        ],
+        Stdio::null(),
+    );
     let (mut producer, mut outcomes) = streaming_producer::Producer::builder()
-        .connection_string(line.trim())
+        .connection_string(&cs)
         .hub("a")
         .build()
         .await
@@ -211,18 +228,9 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 /// `GET /health`, both there once AMQP is served.
 #[test]
 fn logs_the_ready_line_and_serves_the_health_probe_once_amqp_is_up() {
-    let mut child = hubcat()
-        .args(["emulator", "--bind", "127.0.0.1:0", "--hub", "eh1:2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hubcat");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the connection string");
+    let (mut child, line) =
+        emulator_process(&["--bind", "127.0.0.1:0", "--hub", "eh1:2"], Stdio::piped());
     let amqp_port: u16 = line
-        .trim()
         .strip_prefix("Endpoint=sb://127.0.0.1:")
         .and_then(|rest| rest.split(';').next())
         .and_then(|p| p.parse().ok())
@@ -305,30 +313,7 @@ fn a_health_port_in_use_is_reported_and_no_health_serves_none() {
 
 /// Microsoft's default `Config.json` (Azure/azure-event-hubs-emulator-installer,
 /// `EventHub-Emulator/Config/Config.json`): hub eh1, 2 partitions, group cg1.
-const MICROSOFT_CONFIG: &str = r#"{
-    "UserConfig": {
-        "NamespaceConfig": [
-        {
-            "Type": "EventHub",
-            "Name": "emulatorNs1",
-            "Entities": [
-            {
-                "Name": "eh1",
-                "PartitionCount": "2",
-                "ConsumerGroups": [
-                {
-                    "Name": "cg1"
-                }
-                ]
-            }
-            ]
-        }
-        ],
-        "LoggingConfig": {
-            "Type": "File"
-        }
-    }
-}"#;
+const MICROSOFT_CONFIG: &str = include_str!("data/microsoft-config.json");
 
 #[test]
 fn microsofts_config_file_declares_the_hubs_and_groups_and_others_are_refused() {
@@ -336,19 +321,18 @@ fn microsofts_config_file_declares_the_hubs_and_groups_and_others_are_refused() 
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("Config.json");
     std::fs::write(&config, MICROSOFT_CONFIG).unwrap();
-    let mut child = hubcat()
-        .args(["emulator", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .args(["--consumer-group", "eh1:extra"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hubcat");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the connection string");
-    let cs = line.trim().to_owned();
+    let config_arg = config.to_str().expect("a UTF-8 path");
+    let (mut child, cs) = emulator_process(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--config",
+            config_arg,
+            "--consumer-group",
+            "eh1:extra",
+        ],
+        Stdio::null(),
+    );
     let (ok, _, err) = common::run(
         &["send", "--connection-string", &cs, "--hub", "eh1"],
         None,
