@@ -366,3 +366,29 @@ async fn count_successes(mut outcomes: streaming_producer::Outcomes) -> usize {
     }
     events
 }
+
+/// A `max_wait` far beyond any instant the clock can name (with a `delivery_timeout`
+/// longer still) means "until full or flushed", and nothing overflows on the way.
+#[tokio::test(start_paused = true)]
+async fn a_max_wait_past_the_end_of_time_waits_for_a_flush() {
+    let (service, log) = recorder();
+    let (mut producer, outcomes) = Producer::builder()
+        .max_wait(Duration::MAX / 2)
+        .delivery_timeout(Duration::MAX)
+        .build_with_service(service, vec!["0".into(), "1".into()], 1 << 20)
+        .unwrap();
+    let reader = tokio::spawn(count_successes(outcomes));
+    for i in 0..10 {
+        let event = EventData::new(format!("{i}")).with_partition_id((i % 2).to_string());
+        producer.enqueue(event).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "nothing goes before a flush"
+    );
+    producer.flush().await.unwrap();
+    assert_eq!(log.lock().unwrap().len(), 2);
+    producer.close().await.unwrap();
+    assert_eq!(reader.await.unwrap(), 10);
+}

@@ -221,7 +221,9 @@ impl Linger {
     /// one that has waited three quarters of `max_wait`. Lingers for one more
     /// `max_wait` if any.
     pub(super) fn due(&mut self, now: Instant, into: &mut Vec<(Index, u64)>) {
-        let by = now + self.max_wait / 4;
+        let by = now
+            .checked_add(self.max_wait / 4)
+            .unwrap_or_else(super::timer::far_future);
         while let Some(Reverse(top)) = self.heap.peek() {
             if top.0 > by {
                 break;
