@@ -22,6 +22,14 @@ use serde_json::Value;
 /// The most partitions a hub may have here (Microsoft's emulator: 32).
 const MAX_PARTITIONS: u64 = 1024;
 
+/// The hubs the file at `path` declares, or what is wrong with it (prefixed with the
+/// flag and the path).
+pub(crate) fn read(path: &std::path::Path) -> Result<Vec<HubConfig>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--config: cannot read {}: {e}", path.display()))?;
+    hubs(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+}
+
 /// The hubs `text` (a `Config.json`) declares, or what is wrong with it.
 pub(crate) fn hubs(text: &str) -> Result<Vec<HubConfig>, String> {
     let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;

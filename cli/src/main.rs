@@ -148,15 +148,14 @@ fn tls_identity(
     }
 }
 
-/// `HOST:PORT`, the host an IP address or a name (resolved now: the first address).
 /// `--consumer-group HUB:GROUP`.
 fn parse_group(s: &str) -> Result<(String, String), String> {
-    let Some((hub, group)) = s.split_once(':') else {
+    let Some((hub, group)) = s
+        .split_once(':')
+        .filter(|(hub, group)| !hub.is_empty() && !group.is_empty())
+    else {
         return Err(format!("'{s}' is not HUB:GROUP, e.g. eh1:cg1"));
     };
-    if hub.is_empty() || group.is_empty() {
-        return Err(format!("'{s}' is not HUB:GROUP, e.g. eh1:cg1"));
-    }
     if group.eq_ignore_ascii_case("$default") {
         return Err(format!(
             "'{group}': '$Default' always exists and is not declared"
@@ -165,6 +164,7 @@ fn parse_group(s: &str) -> Result<(String, String), String> {
     Ok((hub.to_owned(), group.to_owned()))
 }
 
+/// `HOST:PORT`, the host an IP address or a name (resolved now: the first address).
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
@@ -267,26 +267,13 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
         .max_message_size(args.max_message_size)
         .key(args.key_name, args.key)
         .accept_jwt(args.accept_jwt);
-    let mut hubs = Vec::new();
-    if let Some(path) = &args.config {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!(
-                    "hubcat emulator: --config: cannot read {}: {e}",
-                    path.display()
-                );
-                return ExitCode::FAILURE;
-            }
-        };
-        match config_file::hubs(&text) {
-            Ok(h) => hubs = h,
-            Err(e) => {
-                eprintln!("hubcat emulator: --config {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
+    let mut hubs = match args.config.as_deref().map(config_file::read).transpose() {
+        Ok(hubs) => hubs.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("hubcat emulator: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     hubs.extend(args.hubs);
     if hubs.is_empty() {
         hubs.push(HubConfig::new("eh1", 4));

@@ -63,7 +63,6 @@ impl Driver {
             receipts,
             generation,
         } = sealed;
-        grow(state, partition);
         state.linger.sealed(partition, generation);
         let deadline = oldest
             .checked_add(self.delivery_timeout)

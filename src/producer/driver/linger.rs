@@ -150,11 +150,7 @@ impl Linger {
     /// heard (openings left in the stash included).
     pub(super) fn open(&mut self, into: &mut Vec<Index>) {
         self.stash.take_only(&mut self.taken);
-        let mut taken = std::mem::take(&mut self.taken);
-        for opening in taken.drain(..) {
-            self.opened(opening);
-        }
-        self.taken = taken;
+        self.hear_taken();
         into.extend(
             self.armed
                 .iter()
@@ -162,6 +158,15 @@ impl Linger {
                 .filter(|(_, armed)| armed.is_some())
                 .map(|(i, _)| Index(i)),
         );
+    }
+
+    /// Hears the openings taken from the stash.
+    fn hear_taken(&mut self) {
+        let mut taken = std::mem::take(&mut self.taken);
+        for opening in taken.drain(..) {
+            self.opened(opening);
+        }
+        self.taken = taken;
     }
 
     /// Whether `generation`'s deadline is still the one of `partition`'s open batch.
@@ -175,11 +180,7 @@ impl Linger {
     pub(super) fn arm(&mut self) {
         let awake_by = self.next();
         self.stash.take(&mut self.taken, awake_by, self.max_wait);
-        let mut taken = std::mem::take(&mut self.taken);
-        for opening in taken.drain(..) {
-            self.opened(opening);
-        }
-        self.taken = taken;
+        self.hear_taken();
         if self.heap.len() > 2 * self.live + 64 {
             let heap = std::mem::take(&mut self.heap);
             self.heap = heap
@@ -234,12 +235,10 @@ impl Linger {
                 into.push((partition, generation));
             }
         }
-        self.tick = if into.is_empty() && self.tick.is_some_and(|t| t <= now) {
-            None
-        } else if into.is_empty() {
-            self.tick
-        } else {
-            now.checked_add(self.max_wait)
-        };
+        if !into.is_empty() {
+            self.tick = now.checked_add(self.max_wait);
+        } else if self.tick.is_some_and(|t| t <= now) {
+            self.tick = None;
+        }
     }
 }

@@ -71,17 +71,22 @@ impl Run {
         self.cpu_secs * 1e6 / self.batches.max(1) as f64
     }
 
-    /// Thread wake-ups per reported batch; in a paced run, those of the threads other
-    /// than the one handing the events over.
-    pub(crate) fn wakeups_per_batch(&self) -> Option<f64> {
+    /// The client's thread wake-ups; in a paced run, those of the threads other than
+    /// the one handing the events over.
+    fn client_wakeups(&self) -> Option<u64> {
         let source = if self.paced { self.main_wakeups? } else { 0 };
-        Some(self.wakeups?.saturating_sub(source) as f64 / self.batches.max(1) as f64)
+        Some(self.wakeups?.saturating_sub(source))
     }
 
-    /// Thread wake-ups per event handed over, the source's left out as above.
+    /// Thread wake-ups per reported batch, the source's left out.
+    pub(crate) fn wakeups_per_batch(&self) -> Option<f64> {
+        Some(self.client_wakeups()? as f64 / self.batches.max(1) as f64)
+    }
+
+    /// Thread wake-ups per event handed over, the source's left out.
     pub(crate) fn wakeups_per_event(&self) -> Option<f64> {
         let events = (self.succeeded + self.failed).max(1) as f64;
-        Some(self.wakeups_per_batch()? * self.batches.max(1) as f64 / events)
+        Some(self.client_wakeups()? as f64 / events)
     }
 
     /// System calls per reported batch, where they were counted.
