@@ -92,6 +92,16 @@ struct EmulatorArgs {
     /// Encoded bytes kept per partition; older events are dropped (default 256 MiB).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     retention_bytes: Option<u64>,
+    /// How long events are kept, e.g. `1h`, `30m`, `7days` (default: with --data-dir one
+    /// hour, as Microsoft's emulator keeps them; without, no limit but the size).
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention_time)]
+    retention_time: Option<std::time::Duration>,
+    /// Keep hubs, events, sequence numbers, offsets and idempotent producers' state in
+    /// this directory (created if missing), across restarts and crashes: an event is
+    /// written before it is acknowledged. Hubs it holds are served again without
+    /// --hub; a hub given again keeps its events.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
     /// Also listen with TLS here (as the service does on 5671), e.g. 127.0.0.1:5671; a
     /// further stdout line gives its connection string (host localhost).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
@@ -145,6 +155,15 @@ fn tls_identity(
             TlsIdentity::from_pem(&read(cert)?, &read(key)?).map_err(|e| e.to_string())
         }
         _ => TlsIdentity::generate(&["localhost", "127.0.0.1"]).map_err(|e| e.to_string()),
+    }
+}
+
+/// `--retention-time DURATION`: humantime's units, more than nothing.
+fn parse_retention_time(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err("at least 1s: a shorter retention keeps nothing".into()),
+        Err(e) => Err(format!("{e} (e.g. 1h, 30m, 7days)")),
     }
 }
 
@@ -275,6 +294,27 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
         }
     };
     hubs.extend(args.hubs);
+    if let Some(dir) = &args.data_dir {
+        builder = builder.data_dir(dir);
+        // Served as they were unless configured again; listed here so that the flags
+        // below apply to them too.
+        match eventhubs_emulator::stored_hubs(dir) {
+            Ok(stored) => {
+                for old in stored {
+                    if !hubs
+                        .iter()
+                        .any(|h| h.name().eq_ignore_ascii_case(old.name()))
+                    {
+                        hubs.push(old);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hubcat emulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if hubs.is_empty() {
         hubs.push(HubConfig::new("eh1", 4));
     }
@@ -300,6 +340,9 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
     for mut hub in hubs {
         if let Some(bytes) = args.retention_bytes {
             hub = hub.retention(Retention::Bytes(bytes as usize));
+        }
+        if let Some(time) = args.retention_time {
+            hub = hub.retention_time(time);
         }
         builder = builder.hub_config(hub);
     }

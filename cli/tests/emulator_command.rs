@@ -409,3 +409,104 @@ fn microsofts_config_file_declares_the_hubs_and_groups_and_others_are_refused() 
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn with_a_data_dir_a_restart_serves_the_same_hubs_and_events() {
+    let dir = std::env::temp_dir().join(format!("hubcat-data-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().expect("a UTF-8 path");
+    let base = ["--bind", "127.0.0.1:0", "--no-health", "--data-dir", data];
+    let first: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--hub", "orders:2", "--consumer-group", "orders:audit"])
+        .collect();
+    let (mut child, cs) = emulator_process(&first, Stdio::null());
+    let (ok, _, err) = common::run(
+        &["send", "--connection-string", &cs, "--hub", "orders"],
+        None,
+        "one\ntwo\nthree\n",
+    );
+    assert!(ok, "{err}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+
+    // No --hub: the directory's hub, its group and its events.
+    let (mut child, cs) = emulator_process(&base, Stdio::null());
+    let (ok, out, err) = common::run(
+        &[
+            "tail",
+            "--connection-string",
+            &cs,
+            "--hub",
+            "orders",
+            "--consumer-group",
+            "audit",
+        ],
+        None,
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    assert_eq!(got, ["one", "three", "two"]);
+    let (ok, out, err) = common::run(
+        &["info", "--connection-string", &cs, "--hub", "eh1"],
+        None,
+        "",
+    );
+    assert!(!ok, "no default hub beside the directory's: {out}");
+    assert!(err.contains("eh1"), "{err}");
+    // A second emulator on the directory is refused, saying why.
+    let out = hubcat()
+        .arg("emulator")
+        .args(base)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by another emulator"), "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Fewer partitions than the directory holds are refused.
+    let fewer: Vec<&str> = base.iter().copied().chain(["--hub", "orders:1"]).collect();
+    let out = hubcat()
+        .arg("emulator")
+        .args(fewer)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hub 'orders' has 2 partitions in the data directory"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_retention_time_must_be_a_duration_of_a_second_or_more() {
+    for (value, says) in [("0s", "at least 1s"), ("soon", "e.g. 1h, 30m, 7days")] {
+        let out = hubcat()
+            .args([
+                "emulator",
+                "--bind",
+                "127.0.0.1:0",
+                "--retention-time",
+                value,
+            ])
+            .output()
+            .expect("run hubcat");
+        assert!(!out.status.success(), "{value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--retention-time") && stderr.contains(says),
+            "{value}: {stderr}"
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! What the emulator is asked to serve: its hubs and how much history they keep.
 
+use std::time::Duration;
+
 /// How much of a partition's history is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
@@ -23,6 +25,7 @@ pub struct HubConfig {
     pub(crate) partitions: u32,
     pub(crate) consumer_groups: Vec<String>,
     pub(crate) retention: Retention,
+    pub(crate) retention_time: Option<Duration>,
 }
 
 impl HubConfig {
@@ -33,6 +36,7 @@ impl HubConfig {
             partitions,
             consumer_groups: Vec::new(),
             retention: Retention::default(),
+            retention_time: None,
         }
     }
 
@@ -46,6 +50,26 @@ impl HubConfig {
     pub fn retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
         self
+    }
+
+    /// How long each event is kept: older events are dropped, whatever the size
+    /// retention. Without it events are dropped only by size, unless the emulator has
+    /// a [data directory](crate::EmulatorBuilder::data_dir), where they are kept an
+    /// hour ([`DEFAULT_RETENTION_TIME`](crate::DEFAULT_RETENTION_TIME)) as in Microsoft's
+    /// emulator.
+    pub fn retention_time(mut self, time: Duration) -> Self {
+        self.retention_time = Some(time);
+        self
+    }
+
+    /// The size retention.
+    pub fn retention_limit(&self) -> Retention {
+        self.retention
+    }
+
+    /// The retention time, if one was set.
+    pub fn retention_time_limit(&self) -> Option<Duration> {
+        self.retention_time
     }
 
     /// The hub's name.

@@ -57,11 +57,13 @@ mod web_socket;
 mod wire;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{HubConfig, Retention};
 pub use fault::{Fault, FaultKind, FaultParseError, Trigger};
+pub use store::disk::DEFAULT_RETENTION_TIME;
 pub use store::{PartitionInfo, StoredEvent};
 pub use tls::{TlsError, TlsIdentity};
 
@@ -79,6 +81,9 @@ pub enum StartError {
     Config(String),
     /// The listener could not be bound.
     Bind(std::io::Error),
+    /// The data directory cannot be used: it is locked by another emulator, a file
+    /// in it is damaged, or it cannot be read or written. The text names the file.
+    Data(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -86,6 +91,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Config(m) => write!(f, "invalid emulator configuration: {m}"),
             StartError::Bind(e) => write!(f, "cannot bind the emulator's listener: {e}"),
+            StartError::Data(m) => write!(f, "data directory: {m}"),
         }
     }
 }
@@ -94,9 +100,20 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind(e) => Some(e),
-            StartError::Config(_) => None,
+            StartError::Config(_) | StartError::Data(_) => None,
         }
     }
+}
+
+/// The hubs a data directory holds, as they were last configured, in name order;
+/// empty if the directory does not exist. See [`EmulatorBuilder::data_dir`].
+///
+/// Reads without taking the directory's lock, so a running emulator's hubs can be
+/// listed.
+pub fn stored_hubs(dir: &Path) -> Result<Vec<HubConfig>, StartError> {
+    store::disk::stored_hubs(dir)
+        .map(|hubs| hubs.into_iter().map(|(h, _)| h).collect())
+        .map_err(StartError::Data)
 }
 
 /// Builds and starts an emulator. See [`Emulator::builder`].
@@ -112,6 +129,8 @@ pub struct EmulatorBuilder {
     clock: Arc<dyn Clock>,
     /// The listeners besides the plain AMQP one (TLS, WebSockets).
     listeners: listeners::Options,
+    data_dir: Option<PathBuf>,
+    default_hub: Option<HubConfig>,
 }
 
 /// The emulator; start one with [`Emulator::builder`].
@@ -131,6 +150,8 @@ impl Emulator {
             faults: Vec::new(),
             clock: Arc::new(SystemClock),
             listeners: listeners::Options::default(),
+            data_dir: None,
+            default_hub: None,
         }
     }
 }
@@ -184,10 +205,58 @@ impl EmulatorBuilder {
         self
     }
 
-    fn validate(&self) -> Result<(), StartError> {
+    /// Keeps hubs, events, sequence numbers, offsets and idempotent producers' state
+    /// in `dir` (created if missing), so that a restart on the same directory serves
+    /// them again. Hubs the directory holds are served even if not configured; a
+    /// configured hub keeps its events, takes its configuration from now (its
+    /// partitions can grow, never shrink), and is kept for
+    /// [`DEFAULT_RETENTION_TIME`] unless its [retention
+    /// time](HubConfig::retention_time) is set.
+    ///
+    /// Each publish is written to its partition's file before it is acknowledged, so
+    /// an acknowledged event survives the emulator being killed. It is not synced to
+    /// the disk: a power cut can lose the last writes (the damage is cut off at the
+    /// next start). One emulator at a time serves a directory.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use eventhubs_emulator::Emulator;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("emulator-doc-{}", std::process::id()));
+    /// let emulator = Emulator::builder().hub("eh1", 2).data_dir(&dir).start().await.unwrap();
+    /// emulator.shutdown().await;
+    ///
+    /// // The hub comes back without being configured again.
+    /// let again = Emulator::builder().data_dir(&dir).start().await.unwrap();
+    /// assert!(again.partition_info("eh1", "1").is_some());
+    /// again.shutdown().await;
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// # }
+    /// ```
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The hub to serve when no hub is configured and the data directory (if any)
+    /// holds none.
+    pub fn default_hub(mut self, hub: HubConfig) -> Self {
+        self.default_hub = Some(hub);
+        self
+    }
+
+    fn validate(&self, stored: &[(HubConfig, i64)]) -> Result<(), StartError> {
         let bad = |m: String| Err(StartError::Config(m));
-        if self.hubs.is_empty() {
+        if self.hubs.is_empty() && stored.is_empty() {
             return bad("at least one hub is needed".into());
+        }
+        if self.data_dir.is_some() && self.max_message_size > store::disk::MAX_MESSAGE_SIZE {
+            return bad(format!(
+                "max-message-size {} is too large for a data directory (at most {} bytes)",
+                self.max_message_size,
+                store::disk::MAX_MESSAGE_SIZE
+            ));
         }
         for (i, h) in self.hubs.iter().enumerate() {
             if h.name.is_empty() || h.name.contains('/') || h.name.starts_with('$') {
@@ -222,15 +291,50 @@ impl EmulatorBuilder {
     }
 
     /// Binds the listener and starts serving in the background.
-    pub async fn start(self) -> Result<EmulatorHandle, StartError> {
-        self.validate()?;
+    pub async fn start(mut self) -> Result<EmulatorHandle, StartError> {
+        let data = match &self.data_dir {
+            Some(dir) => {
+                let open = store::disk::DataDir::open(dir).map_err(StartError::Data)?;
+                let stored = store::disk::stored_hubs(dir).map_err(StartError::Data)?;
+                for hub in &mut self.hubs {
+                    hub.retention_time.get_or_insert(DEFAULT_RETENTION_TIME);
+                }
+                Some((Arc::new(open), stored))
+            }
+            None => None,
+        };
+        let stored = data.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+        if self.hubs.is_empty() && stored.is_empty() {
+            if let Some(mut hub) = self.default_hub.take() {
+                if self.data_dir.is_some() {
+                    hub.retention_time.get_or_insert(DEFAULT_RETENTION_TIME);
+                }
+                self.hubs.push(hub);
+            }
+        }
+        self.validate(stored)?;
+        let store = store::Store::open(&self.hubs, self.clock.now_ms(), self.clock.clone(), data)
+            .map_err(StartError::Data)?;
+        // Producer group ids go on from the highest a partition knows, so that a
+        // restarted emulator never hands out a group's id again.
+        let next_producer_id = store
+            .hubs()
+            .iter()
+            .flat_map(|h| {
+                h.partitions()
+                    .iter()
+                    .filter_map(|p| p.max_producer_id())
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .map_or(1, |id| id + 1);
         let listener = tokio::net::TcpListener::bind(self.bind)
             .await
             .map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let extra = self.listeners.bind().await?;
         let shared = Arc::new(conn::Shared {
-            store: store::Store::new(&self.hubs, self.clock.now_ms()),
+            store,
             faults: RwLock::new(
                 self.faults
                     .iter()
@@ -243,7 +347,7 @@ impl EmulatorBuilder {
             key: self.key,
             accept_jwt: self.accept_jwt,
             clock: self.clock,
-            next_producer_id: std::sync::atomic::AtomicI64::new(1),
+            next_producer_id: std::sync::atomic::AtomicI64::new(next_producer_id),
             connections: tokio::sync::watch::channel(0).0,
             held_attaches: tokio::sync::watch::channel(0).0,
         });

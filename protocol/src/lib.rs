@@ -4,7 +4,8 @@
 //! ([`partition_key`]), shared access signatures ([`sas`]) and idempotent producer
 //! sequence numbers ([`sequence`]); with the `websockets` feature, AMQP over
 //! WebSockets (`web_socket`: the service's path and subprotocol, and a byte stream
-//! over a WebSocket).
+//! over a WebSocket); with the `records` feature, the checksummed records of the
+//! files on disk (`record`).
 //!
 //! The producer (`streaming-producer`) and the emulator (`eventhubs-emulator`) both
 //! depend on this crate, so the two sides of every test speak from one definition.
@@ -22,6 +23,8 @@
 #![forbid(unsafe_code)]
 
 pub mod partition_key;
+#[cfg(feature = "records")]
+pub mod record;
 pub mod sas;
 pub mod sequence;
 #[cfg(feature = "websockets")]

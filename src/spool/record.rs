@@ -1,18 +1,14 @@
 //! The spool's records: how each is laid out on disk and read back.
 //!
-//! A segment file starts with [`MAGIC`], then holds records, each
-//! `[length: u32 LE][CRC32C of the body: u32 LE][body]`, the body a type byte and its
-//! fields (integers little-endian, strings and byte strings prefixed with their
-//! length). CRC32C (Castagnoli) is the checksum iSCSI, ext4's metadata and Kafka's
-//! record batches use; the `crc32c` crate computes it with the CPU's instruction.
+//! A segment file starts with [`MAGIC`], then holds records framed as
+//! [`eventhubs_protocol::record`] says (length, CRC32C, then a type byte and fields).
 
+use eventhubs_protocol::record::{self, Fields, RecordWriter};
+pub(crate) use eventhubs_protocol::record::{Bad, HEADER};
 use streaming_producer_layers::batch::Stamp;
 
 /// The first bytes of every segment file.
 pub(crate) const MAGIC: &[u8; 8] = b"SPOOL01\n";
-
-/// A record's header: its body's length and checksum.
-pub(crate) const HEADER: usize = 8;
 
 /// The largest body a record may have: an event of the largest message Event Hubs
 /// takes (1 MB on every tier but Dedicated, 20 MB there) with room to spare. A length
@@ -87,57 +83,23 @@ pub(crate) enum Record<'a> {
     Base { partition: &'a str, base: Base },
 }
 
-/// Appends records to a buffer.
-pub(crate) struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    start: usize,
+/// Numbers of an idempotent batch, as records carry them.
+trait StampField {
+    fn stamp(&mut self, s: Stamp) -> &mut Self;
 }
 
-impl<'a> Writer<'a> {
-    fn begin(out: &'a mut Vec<u8>, kind: u8) -> Self {
-        let start = out.len();
-        out.extend_from_slice(&[0; HEADER]);
-        out.push(kind);
-        Self { out, start }
-    }
-
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.out.push(v);
-        self
-    }
-
-    fn u32(&mut self, v: u32) -> &mut Self {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
-    fn u64(&mut self, v: u64) -> &mut Self {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-
+impl StampField for RecordWriter<'_> {
     fn stamp(&mut self, s: Stamp) -> &mut Self {
-        self.out.extend_from_slice(&s.producer_id.to_le_bytes());
-        self.out.extend_from_slice(&s.epoch.to_le_bytes());
-        self.out.extend_from_slice(&s.sequence.to_le_bytes());
-        self
+        self.i64(s.producer_id).i16(s.epoch).i32(s.sequence)
     }
+}
 
-    fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.u32(b.len() as u32);
-        self.out.extend_from_slice(b);
-        self
-    }
-
-    /// Fills in the header; returns the record's whole length.
-    fn end(&mut self) -> usize {
-        let body = &self.out[self.start + HEADER..];
-        let len = body.len() as u32;
-        let crc = crc32c::crc32c(body);
-        self.out[self.start..self.start + 4].copy_from_slice(&len.to_le_bytes());
-        self.out[self.start + 4..self.start + 8].copy_from_slice(&crc.to_le_bytes());
-        self.out.len() - self.start
-    }
+fn read_stamp(f: &mut Fields<'_>) -> Option<Stamp> {
+    Some(Stamp {
+        producer_id: f.i64()?,
+        epoch: f.i16()?,
+        sequence: f.i32()?,
+    })
 }
 
 /// Appends an event record; returns its length.
@@ -149,10 +111,10 @@ pub(crate) fn put_event(
     accepted_ms: i64,
     encoded: &[u8],
 ) -> usize {
-    Writer::begin(out, EVENT)
-        .bytes(partition.as_bytes())
+    RecordWriter::begin(out, EVENT)
+        .str(partition)
         .u64(index)
-        .u8(u8::from(pinned))
+        .flag(pinned)
         .u64(accepted_ms as u64)
         .bytes(encoded)
         .end()
@@ -164,16 +126,16 @@ pub(crate) fn event_len(partition: &str, encoded: &[u8]) -> usize {
 }
 
 pub(crate) fn put_done(out: &mut Vec<u8>, partition: &str, first: u64, count: u32) -> usize {
-    Writer::begin(out, DONE)
-        .bytes(partition.as_bytes())
+    RecordWriter::begin(out, DONE)
+        .str(partition)
         .u64(first)
         .u32(count)
         .end()
 }
 
 pub(crate) fn put_base(out: &mut Vec<u8>, partition: &str, base: Base) -> usize {
-    Writer::begin(out, BASE)
-        .bytes(partition.as_bytes())
+    RecordWriter::begin(out, BASE)
+        .str(partition)
         .u64(base.index)
         .stamp(base.stamp)
         .end()
@@ -185,12 +147,12 @@ pub(crate) fn put_snapshot<'p>(
     idempotent: bool,
     partitions: impl ExactSizeIterator<Item = &'p PartitionState>,
 ) -> usize {
-    let mut w = Writer::begin(out, SNAPSHOT);
-    w.bytes(destination.as_bytes())
-        .u8(u8::from(idempotent))
+    let mut w = RecordWriter::begin(out, SNAPSHOT);
+    w.str(destination)
+        .flag(idempotent)
         .u32(partitions.len() as u32);
     for p in partitions {
-        w.bytes(p.partition.as_bytes()).u64(p.next).u64(p.floor);
+        w.str(&p.partition).u64(p.next).u64(p.floor);
         match p.base {
             Some(base) => w.u8(1).u64(base.index).stamp(base.stamp),
             None => w.u8(0),
@@ -199,105 +161,16 @@ pub(crate) fn put_snapshot<'p>(
     w.end()
 }
 
-/// Why the bytes at an offset are not a record.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Bad {
-    /// Fewer bytes are left than the record needs: a write cut short.
-    Truncated,
-    /// The length is impossible.
-    Length(u32),
-    /// The checksum does not match.
-    Checksum,
-    /// The checksum matches but the fields do not parse (a record of a newer
-    /// version, say).
-    Malformed(&'static str),
-}
-
-impl std::fmt::Display for Bad {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bad::Truncated => f.write_str("the record is cut short"),
-            Bad::Length(len) => write!(f, "impossible record length {len}"),
-            Bad::Checksum => f.write_str("checksum (CRC32C) mismatch"),
-            Bad::Malformed(why) => write!(f, "malformed record: {why}"),
-        }
-    }
-}
-
 /// Reads the record at the start of `bytes`; returns it and its whole length.
 pub(crate) fn read(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
-    if bytes.len() < HEADER {
-        return Err(Bad::Truncated);
-    }
-    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if len == 0 || len as usize > MAX_BODY {
-        return Err(Bad::Length(len));
-    }
-    let end = HEADER + len as usize;
-    if bytes.len() < end {
-        return Err(Bad::Truncated);
-    }
-    let body = &bytes[HEADER..end];
-    if crc32c::crc32c(body) != crc {
-        return Err(Bad::Checksum);
-    }
-    let record = parse(body).ok_or(Bad::Malformed("fields do not match the record type"))?;
-    Ok((record, end))
+    let (kind, fields, len) = record::split(bytes, MAX_BODY)?;
+    let record =
+        parse(kind, fields).ok_or(Bad::Malformed("fields do not match the record type"))?;
+    Ok((record, len))
 }
 
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = self.u32()? as usize;
-        self.take(len)
-    }
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-    fn stamp(&mut self) -> Option<Stamp> {
-        let producer_id = i64::from_le_bytes(self.take(8)?.try_into().ok()?);
-        let epoch = i16::from_le_bytes(self.take(2)?.try_into().ok()?);
-        let sequence = i32::from_le_bytes(self.take(4)?.try_into().ok()?);
-        Some(Stamp {
-            sequence,
-            producer_id,
-            epoch,
-        })
-    }
-    fn flag(&mut self) -> Option<bool> {
-        match self.u8()? {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }
-    }
-    fn end(self) -> Option<()> {
-        self.0.is_empty().then_some(())
-    }
-}
-
-fn parse(body: &[u8]) -> Option<Record<'_>> {
-    let mut f = Fields(&body[1..]);
-    let record = match body[0] {
+fn parse(kind: u8, mut f: Fields<'_>) -> Option<Record<'_>> {
+    let record = match kind {
         SNAPSHOT => {
             let destination = f.str()?;
             let idempotent = f.flag()?;
@@ -311,7 +184,7 @@ fn parse(body: &[u8]) -> Option<Record<'_>> {
                     let index = f.u64()?;
                     Some(Base {
                         index,
-                        stamp: f.stamp()?,
+                        stamp: read_stamp(&mut f)?,
                     })
                 } else {
                     None
@@ -348,7 +221,7 @@ fn parse(body: &[u8]) -> Option<Record<'_>> {
                 partition,
                 base: Base {
                     index,
-                    stamp: f.stamp()?,
+                    stamp: read_stamp(&mut f)?,
                 },
             }
         }

@@ -12,7 +12,7 @@ use streaming_producer_layers::batch::Stamp;
 use tokio::sync::{watch, Notify};
 
 use super::books::{Books, Part, Segment};
-use super::record::{self, Bad, Base, Record, MAGIC};
+use super::record::{self, Base, Record, MAGIC};
 use super::writer::segment_path;
 use super::{Inner, Progress, SpoolOptions};
 use crate::Error;
@@ -189,18 +189,7 @@ fn read_segment(
             }
             Err(bad) => {
                 let rest = &bytes[offset..];
-                let declared = rest
-                    .get(..4)
-                    .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize);
-                let torn = match bad {
-                    Bad::Truncated => true,
-                    // Zeros where the write had not reached, or a last record whose
-                    // bytes did not all reach the disk.
-                    _ => {
-                        rest.iter().all(|b| *b == 0)
-                            || declared.is_some_and(|l| record::HEADER + l == rest.len())
-                    }
-                };
+                let torn = eventhubs_protocol::record::torn(rest, &bad);
                 if !(newest && torn) {
                     return Err(damaged(offset, &bad));
                 }

@@ -262,10 +262,7 @@ pub(crate) async fn run(mut receiver: Receiver, plan: IngestPlan, conn: Arc<Conn
                 ));
             }
             match plan.idempotent {
-                None => {
-                    partition.append(events, now);
-                    Ok(())
-                }
+                None => partition.append(events, now),
                 Some(i) => {
                     // `split` always sets it on idempotent links.
                     let first = incoming.first_sequence.unwrap_or_default();

@@ -2,7 +2,7 @@
 //! and the namespace in `hub`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use eventhubs_protocol::sequence::advance;
@@ -10,8 +10,11 @@ use fe2o3_amqp_types::messaging::{Body, Message};
 use serde_amqp::Value;
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::Retention;
+use crate::rejection::Rejection;
 
+pub(crate) mod disk;
 mod hub;
 pub(crate) use hub::{Hub, Store};
 
@@ -87,7 +90,7 @@ pub(crate) struct ProducerState {
     last_batch_first: Option<i32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Log {
     events: VecDeque<StoredEvent>,
     bytes: usize,
@@ -95,6 +98,85 @@ struct Log {
     next_offset: u64,
     last_enqueued_time_ms: Option<i64>,
     producers: HashMap<i64, ProducerState>,
+    /// With a data directory: where the log is written before it changes.
+    file: Option<disk::PartitionFile>,
+}
+
+impl Log {
+    /// Stores an event in memory, numbered as the next.
+    fn push(&mut self, e: NewEvent, now_ms: i64) {
+        let len = e.raw.len();
+        self.events.push_back(StoredEvent {
+            sequence_number: self.next_sequence,
+            offset: self.next_offset,
+            enqueued_time_ms: now_ms,
+            envelope_key: e.partition_key,
+            raw: e.raw,
+        });
+        self.next_sequence += 1;
+        self.next_offset += len as u64;
+        self.bytes += len;
+    }
+
+    /// Drops what retention no longer keeps, and the files that held only that.
+    fn evict(&mut self, retention: Retention, max_age_ms: Option<i64>, now_ms: i64) {
+        loop {
+            let over = match retention {
+                Retention::Events(n) => self.events.len() > n,
+                Retention::Bytes(b) => self.bytes > b && self.events.len() > 1,
+            };
+            let expired = max_age_ms.is_some_and(|age| {
+                self.events
+                    .front()
+                    .is_some_and(|e| now_ms.saturating_sub(e.enqueued_time_ms) > age)
+            });
+            if !(over || expired) {
+                break;
+            }
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.raw.len();
+            }
+        }
+        let first_kept = self
+            .events
+            .front()
+            .map_or(self.next_sequence, |e| e.sequence_number);
+        if let Some(file) = &mut self.file {
+            file.drop_before(first_kept);
+        }
+    }
+
+    /// Writes a batch to the data directory, if there is one, before it is stored.
+    fn write_batch(
+        &mut self,
+        events: &[NewEvent],
+        now_ms: i64,
+        producer: Option<(i64, &ProducerState)>,
+        max_age_ms: Option<i64>,
+    ) -> Result<(), Rejection> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let written = file.write_batch(self, events, now_ms, producer, max_age_ms);
+        self.file = Some(file);
+        written.map_err(disk_error)
+    }
+
+    /// Writes a producer group's state to the data directory, if there is one.
+    fn write_producer(&mut self, id: i64, state: &ProducerState) -> Result<(), Rejection> {
+        match &mut self.file {
+            Some(file) => file.write_producer(id, state).map_err(disk_error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn disk_error(e: std::io::Error) -> Rejection {
+    tracing::error!("cannot write to the data directory: {e}");
+    Rejection::new(
+        "amqp:internal-error",
+        format!("The emulator cannot write to its data directory: {e}."),
+    )
 }
 
 /// One partition of a hub.
@@ -103,6 +185,9 @@ pub(crate) struct Partition {
     pub(crate) id: String,
     log: Mutex<Log>,
     retention: Retention,
+    /// Events older than this many milliseconds are dropped.
+    max_age_ms: Option<i64>,
+    clock: Arc<dyn Clock>,
     /// The next sequence number to be stored; consumers wait on it.
     tail: watch::Sender<i64>,
     /// Who reads it, by consumer group, and who owns it by epoch.
@@ -117,19 +202,23 @@ pub(crate) struct NewEvent {
 }
 
 impl Partition {
-    fn new(id: String, retention: Retention) -> Self {
+    /// A partition with `log` (empty, or read back from the data directory).
+    fn new(
+        id: String,
+        retention: Retention,
+        max_age_ms: Option<i64>,
+        clock: Arc<dyn Clock>,
+        mut log: Log,
+    ) -> Self {
+        log.evict(retention, max_age_ms, clock.now_ms());
+        let next = log.next_sequence;
         Self {
             id,
-            log: Mutex::new(Log {
-                events: VecDeque::new(),
-                bytes: 0,
-                next_sequence: 0,
-                next_offset: 0,
-                last_enqueued_time_ms: None,
-                producers: HashMap::new(),
-            }),
+            log: Mutex::new(log),
             retention,
-            tail: watch::channel(0).0,
+            max_age_ms,
+            clock,
+            tail: watch::channel(next).0,
             readers: Default::default(),
         }
     }
@@ -140,43 +229,44 @@ impl Partition {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends events under one lock and wakes consumers once.
-    pub(crate) fn append(&self, events: Vec<NewEvent>, now_ms: i64) {
-        if events.is_empty() {
-            return;
+    /// The log, with what has outlived the retention time dropped.
+    fn lock_now(&self) -> MutexGuard<'_, Log> {
+        let mut log = self.lock();
+        if self.max_age_ms.is_some() {
+            log.evict(self.retention, self.max_age_ms, self.clock.now_ms());
         }
-        let next = {
-            let mut log = self.lock();
-            for e in events {
-                let len = e.raw.len();
-                let stored = StoredEvent {
-                    sequence_number: log.next_sequence,
-                    offset: log.next_offset,
-                    enqueued_time_ms: now_ms,
-                    envelope_key: e.partition_key,
-                    raw: e.raw,
-                };
-                log.next_sequence += 1;
-                log.next_offset += len as u64;
-                log.bytes += len;
-                log.events.push_back(stored);
-            }
-            log.last_enqueued_time_ms = Some(now_ms);
-            loop {
-                let over = match self.retention {
-                    Retention::Events(n) => log.events.len() > n,
-                    Retention::Bytes(b) => log.bytes > b && log.events.len() > 1,
-                };
-                if !over {
-                    break;
-                }
-                if let Some(old) = log.events.pop_front() {
-                    log.bytes -= old.raw.len();
-                }
-            }
-            log.next_sequence
-        };
-        self.tail.send_replace(next);
+        log
+    }
+
+    /// Appends events under one lock and wakes consumers once.
+    pub(crate) fn append(&self, events: Vec<NewEvent>, now_ms: i64) -> Result<(), Rejection> {
+        let mut log = self.lock();
+        self.store(&mut log, events, now_ms, None)
+    }
+
+    /// Writes the events (and the producer state they leave) to the data directory,
+    /// then stores them and wakes consumers once.
+    fn store(
+        &self,
+        log: &mut Log,
+        events: Vec<NewEvent>,
+        now_ms: i64,
+        producer: Option<(i64, &ProducerState)>,
+    ) -> Result<(), Rejection> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        log.write_batch(&events, now_ms, producer, self.max_age_ms)?;
+        if let Some((id, state)) = producer {
+            log.producers.insert(id, *state);
+        }
+        for e in events {
+            log.push(e, now_ms);
+        }
+        log.last_enqueued_time_ms = Some(now_ms);
+        log.evict(self.retention, self.max_age_ms, now_ms);
+        self.tail.send_replace(log.next_sequence);
+        Ok(())
     }
 
     /// Idempotent append: checks the producer's sequence numbers first.
@@ -187,50 +277,55 @@ impl Partition {
         first_sequence: i32,
         events: Vec<NewEvent>,
         now_ms: i64,
-    ) -> Result<IdempotentAppend, crate::rejection::Rejection> {
+    ) -> Result<IdempotentAppend, Rejection> {
         let count = events.len() as u32;
-        {
-            let mut log = self.lock();
-            let state = log.producers.entry(producer_id).or_insert(ProducerState {
+        let mut log = self.lock();
+        let state = log
+            .producers
+            .get(&producer_id)
+            .copied()
+            .unwrap_or(ProducerState {
                 epoch,
                 last_sequence: advance(first_sequence, u32::MAX >> 1),
                 last_batch_first: None,
             });
-            if epoch < state.epoch {
-                return Err(crate::rejection::Rejection::new(
-                    eventhubs_protocol::PRODUCER_EPOCH_STOLEN,
-                    format!(
-                        "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
-                        state.epoch
-                    ),
-                ));
-            }
-            let expected = advance(state.last_sequence, 1);
-            let last = advance(first_sequence, count - 1);
-            if first_sequence != expected {
-                if state.last_batch_first == Some(first_sequence) && last == state.last_sequence {
-                    // The retry of the last batch: acknowledged, stored once.
-                    return Ok(IdempotentAppend::Duplicate);
-                }
-                let why = if first_sequence < expected {
-                    format!(
-                        "The sequence number {first_sequence} of producer group {producer_id} is an old sequence number; the last published sequence number is {}.",
-                        state.last_sequence
-                    )
-                } else {
-                    format!(
-                        "The sequence number {first_sequence} of producer group {producer_id} is out of order; expected {expected}."
-                    )
-                };
-                return Err(crate::rejection::Rejection::new(
-                    eventhubs_protocol::OUT_OF_ORDER_SEQUENCE,
-                    why,
-                ));
-            }
-            state.last_batch_first = Some(first_sequence);
-            state.last_sequence = last;
+        if epoch < state.epoch {
+            return Err(Rejection::new(
+                eventhubs_protocol::PRODUCER_EPOCH_STOLEN,
+                format!(
+                    "The producer epoch {epoch} is lower than the current epoch {} of producer group {producer_id}.",
+                    state.epoch
+                ),
+            ));
         }
-        self.append(events, now_ms);
+        let expected = advance(state.last_sequence, 1);
+        let last = advance(first_sequence, count.saturating_sub(1));
+        if first_sequence != expected {
+            if state.last_batch_first == Some(first_sequence) && last == state.last_sequence {
+                // The retry of the last batch: acknowledged, stored once.
+                return Ok(IdempotentAppend::Duplicate);
+            }
+            let why = if first_sequence < expected {
+                format!(
+                    "The sequence number {first_sequence} of producer group {producer_id} is an old sequence number; the last published sequence number is {}.",
+                    state.last_sequence
+                )
+            } else {
+                format!(
+                    "The sequence number {first_sequence} of producer group {producer_id} is out of order; expected {expected}."
+                )
+            };
+            return Err(Rejection::new(
+                eventhubs_protocol::OUT_OF_ORDER_SEQUENCE,
+                why,
+            ));
+        }
+        let state = ProducerState {
+            last_batch_first: Some(first_sequence),
+            last_sequence: last,
+            ..state
+        };
+        self.store(&mut log, events, now_ms, Some((producer_id, &state)))?;
         Ok(IdempotentAppend::Stored)
     }
 
@@ -244,13 +339,13 @@ impl Partition {
         producer_id: i64,
         epoch: Option<i16>,
         sequence: Option<i32>,
-    ) -> Result<ProducerState, crate::rejection::Rejection> {
+    ) -> Result<ProducerState, Rejection> {
         let mut log = self.lock();
-        match log.producers.get_mut(&producer_id) {
+        match log.producers.get(&producer_id).copied() {
             Some(state) => {
                 let epoch = epoch.unwrap_or(state.epoch);
                 if epoch < state.epoch {
-                    return Err(crate::rejection::Rejection::new(
+                    return Err(Rejection::new(
                         eventhubs_protocol::PRODUCER_EPOCH_STOLEN,
                         format!(
                             "A producer with a higher epoch {} already exists for producer group {producer_id}.",
@@ -258,7 +353,11 @@ impl Partition {
                         ),
                     ));
                 }
-                state.epoch = epoch;
+                if epoch != state.epoch {
+                    let raised = ProducerState { epoch, ..state };
+                    log.write_producer(producer_id, &raised)?;
+                    log.producers.insert(producer_id, raised);
+                }
                 Ok(ProducerState {
                     epoch,
                     last_sequence: sequence.unwrap_or(state.last_sequence),
@@ -271,14 +370,20 @@ impl Partition {
                     last_sequence: sequence.unwrap_or(0),
                     last_batch_first: None,
                 };
+                log.write_producer(producer_id, &state)?;
                 log.producers.insert(producer_id, state);
                 Ok(state)
             }
         }
     }
 
+    /// The highest producer group id this partition knows, if any.
+    pub(crate) fn max_producer_id(&self) -> Option<i64> {
+        self.lock().producers.keys().max().copied()
+    }
+
     pub(crate) fn info(&self) -> PartitionInfo {
-        let log = self.lock();
+        let log = self.lock_now();
         let stored_any = log.next_sequence > 0;
         let last = log.events.back();
         PartitionInfo {
@@ -301,7 +406,7 @@ impl Partition {
 
     /// Retained events from sequence number `from` on, at most `max`.
     pub(crate) fn read_from(&self, from: i64, max: usize) -> Vec<StoredEvent> {
-        let log = self.lock();
+        let log = self.lock_now();
         let first = log.events.front().map(|e| e.sequence_number).unwrap_or(0);
         let skip = (from - first).max(0) as usize;
         log.events.iter().skip(skip).take(max).cloned().collect()
@@ -310,7 +415,7 @@ impl Partition {
     /// The sequence number of the first retained event `admits` takes, or the tail's
     /// if none.
     pub(crate) fn first_admitted(&self, admits: impl Fn(&StoredEvent) -> bool) -> i64 {
-        let log = self.lock();
+        let log = self.lock_now();
         log.events
             .iter()
             .find(|e| admits(e))
@@ -327,7 +432,7 @@ impl Partition {
     }
 
     pub(crate) fn all(&self) -> Vec<StoredEvent> {
-        self.lock().events.iter().cloned().collect()
+        self.lock_now().events.iter().cloned().collect()
     }
 }
 
