@@ -14,6 +14,7 @@ mod progress;
 mod send;
 mod spool;
 mod tail;
+mod ui;
 
 use clap::{Args, Parser, Subcommand};
 use eventhubs_emulator::{Emulator, Fault, HubConfig, Retention, TlsIdentity};
@@ -140,6 +141,12 @@ struct EmulatorArgs {
     /// Serve no health probe.
     #[arg(long)]
     no_health: bool,
+    /// Serve a page here that shows what is in the emulator, refreshed live: hubs,
+    /// partitions with their sequence numbers and rates, a partition's newest events in
+    /// full, consumer groups and faults (e.g. 127.0.0.1:8080; it shows event bodies, so
+    /// keep it on loopback unless everyone who can reach it may read them).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_bind)]
+    ui: Option<SocketAddr>,
 }
 
 /// The TLS identity `--tls-bind` asks for: the files given, or one made now.
@@ -394,6 +401,16 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
             }
         }
     };
+    let page = match args.ui {
+        Some(addr) => match ui::serve(addr, emulator.view()).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("hubcat emulator: cannot serve the page on {addr} (--ui): {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     // The handlers go in before the connection string goes out: whoever reads it may
     // signal at once.
     let stop = stop_signal();
@@ -433,6 +450,9 @@ async fn run_emulator(args: EmulatorArgs) -> ExitCode {
     tracing::info!(addr = %emulator.addr(), "emulator ready");
     if let Some(addr) = health {
         eprintln!("hubcat emulator: health probe at http://{addr}/health");
+    }
+    if let Some(addr) = page {
+        eprintln!("hubcat emulator: page at http://{addr}/");
     }
     // The line Microsoft's emulator logs when it is ready, which harnesses written for
     // it wait for; always written, whatever the log filter.

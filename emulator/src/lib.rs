@@ -53,6 +53,7 @@ mod sasl;
 mod server;
 mod store;
 mod tls;
+mod view;
 mod web_socket;
 mod wire;
 
@@ -66,6 +67,7 @@ pub use fault::{Fault, FaultKind, FaultParseError, Trigger};
 pub use store::disk::DEFAULT_RETENTION_TIME;
 pub use store::{PartitionInfo, StoredEvent};
 pub use tls::{TlsError, TlsIdentity};
+pub use view::{EmulatorView, EventSections, FaultSummary, HubSummary};
 
 /// Default shared access key name, the one the official emulator documents.
 pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
@@ -429,14 +431,20 @@ impl EmulatorHandle {
         )
     }
 
+    /// A read-only view of the hubs, events and faults, which can be kept and cloned
+    /// apart from the handle (for a page that shows them, say).
+    pub fn view(&self) -> EmulatorView {
+        EmulatorView(self.shared.clone())
+    }
+
     /// The retained events of a partition, oldest first; `None` for an unknown hub or partition.
     pub fn events(&self, hub: &str, partition: &str) -> Option<Vec<StoredEvent>> {
-        Some(self.shared.store.hub(hub)?.partition(partition)?.all())
+        self.view().events(hub, partition)
     }
 
     /// The counters of a partition; `None` for an unknown hub or partition.
     pub fn partition_info(&self, hub: &str, partition: &str) -> Option<PartitionInfo> {
-        Some(self.shared.store.hub(hub)?.partition(partition)?.info())
+        self.view().partition_info(hub, partition)
     }
 
     /// The number of open client connections.

@@ -303,9 +303,9 @@ impl fmt::Display for Fault {
 /// A fault with its counters, shared by every connection.
 #[derive(Debug)]
 pub(crate) struct ActiveFault {
-    fault: Fault,
-    seen: AtomicU64,
-    fired: AtomicU64,
+    pub(crate) fault: Fault,
+    pub(crate) seen: AtomicU64,
+    pub(crate) fired: AtomicU64,
 }
 
 impl ActiveFault {

@@ -120,6 +120,13 @@ impl Hub {
                 .any(|g| g.eq_ignore_ascii_case(name))
     }
 
+    /// The consumer groups, `$Default` first.
+    pub(crate) fn consumer_groups(&self) -> Vec<String> {
+        std::iter::once("$Default".to_owned())
+            .chain(self.config.consumer_groups.iter().cloned())
+            .collect()
+    }
+
     pub(crate) fn partition_ids(&self) -> Vec<String> {
         self.partitions().iter().map(|p| p.id.clone()).collect()
     }

@@ -431,6 +431,13 @@ impl Partition {
         self.tail.subscribe()
     }
 
+    /// The newest `max` retained events, oldest first.
+    pub(crate) fn latest(&self, max: usize) -> Vec<StoredEvent> {
+        let log = self.lock_now();
+        let skip = log.events.len().saturating_sub(max);
+        log.events.iter().skip(skip).cloned().collect()
+    }
+
     pub(crate) fn all(&self) -> Vec<StoredEvent> {
         self.lock_now().events.iter().cloned().collect()
     }
