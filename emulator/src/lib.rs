@@ -19,6 +19,10 @@
 //!   start), epoch (owner level) receivers that displace lower ones, and the
 //!   last-enqueued-event delivery annotations for readers that desire runtime metrics.
 //!
+//! What it keeps: with a [data directory](EmulatorBuilder::data_dir), hubs, events,
+//! sequence numbers, offsets and idempotent producers' state survive a restart and a
+//! crash; [`EmulatorHandle::view`] reads what it holds, for a page or a tool.
+//!
 //! # Example
 //!
 //! ```

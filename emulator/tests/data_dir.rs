@@ -9,8 +9,6 @@ use common::*;
 use eventhubs_emulator::{
     Emulator, EmulatorBuilder, HubConfig, ManualClock, Retention, StartError, StoredEvent,
 };
-use fe2o3_amqp::types::{definitions::Fields, primitives::Symbol};
-use fe2o3_amqp::Sender;
 use serde_amqp::Value;
 
 /// A directory of its own for a test, removed when the test is done with it.
@@ -154,9 +152,10 @@ async fn a_restart_keeps_idempotent_producers_where_they_were() {
     let dir = Dir::new("idempotent");
     let emulator = on(&dir).hub("eh1", 1).start().await.unwrap();
     let mut client = TestClient::authorized(&emulator).await;
-    let mut sender = idempotent(
+    let mut sender = idempotent_sender(
         &mut client,
         "p",
+        "eh1/Partitions/0",
         &[("com.microsoft:producer-epoch", Value::Short(3))],
     )
     .await;
@@ -172,9 +171,10 @@ async fn a_restart_keeps_idempotent_producers_where_they_were() {
 
     let again = on(&dir).start().await.unwrap();
     let mut client = TestClient::authorized(&again).await;
-    let mut sender = idempotent(
+    let mut sender = idempotent_sender(
         &mut client,
         "p2",
+        "eh1/Partitions/0",
         &[("com.microsoft:producer-id", Value::Long(id))],
     )
     .await;
@@ -201,9 +201,10 @@ async fn a_restart_keeps_idempotent_producers_where_they_were() {
     assert!(sender.send(batch(&next, None)).await.unwrap().is_accepted());
     assert_eq!(again.events("eh1", "0").unwrap().len(), 6);
     // A lower epoch stays refused.
-    let mut stale = idempotent(
+    let mut stale = idempotent_sender(
         &mut client,
         "stale",
+        "eh1/Partitions/0",
         &[
             ("com.microsoft:producer-id", Value::Long(id)),
             ("com.microsoft:producer-epoch", Value::Short(2)),
@@ -217,45 +218,12 @@ async fn a_restart_keeps_idempotent_producers_where_they_were() {
     );
     // A new producer group gets an id no group had before the restart.
     let mut other = TestClient::authorized(&again).await;
-    let fresh = idempotent(&mut other, "fresh", &[]).await;
+    let fresh = idempotent_sender(&mut other, "fresh", "eh1/Partitions/0", &[]).await;
     let Some(Value::Long(new_id)) = announced(&fresh, "com.microsoft:producer-id") else {
         panic!("no producer id");
     };
     assert!(new_id > id, "{new_id} after {id}");
     again.shutdown().await;
-}
-
-async fn idempotent(client: &mut TestClient, name: &str, props: &[(&str, Value)]) -> Sender {
-    let mut fields = Fields::default();
-    for (k, v) in props {
-        fields.insert(Symbol::from(*k), v.clone());
-    }
-    Sender::builder()
-        .name(name)
-        .target("eh1/Partitions/0")
-        .add_desired_capabilities("com.microsoft:idempotent-producer")
-        .properties(fields)
-        .attach(&mut client.session)
-        .await
-        .expect("attach")
-}
-
-fn announced(sender: &Sender, key: &str) -> Option<Value> {
-    sender.properties(|p| p.as_ref().and_then(|p| p.get(&Symbol::from(key)).cloned()))
-}
-
-fn numbered(producer_id: i64, epoch: i16, first: i32, count: i32) -> Vec<Msg> {
-    (first..first + count)
-        .map(|seq| {
-            let mut e = event(&format!("s{seq}"), None);
-            e.message_annotations = Some(annotations(&[
-                ("com.microsoft:producer-sequence-number", Value::Int(seq)),
-                ("com.microsoft:producer-id", Value::Long(producer_id)),
-                ("com.microsoft:producer-epoch", Value::Short(epoch)),
-            ]));
-            e
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -4,49 +4,7 @@ mod common;
 
 use common::*;
 use eventhubs_emulator::Emulator;
-use fe2o3_amqp::types::{definitions::Fields, primitives::Symbol};
-use fe2o3_amqp::Sender;
 use serde_amqp::Value;
-
-const CAPABILITY: &str = "com.microsoft:idempotent-producer";
-
-async fn idempotent_sender(
-    client: &mut TestClient,
-    name: &str,
-    address: &str,
-    props: &[(&str, Value)],
-) -> Sender {
-    let mut fields = Fields::default();
-    for (k, v) in props {
-        fields.insert(Symbol::from(*k), v.clone());
-    }
-    Sender::builder()
-        .name(name)
-        .target(address)
-        .add_desired_capabilities(CAPABILITY)
-        .properties(fields)
-        .attach(&mut client.session)
-        .await
-        .expect("attach")
-}
-
-fn announced(sender: &Sender, key: &str) -> Option<Value> {
-    sender.properties(|p| p.as_ref().and_then(|p| p.get(&Symbol::from(key)).cloned()))
-}
-
-fn numbered(producer_id: i64, epoch: i16, first: i32, count: i32) -> Vec<Msg> {
-    (first..first + count)
-        .map(|seq| {
-            let mut e = event(&format!("s{seq}"), None);
-            e.message_annotations = Some(annotations(&[
-                ("com.microsoft:producer-sequence-number", Value::Int(seq)),
-                ("com.microsoft:producer-id", Value::Long(producer_id)),
-                ("com.microsoft:producer-epoch", Value::Short(epoch)),
-            ]));
-            e
-        })
-        .collect()
-}
 
 fn rejected_condition(outcome: &fe2o3_amqp::types::messaging::Outcome) -> String {
     match outcome {

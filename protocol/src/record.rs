@@ -251,6 +251,48 @@ pub fn torn(rest: &[u8], bad: &Bad) -> bool {
     }
 }
 
+/// Why [`lock_file`] could not take a lock.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it; the id it wrote, if it could be read.
+    Held {
+        /// The process id the holder wrote into the file.
+        holder: Option<String>,
+    },
+    /// The file could not be opened or locked.
+    Io(std::io::Error),
+}
+
+/// Takes an exclusive lock on the file at `path` (created if missing) for as long as
+/// the returned file is open, and writes this process's id into it so that a refused
+/// process can say who holds it. The operating system releases the lock when the
+/// process ends, however it ends.
+pub fn lock_file(path: &std::path::Path) -> Result<std::fs::File, LockError> {
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(LockError::Io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = Some(holder.trim().to_owned()).filter(|h| !h.is_empty());
+            return Err(LockError::Held { holder });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+    }
+    // Who holds it, for the message of whoever is refused (the lock is what counts).
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +353,21 @@ mod tests {
         let bad = split(&zeros, 64).unwrap_err();
         assert_eq!(bad, Bad::Length(0));
         assert!(torn(&zeros, &bad));
+    }
+
+    #[test]
+    fn a_lock_is_held_until_its_file_is_closed() {
+        let path = std::env::temp_dir().join(format!("record-lock-{}", std::process::id()));
+        let held = lock_file(&path).unwrap();
+        match lock_file(&path) {
+            Err(LockError::Held { holder }) => {
+                assert_eq!(holder, Some(std::process::id().to_string()))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(held);
+        drop(lock_file(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

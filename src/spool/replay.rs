@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, Write as _};
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
@@ -97,38 +96,19 @@ fn io(path: &Path, what: &str, e: std::io::Error) -> Error {
 
 /// Takes the spool's lock, or says who holds it.
 fn lock(dir: &Path) -> Result<File, Error> {
+    use eventhubs_protocol::record::{lock_file, LockError};
     let path = dir.join("lock");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io(&path, "open", e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (process {holder})")
-            };
-            return Err(Error::spool(format!(
-                "the spool in {} is in use by another producer{who}; a spool serves one \
-                 producer at a time",
-                dir.display()
-            )));
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path, "lock", e)),
-    }
-    // Who holds it, for the message above (the lock itself is what counts).
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
-    Ok(file)
+    lock_file(&path).map_err(|e| match e {
+        LockError::Held { holder } => Error::spool(format!(
+            "the spool in {} is in use by another producer{}; a spool serves one \
+             producer at a time",
+            dir.display(),
+            holder
+                .map(|h| format!(" (process {h})"))
+                .unwrap_or_default()
+        )),
+        LockError::Io(e) => io(&path, "lock", e),
+    })
 }
 
 /// The segment numbers in `dir`, in order.

@@ -9,6 +9,8 @@
 
 # shellcheck source-path=SCRIPTDIR source=../results.sh
 source "$HERE/../results.sh"
+# shellcheck source-path=SCRIPTDIR source=../apt.sh
+source "$HERE/../apt.sh"
 RMQ_UP=0
 PB_PID=""
 EMU_PID=""
@@ -39,28 +41,16 @@ tail1() { tail -n "${2:-3}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-400; }
 APT_PKGS=(rabbitmq-server libqpid-proton11-dev libqpid-proton11-dev-examples python3-qpid-proton
   gcc pkg-config python3-venv)
 install_apt() {
-  local missing=() p
-  for p in "${APT_PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "missing Debian packages (${missing[*]}) and not root" >&2
-    return 1
-  fi
-  echo "installing with apt-get: ${missing[*]}" >&2
   # Keep apt from starting the services itself (rabbitmq-server, epmd): 101 is
   # "action not allowed" for invoke-rc.d. Only if no policy exists already.
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  if [[ ! -e /usr/sbin/policy-rc.d && $(id -u) -eq 0 ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     POLICY_CREATED=1
   fi
   local rc=0
-  export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$WORK/apt.log" 2>&1 || rc=$?
+  apt_install "$WORK/apt.log" "${APT_PKGS[@]}" || rc=$?
   remove_policy
-  [[ $rc -eq 0 ]] || echo "apt-get failed ($rc): $(tail1 "$WORK/apt.log" 5)" >&2
   return $rc
 }
 remove_policy() {

@@ -20,6 +20,8 @@ WORK="$HERE/.work"
 mkdir -p "$WORK"
 # shellcheck source-path=SCRIPTDIR source=../results.sh
 source "$HERE/../results.sh"
+# shellcheck source-path=SCRIPTDIR source=../apt.sh
+source "$HERE/../apt.sh"
 
 HUBCAT="${HUBCAT:-target/debug/hubcat}"
 [[ "$HUBCAT" = /* ]] || HUBCAT="$ROOT/$HUBCAT"
@@ -42,24 +44,7 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-install_chromium() {
-  local missing=() p
-  for p in chromium chromium-driver; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "missing Debian packages (${missing[*]}) and not root" >&2
-    return 1
-  fi
-  echo "installing with apt-get: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1 ||
-    { apt-get update >>"$WORK/apt.log" 2>&1 &&
-      apt-get install -y --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1; }
-}
-
-if ! install_chromium; then
+if ! apt_install "$WORK/apt.log" chromium chromium-driver; then
   harness_fail "install" "apt-get install chromium chromium-driver failed (see tests/ui/.work/apt.log)"
   summary
   exit 1

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -85,35 +85,19 @@ impl DataDir {
     pub(crate) fn open(root: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(root.join("hubs"))
             .map_err(|e| io_error(root, "create the data directory", e))?;
+        use eventhubs_protocol::record::{lock_file, LockError};
         let path = root.join("lock");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, "open", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                return Err(format!(
-                    "the data directory {} is in use by another emulator{}; one emulator \
-                     serves a data directory at a time",
-                    root.display(),
-                    match holder.trim() {
-                        "" => String::new(),
-                        pid => format!(" (process {pid})"),
-                    }
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, "lock", e)),
-        }
-        // Who holds it, for the message above (the lock itself is what counts).
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
+        let file = lock_file(&path).map_err(|e| match e {
+            LockError::Held { holder } => format!(
+                "the data directory {} is in use by another emulator{}; one emulator \
+                 serves a data directory at a time",
+                root.display(),
+                holder
+                    .map(|h| format!(" (process {h})"))
+                    .unwrap_or_default()
+            ),
+            LockError::Io(e) => io_error(&path, "lock", e),
+        })?;
         Ok(Self {
             root: root.to_owned(),
             _lock: file,
@@ -550,8 +534,9 @@ impl PartitionFile {
             .ok_or_else(|| std::io::Error::other("no segment is open"))?;
         if let Err(e) = segment.file.write_all(bytes) {
             // A part may have been written: cut it, so that the next record follows
-            // the last whole one.
+            // the last whole one (and is written there, not after a hole).
             let _ = segment.file.set_len(segment.bytes);
+            let _ = segment.file.seek(std::io::SeekFrom::Start(segment.bytes));
             return Err(e);
         }
         segment.bytes += bytes.len() as u64;

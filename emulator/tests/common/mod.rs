@@ -368,3 +368,46 @@ pub fn selector_with(
         value: Value::String(expression.to_owned()),
     }
 }
+
+pub const IDEMPOTENT: &str = "com.microsoft:idempotent-producer";
+
+/// A publishing link that desires idempotent publishing, with these link properties.
+pub async fn idempotent_sender(
+    client: &mut TestClient,
+    name: &str,
+    address: &str,
+    props: &[(&str, Value)],
+) -> Sender {
+    let mut fields = Fields::default();
+    for (k, v) in props {
+        fields.insert(Symbol::from(*k), v.clone());
+    }
+    Sender::builder()
+        .name(name)
+        .target(address)
+        .add_desired_capabilities(IDEMPOTENT)
+        .properties(fields)
+        .attach(&mut client.session)
+        .await
+        .expect("attach")
+}
+
+/// A property the emulator announced on a link's attach.
+pub fn announced(sender: &Sender, key: &str) -> Option<Value> {
+    sender.properties(|p| p.as_ref().and_then(|p| p.get(&Symbol::from(key)).cloned()))
+}
+
+/// Events stamped as an idempotent producer stamps them: `count` from `first`.
+pub fn numbered(producer_id: i64, epoch: i16, first: i32, count: i32) -> Vec<Msg> {
+    (first..first + count)
+        .map(|seq| {
+            let mut e = event(&format!("s{seq}"), None);
+            e.message_annotations = Some(annotations(&[
+                ("com.microsoft:producer-sequence-number", Value::Int(seq)),
+                ("com.microsoft:producer-id", Value::Long(producer_id)),
+                ("com.microsoft:producer-epoch", Value::Short(epoch)),
+            ]));
+            e
+        })
+        .collect()
+}
