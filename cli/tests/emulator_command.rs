@@ -5,28 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::Emulator;
-
-fn hubcat() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hubcat"))
-}
-
-/// Starts `hubcat emulator` with `args` (stdout piped, stderr as asked) and reads its
-/// first stdout line, the plain listener's connection string.
-fn emulator_process(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
-    let mut child = hubcat()
-        .arg("emulator")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn hubcat");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the connection string");
-    (child, line.trim().to_owned())
-}
+use common::{emulator_process, http_get, hubcat, Emulator};
 
 #[test]
 fn prints_exactly_the_connection_string_and_stops_on_sigterm() {
@@ -207,21 +186,6 @@ fn the_emulator_serves_tls_with_a_ca_it_writes_out_and_send_trusts_it_with_tls_c
     assert!(ok, "{err}");
     assert_eq!(out, "over tls\n");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// An HTTP/1.1 GET of `path` from `addr`: the status line and the body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the probe listens");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
 /// What a test harness written for Microsoft's emulator waits on: the log line and
@@ -411,85 +375,6 @@ fn microsofts_config_file_declares_the_hubs_and_groups_and_others_are_refused() 
 }
 
 #[test]
-fn with_a_data_dir_a_restart_serves_the_same_hubs_and_events() {
-    let dir = std::env::temp_dir().join(format!("hubcat-data-dir-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.to_str().expect("a UTF-8 path");
-    let base = ["--bind", "127.0.0.1:0", "--no-health", "--data-dir", data];
-    let first: Vec<&str> = base
-        .iter()
-        .copied()
-        .chain(["--hub", "orders:2", "--consumer-group", "orders:audit"])
-        .collect();
-    let (mut child, cs) = emulator_process(&first, Stdio::null());
-    let (ok, _, err) = common::run(
-        &["send", "--connection-string", &cs, "--hub", "orders"],
-        None,
-        "one\ntwo\nthree\n",
-    );
-    assert!(ok, "{err}");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
-
-    // No --hub: the directory's hub, its group and its events.
-    let (mut child, cs) = emulator_process(&base, Stdio::null());
-    let (ok, out, err) = common::run(
-        &[
-            "tail",
-            "--connection-string",
-            &cs,
-            "--hub",
-            "orders",
-            "--consumer-group",
-            "audit",
-        ],
-        None,
-        "",
-    );
-    assert!(ok, "{err}");
-    let mut got: Vec<&str> = out.lines().collect();
-    got.sort();
-    assert_eq!(got, ["one", "three", "two"]);
-    let (ok, out, err) = common::run(
-        &["info", "--connection-string", &cs, "--hub", "eh1"],
-        None,
-        "",
-    );
-    assert!(!ok, "no default hub beside the directory's: {out}");
-    assert!(err.contains("eh1"), "{err}");
-    // A second emulator on the directory is refused, saying why.
-    let out = hubcat()
-        .arg("emulator")
-        .args(base)
-        .output()
-        .expect("run hubcat");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is in use by another emulator"), "{stderr}");
-    let _ = child.kill();
-    let _ = child.wait();
-
-    // Fewer partitions than the directory holds are refused.
-    let fewer: Vec<&str> = base.iter().copied().chain(["--hub", "orders:1"]).collect();
-    let out = hubcat()
-        .arg("emulator")
-        .args(fewer)
-        .output()
-        .expect("run hubcat");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("hub 'orders' has 2 partitions in the data directory"),
-        "{stderr}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
 fn a_retention_time_must_be_a_duration_of_a_second_or_more() {
     for (value, says) in [("0s", "at least 1s"), ("soon", "e.g. 1h, 30m, 7days")] {
         let out = hubcat()
@@ -509,100 +394,4 @@ fn a_retention_time_must_be_a_duration_of_a_second_or_more() {
             "{value}: {stderr}"
         );
     }
-}
-
-/// What the page is built on: its HTML and its two JSON resources.
-#[test]
-fn the_page_and_its_json_show_hubs_events_and_faults() {
-    let (mut child, cs) = emulator_process(
-        &[
-            "--bind",
-            "127.0.0.1:0",
-            "--no-health",
-            "--ui",
-            "127.0.0.1:0",
-            "--hub",
-            "eh1:2",
-            "--consumer-group",
-            "eh1:audit",
-            "--fault",
-            "throttle,every=1000",
-        ],
-        Stdio::piped(),
-    );
-    // Kept open to the end: the process goes on writing to it.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let page = stderr
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("hubcat emulator: page at http://")
-                .map(|a| a.trim_end_matches('/').to_owned())
-        })
-        .expect("the page's address on stderr");
-    let (status, html) = http_get(&page, "/");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(html.contains("<title>hubcat emulator</title>"), "{html}");
-
-    let (ok, _, err) = common::run(
-        &[
-            "send",
-            "--connection-string",
-            &cs,
-            "--hub",
-            "eh1",
-            "--key-field",
-            "customer",
-            "--idempotent",
-        ],
-        None,
-        "{\"customer\":\"c-42\",\"n\":1}\n",
-    );
-    assert!(ok, "{err}");
-    let (status, state) = http_get(&page, "/api/state");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let hub = &state["hubs"][0];
-    assert_eq!(hub["name"], "eh1");
-    assert_eq!(
-        hub["consumer_groups"],
-        serde_json::json!(["$Default", "audit"])
-    );
-    let partitions = hub["partitions"].as_array().unwrap();
-    assert_eq!(partitions.len(), 2);
-    let stored: Vec<&serde_json::Value> = partitions
-        .iter()
-        .filter(|p| p["last_sequence_number"] == 0)
-        .collect();
-    assert_eq!(stored.len(), 1, "{partitions:?}");
-    assert_eq!(state["faults"][0]["spec"], "throttle,every=1000", "{state}");
-
-    let id = stored[0]["id"].as_str().unwrap();
-    let (status, events) = http_get(&page, &format!("/api/hubs/eh1/partitions/{id}/events"));
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
-    let e = &events["events"][0];
-    assert_eq!(e["body_text"], "{\"customer\":\"c-42\",\"n\":1}");
-    assert_eq!(e["body_json"]["n"], 1);
-    assert_eq!(e["body_hex"].as_str().unwrap().len(), 2 * 25);
-    assert_eq!(e["partition_key"], "c-42");
-    let annotations: Vec<&str> = e["annotations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|kv| kv[0].as_str().unwrap())
-        .collect();
-    assert!(
-        annotations.contains(&"com.microsoft:producer-sequence-number")
-            && annotations.contains(&"x-opt-partition-key"),
-        "{annotations:?}"
-    );
-
-    let (status, _) = http_get(&page, "/api/hubs/nope/partitions/0/events");
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
-    let (status, why) = http_get(&page, "/api/hubs/eh1/partitions/0/events?max=lots");
-    assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert!(why.contains("max"), "{why}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

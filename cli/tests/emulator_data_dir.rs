@@ -3,16 +3,18 @@
 //! a publish was acknowledged for is in the directory, and each partition's sequence
 //! numbers and offsets run on without a gap.
 //!
+//! Also: a restart of the process with no `--hub`, and what the directory refuses.
+//!
 //! `EMULATOR_KILLS` sets the number of kills (4 by default), `EMULATOR_KILL_SEED` the
 //! points they come at.
 
 mod common;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Emulator as Process;
+use common::{emulator_process, hubcat, Emulator as Process};
 use futures_util::StreamExt;
 use streaming_producer::{EventData, Producer};
 
@@ -36,23 +38,22 @@ async fn life(dir: &std::path::Path, round: u64, acked_at_kill: usize) -> Vec<St
         .build()
         .await
         .expect("a producer");
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let reading = {
-        let acked = acked.clone();
-        tokio::spawn(async move {
-            while let Some(outcome) = outcomes.next().await {
-                if outcome.result.is_ok() {
-                    let mut acked = acked.lock().unwrap();
+    // The bodies acknowledged so far, watched for the kill point.
+    let (acked, mut watched) = tokio::sync::watch::channel(Vec::new());
+    let reading = tokio::spawn(async move {
+        while let Some(outcome) = outcomes.next().await {
+            if outcome.result.is_ok() {
+                acked.send_modify(|acked| {
                     acked.extend(
                         outcome
                             .events
                             .bodies()
                             .map(|b| String::from_utf8(b.to_vec()).unwrap()),
-                    );
-                }
+                    )
+                });
             }
-        })
-    };
+        }
+    });
     let sending = tokio::spawn(async move {
         for i in 0u64.. {
             let mut event = EventData::new(format!("r{round}-{i:07}"));
@@ -65,20 +66,17 @@ async fn life(dir: &std::path::Path, round: u64, acked_at_kill: usize) -> Vec<St
         }
     });
     // Killed under load: the producer has batches on the wire at every moment.
-    let loaded = async {
-        while acked.lock().unwrap().len() < acked_at_kill {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
+    let loaded = watched.wait_for(|acked| acked.len() >= acked_at_kill);
     tokio::time::timeout(Duration::from_secs(60), loaded)
         .await
-        .unwrap_or_else(|_| panic!("round {round}: {acked_at_kill} acknowledgements in 60 s"));
+        .unwrap_or_else(|_| panic!("round {round}: {acked_at_kill} acknowledgements in 60 s"))
+        .expect("the outcomes are read until the kill");
     drop(emulator); // SIGKILL
     sending.abort();
     reading.abort();
     let _ = sending.await;
     let _ = reading.await;
-    let acked = acked.lock().unwrap().clone();
+    let acked = watched.borrow().clone();
     acked
 }
 
@@ -132,4 +130,83 @@ async fn every_acknowledged_event_survives_sigkill() {
     );
     emulator.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_a_data_dir_a_restart_serves_the_same_hubs_and_events() {
+    let dir = std::env::temp_dir().join(format!("hubcat-data-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().expect("a UTF-8 path");
+    let base = ["--bind", "127.0.0.1:0", "--no-health", "--data-dir", data];
+    let first: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--hub", "orders:2", "--consumer-group", "orders:audit"])
+        .collect();
+    let (mut child, cs) = emulator_process(&first, Stdio::null());
+    let (ok, _, err) = common::run(
+        &["send", "--connection-string", &cs, "--hub", "orders"],
+        None,
+        "one\ntwo\nthree\n",
+    );
+    assert!(ok, "{err}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+
+    // No --hub: the directory's hub, its group and its events.
+    let (mut child, cs) = emulator_process(&base, Stdio::null());
+    let (ok, out, err) = common::run(
+        &[
+            "tail",
+            "--connection-string",
+            &cs,
+            "--hub",
+            "orders",
+            "--consumer-group",
+            "audit",
+        ],
+        None,
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    assert_eq!(got, ["one", "three", "two"]);
+    let (ok, out, err) = common::run(
+        &["info", "--connection-string", &cs, "--hub", "eh1"],
+        None,
+        "",
+    );
+    assert!(!ok, "no default hub beside the directory's: {out}");
+    assert!(err.contains("eh1"), "{err}");
+    // A second emulator on the directory is refused, saying why.
+    let out = hubcat()
+        .arg("emulator")
+        .args(base)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by another emulator"), "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Fewer partitions than the directory holds are refused.
+    let fewer: Vec<&str> = base.iter().copied().chain(["--hub", "orders:1"]).collect();
+    let out = hubcat()
+        .arg("emulator")
+        .args(fewer)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hub 'orders' has 2 partitions in the data directory"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

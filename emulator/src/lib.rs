@@ -326,11 +326,11 @@ impl EmulatorBuilder {
         let next_producer_id = store
             .hubs()
             .iter()
-            .flat_map(|h| {
+            .filter_map(|h| {
                 h.partitions()
                     .iter()
                     .filter_map(|p| p.max_producer_id())
-                    .collect::<Vec<_>>()
+                    .max()
             })
             .max()
             .map_or(1, |id| id + 1);

@@ -251,6 +251,54 @@ pub fn torn(rest: &[u8], bad: &Bad) -> bool {
     }
 }
 
+/// Where [`read_all`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// At the end of the bytes, after a whole record.
+    Whole,
+    /// At `at`, where a write a crash interrupted begins (see [`torn`]): the bytes
+    /// from there can be cut, if the file is the newest one written to.
+    Torn {
+        /// The offset of the torn record.
+        at: usize,
+        /// What is wrong with it.
+        bad: Bad,
+    },
+    /// At `at`, where the bytes are damaged and whole records follow.
+    Damaged {
+        /// The offset of the damaged record.
+        at: usize,
+        /// What is wrong with it.
+        bad: Bad,
+    },
+}
+
+/// Reads the records of `bytes` from offset `start` to the end, handing each one's type
+/// and fields to `apply`, which returns `None` when they do not parse (a
+/// [`Bad::Malformed`] record). Returns where it stopped and why.
+pub fn read_all(
+    bytes: &[u8],
+    start: usize,
+    max_body: usize,
+    mut apply: impl FnMut(u8, Fields<'_>) -> Option<()>,
+) -> End {
+    let mut at = start;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let read = split(rest, max_body).and_then(|(kind, fields, len)| {
+            apply(kind, fields)
+                .map(|()| len)
+                .ok_or(Bad::Malformed("fields do not match the record type"))
+        });
+        match read {
+            Ok(len) => at += len,
+            Err(bad) if torn(rest, &bad) => return End::Torn { at, bad },
+            Err(bad) => return End::Damaged { at, bad },
+        }
+    }
+    End::Whole
+}
+
 /// Why [`lock_file`] could not take a lock.
 #[derive(Debug)]
 pub enum LockError {
@@ -353,6 +401,52 @@ mod tests {
         let bad = split(&zeros, 64).unwrap_err();
         assert_eq!(bad, Bad::Length(0));
         assert!(torn(&zeros, &bad));
+    }
+
+    #[test]
+    fn reading_all_records_stops_at_a_torn_or_damaged_one() {
+        let mut file = b"HEAD".to_vec();
+        let first = RecordWriter::begin(&mut file, 1).u64(1).end();
+        RecordWriter::begin(&mut file, 1).u64(2).end();
+        let read = |bytes: &[u8]| {
+            let mut seen = Vec::new();
+            let end = read_all(bytes, 4, 64, |kind, mut f| {
+                seen.push(f.u64()?);
+                (kind == 1).then_some(())?;
+                f.end()
+            });
+            (end, seen)
+        };
+        assert_eq!(read(&file), (End::Whole, vec![1, 2]));
+        let cut = &file[..file.len() - 3];
+        assert_eq!(
+            read(cut),
+            (
+                End::Torn {
+                    at: 4 + first,
+                    bad: Bad::Truncated
+                },
+                vec![1]
+            )
+        );
+        let mut damaged = file.clone();
+        damaged[4 + HEADER + 2] ^= 1;
+        assert_eq!(
+            read(&damaged).0,
+            End::Damaged {
+                at: 4,
+                bad: Bad::Checksum
+            }
+        );
+        let mut other = file.clone();
+        RecordWriter::begin(&mut other, 9).u64(3).end();
+        assert!(matches!(
+            read(&other).0,
+            End::Torn {
+                bad: Bad::Malformed(_),
+                ..
+            }
+        ));
     }
 
     #[test]

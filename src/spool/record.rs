@@ -169,7 +169,8 @@ pub(crate) fn read(bytes: &[u8]) -> Result<(Record<'_>, usize), Bad> {
     Ok((record, len))
 }
 
-fn parse(kind: u8, mut f: Fields<'_>) -> Option<Record<'_>> {
+/// The record of type `kind` with these fields, if they parse as its type says.
+pub(crate) fn parse(kind: u8, mut f: Fields<'_>) -> Option<Record<'_>> {
     let record = match kind {
         SNAPSHOT => {
             let destination = f.str()?;

@@ -11,6 +11,8 @@ use streaming_producer_layers::batch::Stamp;
 use tokio::sync::{watch, Notify};
 
 use super::books::{Books, Part, Segment};
+use eventhubs_protocol::record::End;
+
 use super::record::{self, Base, Record, MAGIC};
 use super::writer::segment_path;
 use super::{Inner, Progress, SpoolOptions};
@@ -160,37 +162,34 @@ fn read_segment(
             path.display()
         )));
     }
-    let mut offset = MAGIC.len();
-    while offset < bytes.len() {
-        match record::read(&bytes[offset..]) {
-            Ok((record, len)) => {
-                replayed.apply(number, record);
-                offset += len;
-            }
-            Err(bad) => {
-                let rest = &bytes[offset..];
-                let torn = eventhubs_protocol::record::torn(rest, &bad);
-                if !(newest && torn) {
-                    return Err(damaged(offset, &bad));
-                }
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset,
-                    cut = rest.len(),
-                    "cutting a torn write at the end of the spool ({bad})"
-                );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io(path, "open", e))?;
-                file.set_len(offset as u64)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| io(path, "cut the torn end of", e))?;
-                break;
-            }
+    let at = match eventhubs_protocol::record::read_all(
+        &bytes,
+        MAGIC.len(),
+        record::MAX_BODY,
+        |kind, fields| {
+            replayed.apply(number, record::parse(kind, fields)?);
+            Some(())
+        },
+    ) {
+        End::Whole => return Ok(()),
+        End::Torn { at, bad } if newest => {
+            tracing::warn!(
+                segment = %path.display(),
+                offset = at,
+                cut = bytes.len() - at,
+                "cutting a torn write at the end of the spool ({bad})"
+            );
+            at
         }
-    }
-    Ok(())
+        End::Torn { at, bad } | End::Damaged { at, bad } => return Err(damaged(at, &bad)),
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io(path, "open", e))?;
+    file.set_len(at as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io(path, "cut the torn end of", e))
 }
 
 pub(super) fn open(

@@ -91,3 +91,35 @@ pub(crate) fn run(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Starts `hubcat emulator` with `args` (stdout piped, stderr as asked) and reads its
+/// first stdout line, the plain listener's connection string.
+pub(crate) fn emulator_process(args: &[&str], stderr: Stdio) -> (std::process::Child, String) {
+    let mut child = hubcat()
+        .arg("emulator")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn hubcat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the connection string");
+    (child, line.trim().to_owned())
+}
+
+/// An HTTP/1.1 GET of `path` from `addr`: the status line and the body.
+pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the probe listens");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}

@@ -273,55 +273,41 @@ fn read_segment(path: &Path, newest: bool, log: &mut Log) -> Result<bool, String
             path.display()
         )
     };
-    let Some(records) = bytes.strip_prefix(SEGMENT_MAGIC) else {
+    if !bytes.starts_with(SEGMENT_MAGIC) {
         if newest && SEGMENT_MAGIC.starts_with(&bytes) {
             // Created, and the crash came before its first bytes were written.
             std::fs::remove_file(path).map_err(|e| io_error(path, "remove", e))?;
             return Ok(false);
         }
         return Err(damaged(0, &"it does not start as a segment file"));
-    };
-    let mut offset = SEGMENT_MAGIC.len();
-    let mut rest = records;
-    while !rest.is_empty() {
-        let applied = record::split(rest, MAX_BODY).and_then(|(kind, f, len)| {
-            apply(kind, f, log)
-                .map(|()| len)
-                .ok_or(record::Bad::Malformed(
-                    "fields do not match the record type",
-                ))
-        });
-        match applied {
-            Ok(len) => {
-                offset += len;
-                rest = &rest[len..];
-            }
-            Err(bad) => {
-                if !(newest && record::torn(rest, &bad)) {
-                    return Err(damaged(offset, &bad));
-                }
-                tracing::warn!(
-                    file = %path.display(),
-                    offset,
-                    cut = rest.len(),
-                    "cutting a torn write at the end of a partition's data ({bad})"
-                );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io_error(path, "open", e))?;
-                file.set_len(offset as u64)
-                    .map_err(|e| io_error(path, "cut the torn end of", e))?;
-                if offset == SEGMENT_MAGIC.len() {
-                    // Not even its first record was whole.
-                    drop(file);
-                    std::fs::remove_file(path).map_err(|e| io_error(path, "remove", e))?;
-                    return Ok(false);
-                }
-                break;
-            }
-        }
     }
+    let at = match record::read_all(&bytes, SEGMENT_MAGIC.len(), MAX_BODY, |kind, f| {
+        apply(kind, f, log)
+    }) {
+        record::End::Whole => return Ok(true),
+        record::End::Torn { at, bad } if newest => {
+            tracing::warn!(
+                file = %path.display(),
+                offset = at,
+                cut = bytes.len() - at,
+                "cutting a torn write at the end of a partition's data ({bad})"
+            );
+            at
+        }
+        record::End::Torn { at, bad } | record::End::Damaged { at, bad } => {
+            return Err(damaged(at, &bad))
+        }
+    };
+    if at == SEGMENT_MAGIC.len() {
+        // Not even its first record was whole.
+        std::fs::remove_file(path).map_err(|e| io_error(path, "remove", e))?;
+        return Ok(false);
+    }
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_len(at as u64))
+        .map_err(|e| io_error(path, "cut the torn end of", e))?;
     Ok(true)
 }
 
@@ -475,16 +461,14 @@ impl PartitionFile {
         producer: Option<(i64, &ProducerState)>,
         max_age_ms: Option<i64>,
     ) -> std::io::Result<()> {
-        let roll = match &self.current {
-            None => true,
-            Some(s) => {
+        // Only a segment with events is full or old.
+        let roll = self.current.as_ref().is_none_or(|s| {
+            s.oldest_ms.is_some_and(|oldest| {
                 s.bytes >= self.segment_bytes
-                    || s.oldest_ms
-                        .zip(max_age_ms)
-                        .is_some_and(|(t, age)| now_ms.saturating_sub(t) > age)
-            }
-        };
-        if roll && self.current.as_ref().is_none_or(|s| s.oldest_ms.is_some()) {
+                    || max_age_ms.is_some_and(|age| now_ms.saturating_sub(oldest) > age)
+            })
+        });
+        if roll {
             self.roll(log)?;
         }
         let mut out = std::mem::take(&mut self.buf);
