@@ -208,5 +208,15 @@ fn with_a_data_dir_a_restart_serves_the_same_hubs_and_events() {
         stderr.contains("hub 'orders' has 2 partitions in the data directory"),
         "{stderr}"
     );
+    // A file where the directory should be is named as such.
+    let file = dir.join("hubs").join("orders").join("hub");
+    let out = hubcat()
+        .args(["emulator", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&file)
+        .output()
+        .expect("run hubcat");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a directory"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -178,6 +178,9 @@ pub(crate) type StoredHubs = Vec<(HubConfig, i64)>;
 
 /// The hubs a data directory holds (without taking its lock).
 pub(crate) fn stored_hubs(root: &Path) -> Result<StoredHubs, String> {
+    if root.exists() && !root.is_dir() {
+        return Err(format!("{} is not a directory", root.display()));
+    }
     let hubs = root.join("hubs");
     let entries = match std::fs::read_dir(&hubs) {
         Ok(entries) => entries,
